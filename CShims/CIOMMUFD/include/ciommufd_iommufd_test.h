@@ -1,0 +1,71 @@
+/*
+ * TEST-ONLY: the iommufd selftest command (IOMMU_TEST_CMD, nr 0xa0).
+ *
+ * Only kernels built with CONFIG_IOMMUFD_TEST answer it. It creates mock
+ * devices and mock domains inside the real kernel, so the same tests can run
+ * against MockKernel and a real kernel. Never use it in production code.
+ */
+#ifndef CIOMMUFD_IOMMUFD_TEST_H
+#define CIOMMUFD_IOMMUFD_TEST_H
+
+#include "ciommufd_types.h"
+
+static const unsigned long IOMMU_TEST_CMD = CIOMMUFD_IO(0x3b, 0x80 + 32);
+
+static const uint32_t IOMMU_TEST_OP_ADD_RESERVED = 1;
+static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN = 2;
+static const uint32_t IOMMU_TEST_OP_MD_CHECK_MAP = 3;
+static const uint32_t IOMMU_TEST_OP_MD_CHECK_REFS = 4;
+static const uint32_t IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9;
+static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
+static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
+
+/* The selftest mock domain's geometry (MOCK_IOMMUPT_DEFAULT). */
+static const uint64_t IOMMU_TEST_MOCK_APERTURE_START = 1ull << 24;
+static const uint64_t IOMMU_TEST_MOCK_APERTURE_LAST = (1ull << 31) - 1;
+static const uint64_t IOMMU_TEST_MOCK_PAGE_SIZE = 2048;
+
+struct iommu_test_cmd {
+    ciommufd_u32 size;
+    ciommufd_u32 op;
+    ciommufd_u32 id;
+    ciommufd_u32 __reserved;
+    union {
+        struct {
+            ciommufd_u64 start;
+            ciommufd_u64 length;
+        } add_reserved;
+        struct {
+            ciommufd_u32 out_stdev_id;
+            ciommufd_u32 out_hwpt_id;
+            ciommufd_u32 out_idev_id;
+        } mock_domain;
+        struct {
+            ciommufd_u32 out_stdev_id;
+            ciommufd_u32 out_hwpt_id;
+            ciommufd_u32 out_idev_id;
+            ciommufd_u32 dev_flags;
+        } mock_domain_flags;
+        struct {
+            ciommufd_u32 pt_id;
+        } mock_domain_replace;
+        struct {
+            ciommufd_u64 iova;
+            ciommufd_u64 length;
+            ciommufd_u64 uptr;
+        } check_map;
+        struct {
+            ciommufd_u64 length;
+            ciommufd_u64 uptr;
+            ciommufd_u32 refs;
+        } check_refs;
+        struct {
+            ciommufd_u32 limit;
+        } memory_limit;
+        /* The kernel's union has further members; the largest (dirty) is 48 bytes. */
+        ciommufd_u8 __union_size[48];
+    };
+    ciommufd_u32 last;
+};
+
+#endif

@@ -1,0 +1,83 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "swift-iommufd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "IOMMUFD", targets: ["IOMMUFD"]),
+        .library(name: "MockKernel", targets: ["MockKernel"]),
+        .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
+        .executable(name: "iommufd-bench", targets: ["iommufd-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "CIOMMUFD",
+            path: "CShims/CIOMMUFD",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        .target(
+            name: "IOMMUFD",
+            dependencies: [
+                "CIOMMUFD",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "MockKernel",
+            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "iommufd-probe",
+            dependencies: [
+                "IOMMUFD", "MockKernel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/iommufd-probe",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "CBenchBaseline",
+            dependencies: ["CIOMMUFD"],
+            path: "tools/iommufd-bench/CBenchBaseline"
+        ),
+        .executableTarget(
+            name: "iommufd-bench",
+            dependencies: [
+                "IOMMUFD", "CBenchBaseline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/iommufd-bench/Sources",
+            swiftSettings: strictSettings + [.unsafeFlags(["-Ounchecked"])]
+        ),
+        .testTarget(
+            name: "CIOMMUFDTests",
+            dependencies: ["CIOMMUFD"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "IOMMUFDTests",
+            dependencies: ["IOMMUFD", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "HardwareTests",
+            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            path: "hw-tests/HardwareTests",
+            swiftSettings: strictSettings
+        ),
+    ]
+)

@@ -1,0 +1,91 @@
+public import SystemPackage
+
+/// A failure reported by the kernel (or by MockKernel) for one operation.
+///
+/// It keeps what an operator needs: the operation in the kernel's spelling,
+/// the errno as a named value, the ids and addresses involved, and where in the
+/// caller's code it happened. ``explanation`` turns the well-known cases into a
+/// sentence with a fix.
+///
+/// The value is cheap to build (no string formatting until it is printed), so
+/// that a failing ioctl costs no more than the system call itself.
+public struct IOMMUError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The operation that failed, e.g. ``IOMMUOperation/ioasMap``.
+    public var operation: IOMMUOperation
+    /// The errno the kernel returned.
+    public var errno: Errno
+    /// The ids, addresses and lengths the operation was given.
+    public var context: IOMMUErrorContext
+    /// The caller's source file (`#fileID`).
+    public var fileID: String
+    /// The caller's source line.
+    public var line: Int
+
+    public init(
+        _ operation: IOMMUOperation, _ errno: Errno, _ context: IOMMUErrorContext = IOMMUErrorContext(),
+        fileID: String = #fileID, line: Int = #line
+    ) {
+        self.operation = operation
+        self.errno = errno
+        self.context = context
+        self.fileID = fileID
+        self.line = line
+    }
+
+    /// `IOMMU_IOAS_MAP failed: Cannot allocate memory (errno 12) [ioas=1 length=0x1000]`,
+    /// followed by the explanation and fix hint when one is known.
+    public var description: String {
+        var text = "\(operation.name) failed: \(errno.description) (errno \(errno.rawValue))"
+        let details = context.description
+        if !details.isEmpty { text += " [\(details)]" }
+        if let explanation {
+            text += ": \(explanation.meaning)"
+            if let fix = explanation.fix { text += " Fix: \(fix)" }
+        }
+        return text
+    }
+}
+
+/// The arguments of the failed operation, kept as numbers and rendered only when printed.
+public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
+    /// The object the operation acted on (IOAS, HWPT, device...).
+    public var objectID: UInt32?
+    /// A second object, e.g. the source IOAS of a copy.
+    public var otherObjectID: UInt32?
+    public var iova: UInt64?
+    public var length: UInt64?
+    public var userAddress: UInt64?
+    public var fileDescriptor: Int32?
+    public var path: String?
+    /// `RLIMIT_MEMLOCK` at the time of an `ENOMEM`, in bytes (`nil` unlimited or unknown).
+    public var memlockLimit: UInt64?
+    /// What the kernel wrote back when it differs from what was asked (e.g. unmapped bytes).
+    public var reportedLength: UInt64?
+
+    public init(
+        objectID: UInt32? = nil, otherObjectID: UInt32? = nil, iova: UInt64? = nil, length: UInt64? = nil,
+        userAddress: UInt64? = nil, fileDescriptor: Int32? = nil, path: String? = nil
+    ) {
+        self.objectID = objectID
+        self.otherObjectID = otherObjectID
+        self.iova = iova
+        self.length = length
+        self.userAddress = userAddress
+        self.fileDescriptor = fileDescriptor
+        self.path = path
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        if let path { parts.append("path=\(path)") }
+        if let objectID { parts.append("id=\(objectID)") }
+        if let otherObjectID { parts.append("other-id=\(otherObjectID)") }
+        if let fileDescriptor { parts.append("fd=\(fileDescriptor)") }
+        if let userAddress { parts.append("va=0x\(String(userAddress, radix: 16))") }
+        if let iova { parts.append("iova=0x\(String(iova, radix: 16))") }
+        if let length { parts.append("length=0x\(String(length, radix: 16))") }
+        if let reportedLength { parts.append("reported=0x\(String(reportedLength, radix: 16))") }
+        if let memlockLimit { parts.append("memlock=\(memlockLimit)") }
+        return parts.joined(separator: " ")
+    }
+}

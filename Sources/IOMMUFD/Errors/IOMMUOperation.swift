@@ -1,0 +1,38 @@
+/// The kernel operation that failed, in the kernel's own spelling.
+public enum IOMMUOperation: String, Sendable, Hashable, CaseIterable {
+    case destroy = "IOMMU_DESTROY"
+    case ioasAlloc = "IOMMU_IOAS_ALLOC"
+    case ioasAllowIOVAs = "IOMMU_IOAS_ALLOW_IOVAS"
+    case ioasCopy = "IOMMU_IOAS_COPY"
+    case ioasIOVARanges = "IOMMU_IOAS_IOVA_RANGES"
+    case ioasMap = "IOMMU_IOAS_MAP"
+    case ioasUnmap = "IOMMU_IOAS_UNMAP"
+    case option = "IOMMU_OPTION"
+    case vfioIOAS = "IOMMU_VFIO_IOAS"
+    case hwptAlloc = "IOMMU_HWPT_ALLOC"
+    case getHWInfo = "IOMMU_GET_HW_INFO"
+    case hwptSetDirtyTracking = "IOMMU_HWPT_SET_DIRTY_TRACKING"
+    case hwptGetDirtyBitmap = "IOMMU_HWPT_GET_DIRTY_BITMAP"
+    case hwptInvalidate = "IOMMU_HWPT_INVALIDATE"
+    case faultQueueAlloc = "IOMMU_FAULT_QUEUE_ALLOC"
+    case ioasMapFile = "IOMMU_IOAS_MAP_FILE"
+    case viommuAlloc = "IOMMU_VIOMMU_ALLOC"
+    case vdeviceAlloc = "IOMMU_VDEVICE_ALLOC"
+    case ioasChangeProcess = "IOMMU_IOAS_CHANGE_PROCESS"
+    case veventqAlloc = "IOMMU_VEVENTQ_ALLOC"
+    case hwQueueAlloc = "IOMMU_HW_QUEUE_ALLOC"
+    case ioasNoIOMMUGetPA = "IOMMU_IOAS_NOIOMMU_GET_PA"
+    case testCommand = "IOMMU_TEST_CMD"
+    case open = "open"
+    case close = "close"
+    case mmap = "mmap"
+    case munmap = "munmap"
+    case memfdCreate = "memfd_create"
+    case ftruncate = "ftruncate"
+    case read = "read"
+    case write = "write"
+    case getrlimit = "getrlimit"
+
+    /// The kernel's name for the operation, e.g. `IOMMU_IOAS_MAP`.
+    public var name: String { rawValue }
+}

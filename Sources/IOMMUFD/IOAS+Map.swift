@@ -1,0 +1,142 @@
+import CIOMMUFD
+import SystemPackage
+
+extension IOAS {
+    /// Maps user memory into the IOAS. The corresponding ioctl is `IOMMU_IOAS_MAP`.
+    ///
+    /// With `iova == nil` the kernel chooses an IOVA inside the allowed ranges,
+    /// aligned to keep large pages possible; otherwise the mapping goes exactly at `iova`.
+    /// Pages are pinned (and charged to `RLIMIT_MEMLOCK`) once a device domain is attached.
+    ///
+    /// - Throws: `EEXIST` (fixed IOVA overlaps a mapping), `ENOSPC` (no room), `EINVAL`
+    ///   (zero or misaligned length/IOVA, reserved range), `EOVERFLOW` (wrap), `EFAULT`
+    ///   (memory not mapped), `ENOMEM` (memlock limit; the error carries the current limit).
+    public func map(
+        userAddress: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
+        fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> IOASMapping {
+        var command = iommu_ioas_map()
+        command.size = UInt32(MemoryLayout<iommu_ioas_map>.size)
+        command.flags = access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA)
+        command.ioas_id = id.rawValue
+        command.user_va = userAddress
+        command.length = length
+        command.iova = iova?.rawValue ?? 0
+        do {
+            try iommufd.perform(IOMMU_IOAS_MAP, &command, .ioasMap,
+                                IOMMUErrorContext(objectID: id.rawValue, iova: iova?.rawValue, length: length, userAddress: userAddress),
+                                fileID: fileID, line: line)
+        } catch {
+            throw withMemlockLimit(error)
+        }
+        return IOASMapping(iova: IOVA(command.iova), length: length)
+    }
+
+    /// Maps a buffer of user memory; see ``map(userAddress:length:at:access:fileID:line:)``.
+    ///
+    /// Safety: the memory must stay mapped in this process until the mapping is removed;
+    /// a device may read or write it at any time while it is mapped.
+    public func map(
+        _ buffer: UnsafeRawBufferPointer, at iova: IOVA? = nil, access: MapAccess = .readWrite,
+        fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> IOASMapping {
+        let address = UInt64(UInt(bitPattern: buffer.baseAddress))
+        return try map(userAddress: address, length: UInt64(buffer.count), at: iova, access: access, fileID: fileID, line: line)
+    }
+
+    /// Maps `length` bytes of a file (a memfd, or a dma-buf) from `offset`.
+    /// The corresponding ioctl is `IOMMU_IOAS_MAP_FILE`.
+    ///
+    /// Nothing is pinned by virtual address, which keeps `IOMMU_IOAS_CHANGE_PROCESS` possible.
+    ///
+    /// - Throws: `EBADF` (not a file), `EINVAL` (beyond the end of the file once pinned), and the errors of `map`.
+    public func mapFile(
+        fileDescriptor: Int32, offset: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
+        fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> IOASMapping {
+        var command = iommu_ioas_map_file()
+        command.size = UInt32(MemoryLayout<iommu_ioas_map_file>.size)
+        command.flags = access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA)
+        command.ioas_id = id.rawValue
+        command.fd = fileDescriptor
+        command.start = offset
+        command.length = length
+        command.iova = iova?.rawValue ?? 0
+        do {
+            try iommufd.perform(IOMMU_IOAS_MAP_FILE, &command, .ioasMapFile,
+                                IOMMUErrorContext(objectID: id.rawValue, iova: iova?.rawValue, length: length, fileDescriptor: fileDescriptor),
+                                fileID: fileID, line: line)
+        } catch {
+            throw withMemlockLimit(error)
+        }
+        return IOASMapping(iova: IOVA(command.iova), length: length)
+    }
+
+    /// Maps the pages behind `[sourceIOVA, sourceIOVA + length)` of `source` into this IOAS
+    /// without pinning them again. The corresponding ioctl is `IOMMU_IOAS_COPY`.
+    ///
+    /// - Throws: `ENOENT` when the source range is not fully mapped, and the errors of `map`.
+    public func copy(
+        from source: IOAS, iova sourceIOVA: IOVA, length: UInt64, to iova: IOVA? = nil, access: MapAccess = .readWrite,
+        fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> IOASMapping {
+        var command = iommu_ioas_copy()
+        command.size = UInt32(MemoryLayout<iommu_ioas_copy>.size)
+        command.flags = access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA)
+        command.dst_ioas_id = id.rawValue
+        command.src_ioas_id = source.id.rawValue
+        command.length = length
+        command.dst_iova = iova?.rawValue ?? 0
+        command.src_iova = sourceIOVA.rawValue
+        do {
+            try iommufd.perform(IOMMU_IOAS_COPY, &command, .ioasCopy,
+                                IOMMUErrorContext(objectID: id.rawValue, otherObjectID: source.id.rawValue, iova: sourceIOVA.rawValue, length: length),
+                                fileID: fileID, line: line)
+        } catch {
+            throw withMemlockLimit(error)
+        }
+        return IOASMapping(iova: IOVA(command.dst_iova), length: length)
+    }
+
+    /// Unmaps every mapping inside `[iova, iova + length)` and returns the bytes unmapped.
+    /// The corresponding ioctl is `IOMMU_IOAS_UNMAP`.
+    ///
+    /// The range may contain holes but must not cut through a mapping.
+    ///
+    /// - Throws: `ENOENT` when nothing is mapped there or a mapping is cut, `EINVAL` for
+    ///   length 0, `EOVERFLOW` when the range wraps.
+    @inline(__always)
+    public func unmap(iova: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+        var command = iommu_ioas_unmap(size: UInt32(MemoryLayout<iommu_ioas_unmap>.size), ioas_id: id.rawValue, iova: iova.rawValue, length: length)
+        try iommufd.perform(IOMMU_IOAS_UNMAP, &command, .ioasUnmap,
+                            IOMMUErrorContext(objectID: id.rawValue, iova: iova.rawValue, length: length),
+                            fileID: fileID, line: line)
+        return command.length
+    }
+
+    /// Unmaps exactly one mapping and checks that the kernel removed exactly its length.
+    ///
+    /// - Throws: the errors of ``unmap(iova:length:fileID:line:)``, or `EIO` with
+    ///   `context.reportedLength` set when the kernel reports a different length.
+    public func unmap(_ mapping: IOASMapping, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        let unmapped = try unmap(iova: mapping.iova, length: mapping.length, fileID: fileID, line: line)
+        if unmapped != mapping.length {
+            var context = IOMMUErrorContext(objectID: id.rawValue, iova: mapping.iova.rawValue, length: mapping.length)
+            context.reportedLength = unmapped
+            throw IOMMUError(.ioasUnmap, .ioError, context, fileID: fileID, line: line)
+        }
+    }
+
+    /// Unmaps everything in the IOAS (`iova = 0, length = UINT64_MAX`) and returns the bytes unmapped; succeeds on an empty IOAS.
+    public func unmapAll(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+        try unmap(iova: IOVA(0), length: .max, fileID: fileID, line: line)
+    }
+
+    /// Adds the memlock limit in force to an `ENOMEM`, so the message can say what it is.
+    private func withMemlockLimit(_ error: IOMMUError) -> IOMMUError {
+        guard error.errno == .noMemory else { return error }
+        var error = error
+        error.context.memlockLimit = (try? iommufd.system.memoryLockLimit())?.current
+        return error
+    }
+}

@@ -1,0 +1,68 @@
+import CIOMMUFD
+import Logging
+import Synchronization
+
+/// An I/O address space: a map from IOVAs to memory, to which devices and HWPTs attach.
+///
+/// Shared by every device attached to it, so it is a class; it keeps its
+/// ``IOMMUFD`` alive, and is destroyed (best effort) when the last reference goes.
+public final class IOAS: Sendable {
+    /// The context the IOAS lives in.
+    public let iommufd: IOMMUFD
+    /// The kernel's id for this IOAS.
+    public let id: IOASID
+    private let destroyed = Atomic<Bool>(false)
+
+    init(iommufd: IOMMUFD, id: IOASID) {
+        self.iommufd = iommufd
+        self.id = id
+        iommufd.logger.debug("IOAS allocated", metadata: ["ioas.id": "\(id.rawValue)"])
+    }
+
+    deinit {
+        guard !destroyed.load(ordering: .acquiring) else { return }
+        do {
+            try iommufd.destroy(id)
+            iommufd.logger.debug("IOAS destroyed", metadata: ["ioas.id": "\(id.rawValue)"])
+        } catch {
+            iommufd.logger.debug("destroying IOAS failed", metadata: ["ioas.id": "\(id.rawValue)", "error": "\(error)"])
+        }
+    }
+
+    /// Destroys the IOAS now and reports a failure (the deinitializer would only log it).
+    ///
+    /// - Throws: `EBUSY` while a device or HWPT still uses it.
+    public func destroy(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        try iommufd.destroy(id, fileID: fileID, line: line)
+        destroyed.store(true, ordering: .releasing)
+    }
+}
+
+/// The access a device is given to a mapping.
+public struct MapAccess: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// The device may read the memory (`IOMMU_IOAS_MAP_READABLE`).
+    public static let readable = MapAccess(rawValue: IOMMU_IOAS_MAP_READABLE)
+    /// The device may write the memory (`IOMMU_IOAS_MAP_WRITEABLE`).
+    public static let writeable = MapAccess(rawValue: IOMMU_IOAS_MAP_WRITEABLE)
+    /// Both directions.
+    public static let readWrite: MapAccess = [.readable, .writeable]
+}
+
+/// One mapping made in an IOAS: where it landed and how long it is.
+public struct IOASMapping: Hashable, Sendable, CustomStringConvertible {
+    public var iova: IOVA
+    public var length: UInt64
+
+    public init(iova: IOVA, length: UInt64) {
+        self.iova = iova
+        self.length = length
+    }
+
+    /// The inclusive IOVA range covered.
+    public var range: IOVARange { IOVARange(start: iova, length: length) }
+
+    public var description: String { "\(iova)+0x\(String(length, radix: 16))" }
+}

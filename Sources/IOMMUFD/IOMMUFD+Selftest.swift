@@ -1,0 +1,47 @@
+import CIOMMUFD
+
+/// TEST-ONLY: a mock device created by the kernel selftest (`CONFIG_IOMMUFD_TEST`) and attached to an IOAS.
+///
+/// Destroying ``selftestID`` unbinds the mock device and detaches it; the HWPT the kernel
+/// created for it goes away with it.
+public struct SelftestMockDevice: Hashable, Sendable {
+    /// The selftest object; destroy it to remove the device.
+    public var selftestID: SelftestID
+    /// The paging HWPT the kernel allocated for the attach.
+    public var hwptID: HWPTID
+    /// The bound device's id.
+    public var deviceID: DeviceID
+}
+
+extension IOAS {
+    /// TEST-ONLY: creates a selftest mock device and attaches it to this IOAS, which gives the
+    /// IOAS an IOMMU domain (2 KiB I/O pages, aperture [2^24, 2^31)). Only kernels built with
+    /// `CONFIG_IOMMUFD_TEST`, and MockKernel, answer it. The corresponding ioctl is `IOMMU_TEST_CMD`
+    /// with `IOMMU_TEST_OP_MOCK_DOMAIN`.
+    @_spi(Selftest)
+    public func selftestAttachMockDomain(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> SelftestMockDevice {
+        var command = iommu_test_cmd()
+        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
+        command.op = IOMMU_TEST_OP_MOCK_DOMAIN
+        command.id = id.rawValue
+        try iommufd.perform(IOMMU_TEST_CMD, &command, .testCommand, IOMMUErrorContext(objectID: id.rawValue), fileID: fileID, line: line)
+        return SelftestMockDevice(
+            selftestID: SelftestID(rawValue: command.mock_domain.out_stdev_id),
+            hwptID: HWPTID(rawValue: command.mock_domain.out_hwpt_id),
+            deviceID: DeviceID(rawValue: command.mock_domain.out_idev_id))
+    }
+
+    /// TEST-ONLY: reserves `[start, start + length)` in this IOAS, as a device's reserved region would.
+    /// The corresponding ioctl is `IOMMU_TEST_CMD` with `IOMMU_TEST_OP_ADD_RESERVED`.
+    @_spi(Selftest)
+    public func selftestAddReserved(start: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        var command = iommu_test_cmd()
+        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
+        command.op = IOMMU_TEST_OP_ADD_RESERVED
+        command.id = id.rawValue
+        command.add_reserved.start = start.rawValue
+        command.add_reserved.length = length
+        try iommufd.perform(IOMMU_TEST_CMD, &command, .testCommand,
+                            IOMMUErrorContext(objectID: id.rawValue, iova: start.rawValue, length: length), fileID: fileID, line: line)
+    }
+}

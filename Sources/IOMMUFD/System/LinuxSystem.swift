@@ -1,0 +1,129 @@
+import CIOMMUFD
+public import SystemPackage
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
+
+/// The real operating system: the only file in swift-iommufd that makes system calls.
+///
+/// Every result is checked; `errno` is read immediately after the call;
+/// `EINTR` is retried except for `close`, which must never be retried on Linux
+/// because the descriptor is already released.
+public struct LinuxSystem: SystemInterface {
+    public init() {}
+
+    @inline(__always)
+    private func valueOrErrno<Value: FixedWidthInteger>(
+        retryOnInterrupt: Bool = true, _ call: () -> Value
+    ) throws(Errno) -> Value {
+        while true {
+            let result = call()
+            if result != -1 { return result }
+            let error = Errno(rawValue: ciommufd_errno())
+            if retryOnInterrupt && error == .interrupted { continue }
+            throw error
+        }
+    }
+
+    public func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 {
+        try valueOrErrno { ciommufd_open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    public func close(_ fd: Int32) throws(Errno) {
+        _ = try valueOrErrno(retryOnInterrupt: false) { ciommufd_close(fd) }
+    }
+
+    @inline(__always)
+    public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+        try valueOrErrno { ciommufd_ioctl(fd, request, argument) }
+    }
+
+    public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    public func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    public func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    public func pwrite(_ fd: Int32, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
+        try valueOrErrno { Glibc.pwrite(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+    }
+
+    public func mmap(address: UnsafeMutableRawPointer?, length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+        let result = ciommufd_mmap(address, length, protection, flags, fd, Int(offset))
+        guard let result, result != ciommufd_map_failed() else {
+            throw Errno(rawValue: ciommufd_errno())
+        }
+        return result
+    }
+
+    public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
+        _ = try valueOrErrno { ciommufd_munmap(address, length) }
+    }
+
+    public func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
+        try valueOrErrno { ciommufd_memfd_create(name, flags | CIOMMUFD_MFD_CLOEXEC) }
+    }
+
+    public func ftruncate(_ fd: Int32, length: Int64) throws(Errno) {
+        _ = try valueOrErrno { Glibc.ftruncate(fd, off_t(length)) }
+    }
+
+    public func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 {
+        try valueOrErrno { ciommufd_eventfd(initialValue, flags | Int32(EFD_CLOEXEC)) }
+    }
+
+    public func readFile(_ path: String) throws(Errno) -> [UInt8] {
+        let fd = try open(path, flags: O_RDONLY, mode: 0)
+        defer { try? close(fd) }
+        var contents: [UInt8] = []
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+        defer { chunk.deallocate() }
+        while true {
+            let count = try read(fd, into: chunk)
+            if count == 0 { return contents }
+            contents.append(contentsOf: chunk[0..<count])
+        }
+    }
+
+    public func writeFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
+        let fd = try open(path, flags: O_WRONLY, mode: 0)
+        defer { try? close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
+        defer { buffer.deallocate() }
+        buffer.copyBytes(from: bytes)
+        let written = try write(fd, from: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]))
+        if written != bytes.count { throw Errno.ioError }
+    }
+
+    public func readLink(_ path: String) throws(Errno) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = try valueOrErrno { Glibc.readlink(path, &buffer, Int(PATH_MAX)) }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public func listDirectory(_ path: String) throws(Errno) -> [String] {
+        guard let directory = opendir(path) else { throw Errno(rawValue: ciommufd_errno()) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    public func memoryLockLimit() throws(Errno) -> ResourceLimit {
+        var current: UInt64 = 0
+        var maximum: UInt64 = 0
+        _ = try valueOrErrno { ciommufd_getrlimit_memlock(&current, &maximum) }
+        return ResourceLimit(current: current == .max ? nil : current, maximum: maximum == .max ? nil : maximum)
+    }
+}

@@ -1,0 +1,62 @@
+public import SystemPackage
+
+/// The one seam between swift-iommufd and the operating system.
+///
+/// Every layer above talks to the OS only through a `SystemInterface`:
+/// ``LinuxSystem`` makes the real system calls, and `MockKernel` answers from
+/// an in-process model of the kernel. Because the seam is *raw*
+/// (`ioctl(fd, request, pointer)`), the mock sees exactly the bytes the kernel
+/// would see, including the `size` field, undersized and oversized structs and
+/// NULL arguments, so the struct marshalling is tested on every run.
+///
+/// All methods report failure as the `Errno` the kernel (or the model) gave.
+/// Implementations retry `EINTR` themselves where that is safe, never for `close`.
+public protocol SystemInterface: Sendable {
+    /// Opens `path`. Callers always pass `O_CLOEXEC`. The corresponding call is `open(2)`.
+    func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32
+    /// Closes `fd`; the descriptor is released even when an error is reported. The corresponding call is `close(2)`.
+    func close(_ fd: Int32) throws(Errno)
+    /// Issues `request` on `fd` with `argument` passed through unchanged. The corresponding call is `ioctl(2)`.
+    func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32
+    /// The corresponding call is `read(2)`.
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
+    /// The corresponding call is `write(2)`.
+    func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int
+    /// The corresponding call is `pread(2)`.
+    func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int
+    /// The corresponding call is `pwrite(2)`.
+    func pwrite(_ fd: Int32, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int
+    /// The corresponding call is `mmap(2)`.
+    func mmap(address: UnsafeMutableRawPointer?, length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer
+    /// The corresponding call is `munmap(2)`.
+    func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno)
+    /// Creates an anonymous memory file. The corresponding call is `memfd_create(2)`.
+    func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32
+    /// The corresponding call is `ftruncate(2)`.
+    func ftruncate(_ fd: Int32, length: Int64) throws(Errno)
+    /// The corresponding call is `eventfd(2)`.
+    func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32
+    /// Reads a whole (small) file such as a sysfs attribute.
+    func readFile(_ path: String) throws(Errno) -> [UInt8]
+    /// Writes `bytes` to an existing file such as a sysfs attribute.
+    func writeFile(_ path: String, _ bytes: [UInt8]) throws(Errno)
+    /// The target of a symbolic link. The corresponding call is `readlink(2)`.
+    func readLink(_ path: String) throws(Errno) -> String
+    /// The names in a directory, without `.` and `..`.
+    func listDirectory(_ path: String) throws(Errno) -> [String]
+    /// `RLIMIT_MEMLOCK` of the calling process. The corresponding call is `getrlimit(2)`.
+    func memoryLockLimit() throws(Errno) -> ResourceLimit
+}
+
+/// A soft/hard resource limit pair; `nil` means unlimited.
+public struct ResourceLimit: Sendable, Hashable {
+    /// The limit in force (bytes), or `nil` for `RLIM_INFINITY`.
+    public var current: UInt64?
+    /// The ceiling an unprivileged process may raise `current` to, or `nil` for unlimited.
+    public var maximum: UInt64?
+
+    public init(current: UInt64?, maximum: UInt64?) {
+        self.current = current
+        self.maximum = maximum
+    }
+}
