@@ -1,0 +1,35 @@
+import SystemPackage
+
+extension MockKernel {
+    /// What the modelled machine looks like.
+    public struct Configuration: Sendable {
+        /// How `/dev/iommu` answers `open`.
+        public enum DeviceNode: Sendable {
+            /// Present and openable.
+            case present
+            /// Missing: the kernel lacks CONFIG_IOMMUFD (`ENOENT`).
+            case absent
+            /// Present, but the user may not open it (`EACCES`).
+            case permissionDenied
+        }
+
+        /// The state of `/dev/iommu`.
+        public var iommuDevice: DeviceNode = .present
+        /// `RLIMIT_MEMLOCK` in bytes; `nil` is unlimited.
+        public var memlockLimit: UInt64? = 64 * 1024 * 1024
+        /// Whether the process holds `CAP_IPC_LOCK` (then pins are not charged).
+        public var hasIPCLock = false
+        /// Whether the process holds `CAP_SYS_RESOURCE` (needed to change the accounting mode).
+        public var hasSysResource = false
+        /// Whether the kernel was built with `CONFIG_IOMMUFD_TEST` (answers `IOMMU_TEST_CMD`).
+        public var selftestEnabled = true
+        /// The iommufd commands the modelled kernel implements (0x80...0x95 by default).
+        public var supportedCommands: ClosedRange<UInt32> = 0x80...0x95
+        /// Files visible to `open`/`readFile`/`readLink`/`listDirectory` (a fake sysfs/proc tree).
+        public var files: [String: [UInt8]] = [:]
+        /// Symbolic links visible to `readLink`.
+        public var links: [String: String] = [:]
+
+        public init() {}
+    }
+}

@@ -1,0 +1,103 @@
+/// One open `/dev/iommu`: its objects and the page-sharing state between them.
+struct IOMMUContext {
+    var objects: [UInt32: MockObject] = [:]
+    var pages: [Int: PagesObject] = [:]
+    var nextPagesID = 1
+    var accountingMode: UInt64 = 0
+    /// The IOAS used by the VFIO compatibility container (`IOMMU_VFIO_IOAS`).
+    var vfioIOAS: UInt32?
+    /// Pages currently pinned per pages object (indexes into the object).
+    var pinned: [Int: IntervalSet] = [:]
+
+    /// The lowest free id, starting at 1, as `xa_alloc` with `XA_FLAGS_ALLOC1` gives them.
+    func lowestFreeID() -> UInt32 {
+        var candidate: UInt32 = 1
+        while objects[candidate] != nil { candidate += 1 }
+        return candidate
+    }
+
+    mutating func insert(_ object: MockObject) -> UInt32 {
+        let id = lowestFreeID()
+        objects[id] = object
+        return id
+    }
+
+    /// The IOAS with `id`, or `ENOENT` (also for an object of another type, as `iommufd_get_ioas` answers).
+    func ioas(_ id: UInt32) -> IOPageTable? {
+        if case .ioas(let table)? = objects[id] { return table }
+        return nil
+    }
+}
+
+/// An object in a context's table.
+enum MockObject {
+    case ioas(IOPageTable)
+    case hwptPaging(MockHWPT)
+    case device(MockBoundDevice)
+    case selftest(deviceID: UInt32)
+
+    /// Whether other objects hold references to it (then `IOMMU_DESTROY` answers `EBUSY`).
+    var kindName: String {
+        switch self {
+        case .ioas: "IOAS"
+        case .hwptPaging: "HWPT_PAGING"
+        case .device: "DEVICE"
+        case .selftest: "SELFTEST"
+        }
+    }
+}
+
+/// A paging HWPT: one IOMMU domain over an IOAS.
+struct MockHWPT {
+    var ioasID: UInt32
+    var autoDomain: Bool
+    var ioPageSize: UInt64
+    var aperture: ClosedRange<UInt64>
+    var attachedDevices: Int = 0
+}
+
+/// A device bound to the context (here: a selftest mock device).
+struct MockBoundDevice {
+    var attachedHWPT: UInt32?
+}
+
+/// The memory behind one or more areas (`struct iopt_pages`).
+struct PagesObject {
+    enum Source: Equatable {
+        /// User memory from this page-aligned address.
+        case user(base: UInt64)
+        /// A memfd from this page-aligned offset.
+        case file(memoryFileID: Int, start: UInt64)
+    }
+
+    var source: Source
+    var pageCount: UInt64
+    var writable: Bool
+    var areaReferences = 0
+}
+
+/// One mapping inside an IOAS (`struct iopt_area`).
+struct MappedArea {
+    var start: UInt64
+    var last: UInt64
+    var pagesID: Int
+    /// Offset of the area's first byte inside its pages object.
+    var startByte: UInt64
+    var readable: Bool
+    var writeable: Bool
+
+    var length: UInt64 { last - start + 1 }
+    var firstPageIndex: UInt64 { startByte / pageSize }
+    var lastPageIndex: UInt64 { (startByte + length - 1) / pageSize }
+}
+
+/// A reserved IOVA range and who reserved it.
+struct ReservedRange {
+    enum Owner: Equatable {
+        case selftest
+        case domain(hwptID: UInt32)
+    }
+
+    var range: ClosedRange<UInt64>
+    var owner: Owner
+}

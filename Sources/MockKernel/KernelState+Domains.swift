@@ -1,0 +1,217 @@
+import CIOMMUFD
+import SystemPackage
+
+extension KernelState {
+    // MARK: Pinning and accounting
+
+    /// Brings the pinned pages of a context in line with its areas and domains: a page is
+    /// pinned while an area in an IOAS with at least one domain covers it. Newly pinned
+    /// pages must be backed (`EFAULT`, or `EINVAL` past the end of a file) and fit the
+    /// memlock limit (`ENOMEM`), as `iopt_area_fill_domains` and `incr_user_locked_vm` check.
+    mutating func repin(_ contextID: Int) throws(Errno) {
+        guard let context = contexts[contextID] else { return }
+        var wanted: [Int: IntervalSet] = [:]
+        for object in context.objects.values {
+            guard case .ioas(let table) = object, !table.domains.isEmpty else { continue }
+            for area in table.areas(overlapping: 0...ulongMax) {
+                wanted[area.pagesID, default: IntervalSet()].insert(area.firstPageIndex...area.lastPageIndex)
+            }
+        }
+        var added: UInt64 = 0
+        var removed: UInt64 = 0
+        for pagesID in Set(wanted.keys).union(context.pinned.keys) {
+            let now = context.pinned[pagesID] ?? IntervalSet()
+            let next = wanted[pagesID] ?? IntervalSet()
+            let newlyPinned = next.subtracting(now)
+            if !newlyPinned.isEmpty, let pages = context.pages[pagesID] {
+                for range in newlyPinned.intervals {
+                    switch pages.source {
+                    case .user(let base):
+                        let start = base + range.lowerBound * pageSize
+                        let length = (range.upperBound - range.lowerBound + 1) * pageSize
+                        guard memoryIsMapped(start: start, length: length, writable: pages.writable) else { throw .badAddress }
+                    case .file(let fileID, let start):
+                        let size = memoryFiles[fileID]?.size ?? 0
+                        guard start + (range.upperBound + 1) * pageSize <= (size + pageSize - 1) & ~(pageSize - 1) else { throw .invalidArgument }
+                    }
+                }
+            }
+            added += newlyPinned.count
+            removed += now.subtracting(next).count
+        }
+        if !configuration.hasIPCLock {
+            if added > removed {
+                let limitPages = configuration.memlockLimit.map { $0 / pageSize } ?? .max
+                if chargedPages + (added - removed) > limitPages { throw .noMemory }
+                chargedPages += added - removed
+            } else {
+                chargedPages -= min(chargedPages, removed - added)
+            }
+        }
+        contexts[contextID]!.pinned = wanted.filter { !$0.value.isEmpty }
+    }
+
+    // MARK: Domains
+
+    /// `iopt_table_add_domain`: a stricter alignment must suit existing areas, the
+    /// aperture's outside is reserved, then every area is pinned and loaded.
+    mutating func addDomain(_ contextID: Int, ioasID: UInt32, hwptID: UInt32, ioPageSize: UInt64, aperture: ClosedRange<UInt64>) throws(Errno) {
+        var table = contexts[contextID]!.ioas(ioasID)!
+        let alignment = max(ioPageSize, table.iovaAlignment)
+        if alignment > pageSize { throw .invalidArgument }
+        if alignment != table.iovaAlignment && !table.areasConform(to: alignment) { throw .addressInUse }
+        if aperture.lowerBound != 0, let error = table.reserve(0...(aperture.lowerBound - 1), owner: .domain(hwptID: hwptID)) { throw error }
+        if aperture.upperBound != ulongMax, let error = table.reserve((aperture.upperBound + 1)...ulongMax, owner: .domain(hwptID: hwptID)) { throw error }
+        table.domains.append((hwptID: hwptID, ioPageSize: ioPageSize))
+        contexts[contextID]!.objects[ioasID] = .ioas(table)
+        try repin(contextID)
+    }
+
+    mutating func removeDomain(_ contextID: Int, ioasID: UInt32, hwptID: UInt32) {
+        guard var table = contexts[contextID]!.ioas(ioasID) else { return }
+        table.reserved.removeAll { $0.owner == .domain(hwptID: hwptID) }
+        table.domains.removeAll { $0.hwptID == hwptID }
+        contexts[contextID]!.objects[ioasID] = .ioas(table)
+        try? repin(contextID)
+    }
+
+    // MARK: Devices
+
+    /// `iommufd_device_attach`: to a HWPT, or to an IOAS through an automatic domain
+    /// (an existing automatic HWPT of that IOAS is shared). Returns the HWPT id.
+    mutating func attachDevice(_ contextID: Int, _ deviceID: UInt32, to ptID: UInt32, ioPageSize: UInt64, aperture: ClosedRange<UInt64>) throws(Errno) -> UInt32 {
+        let hwptID: UInt32
+        switch contexts[contextID]!.objects[ptID] {
+        case nil:
+            throw .noSuchFileOrDirectory
+        case .ioas?:
+            let existing = contexts[contextID]!.objects.first { _, object in
+                if case .hwptPaging(let hwpt) = object { return hwpt.ioasID == ptID && hwpt.autoDomain }
+                return false
+            }?.key
+            if let existing {
+                hwptID = existing
+            } else {
+                hwptID = contexts[contextID]!.insert(.hwptPaging(MockHWPT(ioasID: ptID, autoDomain: true, ioPageSize: ioPageSize, aperture: aperture)))
+                try addDomain(contextID, ioasID: ptID, hwptID: hwptID, ioPageSize: ioPageSize, aperture: aperture)
+            }
+        case .hwptPaging?:
+            hwptID = ptID
+        default:
+            throw .invalidArgument
+        }
+        guard case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[hwptID] else { throw .invalidArgument }
+        hwpt.attachedDevices += 1
+        contexts[contextID]!.objects[hwptID] = .hwptPaging(hwpt)
+        guard case .device(var device)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
+        device.attachedHWPT = hwptID
+        contexts[contextID]!.objects[deviceID] = .device(device)
+        return hwptID
+    }
+
+    /// Detaches a device; an automatic HWPT left without devices is destroyed.
+    mutating func detachDevice(_ contextID: Int, _ deviceID: UInt32) {
+        guard case .device(var device)? = contexts[contextID]!.objects[deviceID], let hwptID = device.attachedHWPT else { return }
+        device.attachedHWPT = nil
+        contexts[contextID]!.objects[deviceID] = .device(device)
+        guard case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[hwptID] else { return }
+        hwpt.attachedDevices -= 1
+        if hwpt.attachedDevices == 0 && hwpt.autoDomain {
+            contexts[contextID]!.objects[hwptID] = nil
+            removeDomain(contextID, ioasID: hwpt.ioasID, hwptID: hwptID)
+        } else {
+            contexts[contextID]!.objects[hwptID] = .hwptPaging(hwpt)
+        }
+    }
+
+    // MARK: IOMMU_TEST_CMD
+
+    /// The parts of the kernel selftest command the model implements.
+    mutating func selftest(_ contextID: Int, _ command: UserCommand) throws(Errno) {
+        var cmd = command.load(iommu_test_cmd.self)
+        let aperture = IOMMU_TEST_MOCK_APERTURE_START...IOMMU_TEST_MOCK_APERTURE_LAST
+        switch cmd.op {
+        case IOMMU_TEST_OP_ADD_RESERVED:
+            guard var table = contexts[contextID]!.ioas(cmd.id) else { throw .noSuchFileOrDirectory }
+            let length = cmd.add_reserved.length
+            guard length != 0 else { throw .invalidArgument }
+            let (last, overflow) = cmd.add_reserved.start.addingReportingOverflow(length - 1)
+            guard !overflow else { throw .overflow }
+            if let error = table.reserve(cmd.add_reserved.start...last, owner: .selftest) { throw error }
+            contexts[contextID]!.objects[cmd.id] = .ioas(table)
+        case IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
+            // Ids in the kernel's order: the selftest object, the bound device, then the HWPT.
+            let selftestID = contexts[contextID]!.insert(.selftest(deviceID: 0))
+            let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice()))
+            contexts[contextID]!.objects[selftestID] = .selftest(deviceID: deviceID)
+            let hwptID = try attachDevice(contextID, deviceID, to: cmd.id, ioPageSize: IOMMU_TEST_MOCK_PAGE_SIZE, aperture: aperture)
+            cmd.mock_domain.out_stdev_id = selftestID
+            cmd.mock_domain.out_hwpt_id = hwptID
+            cmd.mock_domain.out_idev_id = deviceID
+            command.respond(cmd)
+        case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
+            guard case .selftest(let deviceID)? = contexts[contextID]!.objects[cmd.id] else { throw .noSuchFileOrDirectory }
+            let target = cmd.mock_domain_replace.pt_id
+            guard contexts[contextID]!.objects[target] != nil else { throw .noSuchFileOrDirectory }
+            guard case .device(let device)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
+            let previous = device.attachedHWPT
+            // Attach the new one first, then let go of the old one: a replace never blocks DMA.
+            if let previous, case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[previous] {
+                hwpt.attachedDevices += 1
+                contexts[contextID]!.objects[previous] = .hwptPaging(hwpt)
+            }
+            let hwptID = try attachDevice(contextID, deviceID, to: target, ioPageSize: IOMMU_TEST_MOCK_PAGE_SIZE, aperture: aperture)
+            if let previous, previous != hwptID, case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[previous] {
+                hwpt.attachedDevices -= 2
+                contexts[contextID]!.objects[previous] = .hwptPaging(hwpt)
+                if hwpt.attachedDevices == 0 && hwpt.autoDomain {
+                    contexts[contextID]!.objects[previous] = nil
+                    removeDomain(contextID, ioasID: hwpt.ioasID, hwptID: previous)
+                }
+            } else if let previous, case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[previous] {
+                hwpt.attachedDevices -= 1
+                contexts[contextID]!.objects[previous] = .hwptPaging(hwpt)
+            }
+            cmd.mock_domain_replace.pt_id = hwptID
+            command.respond(cmd)
+        case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
+            // The kernel only changes its internal pinning batch size; nothing visible.
+            break
+        case IOMMU_TEST_OP_MD_CHECK_MAP:
+            guard case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[cmd.id],
+                  let table = contexts[contextID]!.ioas(hwpt.ioasID) else { throw .noSuchFileOrDirectory }
+            let check = cmd.check_map
+            guard check.length != 0 else { throw .invalidArgument }
+            var offset: UInt64 = 0
+            while offset < check.length {
+                guard let address = translate(contextID: contextID, table: table, iova: check.iova + offset, length: 1, write: false),
+                      UInt64(UInt(bitPattern: address)) == check.uptr + offset else { throw .invalidArgument }
+                offset += min(pageSize, check.length - offset)
+            }
+        default:
+            throw .notSupported
+        }
+    }
+
+    // MARK: Fake DMA
+
+    /// The user memory behind `[iova, iova + length)` of an IOAS that has a domain,
+    /// or `nil` when it is not mapped as one contiguous area with that access.
+    func translate(contextID: Int, table: IOPageTable, iova: UInt64, length: UInt64, write: Bool) -> UnsafeMutableRawPointer? {
+        guard !table.domains.isEmpty, length > 0 else { return nil }
+        let (last, overflow) = iova.addingReportingOverflow(length - 1)
+        guard !overflow,
+              let area = table.areas(overlapping: iova...iova).first,
+              area.last >= last,
+              write ? area.writeable : area.readable,
+              let pages = contexts[contextID]?.pages[area.pagesID] else { return nil }
+        let offset = area.startByte + (iova - area.start)
+        switch pages.source {
+        case .user(let base):
+            return UnsafeMutableRawPointer(bitPattern: UInt(base + offset))
+        case .file(let fileID, let start):
+            guard let file = memoryFiles[fileID], file.storage != 0 else { return nil }
+            return UnsafeMutableRawPointer(bitPattern: file.storage + UInt(start + offset))
+        }
+    }
+}

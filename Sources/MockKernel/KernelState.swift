@@ -1,0 +1,115 @@
+import SystemPackage
+
+/// The page size of the modelled machine.
+let pageSize: UInt64 = 4096
+/// The largest IOVA alignment the kernel chooses on its own (HPAGE_SIZE with THP).
+let hugePageSize: UInt64 = 2 * 1024 * 1024
+/// The kernel's `ULONG_MAX` on 64-bit.
+let ulongMax: UInt64 = .max
+
+/// Everything the modelled kernel knows. A value type, so an operation can work on a
+/// copy and be discarded whole when it fails: a failed ioctl changes nothing.
+struct KernelState {
+    var configuration: MockKernel.Configuration
+
+    // Files and descriptors.
+    var descriptors: [Int32: OpenDescriptor] = [:]
+    var memoryFiles: [Int: MemoryFile] = [:]
+    var nextMemoryFileID = 1
+    var contexts: [Int: IOMMUContext] = [:]
+    var nextContextID = 1
+
+    // Memory mappings of the process (what `mmap` made).
+    var areasOfMemory: [VirtualMemoryArea] = []
+    var allocations: [UInt: MemoryAllocation] = [:]
+
+    // Accounting: pages charged against RLIMIT_MEMLOCK, all contexts together.
+    var chargedPages: UInt64 = 0
+
+    // Observability.
+    var trace: [MockKernel.Call] = []
+    var faults: [MockKernel.FaultRule] = []
+    var callCounts: [String: Int] = [:]
+    var totalCalls = 0
+    var descriptorsWithoutCloexec = 0
+    /// An error to report after committing the partial effect of a call (iommufd's unmap).
+    var errorAfterCommit: Errno?
+    /// Storage to free once the call that released it has committed.
+    var pendingFrees: [UInt] = []
+
+    init(configuration: MockKernel.Configuration) {
+        self.configuration = configuration
+    }
+
+    /// Runs one call as a transaction: on failure nothing it did is kept, except what a
+    /// handler commits on purpose through `errorAfterCommit`.
+    mutating func run<Value>(_ name: String, _ body: (inout KernelState) throws(Errno) -> Value) throws(Errno) -> Value {
+        if let injected = enter(name) {
+            record(name, injected)
+            throw injected
+        }
+        var scratch = self
+        do throws(Errno) {
+            let value = try body(&scratch)
+            let deferred = scratch.errorAfterCommit
+            scratch.errorAfterCommit = nil
+            let frees = scratch.pendingFrees
+            scratch.pendingFrees.removeAll()
+            self = scratch
+            for base in frees { UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+            record(name, deferred)
+            if let deferred { throw deferred }
+            return value
+        } catch {
+            record(name, error)
+            throw error
+        }
+    }
+
+    /// The lowest free descriptor number, as the kernel hands them out.
+    func lowestFreeDescriptor() -> Int32 {
+        var candidate: Int32 = 3
+        while descriptors[candidate] != nil { candidate += 1 }
+        return candidate
+    }
+}
+
+/// What an open descriptor refers to.
+enum OpenDescriptor {
+    case iommufd(contextID: Int)
+    case memoryFile(id: Int)
+    case eventCounter(value: UInt64)
+    case regularFile(path: String, contents: [UInt8])
+}
+
+/// A memfd: real memory the model hands out for `mmap` and pins for `MAP_FILE`.
+struct MemoryFile {
+    var name: String
+    var size: UInt64 = 0
+    /// Base address of the backing storage, page aligned; 0 until the first `ftruncate`.
+    var storage: UInt = 0
+    var capacity: UInt64 = 0
+    /// Open descriptors plus live mappings plus pins that keep it alive.
+    var references = 0
+}
+
+/// One `mmap` made through the model.
+struct VirtualMemoryArea {
+    var start: UInt64
+    var length: UInt64
+    var writable: Bool
+    /// The allocation the area's memory belongs to (anonymous) or the memfd.
+    var backing: Backing
+
+    enum Backing: Equatable {
+        case anonymous(allocationBase: UInt)
+        case memoryFile(id: Int, offset: UInt64)
+    }
+
+    var last: UInt64 { start + length - 1 }
+}
+
+/// Memory the model allocated for anonymous mappings, freed when no area uses it.
+struct MemoryAllocation {
+    var byteCount: Int
+}
