@@ -1,0 +1,75 @@
+import CIOMMUFD
+@_spi(Selftest) import IOMMUFD
+import MockKernel
+import SystemPackage
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let page: UInt64 = 4096
+
+/// One test's world: a fresh MockKernel, an open iommufd and an IOAS, with the
+/// leak oracle checked when the test body returns (the selftests' teardown check).
+struct MockWorld {
+    let kernel: MockKernel
+    let iommufd: IOMMUFD
+    let ioas: IOAS
+
+    var fd: Int32 { iommufd.fileDescriptor }
+
+    /// Anonymous read-write memory from the mock (real memory a mock device can reach).
+    func memory(pages: UInt64, writable: Bool = true) throws -> UnsafeMutableRawPointer {
+        try kernel.mmap(address: nil, length: Int(pages * page), protection: PROT_READ | (writable ? PROT_WRITE : 0),
+                        flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+    }
+
+    func release(_ pointer: UnsafeMutableRawPointer, pages: UInt64) throws {
+        try kernel.munmap(pointer, length: Int(pages * page))
+    }
+
+    func address(_ pointer: UnsafeMutableRawPointer) -> UInt64 { UInt64(UInt(bitPattern: pointer)) }
+
+    /// Issues a raw iommufd ioctl on this world's fd and returns the errno (nil on success).
+    func rawIoctl(_ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Errno? {
+        do {
+            _ = try kernel.ioctl(fd, request, argument)
+            return nil
+        } catch {
+            return error
+        }
+    }
+}
+
+/// Runs `body` in a fresh world and then checks that everything was released.
+func withMockWorld(
+    configure: (inout MockKernel.Configuration) -> Void = { _ in },
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (MockWorld) throws -> Void
+) throws {
+    var configuration = MockKernel.Configuration()
+    configure(&configuration)
+    let kernel = MockKernel(configuration: configuration)
+    do {
+        let iommufd = try IOMMUFD(system: kernel)
+        let ioas = try iommufd.allocateIOAS()
+        try body(MockWorld(kernel: kernel, iommufd: iommufd, ioas: ioas))
+    }
+    #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)", sourceLocation: sourceLocation)
+    #expect(kernel.descriptorsWithoutCloseOnExec == 0, sourceLocation: sourceLocation)
+}
+
+/// The errno of a throwing iommufd call, or nil when it succeeded.
+func errnoOf<T>(_ body: () throws -> T) -> Errno? {
+    do {
+        _ = try body()
+        return nil
+    } catch let error as IOMMUError {
+        return error.errno
+    } catch let error as Errno {
+        return error
+    } catch {
+        Issue.record("unexpected error \(error)")
+        return nil
+    }
+}
