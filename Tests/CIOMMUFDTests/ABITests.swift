@@ -100,7 +100,7 @@ struct IOMMUFDCommandABITests {
         #expect(IOMMU_GET_HW_INFO == 0x3b8a)
         #expect(MemoryLayout<iommu_hw_info>.size == 40)
         #expect(offset(\iommu_hw_info.data_uptr) == 16)
-        #expect(offset(\iommu_hw_info.out_data_type) == 24)
+        #expect(offset(\iommu_hw_info.data_len) == 12)
         #expect(offset(\iommu_hw_info.out_max_pasid_log2) == 28)
         #expect(offset(\iommu_hw_info.out_capabilities) == 32)
     }

@@ -76,7 +76,7 @@ struct ABIHygieneTests {
             let id = argument.load(fromByteOffset: 8, as: UInt32.self)
             #expect(id == world.ioas.id.rawValue + 1)
             // The bytes past the kernel's struct are left as they were.
-            #expect(argument.load(fromByteOffset: 12, as: UInt64.self) == 0)
+            #expect(argument.loadUnaligned(fromByteOffset: 12, as: UInt64.self) == 0)
             try world.iommufd.destroy(rawID: id)
         }
     }

@@ -63,23 +63,16 @@ struct ConcurrencyTests {
     func concurrentAllocation() async throws {
         let kernel = MockKernel()
         let iommufd = try IOMMUFD(system: kernel)
-        let ids = await withTaskGroup(of: [UInt32].self) { group in
+        // Both batches stay alive until both are done, so no id can be reused in between.
+        let spaces = await withTaskGroup(of: [IOAS].self) { group in
             for _ in 0..<2 {
-                group.addTask {
-                    var ids: [UInt32] = []
-                    var keep: [IOAS] = []
-                    for _ in 0..<100 {
-                        let ioas = try! iommufd.allocateIOAS()
-                        ids.append(ioas.id.rawValue)
-                        keep.append(ioas)
-                    }
-                    return ids
-                }
+                group.addTask { (0..<100).map { _ in try! iommufd.allocateIOAS() } }
             }
-            var all: [UInt32] = []
+            var all: [IOAS] = []
             for await batch in group { all += batch }
             return all
         }
-        #expect(Set(ids).count == 200)
+        #expect(Set(spaces.map(\.id.rawValue)).count == 200)
+        #expect(kernel.leaks.liveObjects == 200)
     }
 }

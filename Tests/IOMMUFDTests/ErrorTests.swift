@@ -16,13 +16,13 @@ struct ErrorTests {
     }
 
     @Test("opening a missing /dev/iommu explains CONFIG_IOMMUFD")
-    func missingDeviceNode() throws {
+    func missingDeviceNode() {
         var configuration = MockKernel.Configuration()
         configuration.iommuDevice = .absent
         do {
             _ = try IOMMUFD(system: MockKernel(configuration: configuration))
             Issue.record("open must fail")
-        } catch let error as IOMMUError {
+        } catch {
             #expect(error.operation == .open && error.errno == .noSuchFileOrDirectory)
             #expect(error.context.path == "/dev/iommu")
             #expect(error.description.contains("CONFIG_IOMMUFD"))
@@ -30,13 +30,13 @@ struct ErrorTests {
     }
 
     @Test("EACCES opening /dev/iommu explains permissions and the udev rule")
-    func permissionDenied() throws {
+    func permissionDenied() {
         var configuration = MockKernel.Configuration()
         configuration.iommuDevice = .permissionDenied
         do {
             _ = try IOMMUFD(system: MockKernel(configuration: configuration))
             Issue.record("open must fail")
-        } catch let error as IOMMUError {
+        } catch {
             #expect(error.errno == .permissionDenied)
             #expect(error.explanation?.fix?.contains("udev") == true)
         }
@@ -51,7 +51,7 @@ struct ErrorTests {
         do {
             _ = try ioas.mapFile(fileDescriptor: 3, offset: 0, length: 4096)
             Issue.record("MAP_FILE must be missing")
-        } catch let error as IOMMUError {
+        } catch {
             #expect(error.errno == .inappropriateIOCTLForDevice)
             #expect(error.description.contains("does not implement IOMMU_IOAS_MAP_FILE"))
         }
@@ -63,7 +63,7 @@ struct ErrorTests {
         do {
             try iommufd.destroy(rawID: 77)
             Issue.record("must fail")
-        } catch let error as IOMMUError {
+        } catch {
             #expect(error.fileID.hasSuffix("ErrorTests.swift"))
             #expect(error.line > 0)
             #expect(error.explanation?.meaning.contains("no object with that id") == true)

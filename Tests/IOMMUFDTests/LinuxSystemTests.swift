@@ -67,7 +67,7 @@ struct LinuxSystemTests {
         do {
             _ = try IOMMUFD(system: system)
             Issue.record("open must fail without /dev/iommu")
-        } catch let error as IOMMUError {
+        } catch {
             #expect(error.errno == .noSuchFileOrDirectory)
             #expect(error.description.contains("CONFIG_IOMMUFD"))
         }

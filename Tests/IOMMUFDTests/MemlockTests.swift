@@ -11,10 +11,10 @@ struct MemlockTests {
         try withMockWorld(configure: { $0.memlockLimit = 16 * 4096 }) { world in
             let device = try world.ioas.selftestAttachMockDomain()
             let buffer = try world.memory(pages: 32)
-            do {
+            do throws(IOMMUError) {
                 _ = try world.ioas.map(userAddress: world.address(buffer), length: 32 * page)
                 Issue.record("mapping 32 pages under a 16-page limit must fail")
-            } catch let error as IOMMUError {
+            } catch {
                 #expect(error.errno == .noMemory)
                 #expect(error.operation == .ioasMap)
                 #expect(error.context.memlockLimit == 16 * 4096)

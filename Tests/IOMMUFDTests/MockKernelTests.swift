@@ -42,7 +42,7 @@ struct MockKernelTests {
     func fakeDMAAccess() throws {
         try withMockWorld { world in
             let buffer = try world.memory(pages: 1)
-            let readOnly = try world.ioas.map(userAddress: world.address(buffer), length: page, access: .readable)
+            let readOnly = try world.ioas.map(userAddress: world.address(buffer), length: page, at: IOVA(1 << 24), access: .readable)
             #expect(world.kernel.deviceRead(iommufd: world.fd, ioas: world.ioas.id.rawValue, iova: readOnly.iova.rawValue, length: 1) == nil)
             let device = try world.ioas.selftestAttachMockDomain()
             _ = device
