@@ -45,6 +45,7 @@ let package = Package(
             dependencies: [
                 "IOMMUFD", "MockKernel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "tools/iommufd-probe",
             swiftSettings: strictSettings
@@ -59,6 +60,7 @@ let package = Package(
             dependencies: [
                 "IOMMUFD", "CBenchBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "tools/iommufd-bench/Sources",
             swiftSettings: strictSettings + [.unsafeFlags(["-Ounchecked"])]

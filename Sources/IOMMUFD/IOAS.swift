@@ -66,3 +66,14 @@ public struct IOASMapping: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "\(iova)+0x\(String(length, radix: 16))" }
 }
+
+extension IOAS {
+    /// BENCHMARK-ONLY: wraps an id without allocating it, so a benchmark can drive the
+    /// typed path against a descriptor that fails every ioctl (such as /dev/null).
+    @_spi(Selftest)
+    public static func _benchmarkAdopt(iommufd: IOMMUFD, rawID: UInt32) -> IOAS {
+        let ioas = IOAS(iommufd: iommufd, id: IOASID(rawValue: rawID))
+        ioas.destroyed.store(true, ordering: .releasing)
+        return ioas
+    }
+}
