@@ -1,4 +1,3 @@
-import Synchronization
 import SystemPackage
 
 extension MockKernel {

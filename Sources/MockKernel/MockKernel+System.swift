@@ -1,4 +1,3 @@
-import Synchronization
 public import IOMMUFD
 public import SystemPackage
 import CIOMMUFD

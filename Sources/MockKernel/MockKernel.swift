@@ -1,6 +1,5 @@
 public import IOMMUFD
 public import SystemPackage
-import Synchronization
 
 /// A model of the Linux kernel's iommufd (and the process memory around it) that
 /// implements ``SystemInterface``, so the same typed code path, struct marshalling
@@ -18,10 +17,10 @@ import Synchronization
 /// Every call is recorded in ``trace``; ``failNthCall(_:with:operation:)`` makes a chosen
 /// call fail before it has any effect; ``leaks`` reports what is still held.
 public final class MockKernel: SystemInterface, Sendable {
-    let state: Mutex<KernelState>
+    let state: LockedState<KernelState>
 
     public init(configuration: Configuration = Configuration()) {
-        state = Mutex(KernelState(configuration: configuration))
+        state = LockedState(KernelState(configuration: configuration))
     }
 
     deinit {
