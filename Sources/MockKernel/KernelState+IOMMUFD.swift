@@ -151,11 +151,17 @@ extension KernelState {
 
     private static let mapFlags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE
 
+    /// The checks IOAS_MAP, IOAS_MAP_FILE and IOAS_COPY make first, in the kernel's order:
+    /// unknown flags or reserved bits, then any value at or past ULONG_MAX, then no access.
+    private func checkMapArguments(flags: UInt32, reserved: UInt32 = 0, values: UInt64...) throws(Errno) {
+        guard flags & ~Self.mapFlags == 0, reserved == 0 else { throw .notSupported }
+        guard values.allSatisfy({ $0 < ulongMax }) else { throw .overflow }
+        guard flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE) != 0 else { throw .invalidArgument }
+    }
+
     private mutating func ioasMap(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = command.load(iommu_ioas_map.self)
-        guard cmd.flags & ~Self.mapFlags == 0, cmd.__reserved == 0 else { throw .notSupported }
-        guard cmd.iova < ulongMax, cmd.length < ulongMax else { throw .overflow }
-        guard cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE) != 0 else { throw .invalidArgument }
+        try checkMapArguments(flags: cmd.flags, reserved: cmd.__reserved, values: cmd.iova, cmd.length)
         guard contexts[contextID]!.ioas(cmd.ioas_id) != nil else { throw .noSuchFileOrDirectory }
         // iopt_alloc_user_pages
         let (_, wraps) = cmd.user_va.addingReportingOverflow(cmd.length)
@@ -173,9 +179,7 @@ extension KernelState {
 
     private mutating func ioasMapFile(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = command.load(iommu_ioas_map_file.self)
-        guard cmd.flags & ~Self.mapFlags == 0 else { throw .notSupported }
-        guard cmd.iova < ulongMax, cmd.length < ulongMax else { throw .overflow }
-        guard cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE) != 0 else { throw .invalidArgument }
+        try checkMapArguments(flags: cmd.flags, values: cmd.iova, cmd.length)
         guard contexts[contextID]!.ioas(cmd.ioas_id) != nil else { throw .noSuchFileOrDirectory }
         guard cmd.length != 0 else { throw .invalidArgument }
         let (_, wraps) = cmd.start.addingReportingOverflow(cmd.length - 1)
@@ -196,9 +200,7 @@ extension KernelState {
 
     private mutating func ioasCopy(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = command.load(iommu_ioas_copy.self)
-        guard cmd.flags & ~Self.mapFlags == 0 else { throw .notSupported }
-        guard cmd.length < ulongMax, cmd.src_iova < ulongMax, cmd.dst_iova < ulongMax else { throw .overflow }
-        guard cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE) != 0 else { throw .invalidArgument }
+        try checkMapArguments(flags: cmd.flags, values: cmd.length, cmd.src_iova, cmd.dst_iova)
         guard let source = contexts[contextID]!.ioas(cmd.src_ioas_id) else { throw .noSuchFileOrDirectory }
         // iopt_get_pages: the source range must be covered by contiguous areas.
         guard cmd.length != 0 else { throw .invalidArgument }

@@ -169,15 +169,7 @@ struct IOVASpaceTests {
     func iovaRangesTooSmall() throws {
         try withMockWorld { world in
             try world.ioas.selftestAddReserved(start: IOVA(0x10000), length: 0x10000)
-            var slots = [iommu_iova_range](repeating: iommu_iova_range(start: 0xdead, last: 0xbeef), count: 2)
-            var command = iommu_ioas_iova_ranges()
-            command.size = 32
-            command.ioas_id = world.ioas.id.rawValue
-            command.num_iovas = 0
-            let result = slots.withUnsafeMutableBufferPointer { pointer in
-                command.allowed_iovas = UInt64(UInt(bitPattern: pointer.baseAddress))
-                return world.rawIoctl(IOMMU_IOAS_IOVA_RANGES, &command)
-            }
+            let (result, command, slots) = rawIOVARanges(world, capacity: 0, slots: 2)
             #expect(result == .messageTooLong)
             #expect(command.num_iovas == 2)
             #expect(slots.allSatisfy { $0.start == 0xdead && $0.last == 0xbeef })
@@ -188,15 +180,7 @@ struct IOVASpaceTests {
     func iovaRangesPartiallyFilled() throws {
         try withMockWorld { world in
             try world.ioas.selftestAddReserved(start: IOVA(0x10000), length: 0x10000)
-            var slots = [iommu_iova_range](repeating: iommu_iova_range(start: 0xdead, last: 0xbeef), count: 2)
-            var command = iommu_ioas_iova_ranges()
-            command.size = 32
-            command.ioas_id = world.ioas.id.rawValue
-            command.num_iovas = 1
-            let result = slots.withUnsafeMutableBufferPointer { pointer in
-                command.allowed_iovas = UInt64(UInt(bitPattern: pointer.baseAddress))
-                return world.rawIoctl(IOMMU_IOAS_IOVA_RANGES, &command)
-            }
+            let (result, command, slots) = rawIOVARanges(world, capacity: 1, slots: 2)
             #expect(result == .messageTooLong)
             #expect(command.num_iovas == 2)
             #expect(slots[0].start == 0 && slots[0].last == 0xffff)
@@ -238,4 +222,18 @@ struct IOVASpaceTests {
             try world.release(buffer, pages: 1)
         }
     }
+}
+
+/// IOMMU_IOAS_IOVA_RANGES issued by hand with room for `capacity` of `slots` poisoned entries.
+func rawIOVARanges(_ world: MockWorld, capacity: UInt32, slots count: Int) -> (Errno?, iommu_ioas_iova_ranges, [iommu_iova_range]) {
+    var slots = [iommu_iova_range](repeating: iommu_iova_range(start: 0xdead, last: 0xbeef), count: count)
+    var command = iommu_ioas_iova_ranges()
+    command.size = 32
+    command.ioas_id = world.ioas.id.rawValue
+    command.num_iovas = capacity
+    let result = slots.withUnsafeMutableBufferPointer { pointer in
+        command.allowed_iovas = UInt64(UInt(bitPattern: pointer.baseAddress))
+        return world.rawIoctl(IOMMU_IOAS_IOVA_RANGES, &command)
+    }
+    return (result, command, slots)
 }
