@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "iommufd-bench",
             dependencies: [
-                "IOMMUFD", "CBenchBaseline",
+                "IOMMUFD", "CBenchBaseline", "CIOMMUFD",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

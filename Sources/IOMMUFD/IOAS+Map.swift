@@ -108,7 +108,7 @@ extension IOAS {
     @inline(__always)
     public func unmap(iova: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
         var command = iommu_ioas_unmap(size: UInt32(MemoryLayout<iommu_ioas_unmap>.size), ioas_id: id.rawValue, iova: iova.rawValue, length: length)
-        try iommufd.perform(IOMMU_IOAS_UNMAP, &command, .ioasUnmap,
+        try performIOMMUCommand(system, fileDescriptor, IOMMU_IOAS_UNMAP, &command, .ioasUnmap,
                             IOMMUErrorContext(objectID: id.rawValue, iova: iova.rawValue, length: length),
                             fileID: fileID, line: line)
         return command.length

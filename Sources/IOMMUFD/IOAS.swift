@@ -11,11 +11,16 @@ public final class IOAS: Sendable {
     public let iommufd: IOMMUFD
     /// The kernel's id for this IOAS.
     public let id: IOASID
-    private let destroyed = Atomic<Bool>(false)
+    /// The context's descriptor and system, copied here so hot calls need not go through `iommufd`.
+    let fileDescriptor: Int32
+    let system: any SystemInterface
+    let destroyed = Atomic<Bool>(false)
 
     init(iommufd: IOMMUFD, id: IOASID) {
         self.iommufd = iommufd
         self.id = id
+        self.fileDescriptor = iommufd.fileDescriptor
+        self.system = iommufd.system
         iommufd.logger.debug("IOAS allocated", metadata: ["ioas.id": "\(id.rawValue)"])
     }
 

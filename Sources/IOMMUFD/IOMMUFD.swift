@@ -63,15 +63,7 @@ public final class IOMMUFD: Sendable {
         _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation,
         _ context: @autoclosure () -> IOMMUErrorContext, fileID: String, line: Int
     ) throws(IOMMUError) {
-        let system = self.system
-        let fd = fileDescriptor
-        do {
-            _ = try withUnsafeMutablePointer(to: &command) { (pointer) throws(Errno) -> Int32 in
-                try system.ioctl(fd, request, UnsafeMutableRawPointer(pointer))
-            }
-        } catch {
-            throw IOMMUError(operation, error, context(), fileID: fileID, line: line)
-        }
+        try performIOMMUCommand(system, fileDescriptor, request, &command, operation, context(), fileID: fileID, line: line)
     }
 
     /// Destroys any object by id. The corresponding ioctl is `IOMMU_DESTROY`.
@@ -93,5 +85,20 @@ public final class IOMMUFD: Sendable {
         command.size = UInt32(MemoryLayout<iommu_ioas_alloc>.size)
         try perform(IOMMU_IOAS_ALLOC, &command, .ioasAlloc, IOMMUErrorContext(), fileID: fileID, line: line)
         return IOAS(iommufd: self, id: IOASID(rawValue: command.out_ioas_id))
+    }
+}
+
+/// One command on an iommufd descriptor, without touching any object: the hot path of
+/// every typed call. Reading `system` and the descriptor once and passing them down keeps
+/// reference counting off the path.
+@inline(__always)
+func performIOMMUCommand<Command>(
+    _ system: borrowing any SystemInterface, _ fd: Int32, _ request: UInt, _ command: inout Command,
+    _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext, fileID: String, line: Int
+) throws(IOMMUError) {
+    do {
+        _ = try system.ioctl(fd, request, UnsafeMutableRawPointer(&command))
+    } catch {
+        throw IOMMUError(operation, error, context(), fileID: fileID, line: line)
     }
 }
