@@ -72,7 +72,23 @@ let package = Package(
         ),
         .testTarget(
             name: "IOMMUFDTests",
-            dependencies: ["IOMMUFD", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "Scenarios",
+            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            path: "hw-tests/Scenarios",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "iommufd-scenarios",
+            dependencies: [
+                "Scenarios", "IOMMUFD", "MockKernel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "hw-tests/iommufd-scenarios",
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -17,6 +17,8 @@ extension MockKernel {
         public var iommuDevice: DeviceNode = .present
         /// `RLIMIT_MEMLOCK` in bytes; `nil` is unlimited.
         public var memlockLimit: UInt64? = 64 * 1024 * 1024
+        /// The hard `RLIMIT_MEMLOCK` in bytes; `nil` is unlimited.
+        public var memlockMaximum: UInt64? = 64 * 1024 * 1024
         /// Whether the process holds `CAP_IPC_LOCK` (then pins are not charged).
         public var hasIPCLock = false
         /// Whether the process holds `CAP_SYS_RESOURCE` (needed to change the accounting mode).

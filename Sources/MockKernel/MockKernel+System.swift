@@ -307,7 +307,19 @@ extension MockKernel {
     public func memoryLockLimit() throws(Errno) -> ResourceLimit {
         try state.withLock { (state) throws(Errno) -> ResourceLimit in
             try state.run("getrlimit") { (state) throws(Errno) -> ResourceLimit in
-                ResourceLimit(current: state.configuration.memlockLimit, maximum: state.configuration.memlockLimit)
+                ResourceLimit(current: state.configuration.memlockLimit, maximum: state.configuration.memlockMaximum)
+            }
+        }
+    }
+
+    public func setMemoryLockLimit(_ limit: ResourceLimit) throws(Errno) {
+        try state.withLock { (state) throws(Errno) in
+            try state.run("setrlimit") { (state) throws(Errno) in
+                let raisesMaximum = (limit.maximum ?? .max) > (state.configuration.memlockMaximum ?? .max)
+                if raisesMaximum && !state.configuration.hasSysResource { throw .notPermitted }
+                if (limit.current ?? .max) > (limit.maximum ?? .max) { throw .invalidArgument }
+                state.configuration.memlockLimit = limit.current
+                state.configuration.memlockMaximum = limit.maximum
             }
         }
     }

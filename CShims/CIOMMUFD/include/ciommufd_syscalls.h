@@ -58,6 +58,13 @@ static inline int ciommufd_getrlimit_memlock(uint64_t *current, uint64_t *maximu
     return result;
 }
 
+static inline int ciommufd_setrlimit_memlock(uint64_t current, uint64_t maximum) {
+    struct rlimit limit;
+    limit.rlim_cur = current == UINT64_MAX ? RLIM_INFINITY : (rlim_t)current;
+    limit.rlim_max = maximum == UINT64_MAX ? RLIM_INFINITY : (rlim_t)maximum;
+    return setrlimit(RLIMIT_MEMLOCK, &limit);
+}
+
 static inline int ciommufd_errno(void) {
     return errno;
 }

@@ -126,4 +126,8 @@ public struct LinuxSystem: SystemInterface {
         _ = try valueOrErrno { ciommufd_getrlimit_memlock(&current, &maximum) }
         return ResourceLimit(current: current == .max ? nil : current, maximum: maximum == .max ? nil : maximum)
     }
+
+    public func setMemoryLockLimit(_ limit: ResourceLimit) throws(Errno) {
+        _ = try valueOrErrno { ciommufd_setrlimit_memlock(limit.current ?? .max, limit.maximum ?? .max) }
+    }
 }

@@ -46,6 +46,8 @@ public protocol SystemInterface: Sendable {
     func listDirectory(_ path: String) throws(Errno) -> [String]
     /// `RLIMIT_MEMLOCK` of the calling process. The corresponding call is `getrlimit(2)`.
     func memoryLockLimit() throws(Errno) -> ResourceLimit
+    /// `setrlimit(RLIMIT_MEMLOCK)`. Raising `maximum` needs `CAP_SYS_RESOURCE` (`EPERM`).
+    func setMemoryLockLimit(_ limit: ResourceLimit) throws(Errno)
 }
 
 /// A soft/hard resource limit pair; `nil` means unlimited.

@@ -1,0 +1,89 @@
+import IOMMUFD
+import MockKernel
+import Scenarios
+import Testing
+
+/// The differential scenarios of hw-tests/scenarios, run against MockKernel. The VM
+/// lane runs the same files against a real kernel (`iommufd-scenarios`), and both must
+/// give every expected result.
+@Suite("Differential scenarios on MockKernel")
+struct DifferentialScenarioTests {
+    static let directory: String = {
+        let testFile = "\(#filePath)"
+        let marker = "/Tests/IOMMUFDTests/"
+        let root = testFile.split(separator: marker).first.map(String.init) ?? "."
+        return root + "/hw-tests/scenarios"
+    }()
+
+    static let scenarios: [Scenario] = (try? ScenarioLibrary.load(directory: directory)) ?? []
+
+    static let mock = ScenarioExecutor {
+        var configuration = MockKernel.Configuration()
+        configuration.memlockLimit = ScenarioExecutor.baselineMemlock
+        configuration.memlockMaximum = ScenarioExecutor.baselineMemlock
+        return MockKernel(configuration: configuration)
+    }
+
+    @Test("the scenario files parse, and there are at least 100 covering groups A-F and H")
+    func library() throws {
+        let scenarios = try ScenarioLibrary.load(directory: Self.directory)
+        #expect(scenarios.count >= 100)
+        let groups = Set(scenarios.map(\.group))
+        for group in "ABCDEFH" { #expect(groups.contains(group), "no scenario for group \(group)") }
+    }
+
+    @Test("every scenario gives its expected results on MockKernel", arguments: scenarios.map(\.name))
+    func scenario(_ name: String) throws {
+        let scenario = try #require(Self.scenarios.first { $0.name == name })
+        let verdict = ScenarioVerdict.judge(scenario, on: [("mock", Self.mock)])
+        #expect(verdict.problems.isEmpty, "\(scenario.file):\(scenario.line) \(scenario.title)\n\(verdict.problems.map(\.description).joined(separator: "\n"))")
+    }
+
+    @Test("a wrong expectation is reported, with the line and what the backend gave")
+    func judgeCatchesMismatch() throws {
+        let text = """
+        scenario Z1.wrong "expects the wrong errno"
+            ioas A
+            destroy 99 => EBUSY
+        end
+        """
+        let scenario = try ScenarioParser.parse(text, file: "inline").first!
+        let verdict = ScenarioVerdict.judge(scenario, on: [("mock", Self.mock)])
+        #expect(verdict.problems.count == 1)
+        #expect(verdict.problems.first?.line == 3)
+        #expect(verdict.problems.first?.message.contains("ENOENT") == true)
+    }
+
+    @Test("two backends that differ are a disagreement even when neither is checked")
+    func judgeCatchesDisagreement() throws {
+        let text = """
+        scenario Z2.differ "ids differ between backends"
+            ioas A => any
+        end
+        """
+        let scenario = try ScenarioParser.parse(text, file: "inline").first!
+        let withoutIOMMUFD = ScenarioExecutor {
+            var configuration = MockKernel.Configuration()
+            configuration.iommuDevice = .absent
+            return MockKernel(configuration: configuration)
+        }
+        let verdict = ScenarioVerdict.judge(scenario, on: [("mock", Self.mock), ("no-iommufd", withoutIOMMUFD)])
+        #expect(verdict.problems.contains { $0.message.contains("backends disagree") })
+    }
+
+    @Test("scenario mistakes are reported, not run", arguments: [
+        "scenario Q1 \"x\"\n    frobnicate A\nend",
+        "scenario Q2 \"x\"\n    map A B\nend",
+        "scenario Q3 \"x\"\n    ioas A => EWHATEVER\nend",
+        "scenario Q4 \"x\"\n    ioas A\n",
+    ])
+    func malformed(_ text: String) {
+        let outcome = Result { () throws(ScenarioParser.Failure) in try ScenarioParser.parse(text, file: "inline") }
+        switch outcome {
+        case .failure: break
+        case .success(let scenarios):
+            let verdict = ScenarioVerdict.judge(scenarios[0], on: [("mock", Self.mock)])
+            #expect(verdict.problems.contains { $0.message.contains("scenario error") })
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import IOMMUFD
+import MockKernel
+import Scenarios
+import SystemPackage
+
+/// Runs the differential scenarios against the real kernel and MockKernel and reports
+/// how many agree. Meant for the VM lane (`hw-tests/vm/run-hardware-suite`), run as an
+/// unprivileged user so memlock accounting applies as it does for a real driver.
+@main
+struct IOMMUFDScenarios: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "iommufd-scenarios",
+        abstract: "Run the mock-versus-kernel differential scenarios."
+    )
+
+    @Option(help: "Directory of *.scenarios files.")
+    var directory = "hw-tests/scenarios"
+
+    @Option(help: "kernel, mock, or both (compare them).")
+    var backend = "both"
+
+    @Option(help: "The iommufd device node of the real kernel.")
+    var device = "/dev/iommu"
+
+    @Option(help: "Only scenarios whose name starts with this.")
+    var only: String?
+
+    @Flag(help: "Print every scenario, not only the disagreements.")
+    var verbose = false
+
+    mutating func run() throws {
+        let scenarios: [Scenario]
+        do { scenarios = try ScenarioLibrary.load(directory: directory) } catch {
+            throw ValidationError(error.description)
+        }
+        let selected = scenarios.filter { only == nil || $0.name.hasPrefix(only!) }
+        let linux = LinuxSystem()
+        if backend != "mock" {
+            let status = String(decoding: (try? linux.readFile("/proc/self/status")) ?? [], as: UTF8.self)
+            if let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+               let capabilities = UInt64(line.split(separator: "\t").last ?? "", radix: 16), capabilities != 0 {
+                print("note: running with capabilities (CapEff \(line.split(separator: "\t").last!)); the scenarios expect an unprivileged user (CAP_IPC_LOCK changes accounting). Run through setpriv, as the VM lane does.")
+            }
+        }
+        let hardLimit = (try? linux.memoryLockLimit())?.maximum
+        let mock = ScenarioExecutor(devicePath: device) {
+            var configuration = MockKernel.Configuration()
+            configuration.memlockMaximum = hardLimit
+            configuration.memlockLimit = min(ScenarioExecutor.baselineMemlock, hardLimit ?? .max)
+            return MockKernel(configuration: configuration)
+        }
+        let kernel = ScenarioExecutor(devicePath: device) { linux }
+        var backends: [(name: String, executor: ScenarioExecutor)] = []
+        if backend == "kernel" || backend == "both" { backends.append(("kernel", kernel)) }
+        if backend == "mock" || backend == "both" { backends.append(("mock", mock)) }
+        guard !backends.isEmpty else { throw ValidationError("--backend is kernel, mock or both") }
+
+        var agreeing = 0
+        var steps = 0
+        var agreeingSteps = 0
+        var groups: [Character: (total: Int, agreeing: Int)] = [:]
+        for scenario in selected {
+            let verdict = ScenarioVerdict.judge(scenario, on: backends)
+            steps += scenario.steps.count
+            agreeingSteps += verdict.agreeingSteps
+            groups[scenario.group, default: (0, 0)].total += 1
+            if verdict.agrees {
+                agreeing += 1
+                groups[scenario.group]!.agreeing += 1
+                if verbose { print("agree     \(scenario.name)  \(scenario.title)") }
+            } else {
+                print("DISAGREE  \(scenario.name)  \(scenario.title)  (\(scenario.file):\(scenario.line))")
+                for problem in verdict.problems { print("          \(problem)") }
+            }
+        }
+        let names = backends.map(\.name).joined(separator: " vs ")
+        let byGroup = groups.keys.sorted().map { "\($0) \(groups[$0]!.agreeing)/\(groups[$0]!.total)" }.joined(separator: ", ")
+        print("scenarios: \(agreeing)/\(selected.count) agree (\(names)); steps: \(agreeingSteps)/\(steps); by group: \(byGroup)")
+        if agreeing != selected.count { throw ExitCode(1) }
+    }
+}
