@@ -29,6 +29,9 @@ struct IOMMUFDScenarios: ParsableCommand {
     @Flag(help: "Print every scenario, not only the disagreements.")
     var verbose = false
 
+    @Flag(help: "Print every step with each backend's outcome (for writing scenarios).")
+    var trace = false
+
     mutating func run() throws {
         let scenarios: [Scenario]
         do { scenarios = try ScenarioLibrary.load(directory: directory) } catch {
@@ -65,6 +68,16 @@ struct IOMMUFDScenarios: ParsableCommand {
             steps += scenario.steps.count
             agreeingSteps += verdict.agreeingSteps
             groups[scenario.group, default: (0, 0)].total += 1
+            if trace {
+                print("scenario \(scenario.name)")
+                let outcomeLists = verdict.runs.map { (try? $0.outcomes.get()) ?? [] }
+                for (index, step) in scenario.steps.enumerated() {
+                    let results = zip(verdict.runs, outcomeLists).map { run, outcomes in
+                        "\(run.backend): " + (index < outcomes.count ? outcomes[index].description : "-")
+                    }
+                    print("    \(step.text)\n        \(results.joined(separator: " | "))")
+                }
+            }
             if verdict.agrees {
                 agreeing += 1
                 groups[scenario.group]!.agreeing += 1
