@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "IOMMUFD", targets: ["IOMMUFD"]),
         .library(name: "MockKernel", targets: ["MockKernel"]),
+        .library(name: "VFIO", targets: ["VFIO"]),
         .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
         .executable(name: "iommufd-bench", targets: ["iommufd-bench"]),
     ],
@@ -33,6 +34,11 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "VFIO",
+            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -93,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HardwareTests",
-            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "VFIO", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             path: "hw-tests/HardwareTests",
             swiftSettings: strictSettings
         ),

@@ -18,5 +18,6 @@
 #include "ciommufd_vfio.h"
 #include "ciommufd_iommufd_test.h"
 #include "ciommufd_syscalls.h"
+#include "ciommufd_mmio.h"
 
 #endif

@@ -23,6 +23,12 @@ public enum IOMMUOperation: String, Sendable, Hashable, CaseIterable {
     case hwQueueAlloc = "IOMMU_HW_QUEUE_ALLOC"
     case ioasNoIOMMUGetPA = "IOMMU_IOAS_NOIOMMU_GET_PA"
     case testCommand = "IOMMU_TEST_CMD"
+    case vfioDeviceGetInfo = "VFIO_DEVICE_GET_INFO"
+    case vfioDeviceGetRegionInfo = "VFIO_DEVICE_GET_REGION_INFO"
+    case vfioDeviceReset = "VFIO_DEVICE_RESET"
+    case vfioDeviceBindIOMMUFD = "VFIO_DEVICE_BIND_IOMMUFD"
+    case vfioDeviceAttachIOMMUFDPT = "VFIO_DEVICE_ATTACH_IOMMUFD_PT"
+    case vfioDeviceDetachIOMMUFDPT = "VFIO_DEVICE_DETACH_IOMMUFD_PT"
     case open = "open"
     case close = "close"
     case mmap = "mmap"
@@ -31,6 +37,10 @@ public enum IOMMUOperation: String, Sendable, Hashable, CaseIterable {
     case ftruncate = "ftruncate"
     case read = "read"
     case write = "write"
+    case pread = "pread"
+    case pwrite = "pwrite"
+    case readFile = "read (sysfs)"
+    case listDirectory = "opendir"
     case getrlimit = "getrlimit"
 
     /// The kernel's name for the operation, e.g. `IOMMU_IOAS_MAP`.

@@ -1,0 +1,138 @@
+import Foundation
+import IOMMUFD
+import SystemPackage
+import Testing
+import VFIO
+
+extension HardwareSuite {
+    /// QEMU's edu device behind intel-iommu, owned through its VFIO cdev and an iommufd:
+    /// real DMA through a real IOMMU.
+    @Suite("Hardware: edu DMA through iommufd", 
+           .enabled(if: Hardware.eduDevice != nil, Hardware.eduReason), .serialized)
+    struct EduDMATests {
+        /// Two page-aligned host buffers of one page each.
+        final class HostBuffers {
+            let source = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+            let destination = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+            deinit {
+                source.deallocate()
+                destination.deallocate()
+            }
+        }
+
+        @Test("cdev open, bind, attach; edu copies host memory in and back out, and every byte matches")
+        func roundTrip() throws {
+            let address = try #require(Hardware.eduDevice)
+            let iommufd = try IOMMUFD()
+            let ioas = try iommufd.allocateIOAS()
+            let device = try VFIODevice(address)
+            let deviceID = try device.bind(to: iommufd)
+            #expect(deviceID.rawValue != 0)
+            let hwpt = try device.attach(to: ioas)
+            #expect(hwpt.rawValue != ioas.id.rawValue)
+            #expect(try device.info().isPCI)
+            #expect(try device.readConfiguration(UInt16.self, at: PCIConfiguration.vendorID) == 0x1234)
+            #expect(try device.readConfiguration(UInt16.self, at: PCIConfiguration.deviceID) == 0x11e8)
+            try device.setBusMaster(true)
+            #expect(try device.readConfiguration(UInt16.self, at: PCIConfiguration.command) & PCIConfiguration.commandBusMaster != 0)
+
+            let edu = try EduDevice(device)
+            #expect(edu.identification & 0xff == 0xed)
+            #expect(edu.livenessCheck(0x1234_5678) == ~UInt32(0x1234_5678))
+
+            let buffers = HostBuffers()
+            let count = Int(EduDevice.maximumTransfer)
+            for index in 0..<4096 { buffers.source[index] = UInt8(truncatingIfNeeded: index &* 7 &+ 3) }
+            buffers.destination.initializeMemory(as: UInt8.self, repeating: 0)
+            let sourceMapping = try ioas.map(UnsafeRawBufferPointer(buffers.source), at: IOVA(0x10_0000), access: .readable)
+            let destinationMapping = try ioas.map(UnsafeRawBufferPointer(buffers.destination), at: IOVA(0x20_0000))
+            #expect(destinationMapping.iova.rawValue < EduDevice.addressLimit)
+
+            try edu.copyToDevice(from: sourceMapping.iova, count: UInt64(count))
+            try edu.copyToHost(to: destinationMapping.iova, count: UInt64(count))
+            var mismatches = 0
+            for index in 0..<count where buffers.destination[index] != buffers.source[index] { mismatches += 1 }
+            #expect(mismatches == 0, "\(mismatches) of \(count) bytes differ after the round trip")
+            let untouched = (count..<4096).allSatisfy { buffers.destination[$0] == 0 }
+            #expect(untouched, "bytes past the transfer were written")
+
+            // Quiesce, then unmap, then free: the order a driver's teardown must follow.
+            try device.setBusMaster(false)
+            try ioas.unmap(sourceMapping)
+            try ioas.unmap(destinationMapping)
+        }
+
+        @Test("a DMA aimed at an unmapped IOVA is blocked by the IOMMU and touches no memory")
+        func unmappedIOVA() throws {
+            let address = try #require(Hardware.eduDevice)
+            let iommufd = try IOMMUFD()
+            let ioas = try iommufd.allocateIOAS()
+            let device = try VFIODevice(address)
+            try device.bind(to: iommufd)
+            try device.attach(to: ioas)
+            try device.setBusMaster(true)
+            let edu = try EduDevice(device)
+
+            let buffers = HostBuffers()
+            for index in 0..<4096 { buffers.source[index] = 0xa5 }
+            buffers.destination.initializeMemory(as: UInt8.self, repeating: 0x5a)
+            let sourceMapping = try ioas.map(UnsafeRawBufferPointer(buffers.source), at: IOVA(0x10_0000))
+            try edu.copyToDevice(from: sourceMapping.iova, count: 2048)
+            // The destination was mapped once and is unmapped now: the IOVA is stale.
+            let destinationMapping = try ioas.map(UnsafeRawBufferPointer(buffers.destination), at: IOVA(0x30_0000))
+            try ioas.unmap(destinationMapping)
+            try edu.copyToHost(to: destinationMapping.iova, count: 2048)
+            #expect(buffers.destination.allSatisfy { $0 == 0x5a }, "a DMA to an unmapped IOVA reached memory")
+            try device.setBusMaster(false)
+            try ioas.unmap(sourceMapping)
+        }
+
+        @Test("IOVA ranges after attach follow intel-iommu: its address width, minus the reserved regions")
+        func rangesAfterAttach() throws {
+            let address = try #require(Hardware.eduDevice)
+            let system = LinuxSystem()
+            let iommufd = try IOMMUFD()
+            let ioas = try iommufd.allocateIOAS()
+            let device = try VFIODevice(address)
+            try device.bind(to: iommufd)
+            try device.attach(to: ioas)
+            let ranges = try ioas.iovaRanges().ranges
+            #expect(!ranges.isEmpty)
+
+            // The top of the space is 2^width - 1 for the domain's address width (39 or 48 bits).
+            let top = try #require(ranges.last).last.rawValue
+            #expect([39, 48, 57].map { (UInt64(1) << $0) - 1 }.contains(top), "top of IOVA space \(String(top, radix: 16))")
+
+            // Every reserved region of the device's group lies outside every range,
+            // the MSI window at 0xfee00000 among them.
+            let group = try system.readLink(address.sysfsPath + "/iommu_group").split(separator: "/").last.map(String.init)
+            let regionsText = String(decoding: try system.readFile("/sys/kernel/iommu_groups/\(try #require(group))/reserved_regions"), as: UTF8.self)
+            var sawMSI = false
+            for line in regionsText.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                guard fields.count >= 3, let start = UInt64(fields[0].dropFirst(2), radix: 16),
+                      let end = UInt64(fields[1].dropFirst(2), radix: 16) else { continue }
+                if fields[2] == "msi" && start == 0xfee0_0000 { sawMSI = true }
+                for range in ranges {
+                    #expect(end < range.start.rawValue || start > range.last.rawValue,
+                            "reserved \(line) overlaps \(range)")
+                }
+            }
+            #expect(sawMSI, "no MSI window in \(regionsText)")
+        }
+
+        @Test("a second bind on the same device is refused (EINVAL)")
+        func bindTwice() throws {
+            let address = try #require(Hardware.eduDevice)
+            let iommufd = try IOMMUFD()
+            let device = try VFIODevice(address)
+            try device.bind(to: iommufd)
+            do {
+                try device.bind(to: iommufd)
+                Issue.record("binding twice succeeded")
+            } catch {
+                #expect(error.errno == .invalidArgument && error.operation == .vfioDeviceBindIOMMUFD)
+            }
+        }
+    }
+}

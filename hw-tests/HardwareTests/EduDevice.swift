@@ -1,0 +1,75 @@
+import Foundation
+import IOMMUFD
+import VFIO
+
+/// A minimal user-space driver for QEMU's `edu` teaching device (docs/specs/edu.rst):
+/// BAR0 registers, and a DMA engine that copies between host memory (by IOVA) and a
+/// 4 KiB buffer inside the device at device address 0x40000.
+struct EduDevice: ~Copyable {
+    enum Register {
+        static let identification: UInt64 = 0x00
+        static let liveness: UInt64 = 0x04
+        static let dmaSource: UInt64 = 0x80
+        static let dmaDestination: UInt64 = 0x88
+        static let dmaCount: UInt64 = 0x90
+        static let dmaCommand: UInt64 = 0x98
+    }
+
+    enum DMACommand {
+        static let start: UInt64 = 0x1
+        static let toHost: UInt64 = 0x2
+    }
+
+    /// The device-side buffer's address as the DMA engine sees it.
+    static let internalBuffer: UInt64 = 0x40000
+    /// QEMU 7.2's edu stops the whole VM on a DMA of exactly its buffer size; stay below.
+    static let maximumTransfer: UInt64 = 4095
+    /// edu masks DMA addresses to 28 bits: IOVAs must stay below 256 MiB.
+    static let addressLimit: UInt64 = 1 << 28
+
+    let registers: MMIORegion
+
+    init(_ device: VFIODevice) throws {
+        let bar0 = try device.region(0)
+        registers = try device.map(bar0)
+    }
+
+    /// 0x010000ed for QEMU's edu: the low byte is 0xed.
+    var identification: UInt32 { registers.read32(at: Register.identification) }
+
+    /// edu answers a written value with its bitwise inverse.
+    func livenessCheck(_ value: UInt32) -> UInt32 {
+        registers.write32(value, at: Register.liveness)
+        return registers.read32(at: Register.liveness)
+    }
+
+    enum DMAError: Error { case timedOut }
+
+    /// Copies `count` bytes from host IOVA `iova` into the device buffer at `offset`.
+    func copyToDevice(from iova: IOVA, count: UInt64, offset: UInt64 = 0) throws {
+        precondition(offset + count <= Self.maximumTransfer)
+        try transfer(source: iova.rawValue, destination: Self.internalBuffer + offset, count: count, command: DMACommand.start)
+    }
+
+    /// Copies `count` bytes from the device buffer at `offset` to host IOVA `iova`.
+    func copyToHost(to iova: IOVA, count: UInt64, offset: UInt64 = 0) throws {
+        precondition(offset + count <= Self.maximumTransfer)
+        try transfer(source: Self.internalBuffer + offset, destination: iova.rawValue, count: count,
+                     command: DMACommand.start | DMACommand.toHost)
+    }
+
+    private func transfer(source: UInt64, destination: UInt64, count: UInt64, command: UInt64) throws {
+        // Both ends inside the 4 KiB device buffer, and not ending on its last byte.
+        precondition(count > 0 && count <= Self.maximumTransfer)
+        registers.write64(source, at: Register.dmaSource)
+        registers.write64(destination, at: Register.dmaDestination)
+        registers.write64(count, at: Register.dmaCount)
+        registers.write64(command, at: Register.dmaCommand)
+        // edu completes a DMA from a timer (100 ms of virtual time); poll the start bit.
+        let deadline = Date().addingTimeInterval(10)
+        while registers.read64(at: Register.dmaCommand) & DMACommand.start != 0 {
+            if Date() > deadline { throw DMAError.timedOut }
+            usleep(1000)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+@_spi(Selftest) import IOMMUFD
+import Testing
+import VFIO
+
+/// Every hardware suite, one at a time: they share the device under test and the
+/// process's memlock limit.
+@Suite("Hardware", .serialized, .enabled(if: Hardware.enabled, Hardware.reason))
+struct HardwareSuite {}
+
+/// The hardware tier's switches: the same public API against a real kernel. Opt in with
+/// IOMMUFD_HW_TESTS=1 (the VM lane sets it); the device under test is
+/// IOMMUFD_TEST_DEVICE=dddd:bb:dd.f, bound to vfio-pci.
+enum Hardware {
+    static let enabled = ProcessInfo.processInfo.environment["IOMMUFD_HW_TESTS"] == "1"
+    static let reason: Comment = "set IOMMUFD_HW_TESTS=1 to run against a real /dev/iommu (see README: the VM lane)"
+
+    /// The device under test, when one is named and parses.
+    static let testDevice: PCIAddress? = {
+        guard let text = ProcessInfo.processInfo.environment["IOMMUFD_TEST_DEVICE"] else { return nil }
+        return try? PCIAddress(parsing: text)
+    }()
+
+    /// `vendor:device` of a PCI function, from sysfs.
+    static func identity(of address: PCIAddress) -> (vendor: UInt16, device: UInt16)? {
+        func read(_ name: String) -> UInt16? {
+            guard let bytes = try? LinuxSystem().readFile(address.sysfsPath + "/" + name) else { return nil }
+            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return UInt16(text.dropFirst(2), radix: 16)
+        }
+        guard let vendor = read("vendor"), let device = read("device") else { return nil }
+        return (vendor, device)
+    }
+
+    /// The test device when it is QEMU's `edu` (1234:11e8) bound to vfio-pci.
+    static let eduDevice: PCIAddress? = {
+        guard enabled, let address = testDevice, let identity = identity(of: address),
+              identity.vendor == 0x1234, identity.device == 0x11e8 else { return nil }
+        return address
+    }()
+    static let eduReason: Comment = "needs IOMMUFD_TEST_DEVICE naming QEMU's edu device (1234:11e8) bound to vfio-pci; the VM lane sets it"
+
+    /// Whether the process runs without capabilities, so memlock accounting applies.
+    static let unprivileged: Bool = {
+        guard let bytes = try? LinuxSystem().readFile("/proc/self/status") else { return false }
+        let status = String(decoding: bytes, as: UTF8.self)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let value = UInt64(line.split(separator: "\t").last ?? "", radix: 16) else { return false }
+        return value == 0
+    }()
+    static let unprivilegedReason: Comment = "memlock accounting needs an unprivileged process (CAP_IPC_LOCK bypasses it); the VM lane runs the suite through setpriv"
+
+    /// Whether the kernel answers the selftest command (CONFIG_IOMMUFD_TEST).
+    static let hasSelftest: Bool = {
+        guard enabled, let iommufd = try? IOMMUFD(), let ioas = try? iommufd.allocateIOAS() else { return false }
+        return (try? ioas.selftestAddReserved(start: IOVA(0x7000_0000), length: 4096)) != nil
+    }()
+    static let selftestReason: Comment = "the kernel was built without CONFIG_IOMMUFD_TEST (no mock domain); the VM lane's kernel has it"
+}
