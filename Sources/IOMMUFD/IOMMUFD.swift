@@ -93,11 +93,15 @@ public final class IOMMUFD: Sendable {
 /// reference counting off the path.
 @inline(__always)
 func performIOMMUCommand<Command>(
-    _ system: borrowing any SystemInterface, _ fd: Int32, _ request: UInt, _ command: inout Command,
+    _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ command: inout Command,
     _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext, fileID: String, line: Int
 ) throws(IOMMUError) {
     do {
-        _ = try system.ioctl(fd, request, UnsafeMutableRawPointer(&command))
+        // The pointer is valid only inside the closure: the kernel reads and writes
+        // the command while the ioctl runs, never after.
+        _ = try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) -> Int32 in
+            try system.ioctl(fd, request, bytes.baseAddress)
+        }
     } catch {
         throw IOMMUError(operation, error, context(), fileID: fileID, line: line)
     }
