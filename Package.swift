@@ -42,6 +42,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "ProbeKit",
+            dependencies: ["IOMMUFD", "VFIO", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "MockKernel",
             dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
@@ -49,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "iommufd-probe",
             dependencies: [
-                "IOMMUFD", "MockKernel",
+                "IOMMUFD", "MockKernel", "ProbeKit", "VFIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -78,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IOMMUFDTests",
-            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
         .target(

@@ -66,6 +66,15 @@ public final class IOMMUFD: Sendable {
         try performIOMMUCommand(system, fileDescriptor, request, &command, operation, context(), fileID: fileID, line: line)
     }
 
+    /// Issues an iommufd command that the typed layer does not wrap yet (the caller
+    /// fills the struct, including its `size`), turning a failure into an ``IOMMUError``.
+    public func performRaw<Command>(
+        _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation,
+        context: IOMMUErrorContext = IOMMUErrorContext(), fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) {
+        try perform(request, &command, operation, context, fileID: fileID, line: line)
+    }
+
     /// Destroys any object by id. The corresponding ioctl is `IOMMU_DESTROY`.
     ///
     /// - Throws: `ENOENT` for an unknown id, `EBUSY` while the object is in use.

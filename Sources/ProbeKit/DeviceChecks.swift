@@ -1,0 +1,147 @@
+import CIOMMUFD
+import IOMMUFD
+import VFIO
+
+/// The per-device checks D1-D11 and, with `--deep`, D13 of REFERENCE.md §3.
+struct DeviceChecks {
+    let files: SystemFiles
+
+    /// Drivers a group member may have without blocking VFIO use of the group.
+    static let harmlessDrivers: Set<String> = ["vfio-pci", "pci-stub", "pcieport"]
+
+    /// Every PCI function bound to a VFIO driver (what `--device` defaults to).
+    func vfioDevices() -> [PCIAddress] {
+        (files.list("/sys/bus/pci/devices") ?? []).compactMap { name in
+            guard let driver = files.linkName("/sys/bus/pci/devices/\(name)/driver"), driver.contains("vfio") else { return nil }
+            return try? PCIAddress(parsing: name)
+        }
+    }
+
+    func run(_ address: PCIAddress, deep: Bool, iommuPath: String, into report: inout ProbeReport) {
+        let device = address.description
+        let base = address.sysfsPath
+        guard files.text(base + "/vendor") != nil else {
+            report.add("D1", .fail, "no such PCI device", evidence: "\(base) does not exist", fix: "list devices with `lspci -D`", device: device)
+            return
+        }
+        let vendor = files.text(base + "/vendor") ?? "?", product = files.text(base + "/device") ?? "?", classCode = files.text(base + "/class") ?? "?"
+        report.add("D1", .info, "\(vendor.dropFirst(2)):\(product.dropFirst(2)) class \(classCode)", evidence: "\(base)/{vendor,device,class}", device: device)
+
+        let driver = files.linkName(base + "/driver")
+        let override = files.text(base + "/driver_override") ?? "(absent)"
+        let persisted = files.text("/etc/driverctl.d/pci-\(device)")
+        report.add("D2", driver?.contains("vfio") == true ? .pass : .warn, "driver \(driver ?? "none")",
+                   evidence: "driver_override=\(override); driverctl: \(persisted ?? "none")",
+                   fix: driver?.contains("vfio") == true ? nil : "bind it to vfio-pci: `echo vfio-pci > \(base)/driver_override; echo \(device) > /sys/bus/pci/drivers_probe` (or `driverctl set-override \(device) vfio-pci`)",
+                   device: device)
+
+        guard let group = files.linkName(base + "/iommu_group") else {
+            report.add("D3", .fail, "not in an IOMMU group: no DMA translation for this device", evidence: "\(base)/iommu_group is missing",
+                       fix: "enable the IOMMU (see S6/S7)", device: device)
+            return
+        }
+        report.add("D3", .pass, "IOMMU group \(group), unit \(files.linkName(base + "/iommu") ?? "?")", evidence: "\(base)/iommu_group -> \(group)", device: device)
+
+        let members = files.list("/sys/kernel/iommu_groups/\(group)/devices") ?? []
+        let blockers = members.filter { member in
+            guard member != device else { return false }
+            guard let memberDriver = files.linkName("/sys/bus/pci/devices/\(member)/driver") else { return false }
+            return !Self.harmlessDrivers.contains(memberDriver) && !memberDriver.contains("vfio")
+        }
+        if blockers.isEmpty {
+            report.add("D4", .pass, "group \(group) is viable", evidence: "members: \(members.joined(separator: " ")); type \(files.text("/sys/kernel/iommu_groups/\(group)/type") ?? "?")", device: device)
+        } else {
+            let described = blockers.map { "\($0) (\(files.linkName("/sys/bus/pci/devices/\($0)/driver") ?? "?"))" }
+            report.add("D4", .fail, "group \(group) is not viable: \(described.joined(separator: ", ")) still on a host driver",
+                       evidence: "members: \(members.joined(separator: " "))",
+                       fix: "unbind them too: " + blockers.map { "driverctl set-override \($0) vfio-pci" }.joined(separator: "; "), device: device)
+        }
+
+        let reserved = (files.text("/sys/kernel/iommu_groups/\(group)/reserved_regions") ?? "").split(separator: "\n").joined(separator: "; ")
+        report.add("D6", .info, "reserved IOVA regions", evidence: reserved.isEmpty ? "(none)" : reserved, device: device)
+
+        let cdev = (files.list(base + "/vfio-dev") ?? []).first { $0.hasPrefix("vfio") }
+        if let cdev {
+            let node = "/dev/vfio/devices/\(cdev)"
+            let exists = (files.list("/dev/vfio/devices") ?? []).contains(cdev)
+            report.add("D7", exists ? .pass : .fail, exists ? "cdev \(node)" : "cdev \(node) has no device node",
+                       evidence: "\(base)/vfio-dev/\(cdev), major:minor \(files.text(base + "/vfio-dev/\(cdev)/dev") ?? "?"); legacy group node /dev/vfio/\(group)",
+                       fix: exists ? nil : "is devtmpfs mounted on /dev? create it with mknod from the major:minor", device: device)
+        } else {
+            report.add("D7", driver?.contains("vfio") == true ? .warn : .info, "no VFIO cdev",
+                       evidence: "\(base)/vfio-dev is missing", fix: driver?.contains("vfio") == true ? "the kernel lacks CONFIG_VFIO_DEVICE_CDEV: use the legacy group /dev/vfio/\(group)" : nil, device: device)
+        }
+
+        let node = files.text(base + "/numa_node") ?? "-1"
+        report.add("D9", .info, node == "-1" ? "NUMA node unknown" : "NUMA node \(node)", evidence: "\(base)/numa_node = \(node); local_cpulist = \(files.text(base + "/local_cpulist") ?? "?")", device: device)
+
+        if let methods = files.text(base + "/reset_method"), !methods.isEmpty {
+            report.add("D10", .pass, "reset: \(methods)", evidence: "\(base)/reset_method", device: device)
+        } else {
+            report.add("D10", .warn, "no reset method", evidence: "\(base)/reset_method is empty or missing",
+                       fix: "the device cannot be reset between users; a driver must bring it to a known state itself", device: device)
+        }
+
+        if let physicalFunction = files.linkName(base + "/physfn") {
+            let pfDriver = files.linkName(base + "/physfn/driver") ?? "none"
+            report.add("D11", pfDriver.contains("vfio") ? .warn : .info, "a virtual function of \(physicalFunction)",
+                       evidence: "physfn driver \(pfDriver)", fix: pfDriver.contains("vfio") ? "its PF is on vfio-pci: binding needs the VF token (VFIO_DEVICE_BIND_FLAG_TOKEN)" : nil, device: device)
+        } else if let total = files.text(base + "/sriov_totalvfs") {
+            report.add("D11", .info, "SR-IOV physical function: \(files.text(base + "/sriov_numvfs") ?? "0") of \(total) VFs enabled", evidence: "\(base)/sriov_*", device: device)
+        }
+
+        if deep { DeepProbe(files: files).run(address, iommuPath: iommuPath, into: &report) }
+    }
+}
+
+/// D13: claims the device for a moment (open, bind, attach, ranges, hardware info).
+struct DeepProbe {
+    let files: SystemFiles
+
+    func run(_ address: PCIAddress, iommuPath: String, into report: inout ProbeReport) {
+        let device = address.description
+        do {
+            let iommufd = try IOMMUFD(path: iommuPath, system: files.system)
+            let ioas = try iommufd.allocateIOAS()
+            let vfio = try VFIODevice(address, system: files.system)
+            let deviceID = try vfio.bind(to: iommufd)
+            let hwpt = try vfio.attach(to: ioas)
+            let ranges = try ioas.iovaRanges()
+            let info = try vfio.info()
+            report.add("D13", .pass, "bound and attached: device id \(deviceID.rawValue), HWPT \(hwpt.rawValue); \(info.regionCount) regions, \(info.interruptCount) interrupt types, reset \(info.canReset ? "yes" : "no")",
+                       evidence: "IOVA ranges \(ranges.ranges.map(\.description).joined(separator: " ")) alignment \(ranges.alignment)", device: device)
+            hardwareInfo(iommufd: iommufd, deviceID: deviceID.rawValue, device: device, into: &report)
+        } catch {
+            report.add("D13", .fail, "claiming the device failed at \(error.operation.name)", evidence: error.description,
+                       fix: [error.explanation?.meaning, error.explanation?.fix].compactMap { $0 }.joined(separator: " "), device: device)
+        }
+    }
+
+    /// `IOMMU_GET_HW_INFO`, with VT-d's cap/ecap decoded.
+    func hardwareInfo(iommufd: IOMMUFD, deviceID: UInt32, device: String, into report: inout ProbeReport) {
+        var vtd = iommu_hw_info_vtd()
+        var command = iommu_hw_info()
+        command.size = UInt32(MemoryLayout<iommu_hw_info>.size)
+        command.dev_id = deviceID
+        command.data_len = UInt32(MemoryLayout<iommu_hw_info_vtd>.size)
+        var failure: String?
+        withUnsafeMutableBytes(of: &vtd) { data in
+            command.data_uptr = UInt64(UInt(bitPattern: data.baseAddress))
+            do throws(IOMMUError) {
+                try iommufd.performRaw(IOMMU_GET_HW_INFO, &command, .getHWInfo)
+            } catch {
+                failure = error.description
+            }
+        }
+        if let failure {
+            report.add("D13", .warn, "IOMMU_GET_HW_INFO failed", evidence: failure, device: device)
+            return
+        }
+        let capabilities = command.out_capabilities
+        var summary = "hardware info type \(command.out_data_type), max PASID bits \(command.out_max_pasid_log2), capabilities 0x\(String(capabilities, radix: 16))"
+        if command.out_data_type == 1 {
+            summary += "; VT-d: " + VTdCapabilities.describe(cap: vtd.cap_reg, ecap: vtd.ecap_reg).joined(separator: ", ")
+        }
+        report.add("D13", .info, summary, evidence: "cap_reg 0x\(String(vtd.cap_reg, radix: 16)) ecap_reg 0x\(String(vtd.ecap_reg, radix: 16))", device: device)
+    }
+}
