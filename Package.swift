@@ -88,7 +88,7 @@ let package = Package(
         ),
         .target(
             name: "Scenarios",
-            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             path: "hw-tests/Scenarios",
             swiftSettings: strictSettings
         ),

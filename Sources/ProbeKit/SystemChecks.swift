@@ -182,8 +182,7 @@ struct SystemChecks {
     // MARK: S14-S17 limits and iommufd
 
     func memlock(into report: inout ProbeReport) {
-        let capabilities = files.field("CapEff", in: "/proc/self/status").flatMap { UInt64($0, radix: 16) } ?? 0
-        let hasIPCLock = capabilities & (1 << 14) != 0
+        let hasIPCLock = ProcessCapabilities(system: files.system)?.hasIPCLock ?? false
         let limit = try? files.system.memoryLockLimit()
         let current = limit?.current
         let text = current.map { "\($0 / 1024) KiB" } ?? "unlimited"

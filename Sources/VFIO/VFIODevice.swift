@@ -23,6 +23,9 @@ public final class VFIODevice {
     public private(set) var deviceID: IOMMUObjectID<DeviceObject>?
     /// The page table the device is attached to (an automatic or explicit HWPT), if any.
     public private(set) var attachedPageTable: HWPTID?
+    /// Where config space starts in the device descriptor: asked once, then kept (it
+    /// does not change while the descriptor is open).
+    private var configurationOffset: UInt64?
 
     /// Opens a VFIO device cdev read-write with `O_CLOEXEC`.
     public init(cdevPath: String, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) {
@@ -156,12 +159,12 @@ public final class VFIODevice {
 
     /// Reads a little-endian value from PCI configuration space.
     public func readConfiguration<Value: FixedWidthInteger>(_ type: Value.Type, at offset: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Value {
-        let configuration = try region(VFIO_PCI_CONFIG_REGION_INDEX, fileID: fileID, line: line)
+        let base = try configurationBase(fileID: fileID, line: line)
         var value = Value.zero
         let count: Int
         do {
             count = try withUnsafeMutableBytes(of: &value) { (bytes) throws(Errno) -> Int in
-                try system.pread(fileDescriptor, into: bytes, offset: Int64(configuration.offset + offset))
+                try system.pread(fileDescriptor, into: bytes, offset: Int64(base + offset))
             }
         } catch {
             throw IOMMUError(.pread, error, IOMMUErrorContext(iova: offset, path: path), fileID: fileID, line: line)
@@ -174,12 +177,12 @@ public final class VFIODevice {
 
     /// Writes a little-endian value to PCI configuration space.
     public func writeConfiguration<Value: FixedWidthInteger>(_ value: Value, at offset: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        let configuration = try region(VFIO_PCI_CONFIG_REGION_INDEX, fileID: fileID, line: line)
+        let base = try configurationBase(fileID: fileID, line: line)
         var littleEndian = value.littleEndian
         let count: Int
         do {
             count = try withUnsafeBytes(of: &littleEndian) { (bytes) throws(Errno) -> Int in
-                try system.pwrite(fileDescriptor, from: bytes, offset: Int64(configuration.offset + offset))
+                try system.pwrite(fileDescriptor, from: bytes, offset: Int64(base + offset))
             }
         } catch {
             throw IOMMUError(.pwrite, error, IOMMUErrorContext(iova: offset, path: path), fileID: fileID, line: line)
@@ -187,6 +190,13 @@ public final class VFIODevice {
         guard count == MemoryLayout<Value>.size else {
             throw IOMMUError(.pwrite, .ioError, IOMMUErrorContext(iova: offset, length: UInt64(count), path: path), fileID: fileID, line: line)
         }
+    }
+
+    private func configurationBase(fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+        if let configurationOffset { return configurationOffset }
+        let offset = try region(VFIO_PCI_CONFIG_REGION_INDEX, fileID: fileID, line: line).offset
+        configurationOffset = offset
+        return offset
     }
 
     /// Sets or clears Bus Master Enable (command register bit 2). vfio-pci leaves it

@@ -8,21 +8,11 @@ import Testing
 /// give every expected result.
 @Suite("Differential scenarios on MockKernel")
 struct DifferentialScenarioTests {
-    static let directory: String = {
-        let testFile = "\(#filePath)"
-        let marker = "/Tests/IOMMUFDTests/"
-        let root = testFile.split(separator: marker).first.map(String.init) ?? "."
-        return root + "/hw-tests/scenarios"
-    }()
+    static let directory = ScenarioLibrary.directory(besides: "\(#filePath)")
 
     static let scenarios: [Scenario] = (try? ScenarioLibrary.load(directory: directory)) ?? []
 
-    static let mock = ScenarioExecutor {
-        var configuration = MockKernel.Configuration()
-        configuration.memlockLimit = ScenarioExecutor.baselineMemlock
-        configuration.memlockMaximum = ScenarioExecutor.baselineMemlock
-        return MockKernel(configuration: configuration)
-    }
+    static let mock = ScenarioExecutor.mock()
 
     @Test("the scenario files parse, and there are at least 100 covering groups A-F and H")
     func library() throws {

@@ -156,3 +156,37 @@ func iommu_test_cmd_for_limit(pages: UInt32) -> iommu_test_cmd {
     command.memory_limit.limit = pages
     return command
 }
+
+@Suite("Memlock limit changes through the seam")
+struct MemlockLimitChangeTests {
+    @Test("lowering the soft limit works; raising the hard limit unprivileged is EPERM; soft above hard is EINVAL")
+    func setrlimitRules() throws {
+        var configuration = MockKernel.Configuration()
+        configuration.memlockLimit = 64 << 10
+        configuration.memlockMaximum = 1 << 20
+        let kernel = MockKernel(configuration: configuration)
+        try kernel.setMemoryLockLimit(ResourceLimit(current: 16 << 10, maximum: 1 << 20))
+        #expect(try kernel.memoryLockLimit() == ResourceLimit(current: 16 << 10, maximum: 1 << 20))
+        #expect(throws: Errno.notPermitted) { try kernel.setMemoryLockLimit(ResourceLimit(current: 16 << 10, maximum: 2 << 20)) }
+        #expect(throws: Errno.invalidArgument) { try kernel.setMemoryLockLimit(ResourceLimit(current: 2 << 20, maximum: 1 << 20)) }
+        #expect(try kernel.memoryLockLimit().current == 16 << 10)
+    }
+
+    @Test("with CAP_SYS_RESOURCE the hard limit may be raised")
+    func raiseWithSysResource() throws {
+        var configuration = MockKernel.Configuration()
+        configuration.hasSysResource = true
+        let kernel = MockKernel(configuration: configuration)
+        try kernel.setMemoryLockLimit(ResourceLimit(current: nil, maximum: nil))
+        #expect(try kernel.memoryLockLimit() == ResourceLimit(current: nil, maximum: nil))
+    }
+
+    @Test("effective capabilities come from CapEff in /proc/self/status")
+    func capabilities() throws {
+        var configuration = MockKernel.Configuration()
+        configuration.files["/proc/self/status"] = Array("Name:\tx\nCapEff:\t0000000001004000\n".utf8)
+        let capabilities = try #require(ProcessCapabilities(system: MockKernel(configuration: configuration)))
+        #expect(capabilities.hasIPCLock && capabilities.hasSysResource && !capabilities.isUnprivileged)
+        #expect(ProcessCapabilities(system: MockKernel()) == nil)
+    }
+}

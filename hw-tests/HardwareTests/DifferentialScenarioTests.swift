@@ -11,21 +11,13 @@ extension HardwareSuite {
            .enabled(if: Hardware.hasSelftest, Hardware.selftestReason),
            .enabled(if: Hardware.unprivileged, Hardware.unprivilegedReason))
     struct DifferentialScenarioTests {
-        static let directory: String = {
-            let marker = "/hw-tests/HardwareTests/"
-            return ("\(#filePath)".split(separator: marker).first.map(String.init) ?? ".") + "/hw-tests/scenarios"
-        }()
+        static let directory = ScenarioLibrary.directory(besides: "\(#filePath)")
 
         @Test("every scenario agrees between MockKernel and this kernel")
         func agreement() throws {
             let scenarios = try ScenarioLibrary.load(directory: Self.directory)
             let hardLimit = try LinuxSystem().memoryLockLimit().maximum
-            let mock = ScenarioExecutor {
-                var configuration = MockKernel.Configuration()
-                configuration.memlockMaximum = hardLimit
-                configuration.memlockLimit = min(ScenarioExecutor.baselineMemlock, hardLimit ?? .max)
-                return MockKernel(configuration: configuration)
-            }
+            let mock = ScenarioExecutor.mock(hardLimit: hardLimit)
             let kernel = ScenarioExecutor { LinuxSystem() }
             var agreeing = 0
             for scenario in scenarios {

@@ -41,13 +41,7 @@ enum Hardware {
     static let eduReason: Comment = "needs IOMMUFD_TEST_DEVICE naming QEMU's edu device (1234:11e8) bound to vfio-pci; the VM lane sets it"
 
     /// Whether the process runs without capabilities, so memlock accounting applies.
-    static let unprivileged: Bool = {
-        guard let bytes = try? LinuxSystem().readFile("/proc/self/status") else { return false }
-        let status = String(decoding: bytes, as: UTF8.self)
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-              let value = UInt64(line.split(separator: "\t").last ?? "", radix: 16) else { return false }
-        return value == 0
-    }()
+    static let unprivileged = ProcessCapabilities()?.isUnprivileged ?? false
     static let unprivilegedReason: Comment = "memlock accounting needs an unprivileged process (CAP_IPC_LOCK bypasses it); the VM lane runs the suite through setpriv"
 
     /// Whether the kernel answers the selftest command (CONFIG_IOMMUFD_TEST).

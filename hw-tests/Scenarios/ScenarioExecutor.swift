@@ -1,6 +1,7 @@
 import CIOMMUFD
 import Glibc
 import IOMMUFD
+import MockKernel
 import SystemPackage
 
 /// Runs scenarios against one backend: any `SystemInterface`, so the same code drives
@@ -17,6 +18,18 @@ public struct ScenarioExecutor: Sendable {
     public init(devicePath: String = "/dev/iommu", makeSystem: @escaping @Sendable () -> any SystemInterface) {
         self.devicePath = devicePath
         self.makeSystem = makeSystem
+    }
+
+    /// MockKernel as the scenarios expect it: an unprivileged process whose soft
+    /// `RLIMIT_MEMLOCK` starts at the baseline and whose hard limit is `hardLimit`
+    /// (pass the real process's, so both backends can raise and lower alike).
+    public static func mock(hardLimit: UInt64? = baselineMemlock, devicePath: String = "/dev/iommu") -> ScenarioExecutor {
+        ScenarioExecutor(devicePath: devicePath) {
+            var configuration = MockKernel.Configuration()
+            configuration.memlockMaximum = hardLimit
+            configuration.memlockLimit = min(baselineMemlock, hardLimit ?? .max)
+            return MockKernel(configuration: configuration)
+        }
     }
 
     /// The outcome of every step, in order; stops at a mistake in the scenario itself.

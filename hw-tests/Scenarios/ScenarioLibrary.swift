@@ -3,6 +3,16 @@ import SystemPackage
 
 /// The scenario files of a directory (`*.scenarios`), read through the system seam.
 public enum ScenarioLibrary {
+    /// `hw-tests/scenarios` of the checkout that holds `sourceFile` (pass `#filePath`).
+    public static func directory(besides sourceFile: String) -> String {
+        for marker in ["/hw-tests/", "/Tests/"] {
+            if let root = sourceFile.split(separator: marker).first, root.count < sourceFile.count {
+                return String(root) + "/hw-tests/scenarios"
+            }
+        }
+        return "hw-tests/scenarios"
+    }
+
     public enum LoadError: Error, CustomStringConvertible {
         case unreadable(path: String, errno: Errno)
         case malformed(ScenarioParser.Failure)

@@ -39,20 +39,10 @@ struct IOMMUFDScenarios: ParsableCommand {
         }
         let selected = scenarios.filter { only == nil || $0.name.hasPrefix(only!) }
         let linux = LinuxSystem()
-        if backend != "mock" {
-            let status = String(decoding: (try? linux.readFile("/proc/self/status")) ?? [], as: UTF8.self)
-            if let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-               let capabilities = UInt64(line.split(separator: "\t").last ?? "", radix: 16), capabilities != 0 {
-                print("note: running with capabilities (CapEff \(line.split(separator: "\t").last!)); the scenarios expect an unprivileged user (CAP_IPC_LOCK changes accounting). Run through setpriv, as the VM lane does.")
-            }
+        if backend != "mock", let capabilities = ProcessCapabilities(system: linux), !capabilities.isUnprivileged {
+            print("note: running with capabilities (CapEff \(String(capabilities.effective, radix: 16))); the scenarios expect an unprivileged process (CAP_IPC_LOCK changes accounting). Run through setpriv, as the VM lane does.")
         }
-        let hardLimit = (try? linux.memoryLockLimit())?.maximum
-        let mock = ScenarioExecutor(devicePath: device) {
-            var configuration = MockKernel.Configuration()
-            configuration.memlockMaximum = hardLimit
-            configuration.memlockLimit = min(ScenarioExecutor.baselineMemlock, hardLimit ?? .max)
-            return MockKernel(configuration: configuration)
-        }
+        let mock = ScenarioExecutor.mock(hardLimit: (try? linux.memoryLockLimit())?.maximum, devicePath: device)
         let kernel = ScenarioExecutor(devicePath: device) { linux }
         var backends: [(name: String, executor: ScenarioExecutor)] = []
         if backend == "kernel" || backend == "both" { backends.append(("kernel", kernel)) }
