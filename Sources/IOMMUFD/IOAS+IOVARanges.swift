@@ -7,6 +7,11 @@ public struct IOVARanges: Hashable, Sendable {
     public var ranges: [IOVARange]
     /// The alignment every IOVA and length must have (`out_iova_alignment`).
     public var alignment: UInt64
+
+    public init(ranges: [IOVARange], alignment: UInt64) {
+        self.ranges = ranges
+        self.alignment = alignment
+    }
 }
 
 extension IOAS {

@@ -5,27 +5,49 @@ import SystemPackage
 import Glibc
 #endif
 
-/// A PCI device owned through its VFIO device cdev (`/dev/vfio/devices/vfioN`) and
-/// bound to an iommufd: the modern path, where the device's DMA goes through an IOAS
-/// or HWPT of that iommufd.
+/// A PCI device owned through VFIO: either its device cdev (`/dev/vfio/devices/vfioN`)
+/// bound to an iommufd, the modern path, or a descriptor from its legacy group
+/// (`VFIO_GROUP_GET_DEVICE_FD`) whose DMA goes through a type1 container.
 ///
-/// Closing the device (when the value goes away) unbinds it; the iommufd it was bound
-/// to is kept alive until then.
+/// Everything but binding and attaching (regions, BARs, config space, interrupts,
+/// reset) is the same ioctl on either descriptor, so it is one type. ``VFIOPCIDevice``
+/// chooses the path and pairs the device with its DMA address space.
+///
+/// Closing the device (when the value goes away) clears Bus Master Enable if this
+/// value set it, so the device is quiesced before anything it could reach is freed;
+/// then the descriptor is closed, which unbinds it (cdev) or releases it (group).
 public final class VFIODevice {
-    /// The device cdev's file descriptor.
+    /// How a device descriptor was obtained.
+    public enum Path: String, Sendable, Hashable {
+        /// `/dev/vfio/devices/vfioN` + `VFIO_DEVICE_BIND_IOMMUFD`.
+        case iommufdCdev = "iommufd"
+        /// `/dev/vfio/<group>` + `VFIO_GROUP_GET_DEVICE_FD`, DMA through a type1 container.
+        case legacyGroup = "legacy-type1"
+    }
+
+    /// The device descriptor.
     public let fileDescriptor: Int32
-    /// The cdev path it was opened from.
+    /// The cdev path it was opened from, or `group N: <address>` on the legacy path.
     public let path: String
+    /// Which path the descriptor came from.
+    public let openedThrough: Path
     let system: any SystemInterface
+    /// The legacy group the descriptor came from (kept alive with the device).
+    public let group: VFIOGroup?
     /// The iommufd the device is bound to, once bound.
     public private(set) var iommufd: IOMMUFD?
     /// The device's id in that iommufd, once bound.
     public private(set) var deviceID: IOMMUObjectID<DeviceObject>?
     /// The page table the device is attached to (an automatic or explicit HWPT), if any.
     public private(set) var attachedPageTable: HWPTID?
+    /// The IOAS the device is attached to, kept alive until the device is closed (an
+    /// IOAS cannot be destroyed while a device uses it).
+    public private(set) var attachedIOAS: IOAS?
     /// Where config space starts in the device descriptor: asked once, then kept (it
     /// does not change while the descriptor is open).
     private var configurationOffset: UInt64?
+    /// Whether this value turned Bus Master Enable on (and so must turn it off).
+    private var enabledBusMaster = false
 
     /// Opens a VFIO device cdev read-write with `O_CLOEXEC`.
     public init(cdevPath: String, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) {
@@ -35,13 +57,25 @@ public final class VFIODevice {
             throw IOMMUError(.open, error, IOMMUErrorContext(path: cdevPath))
         }
         self.path = cdevPath
+        self.openedThrough = .iommufdCdev
         self.system = system
+        self.group = nil
     }
 
     /// Opens the cdev of a PCI device bound to vfio-pci, found through
     /// `/sys/bus/pci/devices/<address>/vfio-dev/vfioN`.
     public convenience init(_ address: PCIAddress, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) {
         try self.init(cdevPath: Self.cdevPath(of: address, system: system), system: system)
+    }
+
+    /// Opens a device through its legacy group (which must have joined a container).
+    /// `virtualFunctionToken` is the PF owner's VF token, needed to open an SR-IOV VF.
+    public init(_ address: PCIAddress, group: VFIOGroup, virtualFunctionToken: VFToken? = nil) throws(IOMMUError) {
+        fileDescriptor = try group.openDevice(address, virtualFunctionToken: virtualFunctionToken)
+        self.path = "group \(group.number): \(address)"
+        self.openedThrough = .legacyGroup
+        self.system = group.system
+        self.group = group
     }
 
     /// The cdev path of a PCI device bound to vfio-pci.
@@ -61,6 +95,7 @@ public final class VFIODevice {
     }
 
     deinit {
+        if enabledBusMaster { try? setBusMaster(false) }
         try? system.close(fileDescriptor)
     }
 
@@ -73,12 +108,25 @@ public final class VFIODevice {
     ///   when its group is in use through the legacy path, `EPERM` without interrupt
     ///   remapping.
     @discardableResult
-    public func bind(to iommufd: IOMMUFD, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> IOMMUObjectID<DeviceObject> {
+    public func bind(
+        to iommufd: IOMMUFD, virtualFunctionToken: VFToken? = nil, fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> IOMMUObjectID<DeviceObject> {
+        guard openedThrough == .iommufdCdev else {
+            throw IOMMUError(.vfioDeviceBindIOMMUFD, .inappropriateIOCTLForDevice, IOMMUErrorContext(path: path), fileID: fileID, line: line)
+        }
         var command = vfio_device_bind_iommufd()
         command.argsz = UInt32(MemoryLayout<vfio_device_bind_iommufd>.size)
         command.iommufd = iommufd.fileDescriptor
-        try perform(VFIO_DEVICE_BIND_IOMMUFD, &command, .vfioDeviceBindIOMMUFD,
-                    IOMMUErrorContext(fileDescriptor: iommufd.fileDescriptor, path: path), fileID: fileID, line: line)
+        var token: (UInt64, UInt64) = (0, 0)
+        try withUnsafeMutableBytes(of: &token) { (tokenBytes) throws(IOMMUError) in
+            if let virtualFunctionToken {
+                tokenBytes.copyBytes(from: virtualFunctionToken.bytes)
+                command.flags = VFIO_DEVICE_BIND_FLAG_TOKEN
+                command.token_uuid_ptr = UInt64(UInt(bitPattern: tokenBytes.baseAddress))
+            }
+            try perform(VFIO_DEVICE_BIND_IOMMUFD, &command, .vfioDeviceBindIOMMUFD,
+                        IOMMUErrorContext(fileDescriptor: iommufd.fileDescriptor, path: path), fileID: fileID, line: line)
+        }
         self.iommufd = iommufd
         let id = IOMMUObjectID<DeviceObject>(rawValue: command.out_devid)
         deviceID = id
@@ -90,7 +138,9 @@ public final class VFIODevice {
     /// without a window where DMA is blocked.
     @discardableResult
     public func attach(to ioas: IOAS, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
-        try attach(pageTable: ioas.id.rawValue, fileID: fileID, line: line)
+        let hwpt = try attach(pageTable: ioas.id.rawValue, fileID: fileID, line: line)
+        attachedIOAS = ioas
+        return hwpt
     }
 
     /// Attaches the device to an explicit HWPT.
@@ -109,6 +159,7 @@ public final class VFIODevice {
                     IOMMUErrorContext(objectID: rawID, path: path), fileID: fileID, line: line)
         let hwpt = HWPTID(rawValue: command.pt_id)
         attachedPageTable = hwpt
+        attachedIOAS = nil
         return hwpt
     }
 
@@ -119,6 +170,7 @@ public final class VFIODevice {
         try perform(VFIO_DEVICE_DETACH_IOMMUFD_PT, &command, .vfioDeviceDetachIOMMUFDPT,
                     IOMMUErrorContext(path: path), fileID: fileID, line: line)
         attachedPageTable = nil
+        attachedIOAS = nil
     }
 
     // MARK: Device information
@@ -138,7 +190,24 @@ public final class VFIODevice {
         command.index = index
         try perform(VFIO_DEVICE_GET_REGION_INFO, &command, .vfioDeviceGetRegionInfo,
                     IOMMUErrorContext(objectID: index, path: path), fileID: fileID, line: line)
-        return VFIORegion(index: index, flags: command.flags, size: command.size, offset: command.offset)
+        var region = VFIORegion(index: index, flags: command.flags, size: command.size, offset: command.offset)
+        let fixedSize = MemoryLayout<vfio_region_info>.size
+        guard command.flags & VFIO_REGION_INFO_FLAG_CAPS != 0, Int(command.argsz) > fixedSize else { return region }
+        // The capability chain did not fit: ask again with the size the kernel wants.
+        let size = Int(command.argsz)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        var request = vfio_region_info()
+        request.argsz = UInt32(size)
+        request.index = index
+        buffer.storeBytes(of: request, as: vfio_region_info.self)
+        do throws(Errno) { _ = try system.ioctl(fileDescriptor, VFIO_DEVICE_GET_REGION_INFO, buffer.baseAddress) } catch {
+            throw IOMMUError(.vfioDeviceGetRegionInfo, error, IOMMUErrorContext(objectID: index, length: UInt64(size), path: path), fileID: fileID, line: line)
+        }
+        let full = buffer.load(as: vfio_region_info.self)
+        region.capabilities = VFIORegionCapabilities(chain: CapabilityChain(UnsafeRawBufferPointer(buffer), first: full.cap_offset))
+        return region
     }
 
     /// Maps a region (a BAR with the mmap flag) into this process.
@@ -207,6 +276,7 @@ public final class VFIODevice {
         let updated = enabled ? command | PCIConfiguration.commandMemorySpace | PCIConfiguration.commandBusMaster
                               : command & ~PCIConfiguration.commandBusMaster
         if updated != command { try writeConfiguration(updated, at: PCIConfiguration.command, fileID: fileID, line: line) }
+        enabledBusMaster = enabled
     }
 
     /// `VFIO_DEVICE_RESET`: a function-level (or other) reset, when the device offers one.
@@ -216,7 +286,7 @@ public final class VFIODevice {
         }
     }
 
-    private func perform<Command>(
+    func perform<Command>(
         _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext,
         fileID: String, line: Int
     ) throws(IOMMUError) {
@@ -251,6 +321,67 @@ public struct VFIORegion: Sendable, Hashable {
     public var isReadable: Bool { flags & VFIO_REGION_INFO_FLAG_READ != 0 }
     public var isWritable: Bool { flags & VFIO_REGION_INFO_FLAG_WRITE != 0 }
     public var isMappable: Bool { flags & VFIO_REGION_INFO_FLAG_MMAP != 0 }
+    /// What the region's capability chain said, when it had one.
+    public var capabilities = VFIORegionCapabilities()
+
+    public init(index: UInt32, flags: UInt32, size: UInt64, offset: UInt64) {
+        self.index = index
+        self.flags = flags
+        self.size = size
+        self.offset = offset
+    }
+}
+
+/// The capabilities of a region (`VFIO_REGION_INFO_CAP_*`).
+public struct VFIORegionCapabilities: Sendable, Hashable {
+    /// One part of a region that may be mapped.
+    public struct Area: Sendable, Hashable {
+        /// From the start of the region.
+        public var offset: UInt64
+        public var size: UInt64
+    }
+
+    /// Only these parts may be mapped (for example a BAR around its MSI-X table); `nil`
+    /// when the whole region may be, subject to the mmap flag.
+    public var sparseAreas: [Area]?
+    /// The MSI-X table inside this BAR may be mapped too (`MSIX_MAPPABLE`).
+    public var msixMappable = false
+    /// A device-specific region's (type, subtype), from `CAP_TYPE`.
+    public var type: RegionType?
+
+    /// `VFIO_REGION_INFO_CAP_TYPE`'s pair.
+    public struct RegionType: Sendable, Hashable {
+        public var type: UInt32
+        public var subtype: UInt32
+    }
+
+    public init() {}
+
+    init(chain: CapabilityChain) {
+        for capability in chain {
+            switch capability.id {
+            case VFIO_REGION_INFO_CAP_SPARSE_MMAP:
+                guard capability.body.count >= 8 else { continue }
+                let count = Int(capability.body.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+                var areas: [Area] = []
+                for index in 0..<count {
+                    let offset = 8 + index * MemoryLayout<vfio_region_sparse_mmap_area>.size
+                    guard offset + MemoryLayout<vfio_region_sparse_mmap_area>.size <= capability.body.count else { break }
+                    let area = capability.body.loadUnaligned(fromByteOffset: offset, as: vfio_region_sparse_mmap_area.self)
+                    areas.append(Area(offset: area.offset, size: area.size))
+                }
+                sparseAreas = areas
+            case VFIO_REGION_INFO_CAP_MSIX_MAPPABLE:
+                msixMappable = true
+            case VFIO_REGION_INFO_CAP_TYPE:
+                guard capability.body.count >= 8 else { continue }
+                type = RegionType(type: capability.body.loadUnaligned(fromByteOffset: 0, as: UInt32.self),
+                                  subtype: capability.body.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+            default:
+                continue
+            }
+        }
+    }
 }
 
 /// Offsets and bits of the standard PCI configuration header.

@@ -1,0 +1,64 @@
+public import IOMMUFD
+
+/// Where a device's DMA addresses are translated: an iommufd IOAS, or a legacy type1
+/// container. One API over both, so a driver does not care which path the kernel
+/// offered (libvfn's `iommu_ctx`).
+///
+/// An enum rather than a protocol: the two cases are all there are, and a `switch`
+/// costs nothing on the map/unmap path where an existential would box.
+public enum DMAAddressSpace {
+    case iommufd(IOAS)
+    case type1(VFIOContainer)
+
+    /// Which VFIO path the space belongs to.
+    public var path: VFIODevice.Path {
+        switch self {
+        case .iommufd: .iommufdCdev
+        case .type1: .legacyGroup
+        }
+    }
+
+    /// Maps user memory at a fixed IOVA for the devices of this space.
+    ///
+    /// Safety: the memory must stay mapped in this process until the mapping is removed,
+    /// and every device that could reach it must be quiesced before it is unmapped.
+    public func map(
+        userAddress: UInt64, length: UInt64, at iova: IOVA, access: MapAccess = .readWrite,
+        fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> DMAMapping {
+        switch self {
+        case .iommufd(let ioas):
+            try ioas.map(userAddress: userAddress, length: length, at: iova, access: access, fileID: fileID, line: line)
+        case .type1(let container):
+            try container.map(userAddress: userAddress, length: length, at: iova, access: access, fileID: fileID, line: line)
+        }
+    }
+
+    /// Maps a buffer; see ``map(userAddress:length:at:access:fileID:line:)``.
+    public func map(
+        _ buffer: UnsafeRawBufferPointer, at iova: IOVA, access: MapAccess = .readWrite,
+        fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> DMAMapping {
+        try map(userAddress: UInt64(UInt(bitPattern: buffer.baseAddress)), length: UInt64(buffer.count), at: iova,
+                access: access, fileID: fileID, line: line)
+    }
+
+    /// Removes one mapping, exactly as it was made.
+    public func unmap(_ mapping: DMAMapping, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        switch self {
+        case .iommufd(let ioas): try ioas.unmap(mapping, fileID: fileID, line: line)
+        case .type1(let container): try container.unmap(mapping, fileID: fileID, line: line)
+        }
+    }
+
+    /// The IOVA ranges a mapping may use, and the alignment it needs.
+    public func iovaRanges(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> IOVARanges {
+        switch self {
+        case .iommufd(let ioas):
+            return try ioas.iovaRanges(fileID: fileID, line: line)
+        case .type1(let container):
+            let info = try container.info(fileID: fileID, line: line)
+            return IOVARanges(ranges: info.iovaRanges, alignment: info.minimumPageSize)
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import CIOMMUFD
+public import IOMMUFD
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A legacy VFIO container (`/dev/vfio/vfio`) driven by the type1v2 IOMMU backend: the
+/// path for kernels without iommufd, such as Debian's stock kernels.
+///
+/// The order the kernel insists on is kept by construction: a container is opened and
+/// checked (API version, type1v2), groups join it (``VFIOGroup``), the first group
+/// switches the IOMMU on (`VFIO_SET_IOMMU`), and only then can memory be mapped.
+public final class VFIOContainer {
+    /// The container's file descriptor.
+    public let fileDescriptor: Int32
+    let system: any SystemInterface
+    /// Whether `VFIO_SET_IOMMU` has been done (after the first group joined).
+    public private(set) var isIOMMUSet = false
+    /// The numbers of the groups that joined. Groups hold their container, not the
+    /// other way round: the container lives as long as any group (or device) does.
+    public private(set) var groupNumbers: [Int] = []
+
+    /// The container node.
+    public static let path = "/dev/vfio/vfio"
+
+    /// Opens `/dev/vfio/vfio` with `O_CLOEXEC` and checks that it speaks VFIO API 0 and
+    /// offers the type1v2 IOMMU.
+    ///
+    /// - Throws: `ENOENT` from `open` without the vfio module, `EINVAL` (reported against
+    ///   `VFIO_GET_API_VERSION`) for another API version, `ENODEV` (against
+    ///   `VFIO_CHECK_EXTENSION`) when type1v2 is missing.
+    public init(system: any SystemInterface = LinuxSystem()) throws(IOMMUError) {
+        do {
+            fileDescriptor = try system.open(Self.path, flags: O_RDWR | O_CLOEXEC, mode: 0)
+        } catch {
+            throw IOMMUError(.open, error, IOMMUErrorContext(path: Self.path))
+        }
+        self.system = system
+        do throws(IOMMUError) {
+            let version = try call(VFIO_GET_API_VERSION, nil, .vfioGetAPIVersion)
+            guard version == Int32(VFIO_API_VERSION) else {
+                throw IOMMUError(.vfioGetAPIVersion, .invalidArgument, IOMMUErrorContext(objectID: UInt32(bitPattern: version), path: Self.path))
+            }
+            guard try supports(VFIO_TYPE1v2_IOMMU) else {
+                throw IOMMUError(.vfioCheckExtension, .operationNotSupportedByDevice, IOMMUErrorContext(objectID: UInt32(VFIO_TYPE1v2_IOMMU), path: Self.path))
+            }
+        } catch {
+            try? system.close(fileDescriptor)
+            throw error
+        }
+    }
+
+    deinit {
+        try? system.close(fileDescriptor)
+    }
+
+    /// `VFIO_CHECK_EXTENSION`: whether the container offers an IOMMU type or extension
+    /// (`VFIO_TYPE1v2_IOMMU`, `VFIO_UNMAP_ALL`, `VFIO_UPDATE_VADDR`...).
+    public func supports(_ extensionID: UInt) throws(IOMMUError) -> Bool {
+        try call(VFIO_CHECK_EXTENSION, UnsafeMutableRawPointer(bitPattern: extensionID), .vfioCheckExtension) > 0
+    }
+
+    /// Records a group that joined; the first one switches the type1v2 IOMMU on.
+    func adopt(groupNumber: Int) throws(IOMMUError) {
+        if !isIOMMUSet {
+            _ = try call(VFIO_SET_IOMMU, UnsafeMutableRawPointer(bitPattern: VFIO_TYPE1v2_IOMMU), .vfioSetIOMMU)
+            isIOMMUSet = true
+        }
+        groupNumbers.append(groupNumber)
+    }
+
+    /// Forgets a group whose descriptor was closed (the kernel took it out of the container).
+    func release(groupNumber: Int) {
+        groupNumbers.removeAll { $0 == groupNumber }
+    }
+
+    // MARK: DMA
+
+    /// Maps user memory for the devices of this container's groups (`VFIO_IOMMU_MAP_DMA`).
+    /// Type1 has no kernel-chosen IOVAs: the caller always names the IOVA.
+    ///
+    /// - Throws: `EINVAL` before any group joined, for a zero or unaligned length/IOVA/address,
+    ///   or an IOVA outside the valid ranges; `EEXIST` when it overlaps a mapping; `ENOSPC`
+    ///   when `dma_entry_limit` is used up; `ENOMEM` at the memlock limit; `EFAULT` for
+    ///   memory that is not mapped.
+    public func map(
+        userAddress: UInt64, length: UInt64, at iova: IOVA, access: MapAccess = .readWrite,
+        fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> DMAMapping {
+        var command = vfio_iommu_type1_dma_map()
+        command.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_map>.size)
+        command.flags = (access.contains(.readable) ? VFIO_DMA_MAP_FLAG_READ : 0)
+            | (access.contains(.writeable) ? VFIO_DMA_MAP_FLAG_WRITE : 0)
+        command.vaddr = userAddress
+        command.iova = iova.rawValue
+        command.size = length
+        let context = IOMMUErrorContext(iova: iova.rawValue, length: length, userAddress: userAddress, fileDescriptor: fileDescriptor)
+        do {
+            try perform(VFIO_IOMMU_MAP_DMA, &command, .vfioIOMMUMapDMA, context, fileID: fileID, line: line)
+        } catch {
+            var error = error
+            if error.errno == .noMemory, let limit = try? system.memoryLockLimit() { error.context.memlockLimit = limit.current }
+            throw error
+        }
+        return DMAMapping(iova: iova, length: length)
+    }
+
+    /// Removes exactly one earlier mapping (`VFIO_IOMMU_UNMAP_DMA`). Type1v2 refuses to cut
+    /// a mapping (`EINVAL`); a range with no mapping unmaps 0 bytes, which is reported
+    /// as `ENOENT` here so that a stale handle is not silently accepted.
+    public func unmap(_ mapping: DMAMapping, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        let unmapped = try unmap(iova: mapping.iova, length: mapping.length, fileID: fileID, line: line)
+        guard unmapped == mapping.length else {
+            var context = IOMMUErrorContext(iova: mapping.iova.rawValue, length: mapping.length, fileDescriptor: fileDescriptor)
+            context.reportedLength = unmapped
+            throw IOMMUError(.vfioIOMMUUnmapDMA, unmapped == 0 ? .noSuchFileOrDirectory : .ioError, context, fileID: fileID, line: line)
+        }
+    }
+
+    /// Unmaps every mapping inside `[iova, iova + length)` and returns the bytes unmapped.
+    @discardableResult
+    public func unmap(iova: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+        var command = vfio_iommu_type1_dma_unmap()
+        command.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_unmap>.size)
+        command.iova = iova.rawValue
+        command.size = length
+        try perform(VFIO_IOMMU_UNMAP_DMA, &command, .vfioIOMMUUnmapDMA,
+                    IOMMUErrorContext(iova: iova.rawValue, length: length, fileDescriptor: fileDescriptor), fileID: fileID, line: line)
+        return command.size
+    }
+
+    /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`, needs the `VFIO_UNMAP_ALL` extension).
+    @discardableResult
+    public func unmapAll(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+        var command = vfio_iommu_type1_dma_unmap()
+        command.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_unmap>.size)
+        command.flags = VFIO_DMA_UNMAP_FLAG_ALL
+        try perform(VFIO_IOMMU_UNMAP_DMA, &command, .vfioIOMMUUnmapDMA, IOMMUErrorContext(fileDescriptor: fileDescriptor), fileID: fileID, line: line)
+        return command.size
+    }
+
+    /// `VFIO_IOMMU_GET_INFO` with its capability chain: page sizes, the valid IOVA
+    /// ranges and how many more mappings `dma_entry_limit` allows.
+    public func info(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Type1Info {
+        // First call with the fixed part, to learn the size of the capability chain.
+        var header = vfio_iommu_type1_info()
+        header.argsz = UInt32(MemoryLayout<vfio_iommu_type1_info>.size)
+        try perform(VFIO_IOMMU_GET_INFO, &header, .vfioIOMMUGetInfo, IOMMUErrorContext(fileDescriptor: fileDescriptor), fileID: fileID, line: line)
+        var info = Type1Info(pageSizes: header.iova_pgsizes, iovaRanges: [], availableMappings: nil)
+        let size = Int(max(header.argsz, UInt32(MemoryLayout<vfio_iommu_type1_info>.size)))
+        guard header.flags & VFIO_IOMMU_INFO_CAPS != 0, size > MemoryLayout<vfio_iommu_type1_info>.size else { return info }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        do {
+            buffer.storeBytes(of: UInt32(size), toByteOffset: 0, as: UInt32.self)
+            do throws(Errno) { _ = try system.ioctl(fileDescriptor, VFIO_IOMMU_GET_INFO, buffer.baseAddress) } catch {
+                throw IOMMUError(.vfioIOMMUGetInfo, error, IOMMUErrorContext(length: UInt64(size), fileDescriptor: fileDescriptor), fileID: fileID, line: line)
+            }
+            let full = buffer.load(as: vfio_iommu_type1_info.self)
+            for capability in CapabilityChain(UnsafeRawBufferPointer(buffer), first: full.cap_offset) {
+                switch capability.id {
+                case VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE:
+                    let count = Int(capability.body.load(fromByteOffset: 0, as: UInt32.self))
+                    let rangesStart = MemoryLayout<vfio_iommu_type1_info_cap_iova_range>.size - MemoryLayout<vfio_info_cap_header>.size
+                    for index in 0..<count {
+                        let offset = rangesStart + index * MemoryLayout<vfio_iova_range>.size
+                        guard offset + MemoryLayout<vfio_iova_range>.size <= capability.body.count else { break }
+                        let range = capability.body.loadUnaligned(fromByteOffset: offset, as: vfio_iova_range.self)
+                        info.iovaRanges.append(IOVARange(start: IOVA(range.start), last: IOVA(range.end)))
+                    }
+                case VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL:
+                    info.availableMappings = capability.body.load(fromByteOffset: 0, as: UInt32.self)
+                default:
+                    break
+                }
+            }
+        }
+        return info
+    }
+
+    // MARK: ioctl helpers
+
+    @discardableResult
+    private func call(_ request: UInt, _ argument: UnsafeMutableRawPointer?, _ operation: IOMMUOperation) throws(IOMMUError) -> Int32 {
+        do { return try system.ioctl(fileDescriptor, request, argument) } catch {
+            throw IOMMUError(operation, error, IOMMUErrorContext(fileDescriptor: fileDescriptor, path: Self.path))
+        }
+    }
+
+    private func perform<Command>(
+        _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation, _ context: IOMMUErrorContext,
+        fileID: String, line: Int
+    ) throws(IOMMUError) {
+        do {
+            _ = try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) -> Int32 in
+                try system.ioctl(fileDescriptor, request, bytes.baseAddress)
+            }
+        } catch {
+            throw IOMMUError(operation, error, context, fileID: fileID, line: line)
+        }
+    }
+}
+
+/// What `VFIO_IOMMU_GET_INFO` reports for a type1 container.
+public struct Type1Info: Sendable, Hashable {
+    /// The IOMMU page sizes as a bitmap (bit n set: 2^n bytes).
+    public var pageSizes: UInt64
+    /// The IOVA ranges a mapping may use (empty when the kernel gave no range capability).
+    public var iovaRanges: [IOVARange]
+    /// How many more mappings `dma_entry_limit` allows, when reported.
+    public var availableMappings: UInt32?
+
+    /// The smallest IOMMU page size, the alignment every mapping needs.
+    public var minimumPageSize: UInt64 { pageSizes == 0 ? 4096 : pageSizes & (~pageSizes &+ 1) }
+}
+
+/// A mapping made through a type1 container: its IOVA and length.
+public typealias DMAMapping = IOASMapping

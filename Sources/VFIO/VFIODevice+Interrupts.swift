@@ -1,0 +1,182 @@
+import CIOMMUFD
+public import IOMMUFD
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A PCI interrupt kind, by its VFIO index.
+public enum PCIInterruptKind: UInt32, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    case intx = 0
+    case msi = 1
+    case msix = 2
+    case error = 3
+    case request = 4
+
+    public var description: String {
+        switch self {
+        case .intx: "INTx"
+        case .msi: "MSI"
+        case .msix: "MSI-X"
+        case .error: "AER error"
+        case .request: "device request"
+        }
+    }
+}
+
+/// What `VFIO_DEVICE_GET_IRQ_INFO` reports for one interrupt kind.
+public struct VFIOInterruptInfo: Sendable, Hashable {
+    public var kind: PCIInterruptKind
+    public var flags: UInt32
+    /// How many vectors the device offers (0: this kind is not available).
+    public var count: UInt32
+
+    public var signalsEventFD: Bool { flags & VFIO_IRQ_INFO_EVENTFD != 0 }
+    public var isMaskable: Bool { flags & VFIO_IRQ_INFO_MASKABLE != 0 }
+    /// INTx: the kernel masks the line on each interrupt; unmask after handling it.
+    public var isAutomasked: Bool { flags & VFIO_IRQ_INFO_AUTOMASKED != 0 }
+}
+
+/// Interrupt vectors wired to eventfds. Each vector's eventfd counts the interrupts that
+/// arrived since it was last read. The descriptors are non-blocking and close-on-exec,
+/// and are closed when the value goes away; disable the interrupts on the device first
+/// (``VFIODevice/disableInterrupts(_:)``), as ``VFIODevice`` does when it closes.
+public final class InterruptVectors {
+    /// The kind the vectors belong to.
+    public let kind: PCIInterruptKind
+    /// One eventfd per vector, in vector order.
+    public let eventFileDescriptors: [Int32]
+    let system: any SystemInterface
+
+    init(kind: PCIInterruptKind, eventFileDescriptors: [Int32], system: any SystemInterface) {
+        self.kind = kind
+        self.eventFileDescriptors = eventFileDescriptors
+        self.system = system
+    }
+
+    deinit {
+        for fd in eventFileDescriptors { try? system.close(fd) }
+    }
+
+    /// The interrupts that arrived on `vector` since the last call (0 when none), without
+    /// waiting: what a poll-mode driver checks.
+    public func takePending(vector: Int = 0) throws(IOMMUError) -> UInt64 {
+        var value: UInt64 = 0
+        do {
+            _ = try withUnsafeMutableBytes(of: &value) { (bytes) throws(Errno) -> Int in
+                try system.read(eventFileDescriptors[vector], into: bytes)
+            }
+            return value
+        } catch {
+            if error == .wouldBlock { return 0 }
+            throw IOMMUError(.read, error, IOMMUErrorContext(objectID: UInt32(vector), fileDescriptor: eventFileDescriptors[vector]))
+        }
+    }
+
+    /// Waits up to `timeout` seconds for an interrupt on `vector`; returns how many
+    /// arrived, or 0 on timeout.
+    public func wait(vector: Int = 0, timeout: Double) throws(IOMMUError) -> UInt64 {
+        let deadline = monotonicSeconds() + timeout
+        while true {
+            let pending = try takePending(vector: vector)
+            if pending > 0 || monotonicSeconds() >= deadline { return pending }
+            usleep(200)
+        }
+    }
+
+    private func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+extension VFIODevice {
+    /// `VFIO_DEVICE_GET_IRQ_INFO` for one interrupt kind.
+    public func interruptInfo(_ kind: PCIInterruptKind, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> VFIOInterruptInfo {
+        var command = vfio_irq_info()
+        command.argsz = UInt32(MemoryLayout<vfio_irq_info>.size)
+        command.index = kind.rawValue
+        try perform(VFIO_DEVICE_GET_IRQ_INFO, &command, .vfioDeviceGetIRQInfo,
+                    IOMMUErrorContext(objectID: kind.rawValue, path: path), fileID: fileID, line: line)
+        return VFIOInterruptInfo(kind: kind, flags: command.flags, count: command.count)
+    }
+
+    /// Wires `count` vectors of `kind` to fresh eventfds (`VFIO_DEVICE_SET_IRQS` with
+    /// `DATA_EVENTFD | ACTION_TRIGGER`), which enables them on the device.
+    ///
+    /// - Throws: `EINVAL` when the device offers fewer vectors; the eventfds made so far
+    ///   are closed again.
+    public func enableInterrupts(
+        _ kind: PCIInterruptKind, count: Int = 1, fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> InterruptVectors {
+        precondition(count >= 1, "enable at least one vector")
+        var descriptors: [Int32] = []
+        do throws(IOMMUError) {
+            for _ in 0..<count {
+                do { descriptors.append(try system.eventfd(initialValue: 0, flags: Int32(EFD_NONBLOCK))) } catch {
+                    throw IOMMUError(.eventfd, error, IOMMUErrorContext(path: path), fileID: fileID, line: line)
+                }
+            }
+            try setInterruptTriggers(kind, descriptors, fileID: fileID, line: line)
+        } catch {
+            for fd in descriptors { try? system.close(fd) }
+            throw error
+        }
+        return InterruptVectors(kind: kind, eventFileDescriptors: descriptors, system: system)
+    }
+
+    /// Enables the first kind in `preference` the device offers, with up to `count`
+    /// vectors: MSI-X, then MSI, then INTx (one vector), as DPDK and SPDK choose.
+    public func enableInterrupts(
+        preferring preference: [PCIInterruptKind] = [.msix, .msi, .intx], count: Int = 1,
+        fileID: String = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> InterruptVectors {
+        for kind in preference {
+            let info = try interruptInfo(kind, fileID: fileID, line: line)
+            guard info.count > 0, info.signalsEventFD else { continue }
+            return try enableInterrupts(kind, count: min(count, Int(info.count)), fileID: fileID, line: line)
+        }
+        throw IOMMUError(.vfioDeviceSetIRQs, .operationNotSupportedByDevice, IOMMUErrorContext(path: path), fileID: fileID, line: line)
+    }
+
+    /// Disables every vector of `kind` (`DATA_NONE | ACTION_TRIGGER` with count 0).
+    public func disableInterrupts(_ kind: PCIInterruptKind, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        var command = vfio_irq_set()
+        command.argsz = UInt32(MemoryLayout<vfio_irq_set>.size)
+        command.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER
+        command.index = kind.rawValue
+        try perform(VFIO_DEVICE_SET_IRQS, &command, .vfioDeviceSetIRQs, IOMMUErrorContext(objectID: kind.rawValue, path: path), fileID: fileID, line: line)
+    }
+
+    /// Unmasks INTx after it was handled (the kernel masks it on delivery).
+    public func unmaskINTx(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        var command = vfio_irq_set()
+        command.argsz = UInt32(MemoryLayout<vfio_irq_set>.size)
+        command.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK
+        command.index = PCIInterruptKind.intx.rawValue
+        command.count = 1
+        try perform(VFIO_DEVICE_SET_IRQS, &command, .vfioDeviceSetIRQs, IOMMUErrorContext(objectID: 0, path: path), fileID: fileID, line: line)
+    }
+
+    private func setInterruptTriggers(_ kind: PCIInterruptKind, _ descriptors: [Int32], fileID: String, line: Int) throws(IOMMUError) {
+        let headerSize = MemoryLayout<vfio_irq_set>.size
+        let size = headerSize + descriptors.count * MemoryLayout<Int32>.size
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
+        defer { buffer.deallocate() }
+        var header = vfio_irq_set()
+        header.argsz = UInt32(size)
+        header.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER
+        header.index = kind.rawValue
+        header.start = 0
+        header.count = UInt32(descriptors.count)
+        buffer.storeBytes(of: header, as: vfio_irq_set.self)
+        for (index, fd) in descriptors.enumerated() {
+            buffer.storeBytes(of: fd, toByteOffset: headerSize + index * 4, as: Int32.self)
+        }
+        do { _ = try system.ioctl(fileDescriptor, VFIO_DEVICE_SET_IRQS, buffer.baseAddress) } catch {
+            throw IOMMUError(.vfioDeviceSetIRQs, error, IOMMUErrorContext(objectID: kind.rawValue, length: UInt64(descriptors.count), path: path),
+                             fileID: fileID, line: line)
+        }
+    }
+}

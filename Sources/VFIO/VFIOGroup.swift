@@ -1,0 +1,106 @@
+import CIOMMUFD
+public import IOMMUFD
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IOMMU group opened through the legacy VFIO interface (`/dev/vfio/<number>`) and
+/// joined to a ``VFIOContainer``. Device descriptors come from the group
+/// (`VFIO_GROUP_GET_DEVICE_FD`); the group keeps its container alive.
+public final class VFIOGroup {
+    /// The IOMMU group number (`/sys/kernel/iommu_groups/<number>`).
+    public let number: Int
+    /// The group's file descriptor.
+    public let fileDescriptor: Int32
+    /// The container the group joined (kept alive by the group).
+    public let container: VFIOContainer
+    let system: any SystemInterface
+
+    /// The group node's path.
+    public var path: String { "/dev/vfio/\(number)" }
+
+    /// Opens `/dev/vfio/<number>`, checks that the group is viable (every device in it
+    /// is bound to vfio-pci or to no driver) and joins it to `container`; the first
+    /// group of a container switches its type1v2 IOMMU on.
+    ///
+    /// - Throws: `ENOENT` (no such group, or it has no device bound to vfio-pci),
+    ///   `EBUSY` (open elsewhere, or a device of it is bound to an iommufd through its
+    ///   cdev), `EPERM` against `VFIO_GROUP_GET_STATUS` when the group is not viable, with
+    ///   the fix in ``IOMMUError/explanation``.
+    public init(number: Int, container: VFIOContainer) throws(IOMMUError) {
+        let system = container.system
+        let path = "/dev/vfio/\(number)"
+        let descriptor: Int32
+        do { descriptor = try system.open(path, flags: O_RDWR | O_CLOEXEC, mode: 0) } catch {
+            throw IOMMUError(.open, error, IOMMUErrorContext(path: path))
+        }
+        self.number = number
+        self.fileDescriptor = descriptor
+        self.container = container
+        self.system = system
+        do throws(IOMMUError) {
+            var status = vfio_group_status()
+            status.argsz = UInt32(MemoryLayout<vfio_group_status>.size)
+            try perform(VFIO_GROUP_GET_STATUS, &status, .vfioGroupGetStatus)
+            guard status.flags & VFIO_GROUP_FLAGS_VIABLE != 0 else {
+                throw IOMMUError(.vfioGroupGetStatus, .notPermitted, IOMMUErrorContext(objectID: UInt32(number), path: path))
+            }
+            var containerDescriptor = container.fileDescriptor
+            try perform(VFIO_GROUP_SET_CONTAINER, &containerDescriptor, .vfioGroupSetContainer)
+            try container.adopt(groupNumber: number)
+        } catch {
+            try? system.close(descriptor)
+            throw error
+        }
+    }
+
+    deinit {
+        // Closing the group descriptor takes it out of its container.
+        try? system.close(fileDescriptor)
+        container.release(groupNumber: number)
+    }
+
+    /// The IOMMU group of a PCI device, from `/sys/bus/pci/devices/<address>/iommu_group`.
+    ///
+    /// - Throws: `ENOENT` (against `readlink`) when the device has no IOMMU group: no
+    ///   IOMMU is enabled, or the device does not exist.
+    public static func number(of address: PCIAddress, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) -> Int {
+        let link = address.sysfsPath + "/iommu_group"
+        let target: String
+        do { target = try system.readLink(link) } catch {
+            throw IOMMUError(.readLink, error, IOMMUErrorContext(path: link))
+        }
+        guard let last = target.split(separator: "/").last, let number = Int(last) else {
+            throw IOMMUError(.readLink, .invalidArgument, IOMMUErrorContext(path: link))
+        }
+        return number
+    }
+
+    /// Opens one device of the group (`VFIO_GROUP_GET_DEVICE_FD` with its PCI name, plus
+    /// ` vf_token=<uuid>` for an SR-IOV VF whose PF is owned by vfio-pci). The descriptor
+    /// is close-on-exec, as every VFIO device descriptor.
+    func openDevice(_ address: PCIAddress, virtualFunctionToken: VFToken? = nil) throws(IOMMUError) -> Int32 {
+        var name = address.description
+        if let virtualFunctionToken { name += " vf_token=\(virtualFunctionToken)" }
+        let characters = Array(name.utf8) + [0]
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: characters.count, alignment: 1)
+        defer { buffer.deallocate() }
+        buffer.copyBytes(from: characters)
+        do {
+            return try system.ioctl(fileDescriptor, VFIO_GROUP_GET_DEVICE_FD, buffer.baseAddress)
+        } catch {
+            throw IOMMUError(.vfioGroupGetDeviceFD, error, IOMMUErrorContext(objectID: UInt32(number), path: address.description))
+        }
+    }
+
+    private func perform<Command>(_ request: UInt, _ command: inout Command, _ operation: IOMMUOperation) throws(IOMMUError) {
+        do {
+            _ = try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) -> Int32 in
+                try system.ioctl(fileDescriptor, request, bytes.baseAddress)
+            }
+        } catch {
+            throw IOMMUError(operation, error, IOMMUErrorContext(objectID: UInt32(number), path: path))
+        }
+    }
+}
