@@ -44,8 +44,27 @@ let iommufdCommandShapes: [UInt32: CommandShape] = {
 }()
 
 /// The trace name of an ioctl request.
-func ioctlName(_ request: UInt) -> String {
+/// VFIO numbers 12-14 mean different commands on a container and on a device.
+func ioctlName(_ request: UInt, onContainer: Bool = false) -> String {
     let nr = UInt32(request & 0xff)
     if let shape = iommufdCommandShapes[nr], shape.request == request { return shape.name }
+    if request & ~0xff == 0x3b00, nr >= 100, nr < 100 + UInt32(vfioCommandNames.count) {
+        let index = Int(nr - 100)
+        if onContainer, let name = type1CommandNames[index] { return name }
+        return vfioCommandNames[index]
+    }
     return "ioctl(0x" + String(request, radix: 16) + ")"
 }
+
+/// VFIO_BASE + n, for n = 0...21 (`include/uapi/linux/vfio.h`).
+let vfioCommandNames = [
+    "VFIO_GET_API_VERSION", "VFIO_CHECK_EXTENSION", "VFIO_SET_IOMMU", "VFIO_GROUP_GET_STATUS",
+    "VFIO_GROUP_SET_CONTAINER", "VFIO_GROUP_UNSET_CONTAINER", "VFIO_GROUP_GET_DEVICE_FD", "VFIO_DEVICE_GET_INFO",
+    "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO", "VFIO_DEVICE_SET_IRQS", "VFIO_DEVICE_RESET",
+    "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", "VFIO_DEVICE_PCI_HOT_RESET", "VFIO_DEVICE_QUERY_GFX_PLANE",
+    "VFIO_DEVICE_GET_GFX_DMABUF", "VFIO_DEVICE_IOEVENTFD", "VFIO_DEVICE_FEATURE", "VFIO_DEVICE_BIND_IOMMUFD",
+    "VFIO_DEVICE_ATTACH_IOMMUFD_PT", "VFIO_DEVICE_DETACH_IOMMUFD_PT", "VFIO_MIG_GET_PRECOPY_INFO",
+]
+
+/// The container's meaning of the shared numbers.
+let type1CommandNames: [Int: String] = [12: "VFIO_IOMMU_GET_INFO", 13: "VFIO_IOMMU_MAP_DMA", 14: "VFIO_IOMMU_UNMAP_DMA", 17: "VFIO_IOMMU_DIRTY_PAGES"]

@@ -31,6 +31,10 @@ extension MockKernel {
         public var files: [String: [UInt8]] = [:]
         /// Symbolic links visible to `readLink`.
         public var links: [String: String] = [:]
+        /// PCI functions (add them with ``addPCIDevice(_:)``, which also makes their sysfs entries).
+        public internal(set) var pciDevices: [PCIDevice] = []
+        /// The type1 `dma_entry_limit` of a legacy container (the kernel's default is 65535).
+        public var type1MappingLimit: UInt32 = 65535
 
         public init() {}
     }

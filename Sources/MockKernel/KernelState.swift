@@ -18,6 +18,7 @@ struct KernelState {
     var nextMemoryFileID = 1
     var contexts: [Int: IOMMUContext] = [:]
     var nextContextID = 1
+    var vfio = VFIOState()
 
     // Memory mappings of the process (what `mmap` made).
     var areasOfMemory: [VirtualMemoryArea] = []
@@ -80,6 +81,12 @@ enum OpenDescriptor {
     case memoryFile(id: Int)
     case eventCounter(value: UInt64)
     case regularFile(path: String, contents: [UInt8])
+    /// `/dev/vfio/vfio`.
+    case vfioContainer(id: Int)
+    /// `/dev/vfio/<group>`.
+    case vfioGroup(number: Int)
+    /// A VFIO device descriptor (cdev or from a group).
+    case vfioDevice(fileID: Int)
 }
 
 /// A memfd: real memory the model hands out for `mmap` and pins for `MAP_FILE`.
@@ -104,6 +111,8 @@ struct VirtualMemoryArea {
     enum Backing: Equatable {
         case anonymous(allocationBase: UInt)
         case memoryFile(id: Int, offset: UInt64)
+        /// A BAR of a mock PCI device (its storage lives as long as the model).
+        case deviceMemory
     }
 
     var last: UInt64 { start + length - 1 }

@@ -21,6 +21,8 @@ extension MockKernel {
                     state.nextContextID += 1
                     state.contexts[contextID] = IOMMUContext()
                     descriptor = .iommufd(contextID: contextID)
+                } else if let node = try state.openVFIONode(path) {
+                    descriptor = node
                 } else if let contents = state.configuration.files[path] {
                     descriptor = .regularFile(path: path, contents: contents)
                 } else {
@@ -45,11 +47,23 @@ extension MockKernel {
             var freed: [UInt] = []
             switch descriptor {
             case .iommufd(let contextID):
-                state.destroyContext(contextID)
+                // Bound VFIO devices keep the context alive until they unbind.
+                if state.vfio.deviceFiles.values.contains(where: { $0.boundContext == contextID }) {
+                    state.vfio.orphanedContexts.insert(contextID)
+                } else {
+                    state.destroyContext(contextID)
+                }
             case .memoryFile(let id):
                 freed += state.releaseMemoryFile(id)
             case .eventCounter, .regularFile:
                 break
+            case .vfioContainer(let id):
+                state.collectContainer(id)
+            case .vfioGroup(let number):
+                if let containerID = state.vfio.groups[number]?.container { state.leaveContainer(number, containerID) }
+                state.vfio.groups[number] = nil
+            case .vfioDevice(let fileID):
+                state.closeDeviceFile(fileID)
             }
             state.record("close", injected)
             if let injected { throw injected }
@@ -60,11 +74,28 @@ extension MockKernel {
 
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
         try state.withLock { (state) throws(Errno) -> Int32 in
-            let name = ioctlName(request)
+            var onContainer = false
+            if case .vfioContainer? = state.descriptors[fd] { onContainer = true }
+            let name = ioctlName(request, onContainer: onContainer)
             return try state.run(name) { (state) throws(Errno) -> Int32 in
-                guard let descriptor = state.descriptors[fd] else { throw .badFileDescriptor }
-                guard case .iommufd(let contextID) = descriptor else { throw .inappropriateIOCTLForDevice }
-                return try state.iommufdIoctl(contextID: contextID, request: request, argument: argument)
+                switch state.descriptors[fd] {
+                case nil:
+                    throw .badFileDescriptor
+                case .iommufd(let contextID)?:
+                    return try state.iommufdIoctl(contextID: contextID, request: request, argument: argument)
+                case .vfioContainer(let id)?:
+                    return try state.vfioContainerIoctl(id, request: request, argument: argument)
+                case .vfioGroup(let number)?:
+                    return try state.vfioGroupIoctl(number, request: request, argument: argument)
+                case .vfioDevice(let fileID)?:
+                    if request == VFIO_DEVICE_RESET {
+                        try state.resetDevice(fileID)
+                        return 0
+                    }
+                    return try state.vfioDeviceIoctl(fileID, request: request, argument: argument)
+                default:
+                    throw .inappropriateIOCTLForDevice
+                }
             }
         }
     }
@@ -128,6 +159,9 @@ extension MockKernel {
                         buffer.baseAddress!.copyMemory(from: base + Int(start), byteCount: count)
                     }
                     return count
+                case .vfioDevice(let fileID)?:
+                    guard offset >= 0, buffer.count > 0 else { throw .invalidArgument }
+                    return try state.deviceRead(fileID, into: buffer, offset: offset)
                 case nil: throw .badFileDescriptor
                 default: throw .illegalSeek
                 }
@@ -146,6 +180,9 @@ extension MockKernel {
                         (base + Int(offset)).copyMemory(from: buffer.baseAddress!, byteCount: buffer.count)
                     }
                     return buffer.count
+                case .vfioDevice(let fileID)?:
+                    guard offset >= 0, buffer.count > 0 else { throw .invalidArgument }
+                    return try state.deviceWrite(fileID, from: buffer, offset: offset)
                 case .regularFile(let path, _)?:
                     var contents = state.configuration.files[path] ?? []
                     let end = Int(offset) + buffer.count
@@ -181,6 +218,9 @@ extension MockKernel {
                         state.allocations[base] = MemoryAllocation(byteCount: Int(rounded))
                         state.insertArea(VirtualMemoryArea(start: UInt64(base), length: rounded, writable: writable, backing: .anonymous(allocationBase: base)))
                         return base
+                    }
+                    if case .vfioDevice(let fileID)? = state.descriptors[fd] {
+                        return try state.mapDeviceRegion(fileID, length: length, flags: flags, offset: offset, writable: writable)
                     }
                     guard case .memoryFile(let id)? = state.descriptors[fd], var file = state.memoryFiles[id] else { throw .badFileDescriptor }
                     guard offset >= 0, UInt64(offset) % pageSize == 0 else { throw .invalidArgument }

@@ -31,6 +31,9 @@ public final class MockKernel: SystemInterface, Sendable {
             for file in state.memoryFiles.values where file.storage != 0 {
                 UnsafeMutableRawPointer(bitPattern: file.storage)?.deallocate()
             }
+            for device in state.vfio.devices.values {
+                for base in device.barStorage where base != 0 { UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+            }
         }
     }
 

@@ -114,7 +114,7 @@ extension VFIODevice {
         var descriptors: [Int32] = []
         do throws(IOMMUError) {
             for _ in 0..<count {
-                do { descriptors.append(try system.eventfd(initialValue: 0, flags: Int32(EFD_NONBLOCK))) } catch {
+                do { descriptors.append(try system.eventfd(initialValue: 0, flags: Int32(EFD_NONBLOCK | EFD_CLOEXEC))) } catch {
                     throw IOMMUError(.eventfd, error, IOMMUErrorContext(path: path), fileID: fileID, line: line)
                 }
             }

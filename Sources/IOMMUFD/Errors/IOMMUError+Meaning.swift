@@ -26,7 +26,25 @@ extension IOMMUError {
             return .init(
                 meaning: "this kernel does not implement \(operation.name) (it answered ENOTTY).",
                 fix: "use a newer kernel, or avoid the feature; `iommufd-probe` lists the commands this kernel supports.")
-        case (.ioasMap, .noMemory), (.ioasMapFile, .noMemory), (.ioasCopy, .noMemory):
+        case (.vfioGroupGetStatus, .notPermitted), (.vfioGroupSetContainer, .notPermitted):
+            let group = context.objectID.map { "\($0)" } ?? "N"
+            return .init(
+                meaning: "IOMMU group \(group) is not viable: a device in it is still bound to a host driver, and a group is only safe to give away whole.",
+                fix: "bind every device in /sys/kernel/iommu_groups/\(group)/devices to vfio-pci (`iommufd-probe bind <address>`), or unbind them from their drivers.")
+        case (.open, .resourceBusy):
+            return .init(meaning: "\(context.path ?? "the node") is already open: a legacy group opens once, and not while one of its devices is bound through its cdev.",
+                         fix: "close the other user (another process, or this one's cdev binding) first.")
+        case (.vfioDeviceBindIOMMUFD, .resourceBusy):
+            return .init(meaning: "the device's IOMMU group is open through the legacy /dev/vfio/<group> path.", fix: "close the group (and its container) first, or use the legacy path for this device too.")
+        case (.vfioDeviceBindIOMMUFD, .notPermitted):
+            return .init(meaning: "the kernel refuses to give DMA ownership without interrupt remapping (or a no-IOMMU device needs CAP_SYS_RAWIO).",
+                         fix: "enable interrupt remapping (intel-iommu with intremap, or AMD IOMMU), or as a last resort set allow_unsafe_interrupts.")
+        case (.vfioIOMMUMapDMA, .noSpace):
+            return .init(meaning: "the container reached vfio_iommu_type1's dma_entry_limit (65535 mappings by default).",
+                         fix: "map larger regions (one per pool, not per buffer), or raise /sys/module/vfio_iommu_type1/parameters/dma_entry_limit.")
+        case (.vfioDeviceReset, .invalidArgument):
+            return .init(meaning: "the device has no function reset method (no FLR, PM or bus reset).", fix: "reinitialise the device through its own registers instead.")
+        case (.ioasMap, .noMemory), (.ioasMapFile, .noMemory), (.ioasCopy, .noMemory), (.vfioIOMMUMapDMA, .noMemory):
             let limit = context.memlockLimit.map { "\($0) bytes (\($0 / 1024) KiB)" } ?? "unknown"
             return .init(
                 meaning: "pinning the pages would exceed RLIMIT_MEMLOCK (currently \(limit)).",

@@ -1,0 +1,444 @@
+import CIOMMUFD
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// vfio-pci places region `i` at `i << 40` in the device descriptor (`VFIO_PCI_OFFSET_SHIFT`).
+let vfioRegionShift: UInt64 = 40
+
+// The VFIO device descriptor as vfio-pci answers it: drivers/vfio/vfio_main.c (cdev
+// bind/attach), drivers/vfio/pci/vfio_pci_core.c (info, regions, interrupts, reset).
+extension KernelState {
+    // MARK: Nodes
+
+    /// Opens a `/dev/vfio` node, or returns `nil` when `path` is not one.
+    mutating func openVFIONode(_ path: String) throws(Errno) -> OpenDescriptor? {
+        guard path.hasPrefix("/dev/vfio/") else { return nil }
+        guard configuration.files[path] != nil else { throw .noSuchFileOrDirectory }
+        if path == "/dev/vfio/vfio" {
+            let id = vfio.nextContainerID
+            vfio.nextContainerID += 1
+            vfio.containers[id] = ContainerState()
+            return .vfioContainer(id: id)
+        }
+        if path.hasPrefix("/dev/vfio/devices/vfio"), let index = Int(path.dropFirst("/dev/vfio/devices/vfio".count)) {
+            guard configuration.pciDevices.indices.contains(index), configuration.pciDevices[index].driver == "vfio-pci" else {
+                throw .noSuchFileOrDirectory
+            }
+            return .vfioDevice(fileID: makeDeviceFile(DeviceFile(deviceIndex: index)))
+        }
+        guard let number = Int(path.dropFirst("/dev/vfio/".count)) else { throw .noSuchFileOrDirectory }
+        // vfio_group_fops_open: one opener at a time, and not while a cdev of it is bound.
+        guard vfio.groups[number] == nil else { throw .resourceBusy }
+        let members = groupMembers(number)
+        guard !members.isEmpty else { throw .noSuchFileOrDirectory }
+        if members.contains(where: { (vfio.devices[$0]?.boundCdevs ?? 0) > 0 }) { throw .resourceBusy }
+        vfio.groups[number] = GroupState(container: nil)
+        return .vfioGroup(number: number)
+    }
+
+    func groupMembers(_ number: Int) -> [Int] {
+        configuration.pciDevices.indices.filter { configuration.pciDevices[$0].iommuGroup == number }
+    }
+
+    mutating func makeDeviceFile(_ file: DeviceFile) -> Int {
+        ensureRuntime(file.deviceIndex)
+        let id = vfio.nextDeviceFileID
+        vfio.nextDeviceFileID += 1
+        vfio.deviceFiles[id] = file
+        return id
+    }
+
+    /// The device's runtime state, made (BAR storage allocated) on first use.
+    mutating func ensureRuntime(_ index: Int) {
+        guard vfio.devices[index] == nil else { return }
+        let device = configuration.pciDevices[index]
+        let storage = device.barSizes.map { size -> UInt in
+            guard size > 0 else { return 0 }
+            let rounded = Int((size + pageSize - 1) & ~(pageSize - 1))
+            let base = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: Int(pageSize))
+            base.initializeMemory(as: UInt8.self, repeating: 0, count: rounded)
+            return UInt(bitPattern: base)
+        }
+        vfio.devices[index] = DeviceRuntime(configuration: device.initialConfiguration, barStorage: storage)
+    }
+
+    /// Closing a device descriptor: a bound cdev is detached and unbound; when the last
+    /// descriptor of the function goes, vfio-pci disables its interrupts and bus mastering.
+    mutating func closeDeviceFile(_ id: Int) {
+        guard let file = vfio.deviceFiles.removeValue(forKey: id) else { return }
+        if let contextID = file.boundContext, let deviceID = file.boundDeviceID, contexts[contextID] != nil {
+            detachDevice(contextID, deviceID)
+            contexts[contextID]!.objects[deviceID] = nil
+            vfio.devices[file.deviceIndex]?.boundCdevs -= 1
+            releaseOrphanedContext(contextID)
+        }
+        if !vfio.deviceFiles.values.contains(where: { $0.deviceIndex == file.deviceIndex }) {
+            vfio.devices[file.deviceIndex]?.interruptKind = nil
+            vfio.devices[file.deviceIndex]?.triggers = []
+            vfio.devices[file.deviceIndex]?.configuration[0x04] &= ~UInt8(PCICommand.busMaster)
+        }
+    }
+
+    /// An iommufd closed while devices were bound lives until the last of them unbinds.
+    mutating func releaseOrphanedContext(_ contextID: Int) {
+        guard vfio.orphanedContexts.contains(contextID),
+              !vfio.deviceFiles.values.contains(where: { $0.boundContext == contextID }) else { return }
+        vfio.orphanedContexts.remove(contextID)
+        destroyContext(contextID)
+    }
+
+    // MARK: ioctl
+
+    mutating func vfioDeviceIoctl(_ fileID: Int, request: UInt, argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+        guard request & ~0xff == 0x3b00, request & 0xff >= 100 else { throw .inappropriateIOCTLForDevice }
+        let number = Int(request & 0xff) - 100
+        guard var file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
+        // A cdev does nothing but bind until it is bound (`access_granted`).
+        if file.group == nil && file.boundDeviceID == nil && number != 18 { throw .invalidArgument }
+        guard let argument else { throw number == 11 ? .inappropriateIOCTLForDevice : .badAddress }
+        let device = configuration.pciDevices[file.deviceIndex]
+        switch number {
+        case 7: try deviceInfo(device, argument)
+        case 8: try regionInfo(device, argument)
+        case 9: try interruptInfo(device, argument)
+        case 10: try setInterrupts(file.deviceIndex, argument)
+        case 12: try hotResetInfo(file, argument)
+        case 18:
+            try bind(&file, argument)
+            vfio.deviceFiles[fileID] = file
+        case 19: try attach(file, argument)
+        case 20: try detach(file, argument)
+        default: throw .inappropriateIOCTLForDevice
+        }
+        return 0
+    }
+
+    /// `VFIO_DEVICE_RESET` takes no argument.
+    mutating func resetDevice(_ fileID: Int) throws(Errno) {
+        guard let file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
+        if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
+        guard configuration.pciDevices[file.deviceIndex].resetMethod != nil else { throw .invalidArgument }
+        let device = configuration.pciDevices[file.deviceIndex]
+        var runtime = vfio.devices[file.deviceIndex]!
+        runtime.configuration[0x04] = 0
+        runtime.configuration[0x05] = 0
+        for (index, base) in runtime.barStorage.enumerated() where base != 0 {
+            UnsafeMutableRawPointer(bitPattern: base)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(device.barSizes[index]))
+        }
+        vfio.devices[file.deviceIndex] = runtime
+    }
+
+    private func deviceInfo(_ device: MockKernel.PCIDevice, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        var info = argument.loadUnaligned(as: vfio_device_info.self)
+        guard info.argsz >= 16 else { throw .invalidArgument }
+        info.flags = VFIO_DEVICE_FLAGS_PCI | (device.resetMethod != nil ? VFIO_DEVICE_FLAGS_RESET : 0)
+        info.num_regions = VFIO_PCI_NUM_REGIONS
+        info.num_irqs = VFIO_PCI_NUM_IRQS
+        withUnsafeBytes(of: &info) { argument.copyMemory(from: $0.baseAddress!, byteCount: 16) }
+    }
+
+    private func regionInfo(_ device: MockKernel.PCIDevice, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        var info = argument.loadUnaligned(as: vfio_region_info.self)
+        let fixed = MemoryLayout<vfio_region_info>.size
+        guard info.argsz >= UInt32(fixed) else { throw .invalidArgument }
+        guard info.index < VFIO_PCI_NUM_REGIONS, info.index != VFIO_PCI_VGA_REGION_INDEX else { throw .invalidArgument }
+        info.offset = UInt64(info.index) << vfioRegionShift
+        info.flags = 0
+        info.size = 0
+        info.cap_offset = 0
+        var capability: [UInt8] = []
+        switch info.index {
+        case VFIO_PCI_CONFIG_REGION_INDEX:
+            info.size = 256
+            info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
+        case VFIO_PCI_ROM_REGION_INDEX:
+            break
+        default:
+            let size = device.barSizes[Int(info.index)]
+            guard size > 0 else { break }
+            info.size = size
+            info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
+            if size >= pageSize { info.flags |= VFIO_REGION_INFO_FLAG_MMAP }
+            if device.msixVectors > 0 && Int(info.index) == device.msixBAR {
+                // msix_mmappable_cap: a bare header.
+                var header = vfio_info_cap_header()
+                header.id = VFIO_REGION_INFO_CAP_MSIX_MAPPABLE
+                header.version = 1
+                capability = withUnsafeBytes(of: &header) { Array($0) }
+            }
+        }
+        if !capability.isEmpty {
+            info.flags |= VFIO_REGION_INFO_FLAG_CAPS
+            let needed = UInt32(fixed + capability.count)
+            if info.argsz < needed {
+                info.argsz = needed
+            } else {
+                info.cap_offset = UInt32(fixed)
+                capability.withUnsafeBytes { (argument + fixed).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+        }
+        withUnsafeBytes(of: &info) { argument.copyMemory(from: $0.baseAddress!, byteCount: fixed) }
+    }
+
+    /// How many vectors an interrupt kind has on the device (`vfio_pci_get_irq_count`).
+    func interruptCount(_ device: MockKernel.PCIDevice, _ index: UInt32) -> UInt32 {
+        switch index {
+        case VFIO_PCI_INTX_IRQ_INDEX: device.hasINTx ? 1 : 0
+        case VFIO_PCI_MSI_IRQ_INDEX: device.msiVectors
+        case VFIO_PCI_MSIX_IRQ_INDEX: device.msixVectors
+        case VFIO_PCI_REQ_IRQ_INDEX: 1
+        default: 0
+        }
+    }
+
+    private func interruptInfo(_ device: MockKernel.PCIDevice, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        var info = argument.loadUnaligned(as: vfio_irq_info.self)
+        guard info.argsz >= 16, info.index < VFIO_PCI_NUM_IRQS else { throw .invalidArgument }
+        // Not PCI Express: no AER error interrupt.
+        guard info.index != VFIO_PCI_ERR_IRQ_INDEX else { throw .invalidArgument }
+        info.flags = VFIO_IRQ_INFO_EVENTFD
+        if info.index == VFIO_PCI_INTX_IRQ_INDEX {
+            info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED
+        } else {
+            info.flags |= VFIO_IRQ_INFO_NORESIZE
+        }
+        info.count = interruptCount(device, info.index)
+        argument.storeBytes(of: info, as: vfio_irq_info.self)
+    }
+
+    /// `vfio_set_irqs_validate_and_prepare`, then `vfio_pci_set_irqs_ioctl`.
+    private mutating func setInterrupts(_ deviceIndex: Int, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        let header = argument.loadUnaligned(as: vfio_irq_set.self)
+        let minimum = MemoryLayout<vfio_irq_set>.size
+        let dataTypes = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD
+        let actions = VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER
+        guard header.argsz >= UInt32(minimum), header.index < VFIO_PCI_NUM_IRQS,
+              header.count < UInt32.max - header.start, header.flags & ~(dataTypes | actions) == 0,
+              (header.flags & dataTypes).nonzeroBitCount == 1, (header.flags & actions).nonzeroBitCount == 1
+        else { throw .invalidArgument }
+        let device = configuration.pciDevices[deviceIndex]
+        let maximum = interruptCount(device, header.index)
+        guard header.start < maximum, header.start + header.count <= maximum else { throw .invalidArgument }
+        let elementSize = header.flags & VFIO_IRQ_SET_DATA_EVENTFD != 0 ? 4 : header.flags & VFIO_IRQ_SET_DATA_BOOL != 0 ? 1 : 0
+        guard Int(header.argsz) - minimum >= Int(header.count) * elementSize else { throw .invalidArgument }
+        var runtime = vfio.devices[deviceIndex]!
+        guard header.flags & VFIO_IRQ_SET_ACTION_TRIGGER != 0 else {
+            // Mask/unmask: only INTx has it here, and there is nothing to model beyond accepting it.
+            guard header.index == VFIO_PCI_INTX_IRQ_INDEX else { throw .invalidArgument }
+            return
+        }
+        switch header.flags & dataTypes {
+        case VFIO_IRQ_SET_DATA_EVENTFD:
+            // Only one kind at a time (vfio_msi_enable / vfio_intx_enable need irq_type NONE).
+            if let kind = runtime.interruptKind, kind != header.index { throw .invalidArgument }
+            var triggers = runtime.interruptKind == header.index ? runtime.triggers : []
+            if triggers.count < Int(maximum) { triggers += Array(repeating: -1, count: Int(maximum) - triggers.count) }
+            for offset in 0..<Int(header.count) {
+                let fd = argument.loadUnaligned(fromByteOffset: minimum + offset * 4, as: Int32.self)
+                if fd >= 0 {
+                    guard let descriptor = descriptors[fd] else { throw .badFileDescriptor }
+                    guard case .eventCounter = descriptor else { throw .invalidArgument }
+                }
+                triggers[Int(header.start) + offset] = fd
+            }
+            runtime.interruptKind = header.index
+            runtime.triggers = triggers
+        case VFIO_IRQ_SET_DATA_NONE where header.count == 0:
+            if runtime.interruptKind == header.index {
+                runtime.interruptKind = nil
+                runtime.triggers = []
+            }
+        default:
+            // DATA_NONE/BOOL with a count: a loopback trigger of the wired vectors.
+            guard runtime.interruptKind == header.index else { throw .invalidArgument }
+            for vector in Int(header.start)..<Int(header.start + header.count) {
+                let fire = header.flags & VFIO_IRQ_SET_DATA_BOOL == 0
+                    || argument.load(fromByteOffset: minimum + vector - Int(header.start), as: UInt8.self) != 0
+                if fire { signal(runtime.triggers[vector]) }
+            }
+        }
+        vfio.devices[deviceIndex] = runtime
+    }
+
+    /// Adds one to an eventfd's counter, as `eventfd_signal` does.
+    mutating func signal(_ fd: Int32) {
+        guard fd >= 0, case .eventCounter(let value)? = descriptors[fd] else { return }
+        descriptors[fd] = .eventCounter(value: value &+ 1)
+    }
+
+    private func hotResetInfo(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        var header = argument.loadUnaligned(as: vfio_pci_hot_reset_info.self)
+        let fixed = MemoryLayout<vfio_pci_hot_reset_info>.size
+        guard header.argsz >= UInt32(fixed) else { throw .invalidArgument }
+        let device = configuration.pciDevices[file.deviceIndex]
+        let bus = device.address.split(separator: ":").dropLast().joined(separator: ":")
+        // Functions on the root bus have no slot or bus reset (pci_probe_reset_bus fails).
+        guard !bus.hasSuffix(":00") else { throw .operationNotSupportedByDevice }
+        let affected = configuration.pciDevices.indices.filter {
+            configuration.pciDevices[$0].address.split(separator: ":").dropLast().joined(separator: ":") == bus
+        }
+        header.count = UInt32(affected.count)
+        header.flags = file.group == nil ? VFIO_PCI_HOT_RESET_FLAG_DEV_ID : 0
+        let needed = fixed + affected.count * MemoryLayout<vfio_pci_dependent_device>.size
+        guard Int(header.argsz) >= needed else {
+            argument.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
+            throw .noSpace
+        }
+        argument.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
+        for (slot, index) in affected.enumerated() {
+            let other = configuration.pciDevices[index]
+            let parts = other.address.split(separator: ":")
+            let segment = UInt16(parts[0], radix: 16) ?? 0
+            let busNumber = UInt8(parts[1], radix: 16) ?? 0
+            let deviceFunction = parts[2].split(separator: ".")
+            let devfn = (UInt8(deviceFunction[0], radix: 16) ?? 0) << 3 | (UInt8(deviceFunction[1], radix: 16) ?? 0)
+            let id: UInt32
+            if file.group == nil {
+                let bound = vfio.deviceFiles.values.first { $0.deviceIndex == index && $0.boundContext == file.boundContext && $0.boundDeviceID != nil }
+                id = bound?.boundDeviceID ?? VFIO_PCI_DEVID_NOT_OWNED
+            } else {
+                id = UInt32(other.iommuGroup ?? 0)
+            }
+            let offset = fixed + slot * MemoryLayout<vfio_pci_dependent_device>.size
+            argument.storeBytes(of: id, toByteOffset: offset, as: UInt32.self)
+            argument.storeBytes(of: segment, toByteOffset: offset + 4, as: UInt16.self)
+            argument.storeBytes(of: busNumber, toByteOffset: offset + 6, as: UInt8.self)
+            argument.storeBytes(of: devfn, toByteOffset: offset + 7, as: UInt8.self)
+        }
+    }
+
+    // MARK: cdev + iommufd
+
+    /// `vfio_df_ioctl_bind_iommufd`.
+    private mutating func bind(_ file: inout DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        var command = argument.loadUnaligned(as: vfio_device_bind_iommufd.self)
+        guard command.argsz >= 16, command.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN == 0 else { throw .invalidArgument }
+        guard file.group == nil, file.boundDeviceID == nil else { throw .invalidArgument }
+        let device = configuration.pciDevices[file.deviceIndex]
+        if let group = device.iommuGroup, vfio.groups[group] != nil { throw .resourceBusy }
+        // Only the group path may open a device more than once.
+        if (vfio.devices[file.deviceIndex]?.boundCdevs ?? 0) > 0 { throw .invalidArgument }
+        guard case .iommufd(let contextID)? = descriptors[command.iommufd], contexts[contextID] != nil else { throw .badFileDescriptor }
+        // A VF token for a function that is neither a PF nor a VF.
+        if command.flags & VFIO_DEVICE_BIND_FLAG_TOKEN != 0 { throw .invalidArgument }
+        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice()))
+        file.boundContext = contextID
+        file.boundDeviceID = deviceID
+        vfio.devices[file.deviceIndex]!.boundCdevs += 1
+        command.out_devid = deviceID
+        argument.storeBytes(of: command, as: vfio_device_bind_iommufd.self)
+    }
+
+    /// `vfio_df_ioctl_attach_pt`: attach, or replace when already attached.
+    private mutating func attach(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        var command = argument.loadUnaligned(as: vfio_device_attach_iommufd_pt.self)
+        guard command.argsz >= 12, command.flags & ~VFIO_DEVICE_ATTACH_PASID == 0 else { throw .invalidArgument }
+        guard let contextID = file.boundContext, let deviceID = file.boundDeviceID else { throw .invalidArgument }
+        // The mock's functions have no PASID capability.
+        if command.flags & VFIO_DEVICE_ATTACH_PASID != 0 { throw .invalidArgument }
+        let device = configuration.pciDevices[file.deviceIndex]
+        guard case .device(let bound)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
+        if let previous = bound.attachedHWPT {
+            if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[previous], hwpt.ioasID == command.pt_id || previous == command.pt_id {
+                command.pt_id = previous
+                argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
+                return
+            }
+            detachDevice(contextID, deviceID)
+        }
+        let aperture = 0...(device.addressWidth >= 64 ? ulongMax : (UInt64(1) << UInt64(device.addressWidth)) - 1)
+        let hwptID = try attachDevice(contextID, deviceID, to: command.pt_id, ioPageSize: pageSize, aperture: aperture)
+        if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[hwptID], var table = contexts[contextID]!.ioas(hwpt.ioasID) {
+            for region in device.reservedRegions where !table.reserved.contains(where: { $0.range == region && $0.owner == .domain(hwptID: hwptID) }) {
+                if let error = table.reserve(region, owner: .domain(hwptID: hwptID)) { throw error }
+            }
+            contexts[contextID]!.objects[hwpt.ioasID] = .ioas(table)
+        }
+        command.pt_id = hwptID
+        argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
+    }
+
+    private mutating func detach(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        let command = argument.loadUnaligned(as: vfio_device_detach_iommufd_pt.self)
+        guard command.argsz >= 8, command.flags & ~VFIO_DEVICE_DETACH_PASID == 0 else { throw .invalidArgument }
+        guard let contextID = file.boundContext, let deviceID = file.boundDeviceID else { throw .invalidArgument }
+        detachDevice(contextID, deviceID)
+    }
+
+    // MARK: Regions through the descriptor
+
+    /// Where a `pread`/`pwrite` at `offset` lands: config space or a BAR's storage.
+    mutating func deviceAccess(_ fileID: Int, offset: Int64, count: Int, write: Bool) throws(Errno) -> (index: Int, start: Int) {
+        guard let file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
+        if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
+        let index = Int(UInt64(offset) >> vfioRegionShift)
+        let start = Int(UInt64(offset) & ((1 << vfioRegionShift) - 1))
+        let device = configuration.pciDevices[file.deviceIndex]
+        let size: Int
+        switch index {
+        case Int(VFIO_PCI_CONFIG_REGION_INDEX): size = 256
+        case 0..<6: size = Int(device.barSizes[index])
+        default: throw .invalidArgument
+        }
+        guard start < size else { throw .invalidArgument }
+        return (index, start)
+    }
+
+    mutating func deviceRead(_ fileID: Int, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
+        let (index, start) = try deviceAccess(fileID, offset: offset, count: buffer.count, write: false)
+        let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
+        let runtime = vfio.devices[deviceIndex]!
+        if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
+            let count = min(buffer.count, 256 - start)
+            runtime.configuration.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: count) }
+            return count
+        }
+        let count = min(buffer.count, Int(configuration.pciDevices[deviceIndex].barSizes[index]) - start)
+        buffer.baseAddress!.copyMemory(from: UnsafeRawPointer(bitPattern: runtime.barStorage[index])! + start, byteCount: count)
+        return count
+    }
+
+    /// Config writes reach only what vfio-pci lets through to the mock: the command
+    /// register and the MSI/MSI-X control words; the rest is virtualized away.
+    mutating func deviceWrite(_ fileID: Int, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
+        let (index, start) = try deviceAccess(fileID, offset: offset, count: buffer.count, write: true)
+        let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
+        if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
+            let count = min(buffer.count, 256 - start)
+            let writable: Set<Int> = [0x04, 0x05,
+                                      MockKernel.PCIDevice.msiCapabilityOffset + 2, MockKernel.PCIDevice.msixCapabilityOffset + 3]
+            for byte in 0..<count where writable.contains(start + byte) {
+                vfio.devices[deviceIndex]!.configuration[start + byte] = buffer[byte]
+            }
+            return count
+        }
+        let count = min(buffer.count, Int(configuration.pciDevices[deviceIndex].barSizes[index]) - start)
+        let storage = UnsafeMutableRawPointer(bitPattern: vfio.devices[deviceIndex]!.barStorage[index])!
+        (storage + start).copyMemory(from: buffer.baseAddress!, byteCount: count)
+        return count
+    }
+
+    /// `vfio_pci_core_mmap`: a shared mapping of a BAR (or part of one) with MMAP set.
+    mutating func mapDeviceRegion(_ fileID: Int, length: Int, flags: Int32, offset: Int64, writable: Bool) throws(Errno) -> UInt {
+        guard let file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
+        if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
+        guard flags & MAP_SHARED != 0 else { throw .invalidArgument }
+        let index = Int(UInt64(offset) >> vfioRegionShift)
+        let start = UInt64(offset) & ((1 << vfioRegionShift) - 1)
+        guard index < 6 else { throw .invalidArgument }
+        let size = configuration.pciDevices[file.deviceIndex].barSizes[index]
+        guard size >= pageSize, start % pageSize == 0, start + UInt64(length) <= (size + pageSize - 1) & ~(pageSize - 1) else { throw .invalidArgument }
+        let base = UInt64(vfio.devices[file.deviceIndex]!.barStorage[index]) + start
+        let rounded = (UInt64(length) + pageSize - 1) & ~(pageSize - 1)
+        insertArea(VirtualMemoryArea(start: base, length: rounded, writable: writable, backing: .deviceMemory))
+        return UInt(base)
+    }
+}
+
+/// Bits of the PCI command register.
+enum PCICommand {
+    static let memorySpace: UInt16 = 1 << 1
+    static let busMaster: UInt16 = 1 << 2
+}
