@@ -41,9 +41,20 @@ let package = Package(
             dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
+        .systemLibrary(
+            name: "CLibPCI",
+            path: "CShims/CLibPCI",
+            pkgConfig: "libpci",
+            providers: [.apt(["libpci-dev"])]
+        ),
+        .target(
+            name: "PCIDatabase",
+            dependencies: ["CLibPCI", "IOMMUFD", "VFIO", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "ProbeKit",
-            dependencies: ["IOMMUFD", "VFIO", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "VFIO", "PCIDatabase", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -54,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "iommufd-probe",
             dependencies: [
-                "IOMMUFD", "MockKernel", "ProbeKit", "VFIO",
+                "IOMMUFD", "MockKernel", "ProbeKit", "VFIO", "PCIDatabase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

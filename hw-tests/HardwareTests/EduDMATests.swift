@@ -20,16 +20,20 @@ extension HardwareSuite {
             }
         }
 
-        @Test("cdev open, bind, attach; edu copies host memory in and back out, and every byte matches")
-        func roundTrip() throws {
+        /// The paths this kernel offers: iommufd always here; legacy when CONFIG_VFIO_CONTAINER is set.
+        static let paths: [VFIODevice.Path] = Hardware.hasLegacyContainer ? [.iommufdCdev, .legacyGroup] : [.iommufdCdev]
+
+        @Test("edu copies host memory in and back out and every byte matches, through the cdev and the legacy type1 path",
+              arguments: paths)
+        func roundTrip(path: VFIODevice.Path) throws {
             let address = try #require(Hardware.eduDevice)
-            let iommufd = try IOMMUFD()
-            let ioas = try iommufd.allocateIOAS()
-            let device = try VFIODevice(address)
-            let deviceID = try device.bind(to: iommufd)
-            #expect(deviceID.rawValue != 0)
-            let hwpt = try device.attach(to: ioas)
-            #expect(hwpt.rawValue != ioas.id.rawValue)
+            let owned = try VFIOPCIDevice(address, path: .only(path))
+            let device = owned.device
+            #expect(device.openedThrough == path)
+            if path == .iommufdCdev {
+                #expect(try #require(device.deviceID).rawValue != 0)
+                #expect(try #require(device.attachedPageTable).rawValue != 0)
+            }
             #expect(try device.info().isPCI)
             #expect(try device.readConfiguration(UInt16.self, at: PCIConfiguration.vendorID) == 0x1234)
             #expect(try device.readConfiguration(UInt16.self, at: PCIConfiguration.deviceID) == 0x11e8)
@@ -44,22 +48,43 @@ extension HardwareSuite {
             let count = Int(EduDevice.maximumTransfer)
             for index in 0..<4096 { buffers.source[index] = UInt8(truncatingIfNeeded: index &* 7 &+ 3) }
             buffers.destination.initializeMemory(as: UInt8.self, repeating: 0)
-            let sourceMapping = try ioas.map(UnsafeRawBufferPointer(buffers.source), at: IOVA(0x10_0000), access: .readable)
-            let destinationMapping = try ioas.map(UnsafeRawBufferPointer(buffers.destination), at: IOVA(0x20_0000))
+            let sourceMapping = try owned.addressSpace.map(UnsafeRawBufferPointer(buffers.source), at: IOVA(0x10_0000), access: .readable)
+            let destinationMapping = try owned.addressSpace.map(UnsafeRawBufferPointer(buffers.destination), at: IOVA(0x20_0000))
             #expect(destinationMapping.iova.rawValue < EduDevice.addressLimit)
 
             try edu.copyToDevice(from: sourceMapping.iova, count: UInt64(count))
             try edu.copyToHost(to: destinationMapping.iova, count: UInt64(count))
             var mismatches = 0
             for index in 0..<count where buffers.destination[index] != buffers.source[index] { mismatches += 1 }
-            #expect(mismatches == 0, "\(mismatches) of \(count) bytes differ after the round trip")
+            #expect(mismatches == 0, "\(mismatches) of \(count) bytes differ after the round trip (\(path))")
             let untouched = (count..<4096).allSatisfy { buffers.destination[$0] == 0 }
             #expect(untouched, "bytes past the transfer were written")
 
             // Quiesce, then unmap, then free: the order a driver's teardown must follow.
             try device.setBusMaster(false)
-            try ioas.unmap(sourceMapping)
-            try ioas.unmap(destinationMapping)
+            try owned.addressSpace.unmap(sourceMapping)
+            try owned.addressSpace.unmap(destinationMapping)
+        }
+
+        @Test("edu raises an MSI and it arrives on the eventfd, through either path", arguments: paths)
+        func messageSignalledInterrupt(path: VFIODevice.Path) throws {
+            let address = try #require(Hardware.eduDevice)
+            let owned = try VFIOPCIDevice(address, path: .only(path))
+            let info = try owned.device.interruptInfo(.msi)
+            #expect(info.count >= 1 && info.signalsEventFD)
+            try owned.device.setBusMaster(true)
+            let vectors = try owned.device.enableInterrupts(preferring: [.msix, .msi, .intx])
+            #expect(vectors.kind == .msi, "edu has MSI and no MSI-X")
+            let edu = try EduDevice(owned.device)
+            #expect(try vectors.takePending() == 0)
+            edu.raiseInterrupt(0x5a)
+            let arrived = try vectors.wait(timeout: 5)
+            #expect(arrived == 1, "\(arrived) interrupts arrived")
+            #expect(edu.interruptStatus == 0x5a)
+            edu.acknowledgeInterrupt(0x5a)
+            #expect(edu.interruptStatus == 0)
+            try owned.device.disableInterrupts(.msi)
+            try owned.device.setBusMaster(false)
         }
 
         @Test("a DMA aimed at an unmapped IOVA is blocked by the IOMMU and touches no memory")

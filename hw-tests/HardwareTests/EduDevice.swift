@@ -9,6 +9,9 @@ struct EduDevice: ~Copyable {
     enum Register {
         static let identification: UInt64 = 0x00
         static let liveness: UInt64 = 0x04
+        static let interruptStatus: UInt64 = 0x24
+        static let interruptRaise: UInt64 = 0x60
+        static let interruptAcknowledge: UInt64 = 0x64
         static let dmaSource: UInt64 = 0x80
         static let dmaDestination: UInt64 = 0x88
         static let dmaCount: UInt64 = 0x90
@@ -42,6 +45,16 @@ struct EduDevice: ~Copyable {
         registers.write32(value, at: Register.liveness)
         return registers.read32(at: Register.liveness)
     }
+
+    /// Sets bits in the interrupt status register; edu then raises its interrupt (MSI
+    /// when enabled, otherwise INTx).
+    func raiseInterrupt(_ bits: UInt32) { registers.write32(bits, at: Register.interruptRaise) }
+
+    /// The pending interrupt bits.
+    var interruptStatus: UInt32 { registers.read32(at: Register.interruptStatus) }
+
+    /// Clears interrupt bits (edu lowers INTx once none are left).
+    func acknowledgeInterrupt(_ bits: UInt32) { registers.write32(bits, at: Register.interruptAcknowledge) }
 
     enum DMAError: Error { case timedOut }
 

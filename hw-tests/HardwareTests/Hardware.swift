@@ -40,6 +40,25 @@ enum Hardware {
     }()
     static let eduReason: Comment = "needs IOMMUFD_TEST_DEVICE naming QEMU's edu device (1234:11e8) bound to vfio-pci; the VM lane sets it"
 
+    /// Every PCI function bound to vfio-pci with this vendor:device id (the VM lane binds
+    /// edu, e1000e and nvme).
+    static func vfioFunctions(vendor: UInt16, device: UInt16) -> [PCIAddress] {
+        guard enabled, let names = try? LinuxSystem().listDirectory("/sys/bus/pci/devices") else { return [] }
+        return names.compactMap { try? PCIAddress(parsing: $0) }.filter { address in
+            guard let identity = identity(of: address), identity.vendor == vendor, identity.device == device,
+                  let driver = try? LinuxSystem().readLink(address.sysfsPath + "/driver") else { return false }
+            return driver.hasSuffix("/vfio-pci")
+        }.sorted()
+    }
+
+    /// QEMU's e1000e (8086:10d3) and NVMe controller (1b36:0010), when bound to vfio-pci.
+    static let e1000eDevice = vfioFunctions(vendor: 0x8086, device: 0x10d3).first
+    static let nvmeDevice = vfioFunctions(vendor: 0x1b36, device: 0x0010).first
+    static let qemuDevicesReason: Comment = "needs QEMU's e1000e and nvme bound to vfio-pci; the VM lane provides them"
+
+    /// Whether the legacy container is there (CONFIG_VFIO_CONTAINER).
+    static let hasLegacyContainer = enabled && (try? LinuxSystem().listDirectory("/dev/vfio"))?.contains("vfio") == true
+
     /// Whether the process runs without capabilities, so memlock accounting applies.
     static let unprivileged = ProcessCapabilities()?.isUnprivileged ?? false
     static let unprivilegedReason: Comment = "memlock accounting needs an unprivileged process (CAP_IPC_LOCK bypasses it); the VM lane runs the suite through setpriv"
