@@ -84,9 +84,7 @@ extension MockKernel {
     public func setDriver(_ driver: String?, of address: String) {
         state.withLock { state in
             guard let index = state.configuration.pciDevices.firstIndex(where: { $0.address == address }) else { return }
-            state.configuration.pciDevices[index].driver = driver
-            let link = "/sys/bus/pci/devices/\(address)/driver"
-            state.configuration.links[link] = driver.map { "../../../bus/pci/drivers/\($0)" }
+            state.configuration.setDriver(driver, ofDeviceAt: index)
         }
     }
 }

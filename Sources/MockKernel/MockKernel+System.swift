@@ -315,8 +315,28 @@ extension MockKernel {
     public func writeFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
         try state.withLock { (state) throws(Errno) in
             try state.run("write") { (state) throws(Errno) in
+                if try state.writePCIAttribute(path, bytes) { return }
                 guard state.configuration.files[path] != nil else { throw .noSuchFileOrDirectory }
                 state.configuration.files[path] = bytes
+            }
+        }
+    }
+
+    public func createFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
+        try state.withLock { (state) throws(Errno) in
+            try state.run("open") { (state) throws(Errno) in
+                // sysfs and procfs do not make new files.
+                guard !path.hasPrefix("/sys/"), !path.hasPrefix("/proc/") else { throw .permissionDenied }
+                state.configuration.files[path] = bytes
+            }
+        }
+    }
+
+    public func removeFile(_ path: String) throws(Errno) {
+        try state.withLock { (state) throws(Errno) in
+            try state.run("unlink") { (state) throws(Errno) in
+                guard !path.hasPrefix("/sys/"), !path.hasPrefix("/proc/") else { throw .permissionDenied }
+                guard state.configuration.files.removeValue(forKey: path) != nil else { throw .noSuchFileOrDirectory }
             }
         }
     }

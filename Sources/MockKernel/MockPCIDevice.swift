@@ -13,6 +13,8 @@ extension MockKernel {
         public var iommuGroup: Int?
         /// The bound driver (`vfio-pci`, `nvme`, `e1000e`...), `nil` for none.
         public var driver: String?
+        /// The driver the kernel binds on `drivers_probe` without an override (`nil`: none matches).
+        public var hostDriver: String?
         /// The sizes of memory BAR0...BAR5 (0: not implemented).
         public var barSizes: [UInt64]
         /// MSI vectors (0: no MSI capability).
@@ -33,7 +35,7 @@ extension MockKernel {
 
         public init(
             address: String, vendorID: UInt16, deviceID: UInt16, classCode: UInt32 = 0x00ff00,
-            iommuGroup: Int? = nil, driver: String? = "vfio-pci", barSizes: [UInt64] = [0x1000],
+            iommuGroup: Int? = nil, driver: String? = "vfio-pci", hostDriver: String? = nil, barSizes: [UInt64] = [0x1000],
             msiVectors: UInt32 = 1, msixVectors: UInt32 = 0, msixBAR: Int = 0, hasINTx: Bool = true,
             resetMethod: String? = "flr", numaNode: Int = -1,
             reservedRegions: [ClosedRange<UInt64>] = [0xfee0_0000...0xfeef_ffff], addressWidth: Int = 48
@@ -44,6 +46,7 @@ extension MockKernel {
             self.classCode = classCode
             self.iommuGroup = iommuGroup
             self.driver = driver
+            self.hostDriver = hostDriver ?? (driver == "vfio-pci" ? nil : driver)
             self.barSizes = Array((barSizes + Array(repeating: 0, count: 6)).prefix(6))
             self.msiVectors = msiVectors
             self.msixVectors = msixVectors
@@ -64,13 +67,13 @@ extension MockKernel {
         /// An Intel 82574L (e1000e) as QEMU models it: MSI-X with 5 vectors in BAR3.
         public static func e1000e(address: String = "0000:00:03.0", group: Int = 3) -> PCIDevice {
             PCIDevice(address: address, vendorID: 0x8086, deviceID: 0x10d3, classCode: 0x020000, iommuGroup: group,
-                      barSizes: [0x20000, 0x20000, 0, 0x4000], msiVectors: 1, msixVectors: 5, msixBAR: 3, resetMethod: "pm")
+                      hostDriver: "e1000e", barSizes: [0x20000, 0x20000, 0, 0x4000], msiVectors: 1, msixVectors: 5, msixBAR: 3, resetMethod: "pm")
         }
 
         /// An NVMe controller (1b36:0010, QEMU's): MSI-X with 65 vectors in BAR0.
         public static func nvme(address: String = "0000:00:04.0", group: Int = 4) -> PCIDevice {
             PCIDevice(address: address, vendorID: 0x1b36, deviceID: 0x0010, classCode: 0x010802, iommuGroup: group,
-                      barSizes: [0x4000], msiVectors: 0, msixVectors: 65, msixBAR: 0, resetMethod: "flr")
+                      hostDriver: "nvme", barSizes: [0x4000], msiVectors: 0, msixVectors: 65, msixBAR: 0, resetMethod: "flr")
         }
 
         /// The PCI capabilities' positions in the mock's config space.
@@ -138,7 +141,6 @@ extension MockKernel.Configuration {
         files[directory + "/config"] = device.initialConfiguration
         if let method = device.resetMethod { files[directory + "/reset_method"] = Array((method + "\n").utf8) }
         files[directory + "/driver_override"] = Array("(null)\n".utf8)
-        if let driver = device.driver { links[directory + "/driver"] = "../../../bus/pci/drivers/\(driver)" }
         if let group = device.iommuGroup {
             links[directory + "/iommu_group"] = "../../../kernel/iommu_groups/\(group)"
             links["/sys/kernel/iommu_groups/\(group)/devices/\(device.address)"] = "../../../../devices/pci0000:00/\(device.address)"
@@ -146,12 +148,25 @@ extension MockKernel.Configuration {
                 "0x" + String(format16(region.lowerBound)) + " 0x" + String(format16(region.upperBound)) + " msi\n"
             }.joined()
             files["/sys/kernel/iommu_groups/\(group)/reserved_regions"] = Array(regions.utf8)
-            if device.driver == "vfio-pci" {
-                files["/dev/vfio/\(group)"] = []
-                files["/dev/vfio/vfio"] = []
-                files[directory + "/vfio-dev/vfio\(index)/dev"] = Array("511:\(index)\n".utf8)
-                files["/dev/vfio/devices/vfio\(index)"] = []
-            }
+        }
+        setDriver(device.driver, ofDeviceAt: index)
+    }
+
+    /// Binds function `index` to `driver` (or unbinds it, `nil`): the driver link, and for
+    /// vfio-pci the cdev under `vfio-dev` with its `/dev/vfio/devices` node and the group node.
+    mutating func setDriver(_ driver: String?, ofDeviceAt index: Int) {
+        pciDevices[index].driver = driver
+        let device = pciDevices[index]
+        let directory = "/sys/bus/pci/devices/\(device.address)"
+        links[directory + "/driver"] = driver.map { "../../../bus/pci/drivers/\($0)" }
+        if let driver { files["/sys/bus/pci/drivers/\(driver)/bind"] = files["/sys/bus/pci/drivers/\(driver)/bind"] ?? [] }
+        let onVFIO = driver == "vfio-pci"
+        files[directory + "/vfio-dev/vfio\(index)/dev"] = onVFIO ? Array("511:\(index)\n".utf8) : nil
+        files["/dev/vfio/devices/vfio\(index)"] = onVFIO ? [] : nil
+        if onVFIO { files["/dev/vfio/vfio"] = [] }
+        if let group = device.iommuGroup {
+            let anyOnVFIO = pciDevices.contains { $0.iommuGroup == group && $0.driver == "vfio-pci" }
+            files["/dev/vfio/\(group)"] = anyOnVFIO ? [] : nil
         }
     }
 

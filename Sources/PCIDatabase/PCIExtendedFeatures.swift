@@ -9,12 +9,24 @@ public struct PCIExtendedFeatures: Sendable, Hashable, Codable {
         public var executePermission: Bool
         public var privilegedMode: Bool
         public var enabled: Bool
+
+        public init(width: Int, executePermission: Bool, privilegedMode: Bool, enabled: Bool) {
+            self.width = width
+            self.executePermission = executePermission
+            self.privilegedMode = privilegedMode
+            self.enabled = enabled
+        }
     }
 
     /// ACS capability (0x0d): the capability and control registers.
     public struct ACS: Sendable, Hashable, Codable {
         public var capability: UInt16
         public var control: UInt16
+
+        public init(capability: UInt16, control: UInt16) {
+            self.capability = capability
+            self.control = control
+        }
 
         /// Source validation, translation blocking, P2P request and completion redirect,
         /// upstream forwarding: the bits the kernel wants for isolation (`REQ_ACS_FLAGS`).

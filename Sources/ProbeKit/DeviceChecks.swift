@@ -1,10 +1,13 @@
 import CIOMMUFD
 import IOMMUFD
+import PCIDatabase
 import VFIO
 
-/// The per-device checks D1-D11 and, with `--deep`, D13 of REFERENCE.md §3.
+/// The per-device checks D1-D12 and, with `--deep`, D13 (iommufd) or D14 (legacy) of REFERENCE.md §3.
 struct DeviceChecks {
     let files: SystemFiles
+    /// libpci for names and extended capabilities on a real machine.
+    let library: LibPCI?
 
     /// Drivers a group member may have without blocking VFIO use of the group.
     static let harmlessDrivers: Set<String> = ["vfio-pci", "pci-stub", "pcieport"]
@@ -25,7 +28,14 @@ struct DeviceChecks {
             return
         }
         let vendor = files.text(base + "/vendor") ?? "?", product = files.text(base + "/device") ?? "?", classCode = files.text(base + "/class") ?? "?"
-        report.add("D1", .info, "\(vendor.dropFirst(2)):\(product.dropFirst(2)) class \(classCode)", evidence: "\(base)/{vendor,device,class}", device: device)
+        var name = ""
+        if let library, let vendorID = UInt16(vendor.dropFirst(2), radix: 16), let deviceID = UInt16(product.dropFirst(2), radix: 16) {
+            let names = [library.vendorName(vendorID), library.deviceName(vendor: vendorID, device: deviceID)].compactMap { $0 }
+            if !names.isEmpty { name = " " + names.joined(separator: " ") }
+            if let classID = UInt32(classCode.dropFirst(2), radix: 16), let className = library.className(classID) { name += " (\(className))" }
+        }
+        report.add("D1", .info, "\(vendor.dropFirst(2)):\(product.dropFirst(2)) class \(classCode)\(name)",
+                   evidence: "\(base)/{vendor,device,class}" + (library == nil ? "" : "; names from pci.ids via libpci"), device: device)
 
         let driver = files.linkName(base + "/driver")
         let override = files.text(base + "/driver_override") ?? "(absent)"
@@ -57,6 +67,16 @@ struct DeviceChecks {
                        fix: "unbind them too: " + blockers.map { "driverctl set-override \($0) vfio-pci" }.joined(separator: "; "), device: device)
         }
 
+        let hazards = DangerGuard(system: files.system).hazards(of: address)
+        if hazards.isEmpty {
+            report.add("D5", .pass, "nothing in group \(group) backs a mounted filesystem or a routed interface",
+                       evidence: "/sys/block/*, /proc/self/mountinfo, /sys/bus/pci/devices/*/net, /proc/net/route", device: device)
+        } else {
+            report.add("D5", .fail, "refusing: the host uses group \(group): " + hazards.map(\.description).joined(separator: "; "),
+                       evidence: "/sys/block/*, /proc/self/mountinfo, /sys/bus/pci/devices/*/net, /proc/net/route",
+                       fix: "unmount the filesystems / take the interface down first, or pick another device (`iommufd-probe bind --force` overrides)", device: device)
+        }
+
         let reserved = (files.text("/sys/kernel/iommu_groups/\(group)/reserved_regions") ?? "").split(separator: "\n").joined(separator: "; ")
         report.add("D6", .info, "reserved IOVA regions", evidence: reserved.isEmpty ? "(none)" : reserved, device: device)
 
@@ -71,6 +91,8 @@ struct DeviceChecks {
             report.add("D7", driver?.contains("vfio") == true ? .warn : .info, "no VFIO cdev",
                        evidence: "\(base)/vfio-dev is missing", fix: driver?.contains("vfio") == true ? "the kernel lacks CONFIG_VFIO_DEVICE_CDEV: use the legacy group /dev/vfio/\(group)" : nil, device: device)
         }
+
+        Holders(files: files).run(address, group: group, cdev: cdev, into: &report)
 
         let node = files.text(base + "/numa_node") ?? "-1"
         report.add("D9", .info, node == "-1" ? "NUMA node unknown" : "NUMA node \(node)", evidence: "\(base)/numa_node = \(node); local_cpulist = \(files.text(base + "/local_cpulist") ?? "?")", device: device)
@@ -90,7 +112,20 @@ struct DeviceChecks {
             report.add("D11", .info, "SR-IOV physical function: \(files.text(base + "/sriov_numvfs") ?? "0") of \(total) VFs enabled", evidence: "\(base)/sriov_*", device: device)
         }
 
-        if deep { DeepProbe(files: files).run(address, iommuPath: iommuPath, into: &report) }
+        ExtendedCapabilityCheck(files: files, library: library).run(address, into: &report)
+
+        if deep {
+            // The iommufd path when the kernel has it, otherwise the legacy group + type1 path.
+            let hasIOMMUFD = (try? files.system.open(iommuPath, flags: O_RDWR | O_CLOEXEC, mode: 0)).map { fd in
+                try? files.system.close(fd)
+                return true
+            } ?? false
+            if hasIOMMUFD && cdev != nil {
+                DeepProbe(files: files).run(address, iommuPath: iommuPath, into: &report)
+            } else {
+                LegacyDeepProbe(files: files).run(address, into: &report)
+            }
+        }
     }
 }
 

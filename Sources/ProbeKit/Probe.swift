@@ -1,14 +1,19 @@
 import IOMMUFD
+public import PCIDatabase
 import VFIO
 
 /// Runs the checks and collects the findings.
 public struct Probe {
     public var system: any SystemInterface
     public var iommuPath: String
+    /// libpci for device names and extended capabilities; `nil` decodes config space read
+    /// through `system` instead (a fake tree).
+    public var library: LibPCI?
 
-    public init(system: any SystemInterface = LinuxSystem(), iommuPath: String = "/dev/iommu") {
+    public init(system: any SystemInterface = LinuxSystem(), iommuPath: String = "/dev/iommu", library: LibPCI? = nil) {
         self.system = system
         self.iommuPath = iommuPath
+        self.library = library
     }
 
     /// The system checks, then the device checks for `devices` (every device bound to a
@@ -17,7 +22,7 @@ public struct Probe {
         let files = SystemFiles(system: system)
         var report = ProbeReport()
         SystemChecks(files: files, iommuPath: iommuPath).run(into: &report)
-        let deviceChecks = DeviceChecks(files: files)
+        let deviceChecks = DeviceChecks(files: files, library: library)
         let targets = devices.isEmpty ? deviceChecks.vfioDevices() : devices
         if targets.isEmpty {
             report.add("D0", .info, "no device bound to vfio-pci", evidence: "no /sys/bus/pci/devices/*/driver points at a vfio driver",

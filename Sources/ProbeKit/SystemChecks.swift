@@ -16,8 +16,10 @@ struct SystemChecks {
         let iommuEnabled = iommuUnits(into: &report)
         bootArguments(into: &report)
         if iommuEnabled { VTdCapabilities(files: files).report(into: &report) }
+        amdUnits(into: &report)
         interruptRemapping(iommuEnabled: iommuEnabled, into: &report)
         unsafeSwitches(into: &report)
+        vfioParameters(into: &report)
         memlock(into: &report)
         if let iommufd { iommufdChecks(iommufd, into: &report) }
         hugepages(into: &report)

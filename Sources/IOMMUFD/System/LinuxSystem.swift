@@ -101,6 +101,20 @@ public struct LinuxSystem: SystemInterface {
         if written != bytes.count { throw Errno.ioError }
     }
 
+    public func createFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
+        let fd = try open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        defer { try? close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
+        defer { buffer.deallocate() }
+        buffer.copyBytes(from: bytes)
+        let written = try write(fd, from: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]))
+        if written != bytes.count { throw Errno.ioError }
+    }
+
+    public func removeFile(_ path: String) throws(Errno) {
+        _ = try valueOrErrno { Glibc.unlink(path) }
+    }
+
     public func readLink(_ path: String) throws(Errno) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = try valueOrErrno { Glibc.readlink(path, &buffer, Int(PATH_MAX)) }

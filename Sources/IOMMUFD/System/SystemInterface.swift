@@ -40,6 +40,11 @@ public protocol SystemInterface: Sendable {
     func readFile(_ path: String) throws(Errno) -> [UInt8]
     /// Writes `bytes` to an existing file such as a sysfs attribute.
     func writeFile(_ path: String, _ bytes: [UInt8]) throws(Errno)
+    /// Creates (or truncates) a regular file with mode 0644 and writes `bytes` to it,
+    /// such as a driverctl override in `/etc/driverctl.d`.
+    func createFile(_ path: String, _ bytes: [UInt8]) throws(Errno)
+    /// Removes a file. The corresponding call is `unlink(2)`.
+    func removeFile(_ path: String) throws(Errno)
     /// The target of a symbolic link. The corresponding call is `readlink(2)`.
     func readLink(_ path: String) throws(Errno) -> String
     /// The names in a directory, without `.` and `..`.

@@ -1,0 +1,26 @@
+import IOMMUFD
+import VFIO
+
+/// D14: the legacy path claimed for a moment: group status, container API and type1v2,
+/// then the container's IOVA ranges and mapping budget.
+struct LegacyDeepProbe {
+    let files: SystemFiles
+
+    func run(_ address: PCIAddress, into report: inout ProbeReport) {
+        let device = address.description
+        do {
+            let container = try VFIOContainer(system: files.system)
+            let group = try VFIOGroup(number: VFIOGroup.number(of: address, system: files.system), container: container)
+            let vfio = try VFIODevice(address, group: group)
+            let info = try container.info()
+            let deviceInfo = try vfio.info()
+            let ranges = info.iovaRanges.map(\.description).joined(separator: " ")
+            report.add("D14", .pass, "legacy path works: group \(group.number) viable, type1v2 set, \(deviceInfo.regionCount) regions",
+                       evidence: "VFIO_IOMMU_GET_INFO: page sizes 0x\(String(info.pageSizes, radix: 16)); IOVA ranges \(ranges.isEmpty ? "(not reported)" : ranges); mappings left \(info.availableMappings.map(String.init) ?? "?")",
+                       device: device)
+        } catch {
+            report.add("D14", .fail, "legacy path failed at \(error.operation.name)", evidence: error.description,
+                       fix: [error.explanation?.meaning, error.explanation?.fix].compactMap { $0 }.joined(separator: " "), device: device)
+        }
+    }
+}
