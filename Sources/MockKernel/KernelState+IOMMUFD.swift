@@ -413,9 +413,31 @@ extension KernelState {
             guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
             throw .notSupported
         case 0x8a:
-            let cmd = command.load(iommu_hw_info.self)
+            var cmd = command.load(iommu_hw_info.self)
             guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
-            throw .notSupported
+            // A VFIO-bound PCI function sits behind the modelled intel-iommu (QEMU's registers).
+            guard vfio.deviceFiles.values.contains(where: { $0.boundContext == contextID && $0.boundDeviceID == cmd.dev_id }) else {
+                throw .notSupported
+            }
+            guard cmd.flags == 0, cmd.__reserved == (0, 0, 0) else { throw .notSupported }
+            var vtd = iommu_hw_info_vtd()
+            vtd.cap_reg = 0xd2_008c_2226_0206
+            vtd.ecap_reg = 0xf0_0f4a
+            let kernelLength = MemoryLayout<iommu_hw_info_vtd>.size
+            if cmd.data_len > 0 {
+                // The buffer is usually on the caller's stack, outside the modelled mmaps: only NULL faults.
+                guard let destination = UnsafeMutableRawPointer(bitPattern: UInt(cmd.data_uptr)) else { throw .badAddress }
+                let copied = min(Int(cmd.data_len), kernelLength)
+                withUnsafeBytes(of: &vtd) { destination.copyMemory(from: $0.baseAddress!, byteCount: copied) }
+                if Int(cmd.data_len) > kernelLength {
+                    (destination + kernelLength).initializeMemory(as: UInt8.self, repeating: 0, count: Int(cmd.data_len) - kernelLength)
+                }
+            }
+            cmd.data_len = UInt32(kernelLength)
+            cmd.out_data_type = IOMMU_HW_INFO_TYPE_INTEL_VTD
+            cmd.out_max_pasid_log2 = 0
+            cmd.out_capabilities = 0
+            command.respond(cmd)
         case 0x95:
             throw .notPermitted
         default:

@@ -152,20 +152,41 @@ struct DeepProbe {
         }
     }
 
-    /// `IOMMU_GET_HW_INFO`, with VT-d's cap/ecap decoded.
+    /// `IOMMU_GET_HW_INFO`, with the vendor data decoded: VT-d cap/ecap, SMMUv3 IDR0/IDR5,
+    /// AMD EFR; and the generic capability bits.
     func hardwareInfo(iommufd: IOMMUFD, deviceID: UInt32, device: String, into report: inout ProbeReport) {
-        var vtd = iommu_hw_info_vtd()
+        var data: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
         var command = iommu_hw_info()
         command.size = UInt32(MemoryLayout<iommu_hw_info>.size)
         command.dev_id = deviceID
-        command.data_len = UInt32(MemoryLayout<iommu_hw_info_vtd>.size)
+        command.data_len = UInt32(MemoryLayout.size(ofValue: data))
         var failure: String?
-        withUnsafeMutableBytes(of: &vtd) { data in
-            command.data_uptr = UInt64(UInt(bitPattern: data.baseAddress))
+        var vendor: [String] = []
+        var evidence = ""
+        withUnsafeMutableBytes(of: &data) { bytes in
+            command.data_uptr = UInt64(UInt(bitPattern: bytes.baseAddress))
             do throws(IOMMUError) {
                 try iommufd.performRaw(IOMMU_GET_HW_INFO, &command, .getHWInfo)
             } catch {
                 failure = error.description
+                return
+            }
+            switch command.out_data_type {
+            case IOMMU_HW_INFO_TYPE_INTEL_VTD:
+                let vtd = bytes.load(as: iommu_hw_info_vtd.self)
+                vendor = ["VT-d: " + VTdCapabilities.describe(cap: vtd.cap_reg, ecap: vtd.ecap_reg).joined(separator: ", ")]
+                evidence = "cap_reg 0x\(String(vtd.cap_reg, radix: 16)) ecap_reg 0x\(String(vtd.ecap_reg, radix: 16))"
+            case IOMMU_HW_INFO_TYPE_ARM_SMMUV3:
+                let smmu = bytes.load(as: iommu_hw_info_arm_smmuv3.self)
+                let idr = withUnsafeBytes(of: smmu.idr) { Array($0.bindMemory(to: UInt32.self)) }
+                vendor = ["SMMUv3: " + HardwareFeatures.smmuv3(idr0: idr[0], idr5: idr[5]).joined(separator: ", ")]
+                evidence = "IDR0-5 " + idr.map { "0x" + String($0, radix: 16) }.joined(separator: " ") + " IIDR 0x\(String(smmu.iidr, radix: 16))"
+            case IOMMU_HW_INFO_TYPE_AMD:
+                let amd = bytes.load(as: iommu_hw_info_amd.self)
+                vendor = ["AMD-Vi: " + HardwareFeatures.amd(amd.efr).joined(separator: ", ")]
+                evidence = "EFR 0x\(String(amd.efr, radix: 16)) EFR2 0x\(String(amd.efr2, radix: 16))"
+            default:
+                break
             }
         }
         if let failure {
@@ -173,10 +194,14 @@ struct DeepProbe {
             return
         }
         let capabilities = command.out_capabilities
-        var summary = "hardware info type \(command.out_data_type), max PASID bits \(command.out_max_pasid_log2), capabilities 0x\(String(capabilities, radix: 16))"
-        if command.out_data_type == 1 {
-            summary += "; VT-d: " + VTdCapabilities.describe(cap: vtd.cap_reg, ecap: vtd.ecap_reg).joined(separator: ", ")
-        }
-        report.add("D13", .info, summary, evidence: "cap_reg 0x\(String(vtd.cap_reg, radix: 16)) ecap_reg 0x\(String(vtd.ecap_reg, radix: 16))", device: device)
+        var generic: [String] = []
+        if capabilities & IOMMU_HW_CAP_DIRTY_TRACKING != 0 { generic.append("dirty tracking") }
+        if capabilities & IOMMU_HW_CAP_PCI_PASID_EXEC != 0 { generic.append("PASID exec") }
+        if capabilities & IOMMU_HW_CAP_PCI_PASID_PRIV != 0 { generic.append("PASID privileged") }
+        if capabilities & IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED != 0 { generic.append("ATS not supported") }
+        var summary = "hardware info type \(command.out_data_type), max PASID bits \(command.out_max_pasid_log2)"
+        summary += generic.isEmpty ? "" : " (" + generic.joined(separator: ", ") + ")"
+        if !vendor.isEmpty { summary += "; " + vendor.joined(separator: "; ") }
+        report.add("D13", .info, summary, evidence: evidence.isEmpty ? "capabilities 0x\(String(capabilities, radix: 16))" : evidence, device: device)
     }
 }

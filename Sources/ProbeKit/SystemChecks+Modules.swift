@@ -1,18 +1,6 @@
 extension SystemChecks {
     // MARK: S10 AMD-Vi
 
-    /// Bits of the AMD IOMMU extended feature register (`drivers/iommu/amd/amd_iommu_types.h`).
-    static func describeAMDFeatures(_ features: UInt64) -> [String] {
-        var names: [String] = []
-        if features & (1 << 1) != 0 { names.append("PPR (page requests)") }
-        if features & (1 << 4) != 0 { names.append("GT (guest translation)") }
-        if features & (1 << 7) != 0 { names.append("GA (guest virtual APIC)") }
-        let pasidBits = (features >> 32) & 0x1f
-        if pasidBits > 0 { names.append("PASMAX \(pasidBits + 1) bits") }
-        if features & (1 << 48) != 0 { names.append("GIOSUP (guest I/O protection)") }
-        if features & (1 << 52) != 0 { names.append("HDSUP (dirty tracking)") }
-        return names
-    }
 
     func amdUnits(into report: inout ProbeReport) {
         let units = (files.list("/sys/class/iommu") ?? []).filter { $0.hasPrefix("ivhd") }
@@ -26,7 +14,7 @@ extension SystemChecks {
                 report.add("S10", .info, "\(unit): features unreadable", evidence: "\(base)/features")
                 continue
             }
-            let names = Self.describeAMDFeatures(features)
+            let names = HardwareFeatures.amd(features)
             report.add("S10", .info, "\(unit): " + (names.isEmpty ? "no optional features" : names.joined(separator: ", ")),
                        evidence: "\(base)/features = \(text); cap = \(files.text(base + "/cap") ?? "?")")
         }

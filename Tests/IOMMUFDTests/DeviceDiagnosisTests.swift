@@ -110,6 +110,24 @@ struct DeviceDiagnosisTests {
         #expect(kernel.leaks.isEmpty)
     }
 
+    @Test("--deep on iommufd binds, attaches and decodes the intel-iommu registers GET_HW_INFO returns (D13)")
+    func deepProbe() throws {
+        let kernel = pciMachine()
+        let report = Probe(system: kernel).run(devices: [edu], deep: true)
+        let d13 = finding(report, "D13", device: edu.description)
+        #expect(d13.first?.level == .pass && d13.first?.evidence.contains("[0x0, 0xfedfffff]") == true, "\(d13)")
+        #expect(d13.last?.summary.contains("VT-d: IR interrupt-remapping, MGAW 39-bit") == true, "\(d13)")
+        #expect(kernel.leaks.isEmpty)
+    }
+
+    @Test("SMMUv3 IDR0/IDR5 and AMD EFR bits get their names")
+    func otherIOMMUs() {
+        // IDR0 of a stage-1+2 SMMU with ATS, PRI, MSI, coherent walks and HTTU A+D; IDR5 OAS 48 bits.
+        let smmu = HardwareFeatures.smmuv3(idr0: 0b1 | 0b10 | 1 << 4 | 2 << 6 | 1 << 10 | 1 << 13 | 1 << 16, idr5: 5)
+        #expect(smmu == ["stage 2", "stage 1", "coherent", "ATS", "MSI", "PRI", "HTTU access+dirty", "OAS 48 bits"])
+        #expect(HardwareFeatures.amd(1 << 1 | 1 << 52 | 15 << 32) == ["PPR (page requests)", "PASMAX 16 bits", "HDSUP (dirty tracking)"])
+    }
+
     @Test("S10 decodes an AMD-Vi unit's extended features")
     func amdFeatures() {
         var configuration = MockKernel.Configuration()
