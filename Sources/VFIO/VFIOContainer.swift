@@ -193,13 +193,7 @@ public final class VFIOContainer {
         _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation, _ context: IOMMUErrorContext,
         fileID: String, line: Int
     ) throws(IOMMUError) {
-        do {
-            _ = try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) -> Int32 in
-                try system.ioctl(fileDescriptor, request, bytes.baseAddress)
-            }
-        } catch {
-            throw IOMMUError(operation, error, context, fileID: fileID, line: line)
-        }
+        try performVFIOCommand(system, fileDescriptor, request, &command, operation, context, fileID: fileID, line: line)
     }
 }
 

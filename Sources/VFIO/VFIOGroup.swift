@@ -95,12 +95,7 @@ public final class VFIOGroup {
     }
 
     private func perform<Command>(_ request: UInt, _ command: inout Command, _ operation: IOMMUOperation) throws(IOMMUError) {
-        do {
-            _ = try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) -> Int32 in
-                try system.ioctl(fileDescriptor, request, bytes.baseAddress)
-            }
-        } catch {
-            throw IOMMUError(operation, error, IOMMUErrorContext(objectID: UInt32(number), path: path))
-        }
+        try performVFIOCommand(system, fileDescriptor, request, &command, operation,
+                               IOMMUErrorContext(objectID: UInt32(number), path: path), fileID: #fileID, line: #line)
     }
 }

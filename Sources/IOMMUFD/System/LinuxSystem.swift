@@ -92,17 +92,16 @@ public struct LinuxSystem: SystemInterface {
     }
 
     public func writeFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
-        let fd = try open(path, flags: O_WRONLY, mode: 0)
-        defer { try? close(fd) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.copyBytes(from: bytes)
-        let written = try write(fd, from: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]))
-        if written != bytes.count { throw Errno.ioError }
+        try writeWhole(path, bytes, flags: O_WRONLY, mode: 0)
     }
 
     public func createFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
-        let fd = try open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        try writeWhole(path, bytes, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+    }
+
+    /// One `write` of all of `bytes` (sysfs attributes take a value in a single write).
+    private func writeWhole(_ path: String, _ bytes: [UInt8], flags: Int32, mode: UInt32) throws(Errno) {
+        let fd = try open(path, flags: flags, mode: mode)
         defer { try? close(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
         defer { buffer.deallocate() }
