@@ -51,6 +51,20 @@ struct VFIODeviceTests {
         #expect(kernel.leaks.isEmpty && debian.leaks.isEmpty)
     }
 
+    @Test("sysfs discovery: identity, driver, group, cdev, NUMA, reset; a member on a host driver blocks the group")
+    func discovery() throws {
+        let kernel = pciMachine { $0.addPCIDevice(.init(address: "0000:00:05.0", vendorID: 0x8086, deviceID: 0x100e, iommuGroup: 3, driver: "e1000")) }
+        let function = try PCIFunction(e1000e, system: kernel)
+        #expect(function.vendorID == 0x8086 && function.deviceID == 0x10d3 && function.classCode == 0x020000)
+        #expect(function.driver == "vfio-pci" && function.isOnVFIO && function.driverOverride == nil)
+        #expect(function.iommuGroup == 3 && function.vfioCdev == "vfio1" && function.cdevPath == "/dev/vfio/devices/vfio1")
+        #expect(function.numaNode == nil && function.resetMethods == ["pm"] && function.physicalFunction == nil)
+        let group = function.groupMembers(system: kernel)
+        #expect(group.members.map(\.address.description) == ["0000:00:03.0", "0000:00:05.0"] && !group.viable)
+        #expect(function.groupBlockers(system: kernel).map(\.driver) == ["e1000"])
+        #expect(errnoOf { try PCIFunction(PCIAddress(parsing: "0000:00:1f.0"), system: kernel) } == .noSuchFileOrDirectory)
+    }
+
     @Test("config space and BAR0 read the same through either path", arguments: paths)
     func configurationAndBAR(path: VFIODevice.Path) throws {
         try withPCIMachine { kernel in
