@@ -97,11 +97,12 @@ public final class IOMMUFD: Sendable {
     }
 }
 
-/// One command on an iommufd descriptor, without touching any object: the hot path of
-/// every typed call. Reading `system` and the descriptor once and passing them down keeps
-/// reference counting off the path.
+/// One command on an iommufd or VFIO descriptor, without touching any object: the hot
+/// path of every typed call. Reading `system` and the descriptor once and passing them
+/// down keeps reference counting off the path. The VFIO layer's device, group and
+/// container descriptors use it too.
 @inline(__always)
-func performIOMMUCommand<Command>(
+public func performIOMMUCommand<Command>(
     _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ command: inout Command,
     _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext, fileID: String, line: Int
 ) throws(IOMMUError) {

@@ -370,7 +370,7 @@ extension KernelState {
     // MARK: Regions through the descriptor
 
     /// Where a `pread`/`pwrite` at `offset` lands: config space or a BAR's storage.
-    mutating func deviceAccess(_ fileID: Int, offset: Int64, count: Int, write: Bool) throws(Errno) -> (index: Int, start: Int) {
+    func deviceAccess(_ fileID: Int, offset: Int64) throws(Errno) -> (index: Int, start: Int) {
         guard let file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
         if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
         let index = Int(UInt64(offset) >> vfioRegionShift)
@@ -387,7 +387,7 @@ extension KernelState {
     }
 
     mutating func deviceRead(_ fileID: Int, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-        let (index, start) = try deviceAccess(fileID, offset: offset, count: buffer.count, write: false)
+        let (index, start) = try deviceAccess(fileID, offset: offset)
         let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
         let runtime = vfio.devices[deviceIndex]!
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
@@ -403,12 +403,12 @@ extension KernelState {
     /// Config writes reach only what vfio-pci lets through to the mock: the command
     /// register and the MSI/MSI-X control words; the rest is virtualized away.
     mutating func deviceWrite(_ fileID: Int, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-        let (index, start) = try deviceAccess(fileID, offset: offset, count: buffer.count, write: true)
+        let (index, start) = try deviceAccess(fileID, offset: offset)
         let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
             let count = min(buffer.count, 256 - start)
-            let writable: Set<Int> = [0x04, 0x05,
-                                      MockKernel.PCIDevice.msiCapabilityOffset + 2, MockKernel.PCIDevice.msixCapabilityOffset + 3]
+            let msi = MockKernel.PCIDevice.msiCapabilityOffset, msix = MockKernel.PCIDevice.msixCapabilityOffset
+            let writable: Set<Int> = [0x04, 0x05, msi + 2, msi + 3, msix + 2, msix + 3]
             for byte in 0..<count where writable.contains(start + byte) {
                 vfio.devices[deviceIndex]!.configuration[start + byte] = buffer[byte]
             }
@@ -439,6 +439,5 @@ extension KernelState {
 
 /// Bits of the PCI command register.
 enum PCICommand {
-    static let memorySpace: UInt16 = 1 << 1
     static let busMaster: UInt16 = 1 << 2
 }

@@ -17,9 +17,9 @@ public struct DangerGuard {
     }
 
     /// The functions of `address`'s IOMMU group (just `address` when it has none).
-    public func groupMembers(of address: PCIAddress) -> [String] {
-        guard let group = files.linkName(address.sysfsPath + "/iommu_group") else { return [address.description] }
-        return files.list("/sys/kernel/iommu_groups/\(group)/devices") ?? [address.description]
+    func groupMembers(of address: PCIAddress) -> [String] {
+        guard let function = try? PCIFunction(address, system: files.system) else { return [address.description] }
+        return function.groupMembers(system: files.system).members.map(\.address.description)
     }
 
     /// Every hazard in the group of `address`.

@@ -9,9 +9,6 @@ struct DeviceChecks {
     /// libpci for names and extended capabilities on a real machine.
     let library: LibPCI?
 
-    /// Drivers a group member may have without blocking VFIO use of the group.
-    static let harmlessDrivers: Set<String> = ["vfio-pci", "pci-stub", "pcieport"]
-
     /// Every PCI function bound to a VFIO driver (what `--device` defaults to).
     func vfioDevices() -> [PCIAddress] {
         (files.list("/sys/bus/pci/devices") ?? []).compactMap { name in
@@ -53,18 +50,14 @@ struct DeviceChecks {
         report.add("D3", .pass, "IOMMU group \(group), unit \(files.linkName(base + "/iommu") ?? "?")", evidence: "\(base)/iommu_group -> \(group)", device: device)
 
         let members = files.list("/sys/kernel/iommu_groups/\(group)/devices") ?? []
-        let blockers = members.filter { member in
-            guard member != device else { return false }
-            guard let memberDriver = files.linkName("/sys/bus/pci/devices/\(member)/driver") else { return false }
-            return !Self.harmlessDrivers.contains(memberDriver) && !memberDriver.contains("vfio")
-        }
+        let blockers = (try? PCIFunction(address, system: files.system))?.groupBlockers(system: files.system) ?? []
         if blockers.isEmpty {
             report.add("D4", .pass, "group \(group) is viable", evidence: "members: \(members.joined(separator: " ")); type \(files.text("/sys/kernel/iommu_groups/\(group)/type") ?? "?")", device: device)
         } else {
-            let described = blockers.map { "\($0) (\(files.linkName("/sys/bus/pci/devices/\($0)/driver") ?? "?"))" }
+            let described = blockers.map { "\($0.address) (\($0.driver ?? "?"))" }
             report.add("D4", .fail, "group \(group) is not viable: \(described.joined(separator: ", ")) still on a host driver",
                        evidence: "members: \(members.joined(separator: " "))",
-                       fix: "unbind them too: " + blockers.map { "driverctl set-override \($0) vfio-pci" }.joined(separator: "; "), device: device)
+                       fix: "unbind them too: " + blockers.map { "driverctl set-override \($0.address) vfio-pci" }.joined(separator: "; "), device: device)
         }
 
         let hazards = DangerGuard(system: files.system).hazards(of: address)
@@ -116,11 +109,7 @@ struct DeviceChecks {
 
         if deep {
             // The iommufd path when the kernel has it, otherwise the legacy group + type1 path.
-            let hasIOMMUFD = (try? files.system.open(iommuPath, flags: O_RDWR | O_CLOEXEC, mode: 0)).map { fd in
-                try? files.system.close(fd)
-                return true
-            } ?? false
-            if hasIOMMUFD && cdev != nil {
+            if VFIOPCIDevice.resolve(.automatic, iommuPath: iommuPath, system: files.system, environment: [:]) == .iommufdCdev && cdev != nil {
                 DeepProbe(files: files).run(address, iommuPath: iommuPath, into: &report)
             } else {
                 LegacyDeepProbe(files: files).run(address, into: &report)
@@ -136,16 +125,14 @@ struct DeepProbe {
     func run(_ address: PCIAddress, iommuPath: String, into report: inout ProbeReport) {
         let device = address.description
         do {
-            let iommufd = try IOMMUFD(path: iommuPath, system: files.system)
-            let ioas = try iommufd.allocateIOAS()
-            let vfio = try VFIODevice(address, system: files.system)
-            let deviceID = try vfio.bind(to: iommufd)
-            let hwpt = try vfio.attach(to: ioas)
+            let owned = try VFIOPCIDevice(address, path: .only(.iommufdCdev), iommuPath: iommuPath, system: files.system, environment: [:])
+            guard case .iommufd(let ioas) = owned.addressSpace, let deviceID = owned.device.deviceID,
+                  let hwpt = owned.device.attachedPageTable else { return }
             let ranges = try ioas.iovaRanges()
-            let info = try vfio.info()
+            let info = try owned.device.info()
             report.add("D13", .pass, "bound and attached: device id \(deviceID.rawValue), HWPT \(hwpt.rawValue); \(info.regionCount) regions, \(info.interruptCount) interrupt types, reset \(info.canReset ? "yes" : "no")",
                        evidence: "IOVA ranges \(ranges.ranges.map(\.description).joined(separator: " ")) alignment \(ranges.alignment)", device: device)
-            hardwareInfo(iommufd: iommufd, deviceID: deviceID.rawValue, device: device, into: &report)
+            hardwareInfo(iommufd: ioas.iommufd, deviceID: deviceID.rawValue, device: device, into: &report)
         } catch {
             report.add("D13", .fail, "claiming the device failed at \(error.operation.name)", evidence: error.description,
                        fix: [error.explanation?.meaning, error.explanation?.fix].compactMap { $0 }.joined(separator: " "), device: device)

@@ -9,11 +9,10 @@ struct LegacyDeepProbe {
     func run(_ address: PCIAddress, into report: inout ProbeReport) {
         let device = address.description
         do {
-            let container = try VFIOContainer(system: files.system)
-            let group = try VFIOGroup(number: VFIOGroup.number(of: address, system: files.system), container: container)
-            let vfio = try VFIODevice(address, group: group)
+            let owned = try VFIOPCIDevice(address, path: .only(.legacyGroup), system: files.system, environment: [:])
+            guard case .type1(let container) = owned.addressSpace, let group = owned.device.group else { return }
             let info = try container.info()
-            let deviceInfo = try vfio.info()
+            let deviceInfo = try owned.device.info()
             let ranges = info.iovaRanges.map(\.description).joined(separator: " ")
             report.add("D14", .pass, "legacy path works: group \(group.number) viable, type1v2 set, \(deviceInfo.regionCount) regions",
                        evidence: "VFIO_IOMMU_GET_INFO: page sizes 0x\(String(info.pageSizes, radix: 16)); IOVA ranges \(ranges.isEmpty ? "(not reported)" : ranges); mappings left \(info.availableMappings.map(String.init) ?? "?")",

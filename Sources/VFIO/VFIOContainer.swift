@@ -95,9 +95,10 @@ public final class VFIOContainer {
         command.vaddr = userAddress
         command.iova = iova.rawValue
         command.size = length
-        let context = IOMMUErrorContext(iova: iova.rawValue, length: length, userAddress: userAddress, fileDescriptor: fileDescriptor)
         do {
-            try perform(VFIO_IOMMU_MAP_DMA, &command, .vfioIOMMUMapDMA, context, fileID: fileID, line: line)
+            try perform(VFIO_IOMMU_MAP_DMA, &command, .vfioIOMMUMapDMA,
+                        IOMMUErrorContext(iova: iova.rawValue, length: length, userAddress: userAddress, fileDescriptor: fileDescriptor),
+                        fileID: fileID, line: line)
         } catch {
             var error = error
             if error.errno == .noMemory, let limit = try? system.memoryLockLimit() { error.context.memlockLimit = limit.current }
@@ -190,10 +191,10 @@ public final class VFIOContainer {
     }
 
     private func perform<Command>(
-        _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation, _ context: IOMMUErrorContext,
+        _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext,
         fileID: String, line: Int
     ) throws(IOMMUError) {
-        try performVFIOCommand(system, fileDescriptor, request, &command, operation, context, fileID: fileID, line: line)
+        try performIOMMUCommand(system, fileDescriptor, request, &command, operation, context(), fileID: fileID, line: line)
     }
 }
 

@@ -290,7 +290,7 @@ public final class VFIODevice {
         _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext,
         fileID: String, line: Int
     ) throws(IOMMUError) {
-        try performVFIOCommand(system, fileDescriptor, request, &command, operation, context(), fileID: fileID, line: line)
+        try performIOMMUCommand(system, fileDescriptor, request, &command, operation, context(), fileID: fileID, line: line)
     }
 }
 

@@ -95,7 +95,7 @@ public final class VFIOGroup {
     }
 
     private func perform<Command>(_ request: UInt, _ command: inout Command, _ operation: IOMMUOperation) throws(IOMMUError) {
-        try performVFIOCommand(system, fileDescriptor, request, &command, operation,
+        try performIOMMUCommand(system, fileDescriptor, request, &command, operation,
                                IOMMUErrorContext(objectID: UInt32(number), path: path), fileID: #fileID, line: #line)
     }
 }

@@ -33,12 +33,13 @@ public final class VFIOPCIDevice {
     ///   container setup); whatever was opened before it is closed again.
     public init(
         _ address: PCIAddress, path choice: PathChoice = .automatic, virtualFunctionToken: VFToken? = nil,
-        system: any SystemInterface = LinuxSystem(), environment: [String: String] = ProcessInfo.processInfo.environment
+        iommuPath: String = "/dev/iommu", system: any SystemInterface = LinuxSystem(),
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(IOMMUError) {
         self.address = address
-        switch Self.resolve(choice, system: system, environment: environment) {
+        switch Self.resolve(choice, iommuPath: iommuPath, system: system, environment: environment) {
         case .iommufdCdev:
-            let iommufd = try IOMMUFD(system: system)
+            let iommufd = try IOMMUFD(path: iommuPath, system: system)
             let ioas = try iommufd.allocateIOAS()
             let device = try VFIODevice(address, system: system)
             try device.bind(to: iommufd, virtualFunctionToken: virtualFunctionToken)
@@ -54,7 +55,9 @@ public final class VFIOPCIDevice {
     }
 
     /// The path `choice` leads to on this machine.
-    public static func resolve(_ choice: PathChoice, system: any SystemInterface, environment: [String: String]) -> VFIODevice.Path {
+    public static func resolve(
+        _ choice: PathChoice, iommuPath: String = "/dev/iommu", system: any SystemInterface, environment: [String: String]
+    ) -> VFIODevice.Path {
         switch choice {
         case .only(let path):
             return path
@@ -62,7 +65,7 @@ public final class VFIOPCIDevice {
             if let force = environment[forceLegacyVariable], force == "1" || force.lowercased() == "yes" || force.lowercased() == "true" {
                 return .legacyGroup
             }
-            let hasIOMMUFD = exists("/dev/iommu", system)
+            let hasIOMMUFD = exists(iommuPath, system)
             let hasCdevs = (try? system.listDirectory("/dev/vfio/devices")) != nil
             return hasIOMMUFD && hasCdevs ? .iommufdCdev : .legacyGroup
         }

@@ -23,13 +23,8 @@ enum Hardware {
 
     /// `vendor:device` of a PCI function, from sysfs.
     static func identity(of address: PCIAddress) -> (vendor: UInt16, device: UInt16)? {
-        func read(_ name: String) -> UInt16? {
-            guard let bytes = try? LinuxSystem().readFile(address.sysfsPath + "/" + name) else { return nil }
-            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            return UInt16(text.dropFirst(2), radix: 16)
-        }
-        guard let vendor = read("vendor"), let device = read("device") else { return nil }
-        return (vendor, device)
+        guard let function = try? PCIFunction(address) else { return nil }
+        return (function.vendorID, function.deviceID)
     }
 
     /// The test device when it is QEMU's `edu` (1234:11e8) bound to vfio-pci.
@@ -45,9 +40,8 @@ enum Hardware {
     static func vfioFunctions(vendor: UInt16, device: UInt16) -> [PCIAddress] {
         guard enabled, let names = try? LinuxSystem().listDirectory("/sys/bus/pci/devices") else { return [] }
         return names.compactMap { try? PCIAddress(parsing: $0) }.filter { address in
-            guard let identity = identity(of: address), identity.vendor == vendor, identity.device == device,
-                  let driver = try? LinuxSystem().readLink(address.sysfsPath + "/driver") else { return false }
-            return driver.hasSuffix("/vfio-pci")
+            guard let function = try? PCIFunction(address) else { return false }
+            return function.vendorID == vendor && function.deviceID == device && function.driver == "vfio-pci"
         }.sorted()
     }
 
