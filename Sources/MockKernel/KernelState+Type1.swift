@@ -1,5 +1,8 @@
 import CIOMMUFD
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // The legacy VFIO path: groups (drivers/vfio/group.c), the container
 // (drivers/vfio/container.c) and the type1 IOMMU backend (drivers/vfio/vfio_iommu_type1.c).
@@ -31,7 +34,8 @@ extension KernelState {
             let fd = argument.loadUnaligned(as: Int32.self)
             guard let descriptor = descriptors[fd] else { throw .badFileDescriptor }
             guard group.container == nil else { throw .invalidArgument }
-            guard case .vfioContainer(let containerID) = descriptor else { throw .badFileDescriptor }
+            // Neither a container nor an iommufd: "the FD passed is not recognized".
+            guard case .vfioContainer(let containerID) = descriptor else { throw Errno(rawValue: EBADFD) }
             // iommu_group_claim_dma_owner fails while a kernel driver owns a member.
             guard groupIsViable(number) else { throw .notPermitted }
             group.container = containerID

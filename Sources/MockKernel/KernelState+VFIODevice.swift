@@ -320,9 +320,11 @@ extension KernelState {
         if let group = device.iommuGroup, vfio.groups[group] != nil { throw .resourceBusy }
         // Only the group path may open a device more than once.
         if (vfio.devices[file.deviceIndex]?.boundCdevs ?? 0) > 0 { throw .invalidArgument }
-        guard case .iommufd(let contextID)? = descriptors[command.iommufd], contexts[contextID] != nil else { throw .badFileDescriptor }
-        // A VF token for a function that is neither a PF nor a VF.
+        // vfio_df_check_token: a VF token for a function that is neither a PF nor a VF.
         if command.flags & VFIO_DEVICE_BIND_FLAG_TOKEN != 0 { throw .invalidArgument }
+        // iommufd_ctx_from_fd: EBADF for no file, EBADFD for a file that is not an iommufd.
+        guard let target = descriptors[command.iommufd] else { throw .badFileDescriptor }
+        guard case .iommufd(let contextID) = target, contexts[contextID] != nil else { throw Errno(rawValue: EBADFD) }
         let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice()))
         file.boundContext = contextID
         file.boundDeviceID = deviceID
