@@ -53,6 +53,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "DMAMemory",
+            dependencies: ["IOMMUFD", "VFIO", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "ProbeKit",
             dependencies: ["IOMMUFD", "VFIO", "PCIDatabase", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
@@ -86,6 +91,11 @@ let package = Package(
             ],
             path: "tools/iommufd-bench/Sources",
             swiftSettings: strictSettings + [.unsafeFlags(["-Ounchecked"])]
+        ),
+        .testTarget(
+            name: "DMAMemoryTests",
+            dependencies: ["DMAMemory", "IOMMUFD", "MockKernel"],
+            swiftSettings: strictSettings
         ),
         .testTarget(
             name: "CIOMMUFDTests",

@@ -1,0 +1,161 @@
+public import IOMMUFD
+
+/// Hands out IOVA ranges for DMA regions inside what the kernel allows.
+///
+/// - Only inside the usable windows (`IOMMU_IOAS_IOVA_RANGES` / type1's IOVA range
+///   capability): reserved regions such as the MSI window are the holes between them.
+/// - Below a device's DMA mask (a 32-bit device gets IOVAs under 4 GiB).
+/// - Every range aligned to the kernel's `out_iova_alignment`, and regions of 2 MiB or
+///   1 GiB aligned to that size, so the IOMMU can use large pages for them.
+/// - Freed ranges are quarantined: they are not handed out again until
+///   ``releaseQuarantine()`` is called, after the devices that could still use them are
+///   known to be quiescent, so a late DMA can never land in reused memory.
+///
+/// A value type without classes: allocation and free touch only arrays that keep their
+/// capacity, and the fast path for a size freed before is a pop from a per-size stack.
+public struct IOVAAllocator: Sendable {
+    /// Free space, sorted and coalesced: half-open `[start, end)` in bytes.
+    private var free: [Span]
+    /// Freed, not yet reusable.
+    private var quarantined: [Span] = []
+    /// Recently released ranges of one exact size, for the fast path: size → starts.
+    private var recycled: [UInt64: [UInt64]] = [:]
+    /// The alignment every range needs (a power of two).
+    public let alignment: UInt64
+    /// The highest address a range may touch (the DMA mask), inclusive.
+    public let limit: UInt64
+
+    struct Span: Sendable, Hashable {
+        var start: UInt64
+        var end: UInt64
+        var length: UInt64 { end - start }
+    }
+
+    public enum AllocationError: Error, Equatable, CustomStringConvertible {
+        /// No free range of this size and alignment is left (the quarantine holds `quarantined` bytes).
+        case exhausted(length: UInt64, alignment: UInt64, quarantined: UInt64)
+        case zeroLength
+        /// Not an allocation of this allocator, or freed twice.
+        case notAllocated(IOVA)
+
+        public var description: String {
+            switch self {
+            case .exhausted(let length, let alignment, let quarantined):
+                "no free IOVA range of 0x\(String(length, radix: 16)) bytes aligned to 0x\(String(alignment, radix: 16))"
+                    + (quarantined > 0 ? "; 0x\(String(quarantined, radix: 16)) bytes wait in quarantine (release it once the device is quiescent)" : "")
+            case .zeroLength: "an IOVA range has at least one byte"
+            case .notAllocated(let iova): "\(iova) was not allocated here (or was freed twice)"
+            }
+        }
+    }
+
+    /// An allocator over the kernel's windows, below `dmaMask` (for example
+    /// `0xffff_ffff` for a 32-bit device). Address 0 is never handed out: a zero IOVA
+    /// looks like a missing one in most descriptors.
+    public init(ranges: IOVARanges, dmaMask: UInt64 = .max) {
+        alignment = max(ranges.alignment, 4096)
+        limit = dmaMask
+        var spans: [Span] = []
+        for range in ranges.ranges {
+            let first = max(range.start.rawValue, alignment)
+            let last = min(range.last.rawValue, dmaMask)
+            guard first <= last else { continue }
+            let start = Self.roundUp(first, to: alignment)
+            // End is exclusive; keep it representable (the top byte of a 64-bit space is lost).
+            let end = last == .max ? Self.roundDown(.max, to: alignment) : Self.roundDown(last + 1, to: alignment)
+            if start < end { spans.append(Span(start: start, end: end)) }
+        }
+        free = spans
+        free.reserveCapacity(max(16, spans.count * 2))
+        quarantined.reserveCapacity(16)
+    }
+
+    /// Bytes free now (not counting the quarantine).
+    public var freeBytes: UInt64 { free.reduce(0) { $0 + $1.length } + recycled.reduce(0) { $0 + $1.key * UInt64($1.value.count) } }
+    /// Bytes waiting in quarantine.
+    public var quarantinedBytes: UInt64 { quarantined.reduce(0) { $0 + $1.length } }
+
+    /// The alignment a region of `length` bytes gets: the kernel's, raised to 2 MiB or
+    /// 1 GiB for regions at least that large.
+    public func naturalAlignment(for length: UInt64) -> UInt64 {
+        if length >= 1 << 30 { return max(alignment, 1 << 30) }
+        if length >= 1 << 21 { return max(alignment, 1 << 21) }
+        return alignment
+    }
+
+    /// Allocates `length` bytes (rounded up to the alignment).
+    public mutating func allocate(_ length: UInt64, alignment requested: UInt64? = nil) throws(AllocationError) -> IOVARange {
+        guard length > 0 else { throw .zeroLength }
+        let size = Self.roundUp(length, to: alignment)
+        let align = max(requested ?? naturalAlignment(for: size), alignment)
+        // Fast path: a range of exactly this size came back through the quarantine.
+        // Mutated in place through the dictionary, so no array is copied.
+        if let start = recycled[size]?.last, start % align == 0 {
+            recycled[size]!.removeLast()
+            return IOVARange(start: IOVA(start), length: size)
+        }
+        for index in free.indices {
+            let span = free[index]
+            let start = Self.roundUp(span.start, to: align)
+            guard start >= span.start, start < span.end, span.end - start >= size else { continue }
+            let end = start + size
+            // Carve [start, end) out of the span: keep what lies before and after.
+            var replacement: [Span] = []
+            if span.start < start { replacement.append(Span(start: span.start, end: start)) }
+            if end < span.end { replacement.append(Span(start: end, end: span.end)) }
+            free.replaceSubrange(index...index, with: replacement)
+            return IOVARange(start: IOVA(start), length: size)
+        }
+        // The recycled stacks may hold the space a fresh carve needs: give it back and retry once.
+        if !recycled.isEmpty {
+            for (size, starts) in recycled { for start in starts { insertFree(Span(start: start, end: start + size)) } }
+            recycled.removeAll(keepingCapacity: true)
+            return try allocate(length, alignment: requested)
+        }
+        throw .exhausted(length: size, alignment: align, quarantined: quarantinedBytes)
+    }
+
+    /// Returns a range; it stays in quarantine until ``releaseQuarantine()``.
+    public mutating func free(_ range: IOVARange) throws(AllocationError) {
+        let length = range.length ?? .max
+        let span = Span(start: range.start.rawValue, end: range.start.rawValue &+ length)
+        let overlapsFree = free.contains { $0.start < span.end && span.start < $0.end }
+        let overlapsQuarantine = quarantined.contains { $0.start < span.end && span.start < $0.end }
+        let inRecycled = recycled[length]?.contains(span.start) == true
+        guard span.start % alignment == 0, !overlapsFree, !overlapsQuarantine, !inRecycled else { throw .notAllocated(range.start) }
+        quarantined.append(span)
+    }
+
+    /// Makes every quarantined range reusable. Call it once the devices that could still
+    /// reach those IOVAs are quiescent (bus mastering off, queues drained, or reset).
+    public mutating func releaseQuarantine() {
+        for span in quarantined {
+            recycled[span.length, default: []].append(span.start)
+        }
+        quarantined.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func insertFree(_ span: Span) {
+        var index = free.firstIndex { $0.start > span.start } ?? free.endIndex
+        free.insert(span, at: index)
+        // Coalesce with the neighbours.
+        if index + 1 < free.count, free[index].end == free[index + 1].start {
+            free[index].end = free[index + 1].end
+            free.remove(at: index + 1)
+        }
+        if index > 0, free[index - 1].end == free[index].start {
+            free[index - 1].end = free[index].end
+            free.remove(at: index)
+            index -= 1
+        }
+    }
+
+    @inline(__always)
+    static func roundUp(_ value: UInt64, to alignment: UInt64) -> UInt64 {
+        let (sum, overflow) = value.addingReportingOverflow(alignment - 1)
+        return overflow ? roundDown(.max, to: alignment) : sum & ~(alignment - 1)
+    }
+
+    @inline(__always)
+    static func roundDown(_ value: UInt64, to alignment: UInt64) -> UInt64 { value & ~(alignment - 1) }
+}
