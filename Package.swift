@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "IOMMUFD", targets: ["IOMMUFD"]),
         .library(name: "MockKernel", targets: ["MockKernel"]),
         .library(name: "VFIO", targets: ["VFIO"]),
+        .library(name: "DMAMemory", targets: ["DMAMemory"]),
         .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
         .executable(name: "iommufd-bench", targets: ["iommufd-bench"]),
     ],
@@ -30,7 +31,7 @@ let package = Package(
         .target(
             name: "IOMMUFD",
             dependencies: [
-                "CIOMMUFD",
+                "CIOMMUFD", "CLibNUMA",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -46,6 +47,11 @@ let package = Package(
             path: "CShims/CLibPCI",
             pkgConfig: "libpci",
             providers: [.apt(["libpci-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibNUMA",
+            path: "CShims/CLibNUMA",
+            providers: [.apt(["libnuma-dev"])]
         ),
         .target(
             name: "PCIDatabase",

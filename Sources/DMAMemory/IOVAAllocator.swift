@@ -126,6 +126,12 @@ public struct IOVAAllocator: Sendable {
         quarantined.append(span)
     }
 
+    /// Returns a range no device ever saw (its mapping failed): reusable at once, no quarantine.
+    public mutating func returnUnused(_ range: IOVARange) {
+        guard let length = range.length else { return }
+        recycled[length, default: []].append(range.start.rawValue)
+    }
+
     /// Makes every quarantined range reusable. Call it once the devices that could still
     /// reach those IOVAs are quiescent (bus mastering off, queues drained, or reset).
     public mutating func releaseQuarantine() {

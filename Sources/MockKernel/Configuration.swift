@@ -35,6 +35,14 @@ extension MockKernel {
         public internal(set) var pciDevices: [PCIDevice] = []
         /// The type1 `dma_entry_limit` of a legacy container (the kernel's default is 65535).
         public var type1MappingLimit: UInt32 = 65535
+        /// Hugepage pools: page size in bytes → pages set aside (`nr_hugepages`). A size
+        /// listed with 0 pages exists but is empty; a size not listed is not supported
+        /// (`memfd_create(MFD_HUGETLB)` answers `EINVAL`). None by default, like a stock system.
+        public var hugePages: [UInt64: Int] = [:]
+        /// hugetlbfs mount points → their page size (also listed in `/proc/self/mounts`).
+        public var hugetlbfsMounts: [String: UInt64] = [:]
+        /// NUMA nodes online (0 ..< numaNodes); `mbind` to another node answers `EINVAL`.
+        public var numaNodes = 1
 
         public init() {}
     }

@@ -16,6 +16,10 @@ struct KernelState {
     var descriptors: [Int32: OpenDescriptor] = [:]
     var memoryFiles: [Int: MemoryFile] = [:]
     var nextMemoryFileID = 1
+    /// Hugepages taken from each pool (page size → pages).
+    var hugePagesInUse: [UInt64: Int] = [:]
+    /// Files created under a hugetlbfs mount that still have a name: path → memory file.
+    var hugetlbfsFiles: [String: Int] = [:]
     var contexts: [Int: IOMMUContext] = [:]
     var nextContextID = 1
     var vfio = VFIOState()
@@ -98,6 +102,10 @@ struct MemoryFile {
     var capacity: UInt64 = 0
     /// Open descriptors plus live mappings plus pins that keep it alive.
     var references = 0
+    /// The page size of a hugetlb file (`MFD_HUGETLB` or hugetlbfs); 0 for ordinary pages.
+    var hugePageSize: UInt64 = 0
+    /// Hugepages taken from the pool for this file (reserved at `mmap`, returned when the file goes).
+    var reservedHugePages = 0
 }
 
 /// One `mmap` made through the model.
@@ -107,6 +115,12 @@ struct VirtualMemoryArea {
     var writable: Bool
     /// The allocation the area's memory belongs to (anonymous) or the memfd.
     var backing: Backing
+    /// Whether its pages have been faulted in (`MADV_POPULATE_WRITE`, or a pin).
+    var populated = false
+    /// `MADV_HUGEPAGE` was given.
+    var transparentHugePages = false
+    /// The node an `mbind` policy put the area on (`nil`: the default policy, node 0).
+    var numaNode: Int32?
 
     enum Backing: Equatable {
         case anonymous(allocationBase: UInt)

@@ -23,6 +23,8 @@ extension MockKernel {
                     descriptor = .iommufd(contextID: contextID)
                 } else if let node = try state.openVFIONode(path) {
                     descriptor = node
+                } else if let node = try state.openHugetlbfsFile(path, flags: flags) {
+                    descriptor = node
                 } else if let contents = state.configuration.files[path] {
                     descriptor = .regularFile(path: path, contents: contents)
                 } else {
@@ -223,12 +225,23 @@ extension MockKernel {
                         return try state.mapDeviceRegion(fileID, length: length, flags: flags, offset: offset, writable: writable)
                     }
                     guard case .memoryFile(let id)? = state.descriptors[fd], var file = state.memoryFiles[id] else { throw .badFileDescriptor }
-                    guard offset >= 0, UInt64(offset) % pageSize == 0 else { throw .invalidArgument }
-                    guard UInt64(offset) + rounded <= file.capacity, file.storage != 0 else { throw .noMemory }
+                    let unit = file.hugePageSize > 0 ? file.hugePageSize : pageSize
+                    guard offset >= 0, UInt64(offset) % unit == 0 else { throw .invalidArgument }
+                    let fileLength = (rounded + unit - 1) & ~(unit - 1)
+                    if file.hugePageSize > 0 {
+                        // hugetlb_reserve_pages: a shared mapping reserves its pages at mmap; ENOMEM when the pool is short.
+                        let needed = Int((UInt64(offset) + fileLength) / unit) - file.reservedHugePages
+                        if needed > 0 {
+                            guard state.freeHugePages(unit) >= needed else { throw .noMemory }
+                            state.hugePagesInUse[unit, default: 0] += needed
+                            file.reservedHugePages += needed
+                        }
+                    }
+                    guard UInt64(offset) + fileLength <= file.capacity, file.storage != 0 else { throw .noMemory }
                     file.references += 1
                     state.memoryFiles[id] = file
                     let start = UInt64(file.storage) + UInt64(offset)
-                    state.insertArea(VirtualMemoryArea(start: start, length: rounded, writable: writable, backing: .memoryFile(id: id, offset: UInt64(offset))))
+                    state.insertArea(VirtualMemoryArea(start: start, length: fileLength, writable: writable, backing: .memoryFile(id: id, offset: UInt64(offset))))
                     return UInt(start)
                 }
             }
@@ -254,11 +267,21 @@ extension MockKernel {
     public func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
         try state.withLock { (state) throws(Errno) -> Int32 in
             try state.run("memfd_create") { (state) throws(Errno) -> Int32 in
-                guard flags & ~(CIOMMUFD_MFD_CLOEXEC | CIOMMUFD_MFD_ALLOW_SEALING) == 0 else { throw .invalidArgument }
+                let sizeBits = CIOMMUFD_MFD_HUGE_MASK << CIOMMUFD_MFD_HUGE_SHIFT
+                guard flags & ~(CIOMMUFD_MFD_CLOEXEC | CIOMMUFD_MFD_ALLOW_SEALING | CIOMMUFD_MFD_HUGETLB | sizeBits) == 0 else { throw .invalidArgument }
+                var hugePageSize: UInt64 = 0
+                if flags & CIOMMUFD_MFD_HUGETLB != 0 {
+                    // mm/memfd.c: a size the kernel has no pool for is EINVAL (no size: the default, 2 MiB here).
+                    let shift = (flags >> CIOMMUFD_MFD_HUGE_SHIFT) & CIOMMUFD_MFD_HUGE_MASK
+                    hugePageSize = shift == 0 ? 1 << 21 : 1 << UInt64(shift)
+                    guard state.configuration.hugePages[hugePageSize] != nil else { throw .invalidArgument }
+                } else if flags & sizeBits != 0 {
+                    throw .invalidArgument
+                }
                 if flags & CIOMMUFD_MFD_CLOEXEC == 0 { state.descriptorsWithoutCloexec += 1 }
                 let id = state.nextMemoryFileID
                 state.nextMemoryFileID += 1
-                state.memoryFiles[id] = MemoryFile(name: name, references: 1)
+                state.memoryFiles[id] = MemoryFile(name: name, references: 1, hugePageSize: hugePageSize)
                 let fd = state.lowestFreeDescriptor()
                 state.descriptors[fd] = .memoryFile(id: id)
                 return fd
@@ -272,12 +295,15 @@ extension MockKernel {
                 guard case .memoryFile(let id)? = state.descriptors[fd], var file = state.memoryFiles[id] else { throw .badFileDescriptor }
                 guard length >= 0 else { throw .invalidArgument }
                 let size = UInt64(length)
+                // hugetlbfs_setattr: a size that is not a whole number of hugepages is EINVAL.
+                let unit = file.hugePageSize > 0 ? file.hugePageSize : pageSize
+                guard size % unit == 0 || file.hugePageSize == 0 else { throw .invalidArgument }
                 if size > file.capacity {
                     // The model cannot move memory that is mapped; grow only while unmapped.
                     let mapped = state.areasOfMemory.contains { $0.backing == .memoryFile(id: id, offset: $0.backingOffset) }
                     guard !mapped else { throw .noMemory }
-                    let capacity = (size + pageSize - 1) & ~(pageSize - 1)
-                    let storage = UnsafeMutableRawPointer.allocate(byteCount: Int(capacity), alignment: Int(pageSize))
+                    let capacity = (size + unit - 1) & ~(unit - 1)
+                    let storage = UnsafeMutableRawPointer.allocate(byteCount: Int(capacity), alignment: Int(unit))
                     storage.initializeMemory(as: UInt8.self, repeating: 0, count: Int(capacity))
                     if let old = UnsafeMutableRawPointer(bitPattern: file.storage) {
                         storage.copyMemory(from: old, byteCount: Int(file.size))
@@ -306,6 +332,7 @@ extension MockKernel {
     public func readFile(_ path: String) throws(Errno) -> [UInt8] {
         try state.withLock { (state) throws(Errno) -> [UInt8] in
             try state.run("read") { (state) throws(Errno) -> [UInt8] in
+                if let attribute = state.hugePageAttribute(path) { return attribute }
                 guard let contents = state.configuration.files[path] else { throw .noSuchFileOrDirectory }
                 return contents
             }
@@ -336,6 +363,11 @@ extension MockKernel {
         try state.withLock { (state) throws(Errno) in
             try state.run("unlink") { (state) throws(Errno) in
                 guard !path.hasPrefix("/sys/"), !path.hasPrefix("/proc/") else { throw .permissionDenied }
+                if let id = state.hugetlbfsFiles.removeValue(forKey: path) {
+                    // The name held one reference; open descriptors and mappings keep the file.
+                    state.pendingFrees += state.releaseMemoryFile(id)
+                    return
+                }
                 guard state.configuration.files.removeValue(forKey: path) != nil else { throw .noSuchFileOrDirectory }
             }
         }
@@ -354,7 +386,7 @@ extension MockKernel {
         try state.withLock { (state) throws(Errno) -> [String] in
             try state.run("opendir") { (state) throws(Errno) -> [String] in
                 let prefix = path.hasSuffix("/") ? path : path + "/"
-                var names = Set<String>()
+                var names = Set<String>(state.hugePageDirectory(path))
                 for key in Array(state.configuration.files.keys) + Array(state.configuration.links.keys) where key.hasPrefix(prefix) {
                     if let name = key.dropFirst(prefix.count).split(separator: "/").first { names.insert(String(name)) }
                 }
@@ -449,6 +481,7 @@ extension KernelState {
     mutating func collectMemoryFile(_ id: Int) -> [UInt] {
         guard let file = memoryFiles[id], file.references <= 0 else { return [] }
         memoryFiles[id] = nil
+        if file.reservedHugePages > 0 { hugePagesInUse[file.hugePageSize, default: 0] -= file.reservedHugePages }
         return file.storage == 0 ? [] : [file.storage]
     }
 

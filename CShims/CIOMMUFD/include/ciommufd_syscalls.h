@@ -46,6 +46,24 @@ static inline int ciommufd_eventfd(unsigned int initial, int flags) {
 static const unsigned int CIOMMUFD_MFD_CLOEXEC = 0x0001U;
 static const unsigned int CIOMMUFD_MFD_ALLOW_SEALING = 0x0002U;
 static const unsigned int CIOMMUFD_MFD_HUGETLB = 0x0004U;
+/* With MFD_HUGETLB, bits 26-31 carry log2 of the page size (MFD_HUGE_SHIFT). */
+static const unsigned int CIOMMUFD_MFD_HUGE_SHIFT = 26U;
+static const unsigned int CIOMMUFD_MFD_HUGE_MASK = 0x3fU;
+/* mmap(2) flag bits; MAP_HUGETLB takes the same page-size encoding. */
+static const int CIOMMUFD_MAP_HUGETLB = 0x40000;
+static const int CIOMMUFD_MAP_POPULATE = 0x8000;
+static const int CIOMMUFD_MAP_NORESERVE = 0x4000;
+/* madvise(2) advice values (MADV_POPULATE_WRITE is Linux 5.14+). */
+static const int CIOMMUFD_MADV_HUGEPAGE = 14;
+static const int CIOMMUFD_MADV_NOHUGEPAGE = 15;
+static const int CIOMMUFD_MADV_POPULATE_READ = 22;
+static const int CIOMMUFD_MADV_POPULATE_WRITE = 23;
+/* NUMA memory policies (set_mempolicy(2)/mbind(2)). */
+static const int CIOMMUFD_MPOL_DEFAULT = 0;
+static const int CIOMMUFD_MPOL_PREFERRED = 1;
+static const int CIOMMUFD_MPOL_BIND = 2;
+static const unsigned int CIOMMUFD_MPOL_MF_STRICT = 1U;
+static const unsigned int CIOMMUFD_MPOL_MF_MOVE = 2U;
 
 /* RLIMIT_MEMLOCK; returns 0 and fills current/maximum (RLIM_INFINITY = UINT64_MAX) or -1. */
 static inline int ciommufd_getrlimit_memlock(uint64_t *current, uint64_t *maximum) {

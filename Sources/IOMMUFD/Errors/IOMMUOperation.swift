@@ -57,6 +57,9 @@ public enum IOMMUOperation: String, Sendable, Hashable, CaseIterable {
     case readLink = "readlink"
     case eventfd = "eventfd"
     case getrlimit = "getrlimit"
+    case madvise = "madvise"
+    case mbind = "mbind"
+    case movePages = "move_pages"
 
     /// The kernel's name for the operation, e.g. `IOMMU_IOAS_MAP`.
     public var name: String { rawValue }

@@ -1,4 +1,5 @@
 import CIOMMUFD
+import CLibNUMA
 public import SystemPackage
 #if canImport(Glibc)
 @preconcurrency import Glibc
@@ -64,6 +65,28 @@ public struct LinuxSystem: SystemInterface {
 
     public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
         _ = try valueOrErrno { ciommufd_munmap(address, length) }
+    }
+
+    public func madvise(_ address: UnsafeMutableRawPointer, length: Int, advice: Int32) throws(Errno) {
+        _ = try valueOrErrno { Glibc.madvise(address, length, advice) }
+    }
+
+    public func mbind(_ address: UnsafeMutableRawPointer, length: Int, mode: Int32, nodeMask: UInt64, flags: UInt32) throws(Errno) {
+        let result = clibnuma_mbind(address, UInt(length), mode, UInt(nodeMask), flags)
+        if result != 0 { throw Errno(rawValue: clibnuma_errno()) }
+    }
+
+    public func pageNodes(_ pages: [UnsafeRawPointer]) throws(Errno) -> [Int32] {
+        guard !pages.isEmpty else { return [] }
+        var addresses = pages.map { UnsafeMutableRawPointer(mutating: $0) as UnsafeMutableRawPointer? }
+        var status = [Int32](repeating: 0, count: pages.count)
+        let result = addresses.withUnsafeMutableBufferPointer { addresses in
+            status.withUnsafeMutableBufferPointer { status in
+                clibnuma_query_pages(UInt(addresses.count), addresses.baseAddress, status.baseAddress)
+            }
+        }
+        if result < 0 { throw Errno(rawValue: clibnuma_errno()) }
+        return status
     }
 
     public func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {

@@ -30,6 +30,17 @@ public protocol SystemInterface: Sendable {
     func mmap(address: UnsafeMutableRawPointer?, length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer
     /// The corresponding call is `munmap(2)`.
     func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno)
+    /// Advises the kernel about a range: `MADV_POPULATE_WRITE` faults every page in
+    /// writable (and fails with `ENOMEM` when memory or hugepages run out),
+    /// `MADV_HUGEPAGE` asks for transparent huge pages. The corresponding call is `madvise(2)`.
+    func madvise(_ address: UnsafeMutableRawPointer, length: Int, advice: Int32) throws(Errno)
+    /// Sets the NUMA policy of a range (`MPOL_BIND`, `MPOL_PREFERRED`, ...) over the nodes
+    /// in `nodeMask` (bit n = node n; nodes 0-63). Pages faulted in afterwards follow it.
+    /// The corresponding call is libnuma's `mbind(2)`.
+    func mbind(_ address: UnsafeMutableRawPointer, length: Int, mode: Int32, nodeMask: UInt64, flags: UInt32) throws(Errno)
+    /// Where each page is: its NUMA node, or a negative errno (`-ENOENT` when the page
+    /// is not present). The corresponding call is libnuma's `move_pages(2)` with no target nodes.
+    func pageNodes(_ pages: [UnsafeRawPointer]) throws(Errno) -> [Int32]
     /// Creates an anonymous memory file. The corresponding call is `memfd_create(2)`.
     func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32
     /// The corresponding call is `ftruncate(2)`.

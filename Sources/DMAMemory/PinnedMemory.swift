@@ -1,0 +1,205 @@
+public import IOMMUFD
+import CIOMMUFD
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Memory for DMA: one `mmap` of a backing store, placed on a NUMA node and faulted in.
+///
+/// Exactly one owner: `deinit` unmaps it and closes the backing file. A ``DMARegion``
+/// holds one and removes its IOMMU mapping first, so the pages are never unmapped from
+/// the process while a device can still reach them.
+public struct PinnedMemory: ~Copyable {
+    /// The first byte.
+    public let address: UnsafeMutableRawPointer
+    /// The mapped length: the request rounded up to whole pages of ``pageSize``.
+    public let length: Int
+    /// The store the memory came from (after any fallback).
+    public let store: BackingStore
+    /// Every fallback taken before ``store`` succeeded, in order (empty: the first choice).
+    public let fallbacks: [BackingFallback]
+    /// Where the pages are, checked after they were faulted in.
+    public let placement: NUMAReport
+    /// The backing file (memfd or hugetlbfs), or `nil` for anonymous memory.
+    public let fileDescriptor: Int32?
+    let system: any SystemInterface
+
+    /// The page size the memory is made of.
+    public var pageSize: PageSize { store.pageSize }
+
+    /// The memory as raw bytes.
+    public var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: length) }
+
+    /// Allocates at least `length` bytes: tries the stores of `backing` in order (a missing
+    /// hugepage pool, mount or THP moves on to the next and is reported), places the pages
+    /// with `placement`, faults them all in with `MADV_POPULATE_WRITE` (calling `progress`
+    /// with bytes done and total after each chunk), and checks where they landed.
+    ///
+    /// Nothing is left behind on failure: the mapping is removed and the file closed.
+    ///
+    /// - Throws: ``DMAMemoryError``: the last store's error when every store failed, or the
+    ///   first error that no other store can help with.
+    public init(
+        length: Int, backing: BackingPolicy, placement: NUMAPlacement = .anyNode,
+        system: any SystemInterface = LinuxSystem(), progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+    ) throws(DMAMemoryError) {
+        precondition(length > 0, "a region has at least one byte")
+        var fallbacks: [BackingFallback] = []
+        for (index, store) in backing.stores.enumerated() {
+            do throws(DMAMemoryError) {
+                let made = try Self.make(store, length: length, system: system)
+                do throws(DMAMemoryError) {
+                    try NUMAPolicy.apply(placement, address: made.address, length: made.length, system: system)
+                    try Self.prefault(made.address, length: made.length, store: store, system: system, progress: progress)
+                    let report = try NUMAPolicy.verify(placement, address: made.address, length: made.length,
+                                                       pageSize: store.pageSize.bytes, system: system)
+                    self.address = made.address
+                    self.length = made.length
+                    self.store = store
+                    self.fallbacks = fallbacks
+                    self.placement = report
+                    self.fileDescriptor = made.fd
+                    self.system = system
+                    return
+                } catch {
+                    Self.discard(address: made.address, length: made.length, fd: made.fd, system: system)
+                    throw error
+                }
+            } catch {
+                guard error.isMissingBackingResource, index + 1 < backing.stores.count else { throw error }
+                let fallback = BackingFallback(from: store, to: backing.stores[index + 1], reason: error)
+                backing.onFallback(fallback)
+                fallbacks.append(fallback)
+            }
+        }
+        preconditionFailure("unreachable: the last store either succeeds or throws")
+    }
+
+    deinit {
+        Self.discard(address: address, length: length, fd: fileDescriptor, system: system)
+    }
+
+    static func discard(address: UnsafeMutableRawPointer, length: Int, fd: Int32?, system: any SystemInterface) {
+        try? system.munmap(address, length: length)
+        if let fd { try? system.close(fd) }
+    }
+
+    /// Makes the mapping of one store (no placement, not faulted in).
+    static func make(_ store: BackingStore, length: Int, system: any SystemInterface) throws(DMAMemoryError)
+        -> (address: UnsafeMutableRawPointer, length: Int, fd: Int32?) {
+        let size = store.pageSize
+        let rounded = size.roundUp(length)
+        if size != .base {
+            guard let pool = HugePagePool.read(size, system: system) else { throw .hugePageSizeUnsupported(size) }
+            let needed = rounded / size.bytes
+            guard pool.available >= needed else { throw .hugePagesUnavailable(size, needed: needed, available: pool.available) }
+        }
+        let fd: Int32?
+        switch store {
+        case .anonymous(let thp):
+            let address: UnsafeMutableRawPointer
+            do {
+                address = try system.mmap(address: nil, length: rounded, protection: PROT_READ | PROT_WRITE,
+                                          flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+            } catch { throw .system(.mmap, error) }
+            if thp {
+                do { try system.madvise(address, length: rounded, advice: CIOMMUFD_MADV_HUGEPAGE) } catch {
+                    try? system.munmap(address, length: rounded)
+                    throw error == .invalidArgument ? .transparentHugePagesUnavailable : .system(.madvise, error)
+                }
+            }
+            return (address, rounded, nil)
+        case .memfd, .hugetlbMemfd:
+            do { fd = try system.memfdCreate("swift-iommufd-dma", flags: size.memfdFlags) } catch {
+                throw error == .invalidArgument && size != .base ? .hugePageSizeUnsupported(size) : .system(.memfdCreate, error)
+            }
+        case .hugetlbfs(_, let mountPoint):
+            let mounts = HugetlbfsMount.all(system: system).filter { $0.pageSize == size }
+            guard let mount = mountPoint.flatMap({ point in mounts.first { $0.path == point } }) ?? (mountPoint == nil ? mounts.first : nil) else {
+                throw .noHugetlbfsMount(size, mountPoint: mountPoint)
+            }
+            fd = try openUnlinkedFile(in: mount.path, system: system)
+        }
+        guard let fd else { preconditionFailure() }
+        do {
+            try system.ftruncate(fd, length: Int64(rounded))
+        } catch {
+            try? system.close(fd)
+            throw .system(.ftruncate, error)
+        }
+        do {
+            let address = try system.mmap(address: nil, length: rounded, protection: PROT_READ | PROT_WRITE,
+                                          flags: MAP_SHARED, fd: fd, offset: 0)
+            return (address, rounded, fd)
+        } catch {
+            try? system.close(fd)
+            // A shared hugetlb mapping reserves its pages at mmap: ENOMEM means the pool ran short meanwhile.
+            if error == .noMemory && size != .base {
+                throw .hugePagesUnavailable(size, needed: rounded / size.bytes, available: HugePagePool.read(size, system: system)?.available ?? 0)
+            }
+            throw .system(.mmap, error)
+        }
+    }
+
+    /// Creates a file with a fresh name under a hugetlbfs mount and unlinks it at once, so
+    /// nothing is left on the mount when the process dies.
+    static func openUnlinkedFile(in directory: String, system: any SystemInterface) throws(DMAMemoryError) -> Int32 {
+        for attempt in 0..<16 {
+            let path = "\(directory)/swift-iommufd-\(getpid())-\(fileCounter.next())-\(attempt)"
+            do {
+                let fd = try system.open(path, flags: O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600)
+                do { try system.removeFile(path) } catch {
+                    try? system.close(fd)
+                    throw DMAMemoryError.system(.open, error)
+                }
+                return fd
+            } catch let error as Errno where error == .fileExists {
+                continue
+            } catch let error as Errno {
+                throw .system(.open, error)
+            } catch let error as DMAMemoryError {
+                throw error
+            } catch {
+                preconditionFailure("unexpected \(error)")
+            }
+        }
+        throw .system(.open, .fileExists)
+    }
+
+    /// The chunk `MADV_POPULATE_WRITE` is given at a time, so progress can be reported.
+    static let prefaultChunk = 64 << 20
+
+    /// Faults every page in writable, chunk by chunk. On kernels before 5.14 (`EINVAL`)
+    /// each page is touched instead.
+    static func prefault(_ address: UnsafeMutableRawPointer, length: Int, store: BackingStore, system: any SystemInterface,
+                         progress: ((Int, Int) -> Void)?) throws(DMAMemoryError) {
+        let chunk = max(prefaultChunk, store.pageSize.bytes)
+        var done = 0
+        while done < length {
+            let count = min(chunk, length - done)
+            do {
+                try system.madvise(address + done, length: count, advice: CIOMMUFD_MADV_POPULATE_WRITE)
+            } catch where error == .invalidArgument {
+                let page = store.pageSize.bytes
+                for offset in stride(from: done, to: done + count, by: page) {
+                    (address + offset).storeBytes(of: (address + offset).load(as: UInt8.self), as: UInt8.self)
+                }
+            } catch {
+                let size = store.pageSize
+                if error == .noMemory && size != .base {
+                    throw .hugePagesUnavailable(size, needed: length / size.bytes, available: HugePagePool.read(size, system: system)?.available ?? 0)
+                }
+                throw .prefaultFailed(error, populated: done, length: length)
+            }
+            done += count
+            progress?(done, length)
+        }
+    }
+}
+
+/// Distinct names for hugetlbfs files within the process.
+enum fileCounter {
+    private static let value = AtomicCounter()
+    static func next() -> Int { value.next() }
+}
