@@ -91,12 +91,12 @@ let package = Package(
         .executableTarget(
             name: "iommufd-bench",
             dependencies: [
-                "IOMMUFD", "CBenchBaseline", "CIOMMUFD",
+                "IOMMUFD", "CBenchBaseline", "CIOMMUFD", "DMAMemory", "MockKernel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "tools/iommufd-bench/Sources",
-            swiftSettings: strictSettings + [.unsafeFlags(["-Ounchecked"])]
+            swiftSettings: strictSettings
         ),
         .testTarget(
             name: "DMAMemoryTests",

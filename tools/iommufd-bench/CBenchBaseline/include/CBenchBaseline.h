@@ -6,4 +6,10 @@
 /* Issues IOMMU_IOAS_UNMAP on `fd` `iterations` times; returns how many calls failed. */
 uint64_t ciommufd_bench_unmap_loop(int fd, uint32_t ioas_id, uint64_t iterations);
 
+/* Heap allocations and Swift retain/release calls between begin and end, on every thread. */
+struct ciommufd_bench_counts { uint64_t allocations, retains, releases; };
+void ciommufd_bench_counting_install(void);
+void ciommufd_bench_counting_begin(void);
+struct ciommufd_bench_counts ciommufd_bench_counting_end(void);
+
 #endif

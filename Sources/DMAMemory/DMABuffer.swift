@@ -1,0 +1,33 @@
+public import IOMMUFD
+
+/// One DMA buffer from a pool: a plain value (virtual address, IOVA, length), so taking
+/// and returning buffers involves no reference counting and no allocation.
+///
+/// It does not own the memory: the pool does. Give each buffer back exactly once, and
+/// not after the pool is gone.
+@frozen
+public struct DMABuffer: Hashable, @unchecked Sendable {
+    /// Where the CPU sees the buffer.
+    public let address: UnsafeMutableRawPointer
+    /// Where the device sees it.
+    public let iova: IOVA
+    /// Its size in bytes.
+    public let length: Int
+
+    @inlinable
+    public init(address: UnsafeMutableRawPointer, iova: IOVA, length: Int) {
+        self.address = address
+        self.iova = iova
+        self.length = length
+    }
+
+    /// The buffer's bytes.
+    @inlinable
+    public var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: length) }
+}
+
+/// Copies `count` free-buffer addresses.
+@inlinable @inline(__always)
+func copyAddresses(to destination: UnsafeMutablePointer<UInt>, from source: UnsafePointer<UInt>, count: Int) {
+    destination.update(from: source, count: count)
+}

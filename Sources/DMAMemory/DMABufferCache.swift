@@ -1,0 +1,105 @@
+/// One thread's cache in front of a ``DMABufferPool`` (the per-lcore cache of DPDK's
+/// mempool): gets and puts touch only the cache until it runs empty or full, and then
+/// move `size` buffers to or from the pool's common store in one locked copy.
+///
+/// Not `Sendable` and not copyable: one thread makes it and uses it; when it goes
+/// away its buffers go back to the pool. It keeps the pool alive.
+public struct DMABufferCache: ~Copyable {
+    /// The default number of buffers moved at a time (the cache holds up to twice this).
+    public static let defaultSize = 256
+
+    /// Cached buffers by address.
+    @usableFromInline let slots: UnsafeMutablePointer<UInt>
+    @usableFromInline var count: Int
+    /// Buffers moved per refill or flush.
+    @usableFromInline let size: Int
+    /// Slots in the cache: twice `size`.
+    @usableFromInline let capacity: Int
+    @usableFromInline let shared: SharedFreeStack
+    @usableFromInline let layout: BufferLayout
+    /// Keeps the pool (and so the region and the common store) alive.
+    public let pool: DMABufferPool
+
+    init(pool: DMABufferPool, size: Int) {
+        precondition(size > 0, "a cache holds at least one buffer")
+        self.pool = pool
+        self.size = size
+        capacity = 2 * size
+        slots = .allocate(capacity: 2 * size)
+        count = 0
+        shared = pool.shared
+        layout = pool.layout
+    }
+
+    deinit {
+        if count > 0 { shared.push(from: slots, count: count) }
+        slots.deallocate()
+    }
+
+    /// Buffers held by this cache.
+    public var cachedCount: Int { count }
+
+    /// Takes one buffer, or `nil` when the cache and the pool are both empty.
+    @inlinable
+    public mutating func get() -> DMABuffer? {
+        if count == 0 {
+            count = shared.pop(upTo: size, into: slots)
+            if count == 0 { return nil }
+        }
+        count &-= 1
+        return layout.buffer(at: slots[count])
+    }
+
+    /// Gives one buffer back.
+    @inlinable
+    public mutating func put(_ buffer: DMABuffer) {
+        precondition(layout.owns(buffer), "the buffer does not belong to this pool")
+        if count == capacity { flush() }
+        slots[count] = UInt(bitPattern: buffer.address)
+        count &+= 1
+    }
+
+    /// Fills `buffers` completely, or takes nothing and returns `false`.
+    @inlinable
+    public mutating func get(into buffers: UnsafeMutableBufferPointer<DMABuffer>) -> Bool {
+        let n = buffers.count
+        guard n > 0, let destination = buffers.baseAddress else { return true }
+        if n > count {
+            if n > capacity { return pool.get(into: buffers) }
+            // Refill so that `n` can be served and about `size` stay behind.
+            count &+= shared.pop(upTo: min(capacity &- count, n &- count &+ size), into: slots + count)
+            if n > count { return false }
+        }
+        count &-= n
+        layout.expand(slots + count, into: destination, count: n)
+        return true
+    }
+
+    /// Gives every buffer in `buffers` back.
+    @inlinable
+    public mutating func put(_ buffers: UnsafeBufferPointer<DMABuffer>) {
+        let n = buffers.count
+        guard n > 0, let source = buffers.baseAddress else { return }
+        if n > capacity {
+            pool.put(buffers)
+            return
+        }
+        while count &+ n > capacity { flush() }
+        precondition(layout.compress(source, into: slots + count, count: n), "a buffer does not belong to this pool")
+        count &+= n
+    }
+
+    /// Moves the cache's newest `size` buffers (or all it has, if fewer) to the common store.
+    @usableFromInline
+    mutating func flush() {
+        let moved = min(size, count)
+        count &-= moved
+        shared.push(from: slots + count, count: moved)
+    }
+
+    /// Gives every cached buffer back to the pool.
+    public mutating func flushAll() {
+        if count > 0 { shared.push(from: slots, count: count) }
+        count = 0
+    }
+}

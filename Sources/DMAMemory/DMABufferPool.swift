@@ -1,0 +1,127 @@
+public import IOMMUFD
+
+/// Fixed-size DMA buffers carved from one region, with mempool semantics (DPDK's
+/// `rte_mempool`): get and put, one at a time or in bulk, through a per-thread
+/// ``DMABufferCache`` or straight from the common store.
+///
+/// The region is mapped once; a buffer is a ``DMABuffer`` value whose IOVA is the
+/// region's IOVA plus its offset, so translation both ways is O(1) arithmetic.
+/// Nothing on the get/put paths allocates or counts a reference.
+public final class DMABufferPool: @unchecked Sendable {
+    /// Usable bytes per buffer.
+    public let bufferSize: Int
+    /// Distance between buffers (the size rounded up to the alignment).
+    public let stride: Int
+    /// Buffers in the pool.
+    public let count: Int
+    /// The region the buffers are carved from.
+    public let region: DMARegion
+
+    @usableFromInline let layout: BufferLayout
+    @usableFromInline let shared: SharedFreeStack
+
+    /// A pool of `count` buffers of `bufferSize` bytes, each starting on a multiple of
+    /// `alignment` (a power of two; 64 keeps buffers on their own cache lines), in one
+    /// region from `manager`.
+    ///
+    /// - Throws: the region's errors (backing, memlock, IOVA space, mapping).
+    public init(
+        manager: DMAMemoryManager, bufferSize: Int, count: Int, alignment: Int = 64,
+        backing: BackingPolicy, placement: NUMAPlacement = .anyNode, access: MapAccess = .readWrite,
+        progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+    ) throws(DMAMemoryError) {
+        precondition(bufferSize > 0 && count > 0, "a pool has at least one buffer of at least one byte")
+        precondition(alignment > 0 && alignment & (alignment - 1) == 0, "the alignment is a power of two")
+        let stride = (bufferSize + alignment - 1) & ~(alignment - 1)
+        let region = try manager.makeRegion(length: stride * count, backing: backing, placement: placement, access: access, progress: progress)
+        self.bufferSize = bufferSize
+        self.stride = stride
+        self.count = count
+        layout = BufferLayout(baseAddress: UInt(bitPattern: region.address), baseIOVA: region.iova.rawValue,
+                              span: UInt(stride * count), bufferSize: bufferSize)
+        self.region = region
+        shared = SharedFreeStack(capacity: count)
+        // The lowest buffers on top, so a fresh pool hands them out in address order.
+        for index in 0..<count {
+            (shared.slots + index).initialize(to: layout.baseAddress + UInt((count - 1 - index) * stride))
+        }
+        shared.countPointer.pointee = count
+    }
+
+    deinit {
+        shared.deallocate()
+    }
+
+    /// Buffers in the common store now (buffers held by caches are not counted).
+    public var availableCount: Int { shared.count }
+
+    /// Takes one buffer from the common store, or `nil` when it is empty.
+    @inlinable
+    public func get() -> DMABuffer? {
+        var address: UInt = 0
+        return shared.pop(into: &address, count: 1) ? layout.buffer(at: address) : nil
+    }
+
+    /// Gives one buffer back to the common store.
+    @inlinable
+    public func put(_ buffer: DMABuffer) {
+        precondition(layout.owns(buffer), "the buffer does not belong to this pool")
+        var address = UInt(bitPattern: buffer.address)
+        shared.push(from: &address, count: 1)
+    }
+
+    /// Fills `buffers` completely from the common store, or takes nothing and returns `false`.
+    @inlinable
+    public func get(into buffers: UnsafeMutableBufferPointer<DMABuffer>) -> Bool {
+        guard let base = buffers.baseAddress, !buffers.isEmpty else { return true }
+        return withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
+            guard shared.pop(into: addresses.baseAddress!, count: buffers.count) else { return false }
+            layout.expand(addresses.baseAddress!, into: base, count: buffers.count)
+            return true
+        }
+    }
+
+    /// Gives every buffer in `buffers` back to the common store.
+    @inlinable
+    public func put(_ buffers: UnsafeBufferPointer<DMABuffer>) {
+        guard let base = buffers.baseAddress, !buffers.isEmpty else { return }
+        withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
+            precondition(layout.compress(base, into: addresses.baseAddress!, count: buffers.count), "a buffer does not belong to this pool")
+            shared.push(from: addresses.baseAddress!, count: buffers.count)
+        }
+    }
+
+    /// A cache for the calling thread; see ``DMABufferCache``.
+    public func makeCache(size: Int = DMABufferCache.defaultSize) -> DMABufferCache {
+        DMABufferCache(pool: self, size: size)
+    }
+
+    /// The IOVA of a byte inside the pool's region. O(1).
+    @inlinable
+    public func iova(of address: UnsafeRawPointer) -> IOVA? {
+        let offset = UInt(bitPattern: address) &- layout.baseAddress
+        guard offset < layout.span else { return nil }
+        return IOVA(layout.baseIOVA &+ UInt64(offset))
+    }
+
+    /// The address of an IOVA inside the pool's region. O(1).
+    @inlinable
+    public func address(of iova: IOVA) -> UnsafeMutableRawPointer? {
+        let offset = iova.rawValue &- layout.baseIOVA
+        guard offset < UInt64(layout.span) else { return nil }
+        return UnsafeMutableRawPointer(bitPattern: layout.baseAddress &+ UInt(offset))
+    }
+
+    /// The buffer that holds `address` (for example a completion that reports a pointer). O(1).
+    public func buffer(containing address: UnsafeRawPointer) -> DMABuffer? {
+        let offset = UInt(bitPattern: address) &- layout.baseAddress
+        guard offset < layout.span else { return nil }
+        return layout.buffer(at: layout.baseAddress + offset - offset % UInt(stride))
+    }
+
+    /// The buffer that holds `iova` (for example from a device's completion entry). O(1).
+    public func buffer(at iova: IOVA) -> DMABuffer? {
+        guard let address = address(of: iova) else { return nil }
+        return buffer(containing: address)
+    }
+}
