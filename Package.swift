@@ -100,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DMAMemoryTests",
-            dependencies: ["DMAMemory", "IOMMUFD", "MockKernel"],
+            dependencies: ["DMAMemory", "IOMMUFD", "MockKernel", "VFIO", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
         .testTarget(
