@@ -131,7 +131,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HardwareTests",
-            dependencies: ["IOMMUFD", "VFIO", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "VFIO", "DMAMemory", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             path: "hw-tests/HardwareTests",
             swiftSettings: strictSettings
         ),

@@ -1,0 +1,162 @@
+import DMAMemory
+@_spi(Selftest) import IOMMUFD
+import MockKernel
+import VFIO
+import Synchronization
+import Testing
+
+@Suite("DMA buffer pools: mempool semantics, caches, translation, concurrency")
+struct DMABufferPoolTests {
+    @Test("buffers are carved from one region: distinct, aligned, IOVA = region IOVA + offset")
+    func carving() throws {
+        let kernel = memoryMachine()
+        try withManager(kernel) { manager, ioas in
+            let pool = try DMABufferPool(manager: manager, bufferSize: 1500, count: 64, backing: .exactly(.memfd))
+            #expect(pool.stride == 1536)
+            #expect(kernel.trace.filter { $0.name == "IOMMU_IOAS_MAP_FILE" }.count == 1, "one map per region, never per buffer")
+            var seen = Set<UInt64>()
+            for _ in 0..<64 {
+                guard let buffer = pool.get() else { Issue.record("pool ran dry early"); return }
+                #expect(buffer.length == 1500 && UInt(bitPattern: buffer.address) % 64 == 0)
+                #expect(pool.iova(of: buffer.address) == buffer.iova)
+                #expect(pool.address(of: buffer.iova) == buffer.address)
+                #expect(pool.buffer(containing: buffer.address + 1499) == buffer)
+                #expect(pool.buffer(at: IOVA(buffer.iova.rawValue + 7)) == buffer)
+                #expect(manager.iova(of: buffer.address) == buffer.iova)
+                seen.insert(buffer.iova.rawValue)
+                // The device sees what the CPU wrote.
+                buffer.address.storeBytes(of: UInt32(truncatingIfNeeded: buffer.iova.rawValue), as: UInt32.self)
+                #expect(kernel.deviceRead(iommufd: ioas.iommufd.fileDescriptor, ioas: ioas.id.rawValue, iova: buffer.iova.rawValue, length: 4)
+                        == withUnsafeBytes(of: UInt32(truncatingIfNeeded: buffer.iova.rawValue)) { Array($0) })
+            }
+            #expect(seen.count == 64)
+            #expect(pool.get() == nil, "an empty pool says so")
+            #expect(pool.iova(of: UnsafeRawPointer(bitPattern: 0x1000)!) == nil)
+        }
+    }
+
+    @Test("bulk get is all or nothing")
+    func bulkAllOrNothing() throws {
+        let kernel = memoryMachine()
+        try withManager(kernel) { manager, _ in
+            let pool = try DMABufferPool(manager: manager, bufferSize: 2048, count: 40, backing: .exactly(.memfd))
+            let buffers = UnsafeMutableBufferPointer<DMABuffer>.allocate(capacity: 32)
+            defer { buffers.deallocate() }
+            #expect(pool.get(into: buffers))
+            #expect(pool.availableCount == 8)
+            #expect(!pool.get(into: buffers), "32 asked, 8 left: nothing taken")
+            #expect(pool.availableCount == 8)
+            pool.put(UnsafeBufferPointer(buffers))
+            #expect(pool.availableCount == 40)
+        }
+    }
+
+    @Test("a cache serves from itself, refills and flushes in batches, and gives everything back when dropped")
+    func cache() throws {
+        let kernel = memoryMachine()
+        try withManager(kernel) { manager, _ in
+            let pool = try DMABufferPool(manager: manager, bufferSize: 256, count: 100, backing: .exactly(.memfd))
+            do {
+                var cache = pool.makeCache(size: 8)
+                let first = cache.get()
+                #expect(first != nil && cache.cachedCount == 7 && pool.availableCount == 92, "one refill of 8")
+                var taken: [DMABuffer] = first.map { [$0] } ?? []
+                for _ in 0..<20 { if let buffer = cache.get() { taken.append(buffer) } }
+                #expect(Set(taken).count == 21)
+                for buffer in taken { cache.put(buffer) }
+                #expect(cache.cachedCount <= 16, "the cache holds at most twice its size")
+                #expect(cache.cachedCount + pool.availableCount == 100)
+                let bulk = UnsafeMutableBufferPointer<DMABuffer>.allocate(capacity: 50)
+                let more = UnsafeMutableBufferPointer<DMABuffer>.allocate(capacity: 60)
+                defer { bulk.deallocate(); more.deallocate() }
+                let gotFifty = cache.get(into: bulk)
+                #expect(gotFifty, "larger than the cache: straight from the pool")
+                let gotSixty = cache.get(into: more)
+                #expect(!gotSixty && cache.cachedCount + pool.availableCount == 50, "60 asked, 50 left: all or nothing")
+                cache.put(UnsafeBufferPointer(bulk))
+                #expect(cache.cachedCount + pool.availableCount == 100)
+            }
+            #expect(pool.availableCount == 100, "a dropped cache returns its buffers")
+        }
+    }
+
+    @Test("a hugepage-backed pool maps its region by file at 2 MiB alignment")
+    func hugePagePool() throws {
+        let kernel = memoryMachine(hugePages: [twoMiB: 2])
+        try withManager(kernel) { manager, _ in
+            let pool = try DMABufferPool(manager: manager, bufferSize: 4096, count: 512, backing: .exactly(.hugetlbMemfd(.huge2MiB)))
+            let byFile = pool.region.mappedByFile
+            let store = pool.region.memory.store
+            #expect(byFile && store == .hugetlbMemfd(.huge2MiB))
+            #expect(pool.region.iova.rawValue % twoMiB == 0)
+            #expect(kernel.freeHugePages(twoMiB) == 1)
+        }
+        #expect(kernel.freeHugePages(twoMiB) == 2)
+    }
+
+    @Test("four threads with their own caches never hold the same buffer, and every buffer comes back")
+    func concurrentCaches() async throws {
+        let kernel = memoryMachine()
+        let iommufd = try IOMMUFD(system: kernel)
+        let ioas = try iommufd.allocateIOAS()
+        let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas), system: kernel)
+        let pool = try DMABufferPool(manager: manager, bufferSize: 64, count: 1024, backing: .exactly(.memfd))
+        let ledger = OwnershipLedger(count: 1024)
+        await withTaskGroup(of: Void.self) { group in
+            for thread in 1...4 {
+                group.addTask {
+                    let owners = ledger.owners
+                    let conflicts = ledger
+                    var cache = pool.makeCache(size: 16)
+                    var held: [DMABuffer] = []
+                    let bulk = UnsafeMutableBufferPointer<DMABuffer>.allocate(capacity: 24)
+                    defer { bulk.deallocate() }
+                    var random = UInt64(thread) &* 0x9e37_79b9_7f4a_7c15
+                    for _ in 0..<20_000 {
+                        random = random &* 6364136223846793005 &+ 1442695040888963407
+                        switch random >> 62 {
+                        case 0: if let buffer = cache.get() { held.append(buffer) }
+                        case 1: if cache.get(into: bulk) { held.append(contentsOf: bulk) }
+                        default:
+                            if !held.isEmpty {
+                                let buffer = held.removeLast()
+                                let index = Int(buffer.iova.rawValue - pool.region.iova.rawValue) / pool.stride
+                                if !owners[index].compareExchange(expected: thread, desired: 0, ordering: .relaxed).exchanged { conflicts.conflict() }
+                                cache.put(buffer)
+                            }
+                            continue
+                        }
+                        // Claim what was just taken.
+                        for buffer in held.suffix(random >> 62 == 0 ? 1 : 24) {
+                            let index = Int(buffer.iova.rawValue - pool.region.iova.rawValue) / pool.stride
+                            if owners[index].load(ordering: .relaxed) == thread { continue }
+                            if !owners[index].compareExchange(expected: 0, desired: thread, ordering: .relaxed).exchanged { conflicts.conflict() }
+                        }
+                    }
+                    for buffer in held {
+                        let index = Int(buffer.iova.rawValue - pool.region.iova.rawValue) / pool.stride
+                        owners[index].store(0, ordering: .relaxed)
+                        cache.put(buffer)
+                    }
+                }
+            }
+        }
+        #expect(ledger.conflicts.load(ordering: .relaxed) == 0, "two threads held one buffer")
+        #expect(pool.availableCount == 1024, "every buffer is back")
+    }
+}
+
+/// One owner word per buffer: a thread claims it on get and clears it on put.
+final class OwnershipLedger: @unchecked Sendable {
+    let owners: UnsafeMutablePointer<Atomic<Int>>
+    let conflicts = Atomic<Int>(0)
+
+    init(count: Int) {
+        owners = .allocate(capacity: count)
+        for index in 0..<count { (owners + index).initialize(to: Atomic(0)) }
+    }
+
+    deinit { owners.deallocate() }
+
+    func conflict() { conflicts.add(1, ordering: .relaxed) }
+}
