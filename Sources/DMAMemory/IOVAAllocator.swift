@@ -18,12 +18,18 @@ public struct IOVAAllocator: Sendable {
     private var free: [Span]
     /// Freed, not yet reusable.
     private var quarantined: [Span] = []
-    /// Recently released ranges of one exact size, for the fast path: size → starts.
-    private var recycled: [UInt64: [UInt64]] = [:]
+    /// Released ranges by exact size, for the fast path (drivers use few sizes, so a
+    /// short array searched in order beats hashing).
+    private var recycled: [SizeClass] = []
     /// The alignment every range needs (a power of two).
     public let alignment: UInt64
     /// The highest address a range may touch (the DMA mask), inclusive.
     public let limit: UInt64
+
+    struct SizeClass: Sendable {
+        var size: UInt64
+        var starts: [UInt64]
+    }
 
     struct Span: Sendable, Hashable {
         var start: UInt64
@@ -71,7 +77,7 @@ public struct IOVAAllocator: Sendable {
     }
 
     /// Bytes free now (not counting the quarantine).
-    public var freeBytes: UInt64 { free.reduce(0) { $0 + $1.length } + recycled.reduce(0) { $0 + $1.key * UInt64($1.value.count) } }
+    public var freeBytes: UInt64 { free.reduce(0) { $0 + $1.length } + recycled.reduce(0) { $0 + $1.size * UInt64($1.starts.count) } }
     /// Bytes waiting in quarantine.
     public var quarantinedBytes: UInt64 { quarantined.reduce(0) { $0 + $1.length } }
 
@@ -89,26 +95,35 @@ public struct IOVAAllocator: Sendable {
         let size = Self.roundUp(length, to: alignment)
         let align = max(requested ?? naturalAlignment(for: size), alignment)
         // Fast path: a range of exactly this size came back through the quarantine.
-        // Mutated in place through the dictionary, so no array is copied.
-        if let start = recycled[size]?.last, start % align == 0 {
-            recycled[size]!.removeLast()
-            return IOVARange(start: IOVA(start), length: size)
+        // Mutated in place, so no array is copied.
+        for index in recycled.indices where recycled[index].size == size {
+            if let start = recycled[index].starts.last, start % align == 0 {
+                recycled[index].starts.removeLast()
+                return IOVARange(start: IOVA(start), length: size)
+            }
+            break
         }
         for index in free.indices {
             let span = free[index]
             let start = Self.roundUp(span.start, to: align)
             guard start >= span.start, start < span.end, span.end - start >= size else { continue }
             let end = start + size
-            // Carve [start, end) out of the span: keep what lies before and after.
-            var replacement: [Span] = []
-            if span.start < start { replacement.append(Span(start: span.start, end: start)) }
-            if end < span.end { replacement.append(Span(start: end, end: span.end)) }
-            free.replaceSubrange(index...index, with: replacement)
+            // Carve [start, end) out of the span, in place: keep what lies before and after.
+            if span.start < start && end < span.end {
+                free[index].end = start
+                free.insert(Span(start: end, end: span.end), at: index + 1)
+            } else if span.start < start {
+                free[index].end = start
+            } else if end < span.end {
+                free[index].start = end
+            } else {
+                free.remove(at: index)
+            }
             return IOVARange(start: IOVA(start), length: size)
         }
         // The recycled stacks may hold the space a fresh carve needs: give it back and retry once.
-        if !recycled.isEmpty {
-            for (size, starts) in recycled { for start in starts { insertFree(Span(start: start, end: start + size)) } }
+        if recycled.contains(where: { !$0.starts.isEmpty }) {
+            for sizeClass in recycled { for start in sizeClass.starts { insertFree(Span(start: start, end: start + sizeClass.size)) } }
             recycled.removeAll(keepingCapacity: true)
             return try allocate(length, alignment: requested)
         }
@@ -119,9 +134,28 @@ public struct IOVAAllocator: Sendable {
     public mutating func free(_ range: IOVARange) throws(AllocationError) {
         let length = range.length ?? .max
         let span = Span(start: range.start.rawValue, end: range.start.rawValue &+ length)
-        let overlapsFree = free.contains { $0.start < span.end && span.start < $0.end }
-        let overlapsQuarantine = quarantined.contains { $0.start < span.end && span.start < $0.end }
-        let inRecycled = recycled[length]?.contains(span.start) == true
+        // Free spans are sorted: only the last one starting below the end can overlap.
+        var low = 0
+        var high = free.count
+        while low < high {
+            let middle = (low + high) / 2
+            if free[middle].start < span.end { low = middle + 1 } else { high = middle }
+        }
+        let overlapsFree = low > 0 && free[low - 1].end > span.start
+        let overlapsQuarantine = quarantined.withUnsafeBufferPointer { spans in
+            var overlaps = false
+            for other in spans where other.start < span.end && span.start < other.end { overlaps = true; break }
+            return overlaps
+        }
+        var inRecycled = false
+        for index in recycled.indices where recycled[index].size == length {
+            inRecycled = recycled[index].starts.withUnsafeBufferPointer { starts in
+                var found = false
+                for start in starts where start == span.start { found = true; break }
+                return found
+            }
+            break
+        }
         guard span.start % alignment == 0, !overlapsFree, !overlapsQuarantine, !inRecycled else { throw .notAllocated(range.start) }
         quarantined.append(span)
     }
@@ -129,16 +163,22 @@ public struct IOVAAllocator: Sendable {
     /// Returns a range no device ever saw (its mapping failed): reusable at once, no quarantine.
     public mutating func returnUnused(_ range: IOVARange) {
         guard let length = range.length else { return }
-        recycled[length, default: []].append(range.start.rawValue)
+        recycle(Span(start: range.start.rawValue, end: range.start.rawValue + length))
     }
 
     /// Makes every quarantined range reusable. Call it once the devices that could still
     /// reach those IOVAs are quiescent (bus mastering off, queues drained, or reset).
     public mutating func releaseQuarantine() {
-        for span in quarantined {
-            recycled[span.length, default: []].append(span.start)
-        }
+        for span in quarantined { recycle(span) }
         quarantined.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func recycle(_ span: Span) {
+        for index in recycled.indices where recycled[index].size == span.length {
+            recycled[index].starts.append(span.start)
+            return
+        }
+        recycled.append(SizeClass(size: span.length, starts: [span.start]))
     }
 
     private mutating func insertFree(_ span: Span) {

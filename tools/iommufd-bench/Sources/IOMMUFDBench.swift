@@ -8,7 +8,7 @@ import SystemPackage
 /// Benchmarks (not tests): each prints a ratio against a baseline measured in the same run.
 @main
 struct IOMMUFDBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "iommufd-bench", abstract: "swift-iommufd benchmarks.", subcommands: [IoctlBench.self, PoolBench.self])
+    static let configuration = CommandConfiguration(commandName: "iommufd-bench", abstract: "swift-iommufd benchmarks.", subcommands: [IoctlBench.self, PoolBench.self, IOVAAllocatorBench.self])
 }
 
 /// The typed path (`IOAS.unmap` through `LinuxSystem`) against a C loop making the same

@@ -12,4 +12,13 @@ void ciommufd_bench_counting_install(void);
 void ciommufd_bench_counting_begin(void);
 struct ciommufd_bench_counts ciommufd_bench_counting_end(void);
 
+/* The C reference IOVA allocator (the algorithm of IOVAAllocator.swift). */
+#include <stddef.h>
+struct ciommufd_iova_reference;
+struct ciommufd_iova_reference *ciommufd_iova_reference_create(const uint64_t *starts, const uint64_t *lasts, size_t count, uint64_t alignment);
+void ciommufd_iova_reference_destroy(struct ciommufd_iova_reference *allocator);
+uint64_t ciommufd_iova_reference_allocate(struct ciommufd_iova_reference *allocator, uint64_t length);
+int ciommufd_iova_reference_free(struct ciommufd_iova_reference *allocator, uint64_t start, uint64_t length);
+void ciommufd_iova_reference_release_quarantine(struct ciommufd_iova_reference *allocator);
+
 #endif
