@@ -25,9 +25,3 @@ public struct DMABuffer: Hashable, @unchecked Sendable {
     @inlinable
     public var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: length) }
 }
-
-/// Copies `count` free-buffer addresses.
-@inlinable @inline(__always)
-func copyAddresses(to destination: UnsafeMutablePointer<UInt>, from source: UnsafePointer<UInt>, count: Int) {
-    destination.update(from: source, count: count)
-}

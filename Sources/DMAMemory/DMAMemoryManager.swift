@@ -32,7 +32,7 @@ public final class DMAMemoryManager: @unchecked Sendable {
         var length: UInt64
     }
 
-    let state: Locked<State>
+    let state: LockedState<State>
 
     /// A manager over `addressSpace`; `dmaMask` limits IOVAs for devices that cannot
     /// address 64 bits (`0xffff_ffff` for a 32-bit device).
@@ -43,7 +43,7 @@ public final class DMAMemoryManager: @unchecked Sendable {
         do { ranges = try addressSpace.iovaRanges() } catch { throw .kernel(error) }
         self.addressSpace = addressSpace
         self.system = system
-        state = Locked(State(allocator: IOVAAllocator(ranges: ranges, dmaMask: dmaMask)))
+        state = LockedState(State(allocator: IOVAAllocator(ranges: ranges, dmaMask: dmaMask)))
     }
 
     /// Makes a region of at least `length` bytes: memory from `backing` placed by

@@ -1,4 +1,4 @@
-public import IOMMUFD
+import IOMMUFD
 import CIOMMUFD
 import SystemPackage
 

@@ -95,9 +95,7 @@ public struct PinnedMemory: ~Copyable {
             let needed = rounded / size.bytes
             guard pool.available >= needed else { throw .hugePagesUnavailable(size, needed: needed, available: pool.available) }
         }
-        let fd: Int32?
-        switch store {
-        case .anonymous(let thp):
+        if case .anonymous(let thp) = store {
             let address: UnsafeMutableRawPointer
             do {
                 address = try system.mmap(address: nil, length: rounded, protection: PROT_READ | PROT_WRITE,
@@ -110,18 +108,19 @@ public struct PinnedMemory: ~Copyable {
                 }
             }
             return (address, rounded, nil)
-        case .memfd, .hugetlbMemfd:
-            do { fd = try system.memfdCreate("swift-iommufd-dma", flags: size.memfdFlags) } catch {
-                throw error == .invalidArgument && size != .base ? .hugePageSizeUnsupported(size) : .system(.memfdCreate, error)
-            }
-        case .hugetlbfs(_, let mountPoint):
+        }
+        let fd: Int32
+        if case .hugetlbfs(_, let mountPoint) = store {
             let mounts = HugetlbfsMount.all(system: system).filter { $0.pageSize == size }
             guard let mount = mountPoint.flatMap({ point in mounts.first { $0.path == point } }) ?? (mountPoint == nil ? mounts.first : nil) else {
                 throw .noHugetlbfsMount(size, mountPoint: mountPoint)
             }
             fd = try openUnlinkedFile(in: mount.path, system: system)
+        } else {
+            do { fd = try system.memfdCreate("swift-iommufd-dma", flags: size.memfdFlags) } catch {
+                throw error == .invalidArgument && size != .base ? .hugePageSizeUnsupported(size) : .system(.memfdCreate, error)
+            }
         }
-        guard let fd else { preconditionFailure() }
         do {
             try system.ftruncate(fd, length: Int64(rounded))
         } catch {
@@ -136,17 +135,22 @@ public struct PinnedMemory: ~Copyable {
             try? system.close(fd)
             // A shared hugetlb mapping reserves its pages at mmap: ENOMEM means the pool ran short meanwhile.
             if error == .noMemory && size != .base {
-                throw .hugePagesUnavailable(size, needed: rounded / size.bytes, available: HugePagePool.read(size, system: system)?.available ?? 0)
+                throw hugePagesShort(size, length: rounded, system: system)
             }
             throw .system(.mmap, error)
         }
+    }
+
+    /// The error for a hugepage pool that ran short after the up-front check (ENOMEM at mmap or at fault-in).
+    static func hugePagesShort(_ size: PageSize, length: Int, system: any SystemInterface) -> DMAMemoryError {
+        .hugePagesUnavailable(size, needed: length / size.bytes, available: HugePagePool.read(size, system: system)?.available ?? 0)
     }
 
     /// Creates a file with a fresh name under a hugetlbfs mount and unlinks it at once, so
     /// nothing is left on the mount when the process dies.
     static func openUnlinkedFile(in directory: String, system: any SystemInterface) throws(DMAMemoryError) -> Int32 {
         for attempt in 0..<16 {
-            let path = "\(directory)/swift-iommufd-\(getpid())-\(fileCounter.next())-\(attempt)"
+            let path = "\(directory)/swift-iommufd-\(getpid())-\(HugetlbfsFileNames.counter.next())-\(attempt)"
             do {
                 let fd = try system.open(path, flags: O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600)
                 do { try system.removeFile(path) } catch {
@@ -186,10 +190,7 @@ public struct PinnedMemory: ~Copyable {
                     (address + offset).storeBytes(of: (address + offset).load(as: UInt8.self), as: UInt8.self)
                 }
             } catch {
-                let size = store.pageSize
-                if error == .noMemory && size != .base {
-                    throw .hugePagesUnavailable(size, needed: length / size.bytes, available: HugePagePool.read(size, system: system)?.available ?? 0)
-                }
+                if error == .noMemory && store.pageSize != .base { throw hugePagesShort(store.pageSize, length: length, system: system) }
                 throw .prefaultFailed(error, populated: done, length: length)
             }
             done += count
@@ -199,7 +200,6 @@ public struct PinnedMemory: ~Copyable {
 }
 
 /// Distinct names for hugetlbfs files within the process.
-enum fileCounter {
-    private static let value = AtomicCounter()
-    static func next() -> Int { value.next() }
+enum HugetlbfsFileNames {
+    static let counter = AtomicCounter()
 }

@@ -75,7 +75,7 @@ struct SharedFreeStack: @unchecked Sendable {
             return false
         }
         let remaining = available &- n
-        copyAddresses(to: destination, from: slots + remaining, count: n)
+        destination.update(from: slots + remaining, count: n)
         countPointer.pointee = remaining
         unlock()
         return true
@@ -88,7 +88,7 @@ struct SharedFreeStack: @unchecked Sendable {
         let available = countPointer.pointee
         let taken = min(n, available)
         let remaining = available &- taken
-        copyAddresses(to: destination, from: slots + remaining, count: taken)
+        destination.update(from: slots + remaining, count: taken)
         countPointer.pointee = remaining
         unlock()
         return taken
@@ -100,7 +100,7 @@ struct SharedFreeStack: @unchecked Sendable {
         lock()
         let present = countPointer.pointee
         precondition(present &+ n <= capacity, "more buffers returned than the pool holds: a buffer was put twice")
-        copyAddresses(to: (slots + present), from: source, count: n)
+        (slots + present).update(from: source, count: n)
         countPointer.pointee = present &+ n
         unlock()
     }

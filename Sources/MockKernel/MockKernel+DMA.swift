@@ -1,3 +1,4 @@
+import IOMMUFD
 import SystemPackage
 
 extension MockKernel {

@@ -1,4 +1,4 @@
-public import IOMMUFD
+import IOMMUFD
 public import SystemPackage
 import CIOMMUFD
 #if canImport(Glibc)

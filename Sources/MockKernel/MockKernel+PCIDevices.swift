@@ -1,3 +1,4 @@
+import IOMMUFD
 import CIOMMUFD
 
 // The device side of a mock PCI function: what a test plays as the hardware.

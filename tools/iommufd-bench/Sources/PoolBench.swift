@@ -119,7 +119,7 @@ struct PoolBench: ParsableCommand {
         _ = Self.singleShared(pool, operations)
         _ = Self.bulkShared(pool, buffers, operations / 32)
         let counts = ciommufd_bench_counting_end()
-        // Every operation above is one get and one put; the four loops make 2 x (1M + 1M/32 x 32 ...) calls.
+        // Each loop iteration is one get call and one put call (a bulk call moves 32 buffers).
         let calls = Double(2 * (operations + operations / 32 + operations + operations / 32))
         print(String(format: "per get/put call: heap allocations %.4f, retains %.4f, releases %.4f (over %.0f calls; target 0)",
                      Double(counts.allocations) / calls, Double(counts.retains) / calls, Double(counts.releases) / calls, calls))
