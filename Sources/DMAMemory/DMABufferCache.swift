@@ -16,7 +16,9 @@ public struct DMABufferCache: ~Copyable {
     /// Slots in the cache: twice `size`.
     @usableFromInline let capacity: Int
     @usableFromInline let shared: SharedFreeStack
-    @usableFromInline let layout: BufferLayout
+    /// Turns a ``DMABufferAddress`` from this cache into its buffer (IOVA, length) by
+    /// arithmetic, without touching the pool object.
+    public let translation: DMABufferTranslation
     /// Keeps the pool (and so the region and the common store) alive.
     public let pool: DMABufferPool
 
@@ -28,7 +30,7 @@ public struct DMABufferCache: ~Copyable {
         slots = .allocate(capacity: 2 * size)
         count = 0
         shared = pool.shared
-        layout = pool.layout
+        translation = pool.translation
     }
 
     deinit {
@@ -47,13 +49,13 @@ public struct DMABufferCache: ~Copyable {
             if count == 0 { return nil }
         }
         count &-= 1
-        return layout.buffer(at: slots[count])
+        return translation.buffer(at: slots[count])
     }
 
     /// Gives one buffer back.
     @inlinable
     public mutating func put(_ buffer: DMABuffer) {
-        precondition(layout.owns(buffer), "the buffer does not belong to this pool")
+        precondition(translation.owns(buffer), "the buffer does not belong to this pool")
         if count == capacity { flush() }
         slots[count] = UInt(bitPattern: buffer.address)
         count &+= 1
@@ -64,14 +66,10 @@ public struct DMABufferCache: ~Copyable {
     public mutating func get(into buffers: UnsafeMutableBufferPointer<DMABuffer>) -> Bool {
         let n = buffers.count
         guard n > 0, let destination = buffers.baseAddress else { return true }
-        if n > count {
-            if n > capacity { return pool.get(into: buffers) }
-            // Refill so that `n` can be served and about `size` stay behind.
-            count &+= shared.pop(upTo: min(capacity &- count, n &- count &+ size), into: slots + count)
-            if n > count { return false }
-        }
+        if n > capacity { return pool.get(into: buffers) }
+        guard hold(atLeast: n) else { return false }
         count &-= n
-        layout.expand(slots + count, into: destination, count: n)
+        translation.expand(slots + count, into: destination, count: n)
         return true
     }
 
@@ -80,13 +78,50 @@ public struct DMABufferCache: ~Copyable {
     public mutating func put(_ buffers: UnsafeBufferPointer<DMABuffer>) {
         let n = buffers.count
         guard n > 0, let source = buffers.baseAddress else { return }
-        if n > capacity {
-            pool.put(buffers)
-            return
-        }
-        while count &+ n > capacity { flush() }
-        precondition(layout.compress(source, into: slots + count, count: n), "a buffer does not belong to this pool")
+        if n > capacity { return pool.put(buffers) }
+        makeRoom(for: n)
+        precondition(translation.compress(source, into: slots + count, count: n), "a buffer does not belong to this pool")
         count &+= n
+    }
+
+    /// Fills `addresses` completely, or takes nothing and returns `false`: the bulk path
+    /// that moves 8 bytes per buffer, like DPDK's object pointers. ``translation`` gives
+    /// each address's IOVA.
+    @inlinable
+    public mutating func get(into addresses: UnsafeMutableBufferPointer<DMABufferAddress>) -> Bool {
+        let n = addresses.count
+        guard n > 0, let destination = addresses.baseAddress else { return true }
+        if n > capacity { return pool.get(into: addresses) }
+        guard hold(atLeast: n) else { return false }
+        count &-= n
+        translation.emit(slots + count, into: destination, count: n)
+        return true
+    }
+
+    /// Gives every buffer in `addresses` back.
+    @inlinable
+    public mutating func put(_ addresses: UnsafeBufferPointer<DMABufferAddress>) {
+        let n = addresses.count
+        guard n > 0, let source = addresses.baseAddress else { return }
+        if n > capacity { return pool.put(addresses) }
+        makeRoom(for: n)
+        precondition(translation.admit(source, into: slots + count, count: n), "a buffer does not belong to this pool")
+        count &+= n
+    }
+
+    /// Makes the cache hold at least `n` (at most `capacity`) buffers, refilling so that
+    /// about `size` stay behind after `n` are taken; `false` when the pool has too few.
+    @inlinable @inline(__always)
+    mutating func hold(atLeast n: Int) -> Bool {
+        if n <= count { return true }
+        count &+= shared.pop(upTo: min(capacity &- count, n &- count &+ size), into: slots + count)
+        return n <= count
+    }
+
+    /// Flushes until `n` (at most `capacity`) more buffers fit.
+    @inlinable @inline(__always)
+    mutating func makeRoom(for n: Int) {
+        while count &+ n > capacity { flush() }
     }
 
     /// Moves the cache's newest `size` buffers (or all it has, if fewer) to the common store.

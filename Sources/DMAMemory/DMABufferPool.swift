@@ -17,7 +17,8 @@ public final class DMABufferPool: @unchecked Sendable {
     /// The region the buffers are carved from.
     public let region: DMARegion
 
-    @usableFromInline let layout: BufferLayout
+    /// Turns a ``DMABufferAddress`` from this pool into its buffer (IOVA, length) by arithmetic.
+    public let translation: DMABufferTranslation
     @usableFromInline let shared: SharedFreeStack
 
     /// A pool of `count` buffers of `bufferSize` bytes, each starting on a multiple of
@@ -37,13 +38,13 @@ public final class DMABufferPool: @unchecked Sendable {
         self.bufferSize = bufferSize
         self.stride = stride
         self.count = count
-        layout = BufferLayout(baseAddress: UInt(bitPattern: region.address), baseIOVA: region.iova.rawValue,
+        translation = DMABufferTranslation(baseAddress: UInt(bitPattern: region.address), baseIOVA: region.iova.rawValue,
                               span: UInt(stride * count), bufferSize: bufferSize)
         self.region = region
         shared = SharedFreeStack(capacity: count)
         // The lowest buffers on top, so a fresh pool hands them out in address order.
         for index in 0..<count {
-            (shared.slots + index).initialize(to: layout.baseAddress + UInt((count - 1 - index) * stride))
+            (shared.slots + index).initialize(to: translation.baseAddress + UInt((count - 1 - index) * stride))
         }
         shared.countPointer.pointee = count
     }
@@ -59,13 +60,13 @@ public final class DMABufferPool: @unchecked Sendable {
     @inlinable
     public func get() -> DMABuffer? {
         var address: UInt = 0
-        return shared.pop(into: &address, count: 1) ? layout.buffer(at: address) : nil
+        return shared.pop(into: &address, count: 1) ? translation.buffer(at: address) : nil
     }
 
     /// Gives one buffer back to the common store.
     @inlinable
     public func put(_ buffer: DMABuffer) {
-        precondition(layout.owns(buffer), "the buffer does not belong to this pool")
+        precondition(translation.owns(buffer), "the buffer does not belong to this pool")
         var address = UInt(bitPattern: buffer.address)
         shared.push(from: &address, count: 1)
     }
@@ -76,7 +77,7 @@ public final class DMABufferPool: @unchecked Sendable {
         guard let base = buffers.baseAddress, !buffers.isEmpty else { return true }
         return withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
             guard shared.pop(into: addresses.baseAddress!, count: buffers.count) else { return false }
-            layout.expand(addresses.baseAddress!, into: base, count: buffers.count)
+            translation.expand(addresses.baseAddress!, into: base, count: buffers.count)
             return true
         }
     }
@@ -86,8 +87,26 @@ public final class DMABufferPool: @unchecked Sendable {
     public func put(_ buffers: UnsafeBufferPointer<DMABuffer>) {
         guard let base = buffers.baseAddress, !buffers.isEmpty else { return }
         withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
-            precondition(layout.compress(base, into: addresses.baseAddress!, count: buffers.count), "a buffer does not belong to this pool")
+            precondition(translation.compress(base, into: addresses.baseAddress!, count: buffers.count), "a buffer does not belong to this pool")
             shared.push(from: addresses.baseAddress!, count: buffers.count)
+        }
+    }
+
+    /// Fills `addresses` completely from the common store, or takes nothing and returns
+    /// `false`. The address form of ``get(into:)-(UnsafeMutableBufferPointer<DMABuffer>)``.
+    @inlinable
+    public func get(into addresses: UnsafeMutableBufferPointer<DMABufferAddress>) -> Bool {
+        guard let base = addresses.baseAddress, !addresses.isEmpty else { return true }
+        return base.withMemoryRebound(to: UInt.self, capacity: addresses.count) { shared.pop(into: $0, count: addresses.count) }
+    }
+
+    /// Gives every buffer in `addresses` back to the common store.
+    @inlinable
+    public func put(_ addresses: UnsafeBufferPointer<DMABufferAddress>) {
+        guard let base = addresses.baseAddress, !addresses.isEmpty else { return }
+        withUnsafeTemporaryAllocation(of: UInt.self, capacity: addresses.count) { staged in
+            precondition(translation.admit(base, into: staged.baseAddress!, count: addresses.count), "a buffer does not belong to this pool")
+            shared.push(from: staged.baseAddress!, count: addresses.count)
         }
     }
 
@@ -99,24 +118,24 @@ public final class DMABufferPool: @unchecked Sendable {
     /// The IOVA of a byte inside the pool's region. O(1).
     @inlinable
     public func iova(of address: UnsafeRawPointer) -> IOVA? {
-        let offset = UInt(bitPattern: address) &- layout.baseAddress
-        guard offset < layout.span else { return nil }
-        return IOVA(layout.baseIOVA &+ UInt64(offset))
+        let offset = UInt(bitPattern: address) &- translation.baseAddress
+        guard offset < translation.span else { return nil }
+        return IOVA(translation.baseIOVA &+ UInt64(offset))
     }
 
     /// The address of an IOVA inside the pool's region. O(1).
     @inlinable
     public func address(of iova: IOVA) -> UnsafeMutableRawPointer? {
-        let offset = iova.rawValue &- layout.baseIOVA
-        guard offset < UInt64(layout.span) else { return nil }
-        return UnsafeMutableRawPointer(bitPattern: layout.baseAddress &+ UInt(offset))
+        let offset = iova.rawValue &- translation.baseIOVA
+        guard offset < UInt64(translation.span) else { return nil }
+        return UnsafeMutableRawPointer(bitPattern: translation.baseAddress &+ UInt(offset))
     }
 
     /// The buffer that holds `address` (for example a completion that reports a pointer). O(1).
     public func buffer(containing address: UnsafeRawPointer) -> DMABuffer? {
-        let offset = UInt(bitPattern: address) &- layout.baseAddress
-        guard offset < layout.span else { return nil }
-        return layout.buffer(at: layout.baseAddress + offset - offset % UInt(stride))
+        let offset = UInt(bitPattern: address) &- translation.baseAddress
+        guard offset < translation.span else { return nil }
+        return translation.buffer(at: translation.baseAddress + offset - offset % UInt(stride))
     }
 
     /// The buffer that holds `iova` (for example from a device's completion entry). O(1).

@@ -51,6 +51,72 @@ struct DMABufferPoolTests {
         }
     }
 
+    @Test("address bursts move the same buffers in 8 bytes each; the translation gives IOVA and length")
+    func addressBursts() throws {
+        let kernel = memoryMachine()
+        try withManager(kernel) { manager, ioas in
+            let pool = try DMABufferPool(manager: manager, bufferSize: 1000, count: 80, backing: .exactly(.memfd))
+            let burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 32)
+            let large = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 40)
+            defer { burst.deallocate(); large.deallocate() }
+            var cache = pool.makeCache(size: 16)
+            let translation = cache.translation
+            let gotBurst = cache.get(into: burst)
+            #expect(gotBurst && cache.cachedCount + pool.availableCount == 48)
+            #expect(Set(burst).count == 32)
+            for address in burst {
+                let buffer = translation.buffer(address)
+                #expect(buffer.length == 1000 && buffer.address == address.pointer)
+                #expect(translation.iova(of: address) == buffer.iova)
+                #expect(pool.buffer(containing: address.pointer) == buffer)
+                #expect(manager.iova(of: address.pointer) == buffer.iova)
+                #expect(DMABufferAddress(buffer) == address)
+                // The device sees the bytes at the translated IOVA.
+                address.pointer.storeBytes(of: UInt16(truncatingIfNeeded: buffer.iova.rawValue >> 6), as: UInt16.self)
+                #expect(kernel.deviceRead(iommufd: ioas.iommufd.fileDescriptor, ioas: ioas.id.rawValue, iova: buffer.iova.rawValue, length: 2)
+                        == withUnsafeBytes(of: UInt16(truncatingIfNeeded: buffer.iova.rawValue >> 6)) { Array($0) })
+            }
+            let gotLarge = cache.get(into: large)
+            #expect(gotLarge, "more than the cache holds: straight from the pool")
+            #expect(Set(burst).isDisjoint(with: Set(large)))
+            let gotMore = cache.get(into: burst)
+            #expect(!gotMore && cache.cachedCount + pool.availableCount == 8, "32 asked, 8 left: nothing taken")
+            cache.put(UnsafeBufferPointer(large))
+            #expect(cache.cachedCount + pool.availableCount == 48)
+            cache.flushAll()
+            #expect(pool.get(into: burst), "the pool's own address path")
+            #expect(!pool.get(into: large) && pool.availableCount == 16, "40 asked, 16 left: nothing taken")
+            pool.put(UnsafeBufferPointer(burst))
+            #expect(pool.availableCount == 48)
+        }
+    }
+
+    @Test("putting back an address one byte before the pool stops the program")
+    func addressBeforePoolTraps() async {
+        await #expect(processExitsWith: .failure) { putForeignAddress(bytesPastEnd: nil) }
+    }
+
+    @Test("putting back the first address after the pool stops the program")
+    func addressAfterPoolTraps() async {
+        await #expect(processExitsWith: .failure) { putForeignAddress(bytesPastEnd: 0) }
+    }
+
+    @Test("the last byte of the last buffer is inside: its buffer goes back")
+    func lastBufferIsInside() throws {
+        let kernel = memoryMachine()
+        try withManager(kernel) { manager, _ in
+            let pool = try DMABufferPool(manager: manager, bufferSize: 64, count: 8, backing: .exactly(.memfd))
+            var last: DMABuffer?
+            for _ in 0..<8 { last = pool.get() }
+            let burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 1)
+            defer { burst.deallocate() }
+            burst[0] = DMABufferAddress(last!)
+            #expect(last!.address + 63 == pool.region.address + pool.stride * pool.count - 1)
+            pool.put(UnsafeBufferPointer(burst))
+            #expect(pool.availableCount == 1)
+        }
+    }
+
     @Test("a cache serves from itself, refills and flushes in batches, and gives everything back when dropped")
     func cache() throws {
         let kernel = memoryMachine()
@@ -143,6 +209,26 @@ struct DMABufferPoolTests {
         }
         #expect(ledger.conflicts.load(ordering: .relaxed) == 0, "two threads held one buffer")
         #expect(pool.availableCount == 1024, "every buffer is back")
+    }
+}
+
+/// Takes a burst through a cache, replaces one address with one outside the pool (one byte
+/// before its first buffer, or `bytesPastEnd` after its last) and puts the burst back.
+func putForeignAddress(bytesPastEnd: Int?) {
+    do {
+        let kernel = memoryMachine()
+        let iommufd = try IOMMUFD(system: kernel)
+        let manager = try DMAMemoryManager(addressSpace: .iommufd(try iommufd.allocateIOAS()), system: kernel)
+        let pool = try DMABufferPool(manager: manager, bufferSize: 64, count: 8, backing: .exactly(.memfd))
+        var cache = pool.makeCache(size: 4)
+        let burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 4)
+        guard cache.get(into: burst) else { return }
+        let first = pool.region.address
+        let outside = bytesPastEnd.map { first + pool.stride * pool.count + $0 } ?? first - 1
+        burst[2] = DMABufferAddress(DMABuffer(address: outside, iova: IOVA(0), length: 64))
+        cache.put(UnsafeBufferPointer(burst))
+    } catch {
+        // Setting up failed: exit normally, so the exit test reports it.
     }
 }
 

@@ -12,6 +12,9 @@ void ciommufd_bench_counting_install(void);
 void ciommufd_bench_counting_begin(void);
 struct ciommufd_bench_counts ciommufd_bench_counting_end(void);
 
+/* Pins the calling thread to the CPU it is running on; returns that CPU, or -1 (errno set). */
+int ciommufd_bench_pin_to_current_cpu(void);
+
 /* The C reference IOVA allocator (the algorithm of IOVAAllocator.swift). */
 #include <stddef.h>
 struct ciommufd_iova_reference;
