@@ -19,7 +19,7 @@ struct PoolBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pool", abstract: "DMA buffer pool vs DPDK rte_mempool; allocations and ARC per operation.")
 
     @Option(help: "get+put pairs per single round (bulk rounds do iterations/32 bulk pairs, no-cache single rounds iterations/4).") var iterations = 4_000_000
-    @Option(help: "Measured rounds per side (each side's rounds alternate with the other's).") var rounds = 11
+    @Option(help: "Measured rounds per side (each side's rounds alternate with the other's).") var rounds = 21
     @Option(help: "Cache size (DPDK cache_size; our cache moves this many buffers at a time).") var cacheSize = 256
 
     static let count = 8191
