@@ -142,17 +142,19 @@ public struct IOVAAllocator: Sendable {
             if free[middle].start < span.end { low = middle + 1 } else { high = middle }
         }
         let overlapsFree = low > 0 && free[low - 1].end > span.start
+        // The scans below run to the end without branching on what they find, so they
+        // vectorize: a double free is the rare case, and the common case reads every entry.
         let overlapsQuarantine = quarantined.withUnsafeBufferPointer { spans in
-            var overlaps = false
-            for other in spans where other.start < span.end && span.start < other.end { overlaps = true; break }
-            return overlaps
+            var overlaps: UInt64 = 0
+            for other in spans { overlaps |= (other.start < span.end ? 1 : 0) & (span.start < other.end ? 1 : 0) }
+            return overlaps != 0
         }
         var inRecycled = false
         for index in recycled.indices where recycled[index].size == length {
             inRecycled = recycled[index].starts.withUnsafeBufferPointer { starts in
-                var found = false
-                for start in starts where start == span.start { found = true; break }
-                return found
+                var found: UInt64 = 0
+                for start in starts { found |= start == span.start ? 1 : 0 }
+                return found != 0
             }
             break
         }
