@@ -45,3 +45,23 @@ extension IOAS {
                             IOMMUErrorContext(objectID: id.rawValue, iova: start.rawValue, length: length), fileID: fileID, line: line)
     }
 }
+
+extension IOMMUFD {
+    /// TEST-ONLY: asks the kernel whether the mock domain of `device` translates
+    /// `[iova, iova + length)` to the pages behind `address` (what the device would reach).
+    /// Throws `EINVAL` when a page differs. The corresponding ioctl is `IOMMU_TEST_CMD` with
+    /// `IOMMU_TEST_OP_MD_CHECK_MAP`.
+    @_spi(Selftest)
+    public func selftestCheckMap(_ device: SelftestMockDevice, iova: IOVA, length: UInt64, address: UnsafeRawPointer,
+                                 fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        var command = iommu_test_cmd()
+        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
+        command.op = IOMMU_TEST_OP_MD_CHECK_MAP
+        command.id = device.hwptID.rawValue
+        command.check_map.iova = iova.rawValue
+        command.check_map.length = length
+        command.check_map.uptr = UInt64(UInt(bitPattern: address))
+        try perform(IOMMU_TEST_CMD, &command, .testCommand,
+                    IOMMUErrorContext(objectID: device.hwptID.rawValue, iova: iova.rawValue, length: length), fileID: fileID, line: line)
+    }
+}

@@ -3,6 +3,7 @@ import DMAMemory
 import MockKernel
 import SystemPackage
 import Testing
+import VFIO
 
 @Suite("DMA regions: one mapping per region, unmap before munmap, memlock, quarantine")
 struct DMARegionTests {
@@ -31,6 +32,32 @@ struct DMARegionTests {
                 #expect(kernel.trace.contains { $0.name == "IOMMU_IOAS_MAP" && $0.result == nil })
             }
         }
+    }
+
+    @Test("a 1 GiB hugepage region on node 1: one MAP_FILE at a 1 GiB-aligned IOVA, and the domain points at its pages")
+    func gigantic() throws {
+        let kernel = memoryMachine(hugePages: [oneGiB: 1], nodes: 2, memlock: nil)
+        do {
+            let iommufd = try IOMMUFD(system: kernel)
+            let ioas = try iommufd.allocateIOAS()
+            let device = try ioas.selftestAttachMockDomain()
+            let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas), system: kernel)
+            do {
+                let region = try manager.makeRegion(length: Int(oneGiB), backing: .exactly(.hugetlbMemfd(.huge1GiB)), placement: .node(1, strict: true))
+                #expect(region.mappedByFile && region.iova.rawValue % oneGiB == 0)
+                #expect(region.memory.placement.isOnRequestedNode, "\(region.memory.placement)")
+                #expect(kernel.freeHugePages(oneGiB) == 0)
+                for offset in [0, Int(oneGiB / 2), Int(oneGiB) - 4096] {
+                    try iommufd.selftestCheckMap(device, iova: IOVA(region.iova.rawValue + UInt64(offset)), length: 4096, address: region.address + offset)
+                }
+                #expect(throws: IOMMUError.self, "one page off is not what the domain maps") {
+                    try iommufd.selftestCheckMap(device, iova: region.iova, length: 4096, address: region.address + 4096)
+                }
+            }
+            #expect(kernel.freeHugePages(oneGiB) == 1, "the page goes back with the region")
+            try iommufd.destroy(device.selftestID)
+        }
+        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
 
     @Test("dropping a region unmaps the IOVA first, then the memory, then closes the file")
