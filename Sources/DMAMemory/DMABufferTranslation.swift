@@ -9,8 +9,6 @@ public import IOMMUFD
 public struct DMABufferTranslation: Sendable {
     @usableFromInline let baseAddress: UInt
     @usableFromInline let baseIOVA: UInt64
-    /// Bytes from the first buffer's start to the end of the last.
-    @usableFromInline let span: UInt
     /// The first byte after the last buffer.
     @usableFromInline let endAddress: UInt
     /// Usable bytes per buffer.
@@ -22,7 +20,6 @@ public struct DMABufferTranslation: Sendable {
                      "user-space addresses and pool spans are below 2^63")
         self.baseAddress = baseAddress
         self.baseIOVA = baseIOVA
-        self.span = span
         endAddress = baseAddress + span
         self.bufferSize = bufferSize
     }
@@ -50,6 +47,10 @@ public struct DMABufferTranslation: Sendable {
     /// with addresses and spans below 2^63, an address is inside when address - base has
     /// the top bit clear and address - end has it set. Only 64-bit subtracts and ORs, so the bulk
     /// loops vectorize even on baseline x86-64, which has no unsigned 64-bit compare.
+    /// Bytes from the first buffer's start to the end of the last.
+    @inlinable
+    var span: UInt { endAddress &- baseAddress }
+
     @inlinable @inline(__always)
     func outsideBits(_ address: UInt) -> UInt {
         // Two independent subtracts and one three-way OR (a single vpternlogq with AVX-512).

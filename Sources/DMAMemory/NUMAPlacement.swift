@@ -1,4 +1,4 @@
-import IOMMUFD
+public import IOMMUFD
 import CIOMMUFD
 import SystemPackage
 
@@ -51,6 +51,13 @@ public struct NUMAReport: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         let nodes = pagesPerNode.sorted { $0.key < $1.key }.map { "node \($0.key): \($0.value)" }.joined(separator: ", ")
         return "requested \(requestedNode.map(String.init) ?? "any"); \(sampledPages) pages sampled (\(nodes)\(unplacedPages > 0 ? ", unplaced: \(unplacedPages)" : ""))"
+    }
+}
+
+extension NUMAPlacement {
+    /// The online NUMA nodes (`/sys/devices/system/node/online`); `[0]` when the file is missing.
+    public static func onlineNodes(system: any SystemInterface) -> [Int] {
+        NUMAPolicy.onlineNodes(system: system)
     }
 }
 

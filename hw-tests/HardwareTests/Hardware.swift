@@ -1,3 +1,4 @@
+import DMAMemory
 import Foundation
 @_spi(Selftest) import IOMMUFD
 import Testing
@@ -57,15 +58,8 @@ enum Hardware {
     static let unprivileged = ProcessCapabilities()?.isUnprivileged ?? false
     static let unprivilegedReason: Comment = "memlock accounting needs an unprivileged process (CAP_IPC_LOCK bypasses it); the VM lane runs the suite through setpriv"
 
-    /// The NUMA nodes with memory (`/sys/devices/system/node/has_memory`, such as `0-1`).
-    static let numaNodes: [Int] = {
-        guard let text = try? String(contentsOfFile: "/sys/devices/system/node/has_memory", encoding: .utf8) else { return [0] }
-        return text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").flatMap { part -> [Int] in
-            let bounds = part.split(separator: "-").compactMap { Int($0) }
-            guard let first = bounds.first else { return [] }
-            return Array(first...(bounds.last ?? first))
-        }
-    }()
+    /// The online NUMA nodes.
+    static let numaNodes = NUMAPlacement.onlineNodes(system: LinuxSystem())
 
     /// Whether the kernel answers the selftest command (CONFIG_IOMMUFD_TEST).
     static let hasSelftest: Bool = {

@@ -105,72 +105,72 @@ struct PoolBench: ParsableCommand {
         ]
     }
 
+    /// ns per buffer over `iterations` runs of `step`, which gets and puts `buffers` buffers.
+    /// Inlined into each case below, so every case is its own loop with the pool calls inlined.
+    @inline(__always)
+    static func time(_ iterations: Int, buffers: Int, _ step: () -> Void) -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<iterations { step() }
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(iterations * buffers)
+    }
+
+    /// The bulk cases' burst: 32 is a constant, as in the C baseline's bulk_round(..., 32),
+    /// so both compilers see the burst size.
+    @inline(__always)
+    static func burst<Element>(_ storage: UnsafeMutableBufferPointer<Element>) -> UnsafeMutableBufferPointer<Element> {
+        UnsafeMutableBufferPointer(start: storage.baseAddress!, count: 32)
+    }
+
     @inline(never)
     static func singleCached(_ cache: inout DMABufferCache, _ iterations: Int) -> Double {
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<iterations {
+        time(iterations, buffers: 1) {
             guard let buffer = cache.get() else { fatalError("pool empty") }
             cache.put(buffer)
         }
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(iterations)
     }
 
     @inline(never)
     static func bulkCached(_ cache: inout DMABufferCache, _ storage: UnsafeMutableBufferPointer<DMABuffer>, _ iterations: Int) -> Double {
-        // 32 is a constant here, as in the C baseline's bulk_round(..., 32), so both compilers see the burst size.
-        let buffers = UnsafeMutableBufferPointer(start: storage.baseAddress!, count: 32)
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<iterations {
+        let buffers = burst(storage)
+        return time(iterations, buffers: buffers.count) {
             guard cache.get(into: buffers) else { fatalError("pool empty") }
             cache.put(UnsafeBufferPointer(buffers))
         }
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(iterations * buffers.count)
     }
 
     @inline(never)
     static func bulkCached(_ cache: inout DMABufferCache, _ storage: UnsafeMutableBufferPointer<DMABufferAddress>, _ iterations: Int) -> Double {
-        // 32 is a constant here, as in the C baseline's bulk_round(..., 32), so both compilers see the burst size.
-        let addresses = UnsafeMutableBufferPointer(start: storage.baseAddress!, count: 32)
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<iterations {
+        let addresses = burst(storage)
+        return time(iterations, buffers: addresses.count) {
             guard cache.get(into: addresses) else { fatalError("pool empty") }
             cache.put(UnsafeBufferPointer(addresses))
         }
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(iterations * addresses.count)
-    }
-
-    @inline(never)
-    static func bulkShared(_ pool: DMABufferPool, _ storage: UnsafeMutableBufferPointer<DMABufferAddress>, _ iterations: Int) -> Double {
-        // 32 is a constant here, as in the C baseline's bulk_round(..., 32), so both compilers see the burst size.
-        let addresses = UnsafeMutableBufferPointer(start: storage.baseAddress!, count: 32)
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<iterations {
-            guard pool.get(into: addresses) else { fatalError("pool empty") }
-            pool.put(UnsafeBufferPointer(addresses))
-        }
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(iterations * addresses.count)
     }
 
     @inline(never)
     static func singleShared(_ pool: DMABufferPool, _ iterations: Int) -> Double {
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<iterations {
+        time(iterations, buffers: 1) {
             guard let buffer = pool.get() else { fatalError("pool empty") }
             pool.put(buffer)
         }
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(iterations)
     }
 
     @inline(never)
     static func bulkShared(_ pool: DMABufferPool, _ storage: UnsafeMutableBufferPointer<DMABuffer>, _ iterations: Int) -> Double {
-        // 32 is a constant here, as in the C baseline's bulk_round(..., 32), so both compilers see the burst size.
-        let buffers = UnsafeMutableBufferPointer(start: storage.baseAddress!, count: 32)
-        let start = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<iterations {
+        let buffers = burst(storage)
+        return time(iterations, buffers: buffers.count) {
             guard pool.get(into: buffers) else { fatalError("pool empty") }
             pool.put(UnsafeBufferPointer(buffers))
         }
-        return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(iterations * buffers.count)
+    }
+
+    @inline(never)
+    static func bulkShared(_ pool: DMABufferPool, _ storage: UnsafeMutableBufferPointer<DMABufferAddress>, _ iterations: Int) -> Double {
+        let addresses = burst(storage)
+        return time(iterations, buffers: addresses.count) {
+            guard pool.get(into: addresses) else { fatalError("pool empty") }
+            pool.put(UnsafeBufferPointer(addresses))
+        }
     }
 
     /// Counts heap allocations and retain/release calls over 1M operations of each kind.
