@@ -10,12 +10,11 @@ SOURCE_DIR="$CACHE_DIR/linux-source-$KERNEL_SERIES"
 
 # The kernel to boot, in order of preference: IOMMUFD_VM_KERNEL, the one
 # build-kernel cached, then the prebuilt one shipped beside the checkout
-# (../shared/vm/bzImage on the team's machines). Prints nothing and fails
-# when there is none.
+# (../shared/vm/bzImage, relative to the checkout only). Prints nothing and
+# fails when there is none.
 find_vm_kernel() {
     local candidate
-    for candidate in "${IOMMUFD_VM_KERNEL:-}" "$CACHED_KERNEL" \
-        "$REPO_DIR/../shared/vm/bzImage" "/work/shared/vm/bzImage"; do
+    for candidate in "${IOMMUFD_VM_KERNEL:-}" "$CACHED_KERNEL" "$REPO_DIR/../shared/vm/bzImage"; do
         if [ -n "$candidate" ] && [ -f "$candidate" ]; then
             echo "$candidate"
             return 0
@@ -24,38 +23,85 @@ find_vm_kernel() {
     return 1
 }
 
-# Debian's linux-source-7.3 (trixie-backports), fetched through a private apt
-# list and state directory so the system's apt configuration is left alone.
-# Leaves the unpacked tree in $SOURCE_DIR.
+# The Debian mirror this machine's apt already uses: the first "deb" source that is
+# not a security archive, from the deb822 files in /etc/apt/sources.list.d/*.sources
+# or the one-line /etc/apt/sources.list (and *.list). Prints the URI, or fails
+# with a message when there is none.
+debian_mirror() {
+    local uri
+    uri="$(
+        {
+            for file in /etc/apt/sources.list.d/*.sources; do
+                [ -f "$file" ] || continue
+                # deb822: blank-line separated stanzas of "Key: value" lines.
+                awk 'BEGIN { RS = ""; FS = "\n" }
+                     {
+                         types = ""; uris = ""
+                         for (i = 1; i <= NF; i++) {
+                             if ($i ~ /^[Tt]ypes:/) types = substr($i, 7)
+                             if ($i ~ /^URIs:/) uris = substr($i, 6)
+                         }
+                         if (types ~ /(^|[ \t])deb([ \t]|$)/) {
+                             n = split(uris, list, /[ \t]+/)
+                             for (j = 1; j <= n; j++) if (list[j] != "") print list[j]
+                         }
+                     }' "$file"
+            done
+            for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+                [ -f "$file" ] || continue
+                # one-line form: deb [options] URI suite components...
+                sed -E -n 's/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]].*/\2/p' "$file"
+            done
+        } | grep -E '^(https?|file|mirror\+[a-z]+)://' | grep -v -i 'security' | head -1
+    )"
+    if [ -z "$uri" ]; then
+        echo "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/ (needed to fetch linux-source-$KERNEL_SERIES)" >&2
+        return 1
+    fi
+    echo "${uri%/}"
+}
+
+# Debian's linux-source-7.3 from the suite trixie-backports of this machine's own
+# mirror, fetched through a private apt list and state directory so the system's
+# apt configuration is left alone. Leaves the unpacked tree in $SOURCE_DIR; says
+# what failed and returns non-zero otherwise.
 fetch_kernel_source() {
     if [ -f "$SOURCE_DIR/Makefile" ]; then
         return 0
     fi
     local apt_dir="$CACHE_DIR/apt"
-    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-    echo "deb http://deb.debian.org/debian trixie-backports main" > "$apt_dir/sources.list"
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" || return 1
+    local mirror
+    mirror="$(debian_mirror)" || return 1
+    echo "deb $mirror trixie-backports main" > "$apt_dir/sources.list"
     local apt_options=(
         -o "Dir::Etc::SourceList=$apt_dir/sources.list"
         -o "Dir::Etc::SourceParts=/dev/null"
         -o "Dir::State::Lists=$apt_dir/lists"
         -o "Dir::Cache=$apt_dir/cache"
         -o "APT::Get::AllowUnauthenticated=false"
+        -o "APT::Sandbox::User=$(id -un)"
     )
     local deb
-    deb="$(ls "$apt_dir"/linux-source-${KERNEL_SERIES}_*.deb 2>/dev/null | head -1)"
+    deb="$(find "$apt_dir" -maxdepth 1 -name "linux-source-${KERNEL_SERIES}_*.deb" | sort | tail -1)"
     if [ -z "$deb" ]; then
-        echo "fetching linux-source-$KERNEL_SERIES from trixie-backports" >&2
-        apt-get "${apt_options[@]}" update >&2 || return 1
-        (cd "$apt_dir" && apt-get "${apt_options[@]}" download "linux-source-$KERNEL_SERIES") >&2 || return 1
-        deb="$(ls "$apt_dir"/linux-source-${KERNEL_SERIES}_*.deb | head -1)"
+        echo "fetching linux-source-$KERNEL_SERIES from $mirror trixie-backports" >&2
+        apt-get "${apt_options[@]}" update >&2 \
+            || { echo "fetch_kernel_source: apt-get update of trixie-backports failed" >&2; return 1; }
+        (cd "$apt_dir" && apt-get "${apt_options[@]}" download "linux-source-$KERNEL_SERIES") >&2 \
+            || { echo "fetch_kernel_source: apt-get download linux-source-$KERNEL_SERIES failed" >&2; return 1; }
+        deb="$(find "$apt_dir" -maxdepth 1 -name "linux-source-${KERNEL_SERIES}_*.deb" | sort | tail -1)"
+        [ -n "$deb" ] || { echo "fetch_kernel_source: apt-get download left no .deb in $apt_dir" >&2; return 1; }
     fi
     echo "unpacking $(basename "$deb")" >&2
     local staging="$CACHE_DIR/staging"
-    rm -rf "$staging" && mkdir -p "$staging"
-    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$staging" --wildcards './usr/src/linux-source-*.tar.xz' || return 1
-    tar -xJf "$staging"/usr/src/linux-source-$KERNEL_SERIES.tar.xz -C "$CACHE_DIR" || return 1
+    rm -rf "$staging" && mkdir -p "$staging" || return 1
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$staging" --wildcards './usr/src/linux-source-*.tar.xz' \
+        || { echo "fetch_kernel_source: $deb has no linux-source tarball" >&2; return 1; }
+    tar -xJf "$staging"/usr/src/linux-source-$KERNEL_SERIES.tar.xz -C "$CACHE_DIR" \
+        || { echo "fetch_kernel_source: unpacking the tarball failed" >&2; return 1; }
     rm -rf "$staging"
-    [ -f "$SOURCE_DIR/Makefile" ]
+    [ -f "$SOURCE_DIR/Makefile" ] || { echo "fetch_kernel_source: no $SOURCE_DIR/Makefile after unpacking" >&2; return 1; }
 }
 
 # Installs Debian packages that are missing (CI machines start bare).
