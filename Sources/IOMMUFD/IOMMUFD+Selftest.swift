@@ -65,3 +65,25 @@ extension IOMMUFD {
                     IOMMUErrorContext(objectID: device.hwptID.rawValue, iova: iova.rawValue, length: length), fileID: fileID, line: line)
     }
 }
+
+extension IOMMUFD {
+    /// TEST-ONLY: asks the kernel whether every base page of `[address, address + length)`
+    /// is pinned exactly `refs` times (`GUP_PIN_COUNTING_BIAS` units of the page's reference
+    /// count; compound pages are not checked). With `refs: 0` it is the kernel selftests'
+    /// teardown leak check: nothing still holds a pin on the memory. Throws `EIO` when a page's
+    /// pin count differs, `EINVAL` for an unaligned range, `EFAULT` for unmapped memory. The
+    /// corresponding ioctl is `IOMMU_TEST_CMD` with `IOMMU_TEST_OP_MD_CHECK_REFS`
+    /// (`drivers/iommu/iommufd/selftest.c`, `iommufd_test_md_check_refs`).
+    @_spi(Selftest)
+    public func selftestCheckRefs(address: UnsafeRawPointer, length: UInt64, refs: UInt32,
+                                  fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+        var command = iommu_test_cmd()
+        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
+        command.op = IOMMU_TEST_OP_MD_CHECK_REFS
+        command.check_refs.uptr = UInt64(UInt(bitPattern: address))
+        command.check_refs.length = length
+        command.check_refs.refs = refs
+        try perform(IOMMU_TEST_CMD, &command, .testCommand,
+                    IOMMUErrorContext(length: length, userAddress: UInt64(UInt(bitPattern: address))), fileID: fileID, line: line)
+    }
+}

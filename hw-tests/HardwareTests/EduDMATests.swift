@@ -10,14 +10,10 @@ extension HardwareSuite {
     @Suite("Hardware: edu DMA through iommufd", 
            .enabled(if: Hardware.eduDevice != nil, Hardware.eduReason), .serialized)
     struct EduDMATests {
-        /// Two page-aligned host buffers of one page each.
-        final class HostBuffers {
-            let source = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
-            let destination = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
-            deinit {
-                source.deallocate()
-                destination.deallocate()
-            }
+        /// Two page-aligned host buffers of one page each, owned by the test's leak check.
+        struct HostBuffers {
+            let source = Hardware.pinnableBuffer(byteCount: 4096)
+            let destination = Hardware.pinnableBuffer(byteCount: 4096)
         }
 
         /// The paths this kernel offers: iommufd always here; legacy when CONFIG_VFIO_CONTAINER is set.

@@ -5,8 +5,8 @@ import Testing
 import VFIO
 
 /// Every hardware suite, one at a time: they share the device under test and the
-/// process's memlock limit.
-@Suite("Hardware", .serialized, .enabled(if: Hardware.enabled, Hardware.reason))
+/// process's memlock limit. Every test ends with the kernel-side leak check.
+@Suite("Hardware", .serialized, .enabled(if: Hardware.enabled, Hardware.reason), .kernelLeakCheck)
 struct HardwareSuite {}
 
 /// The hardware tier's switches: the same public API against a real kernel. Opt in with

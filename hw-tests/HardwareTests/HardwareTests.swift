@@ -20,8 +20,7 @@ extension HardwareSuite {
             let ioas = try iommufd.allocateIOAS()
             let ranges = try ioas.iovaRanges()
             #expect(ranges.ranges == [IOVARange(start: IOVA(0), last: IOVA(.max))])
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 4096)
-            defer { buffer.deallocate() }
+            let buffer = Hardware.pinnableBuffer(byteCount: 16384)
             let mapping = try ioas.map(UnsafeRawBufferPointer(buffer))
             #expect(mapping.length == 16384)
             try ioas.unmap(mapping)
@@ -39,8 +38,7 @@ extension HardwareSuite {
         func unmapSemantics() throws {
             let iommufd = try IOMMUFD()
             let ioas = try iommufd.allocateIOAS()
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 4096)
-            defer { buffer.deallocate() }
+            let buffer = Hardware.pinnableBuffer(byteCount: 65536)
             _ = try ioas.map(UnsafeRawBufferPointer(buffer), at: IOVA(0x100_0000))
             do {
                 _ = try ioas.unmap(iova: IOVA(0x100_4000), length: 16384)
@@ -71,8 +69,7 @@ extension HardwareSuite {
             let iommufd = try IOMMUFD()
             let ioas = try iommufd.allocateIOAS()
             try ioas.allowIOVAs([IOVARange(start: IOVA(0x1000_0000), last: IOVA(0x1fff_ffff))])
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 4096)
-            defer { buffer.deallocate() }
+            let buffer = Hardware.pinnableBuffer(byteCount: 8192)
             let mapping = try ioas.map(UnsafeRawBufferPointer(buffer))
             #expect(mapping.iova == IOVA(0x1000_0000))
             #expect(try ioas.iovaRanges().ranges == [IOVARange(start: IOVA(0), last: IOVA(.max))])

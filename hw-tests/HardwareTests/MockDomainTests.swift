@@ -26,8 +26,7 @@ extension HardwareSuite {
             let iommufd = try IOMMUFD()
             let ioas = try iommufd.allocateIOAS()
             let device = try ioas.selftestAttachMockDomain()
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 4096)
-            defer { buffer.deallocate() }
+            let buffer = Hardware.pinnableBuffer(byteCount: 65536)
             do {
                 _ = try ioas.map(userAddress: UInt64(UInt(bitPattern: buffer.baseAddress)), length: 1000)
                 Issue.record("a 1000-byte map with a 2 KiB domain succeeded")
@@ -47,6 +46,33 @@ extension HardwareSuite {
             try ioas.destroy()
         }
 
+        @Test("the leak oracle sees the pins of a mapped buffer, and none once the iommufd is closed")
+        func leakOracleSeesPins() throws {
+            let buffer = Hardware.pinnableBuffer(byteCount: 64 << 10)
+            let address = try #require(buffer.baseAddress)
+            let before = KernelResourceSnapshot.take()
+            do {
+                let iommufd = try IOMMUFD()
+                let ioas = try iommufd.allocateIOAS()
+                _ = try ioas.selftestAttachMockDomain()
+                _ = try ioas.map(UnsafeRawBufferPointer(buffer))
+                let during = KernelResourceSnapshot.take()
+                #expect(during.pinnedKiB == before.pinnedKiB + 64, "VmPin counts the 16 pinned pages")
+                #expect(during.kernelObjectDescriptors == (before.kernelObjectDescriptors + ["/dev/iommu"]).sorted())
+                #expect(during != before)
+                try iommufd.selftestCheckRefs(address: address, length: 64 << 10, refs: 1)
+                do {
+                    try iommufd.selftestCheckRefs(address: address, length: 64 << 10, refs: 0)
+                    Issue.record("MD_CHECK_REFS with refs 0 passed on pinned pages")
+                } catch {
+                    #expect(error.errno == .ioError)
+                }
+                withExtendedLifetime(ioas) {}
+            }
+            #expect(KernelResourceSnapshot.take() == before)
+            try IOMMUFD().selftestCheckRefs(address: address, length: 64 << 10, refs: 0)
+        }
+
         @Test("memlock: a map beyond RLIMIT_MEMLOCK is ENOMEM, and the error names the limit",
               .enabled(if: Hardware.unprivileged, Hardware.unprivilegedReason))
         func memlock() throws {
@@ -57,8 +83,7 @@ extension HardwareSuite {
             let iommufd = try IOMMUFD()
             let ioas = try iommufd.allocateIOAS()
             _ = try ioas.selftestAttachMockDomain()
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 4096)
-            defer { buffer.deallocate() }
+            let buffer = Hardware.pinnableBuffer(byteCount: 256 << 10)
             buffer.initializeMemory(as: UInt8.self, repeating: 1)
             do {
                 _ = try ioas.map(UnsafeRawBufferPointer(buffer))
