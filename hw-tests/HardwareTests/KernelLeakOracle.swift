@@ -20,9 +20,12 @@ struct KernelResourceSnapshot: Equatable, CustomStringConvertible {
 
     /// Reads the process's current state from procfs.
     static func take() -> KernelResourceSnapshot {
-        KernelResourceSnapshot(
-            pinnedKiB: statusField("VmPin") ?? 0,
-            lockedKiB: statusField("VmLck") ?? 0,
+        let pinned = statusField("VmPin"), locked = statusField("VmLck")
+        if pinned == nil || locked == nil {
+            Issue.record("the leak oracle cannot read VmPin and VmLck from /proc/self/status")
+        }
+        return KernelResourceSnapshot(
+            pinnedKiB: pinned ?? 0, lockedKiB: locked ?? 0,
             kernelObjectDescriptors: descriptorTargets().filter(holdsKernelObject).sorted())
     }
 
@@ -33,7 +36,8 @@ struct KernelResourceSnapshot: Equatable, CustomStringConvertible {
     private static func statusField(_ name: String) -> UInt64? {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
         for line in status.split(separator: "\n") where line.hasPrefix(name + ":") {
-            return UInt64(line.dropFirst(name.count + 1).split(separator: " ").first ?? "")
+            // "VmPin:\t     123 kB": a tab, padding, the number, the unit.
+            return UInt64(line.dropFirst(name.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
         return nil
     }
