@@ -104,6 +104,19 @@ fetch_kernel_source() {
     [ -f "$SOURCE_DIR/Makefile" ] || { echo "fetch_kernel_source: no $SOURCE_DIR/Makefile after unpacking" >&2; return 1; }
 }
 
+# Puts the Swift toolchain on the PATH: a non-login shell (CI, cron) may lack the login
+# profile that adds it, so the system's /etc/profile is read when `swift` is not found.
+# Fails with a message when there is still no toolchain.
+ensure_swift() {
+    if ! command -v swift >/dev/null 2>&1 && [ -r /etc/profile ]; then
+        set +u
+        # shellcheck disable=SC1091
+        . /etc/profile >/dev/null 2>&1
+        set -u
+    fi
+    command -v swift >/dev/null 2>&1 || { echo "Swift 6.3 is required on the PATH" >&2; return 1; }
+}
+
 # Installs Debian packages that are missing (CI machines start bare).
 ensure_packages() {
     local missing=()
