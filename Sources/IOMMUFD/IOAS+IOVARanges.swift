@@ -20,33 +20,18 @@ extension IOAS {
     /// The corresponding ioctl is `IOMMU_IOAS_IOVA_RANGES`, called twice when the
     /// first answer is `EMSGSIZE` (the kernel then reports how many ranges there are).
     public func iovaRanges(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> IOVARanges {
-        var capacity = 4
-        while true {
-            var buffer = [iommu_iova_range](repeating: iommu_iova_range(), count: capacity)
-            var command = iommu_ioas_iova_ranges()
-            command.size = UInt32(MemoryLayout<iommu_ioas_iova_ranges>.size)
-            command.ioas_id = id.rawValue
-            command.num_iovas = UInt32(capacity)
-            let outcome: Result<Void, IOMMUError> = buffer.withUnsafeMutableBufferPointer { pointer in
-                command.allowed_iovas = UInt64(UInt(bitPattern: pointer.baseAddress))
-                do throws(IOMMUError) {
-                    try iommufd.perform(IOMMU_IOAS_IOVA_RANGES, &command, .ioasIOVARanges,
-                                        IOMMUErrorContext(objectID: id.rawValue), fileID: fileID, line: line)
-                    return .success(())
-                } catch {
-                    return .failure(error)
-                }
-            }
-            switch outcome {
-            case .success:
-                let ranges = buffer.prefix(Int(command.num_iovas)).map {
-                    IOVARange(start: IOVA($0.start), last: IOVA($0.last))
-                }
-                return IOVARanges(ranges: ranges, alignment: command.out_iova_alignment)
-            case .failure(let error) where error.errno == .messageTooLong && Int(command.num_iovas) > capacity:
-                capacity = Int(command.num_iovas)
-            case .failure(let error):
-                throw error
+        let entrySize = MemoryLayout<iommu_iova_range>.stride
+        return try withSizeNegotiation(initialByteCount: 4 * entrySize, operation: .ioasIOVARanges, fileID: fileID, line: line) {
+            (buffer) throws(IOMMUError) -> SizedAnswer<IOVARanges> in
+            let entries = buffer.bindMemory(to: iommu_iova_range.self)
+            do throws(IOMMUError) {
+                let answer = try IOMMUFDIOCTL.ioasIOVARanges(system, fileDescriptor, ioas: id.rawValue, into: entries, fileID: fileID, line: line)
+                let ranges = entries.prefix(Int(answer.count)).map { IOVARange(start: IOVA($0.start), last: IOVA($0.last)) }
+                return .complete(IOVARanges(ranges: ranges, alignment: answer.alignment))
+            } catch {
+                // EMSGSIZE: the kernel said how many there are; ask again with room for them.
+                guard error.errno == .messageTooLong, let needed = error.context.reportedCount, Int(needed) > entries.count else { throw error }
+                return .needs(byteCount: Int(needed) * entrySize)
             }
         }
     }
@@ -57,34 +42,17 @@ extension IOAS {
     ///
     /// - Throws: `EADDRINUSE` when a range intersects a reserved range, `EINVAL` for an empty or overlapping range.
     public func allowIOVAs(_ ranges: [IOVARange], fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        var entries = ranges.map { iommu_iova_range(start: $0.start.rawValue, last: $0.last.rawValue) }
-        var command = iommu_ioas_allow_iovas()
-        command.size = UInt32(MemoryLayout<iommu_ioas_allow_iovas>.size)
-        command.ioas_id = id.rawValue
-        command.num_iovas = UInt32(entries.count)
-        let outcome: Result<Void, IOMMUError> = entries.withUnsafeMutableBufferPointer { pointer in
-            command.allowed_iovas = UInt64(UInt(bitPattern: pointer.baseAddress))
-            do throws(IOMMUError) {
-                try iommufd.perform(IOMMU_IOAS_ALLOW_IOVAS, &command, .ioasAllowIOVAs,
-                                    IOMMUErrorContext(objectID: id.rawValue), fileID: fileID, line: line)
-                return .success(())
-            } catch {
-                return .failure(error)
-            }
+        let entries = ranges.map { iommu_iova_range(start: $0.start.rawValue, last: $0.last.rawValue) }
+        try entries.withUnsafeBufferPointer { (pointer) throws(IOMMUError) in
+            try IOMMUFDIOCTL.ioasAllowIOVAs(system, fileDescriptor, ioas: id.rawValue, ranges: pointer, fileID: fileID, line: line)
         }
-        try outcome.get()
     }
 
     /// Whether the IOMMU may combine pages into large IOPTEs for this IOAS (the default).
     /// The corresponding ioctl is `IOMMU_OPTION` with `IOMMU_OPTION_HUGE_PAGES`.
     public func hugePagesEnabled(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
-        var command = iommu_option()
-        command.size = UInt32(MemoryLayout<iommu_option>.size)
-        command.option_id = IOMMU_OPTION_HUGE_PAGES
-        command.op = IOMMU_OPTION_OP_GET
-        command.object_id = id.rawValue
-        try iommufd.perform(IOMMU_OPTION, &command, .option, IOMMUErrorContext(objectID: id.rawValue), fileID: fileID, line: line)
-        return command.val64 != 0
+        try IOMMUFDIOCTL.option(system, fileDescriptor, option: IOMMU_OPTION_HUGE_PAGES, op: IOMMU_OPTION_OP_GET,
+                                object: id.rawValue, value: 0, fileID: fileID, line: line) != 0
     }
 
     /// Allows or forbids large IOPTEs for this IOAS.

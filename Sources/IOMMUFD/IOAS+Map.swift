@@ -15,21 +15,11 @@ extension IOAS {
         userAddress: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: String = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        var command = iommu_ioas_map()
-        command.size = UInt32(MemoryLayout<iommu_ioas_map>.size)
-        command.flags = access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA)
-        command.ioas_id = id.rawValue
-        command.user_va = userAddress
-        command.length = length
-        command.iova = iova?.rawValue ?? 0
-        do {
-            try iommufd.perform(IOMMU_IOAS_MAP, &command, .ioasMap,
-                                IOMMUErrorContext(objectID: id.rawValue, iova: iova?.rawValue, length: length, userAddress: userAddress),
-                                fileID: fileID, line: line)
-        } catch {
-            throw withMemlockLimit(error)
-        }
-        return IOASMapping(iova: IOVA(command.iova), length: length)
+        let mapped = try IOMMUFDIOCTL.ioasMap(system, fileDescriptor, ioas: id.rawValue,
+                                              flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA),
+                                              userAddress: userAddress, length: length, iova: iova?.rawValue ?? 0,
+                                              fileID: fileID, line: line)
+        return IOASMapping(iova: IOVA(mapped), length: length)
     }
 
     /// Maps a buffer of user memory; see ``map(userAddress:length:at:access:fileID:line:)``.
@@ -54,22 +44,11 @@ extension IOAS {
         fileDescriptor: Int32, offset: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: String = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        var command = iommu_ioas_map_file()
-        command.size = UInt32(MemoryLayout<iommu_ioas_map_file>.size)
-        command.flags = access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA)
-        command.ioas_id = id.rawValue
-        command.fd = fileDescriptor
-        command.start = offset
-        command.length = length
-        command.iova = iova?.rawValue ?? 0
-        do {
-            try iommufd.perform(IOMMU_IOAS_MAP_FILE, &command, .ioasMapFile,
-                                IOMMUErrorContext(objectID: id.rawValue, iova: iova?.rawValue, length: length, fileDescriptor: fileDescriptor),
-                                fileID: fileID, line: line)
-        } catch {
-            throw withMemlockLimit(error)
-        }
-        return IOASMapping(iova: IOVA(command.iova), length: length)
+        let mapped = try IOMMUFDIOCTL.ioasMapFile(system, self.fileDescriptor, ioas: id.rawValue,
+                                                  flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA),
+                                                  fileDescriptor: fileDescriptor, start: offset, length: length, iova: iova?.rawValue ?? 0,
+                                                  fileID: fileID, line: line)
+        return IOASMapping(iova: IOVA(mapped), length: length)
     }
 
     /// Maps the pages behind `[sourceIOVA, sourceIOVA + length)` of `source` into this IOAS
@@ -80,22 +59,11 @@ extension IOAS {
         from source: IOAS, iova sourceIOVA: IOVA, length: UInt64, to iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: String = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        var command = iommu_ioas_copy()
-        command.size = UInt32(MemoryLayout<iommu_ioas_copy>.size)
-        command.flags = access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA)
-        command.dst_ioas_id = id.rawValue
-        command.src_ioas_id = source.id.rawValue
-        command.length = length
-        command.dst_iova = iova?.rawValue ?? 0
-        command.src_iova = sourceIOVA.rawValue
-        do {
-            try iommufd.perform(IOMMU_IOAS_COPY, &command, .ioasCopy,
-                                IOMMUErrorContext(objectID: id.rawValue, otherObjectID: source.id.rawValue, iova: sourceIOVA.rawValue, length: length),
-                                fileID: fileID, line: line)
-        } catch {
-            throw withMemlockLimit(error)
-        }
-        return IOASMapping(iova: IOVA(command.dst_iova), length: length)
+        let mapped = try IOMMUFDIOCTL.ioasCopy(system, fileDescriptor, destination: id.rawValue, source: source.id.rawValue,
+                                               flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA), length: length,
+                                               destinationIOVA: iova?.rawValue ?? 0, sourceIOVA: sourceIOVA.rawValue,
+                                               fileID: fileID, line: line)
+        return IOASMapping(iova: IOVA(mapped), length: length)
     }
 
     /// Unmaps every mapping inside `[iova, iova + length)` and returns the bytes unmapped.
@@ -107,11 +75,7 @@ extension IOAS {
     ///   length 0, `EOVERFLOW` when the range wraps.
     @inline(__always)
     public func unmap(iova: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
-        var command = iommu_ioas_unmap(size: UInt32(MemoryLayout<iommu_ioas_unmap>.size), ioas_id: id.rawValue, iova: iova.rawValue, length: length)
-        try performIOMMUCommand(system, fileDescriptor, IOMMU_IOAS_UNMAP, &command, .ioasUnmap,
-                            IOMMUErrorContext(objectID: id.rawValue, iova: iova.rawValue, length: length),
-                            fileID: fileID, line: line)
-        return command.length
+        try IOMMUFDIOCTL.ioasUnmap(system, fileDescriptor, ioas: id.rawValue, iova: iova.rawValue, length: length, fileID: fileID, line: line)
     }
 
     /// Unmaps exactly one mapping and checks that the kernel removed exactly its length.
@@ -130,13 +94,5 @@ extension IOAS {
     /// Unmaps everything in the IOAS (`iova = 0, length = UINT64_MAX`) and returns the bytes unmapped; succeeds on an empty IOAS.
     public func unmapAll(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
         try unmap(iova: IOVA(0), length: .max, fileID: fileID, line: line)
-    }
-
-    /// Adds the memlock limit in force to an `ENOMEM`, so the message can say what it is.
-    private func withMemlockLimit(_ error: IOMMUError) -> IOMMUError {
-        guard error.errno == .noMemory else { return error }
-        var error = error
-        error.context.memlockLimit = (try? iommufd.system.memoryLockLimit())?.current
-        return error
     }
 }

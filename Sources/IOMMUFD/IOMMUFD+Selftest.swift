@@ -20,29 +20,19 @@ extension IOAS {
     /// with `IOMMU_TEST_OP_MOCK_DOMAIN`.
     @_spi(Selftest)
     public func selftestAttachMockDomain(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> SelftestMockDevice {
-        var command = iommu_test_cmd()
-        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
-        command.op = IOMMU_TEST_OP_MOCK_DOMAIN
-        command.id = id.rawValue
-        try iommufd.perform(IOMMU_TEST_CMD, &command, .testCommand, IOMMUErrorContext(objectID: id.rawValue), fileID: fileID, line: line)
+        let answer = try SelftestIOCTL.mockDomain(system, fileDescriptor, pageTable: id.rawValue, fileID: fileID, line: line)
         return SelftestMockDevice(
-            selftestID: SelftestID(rawValue: command.mock_domain.out_stdev_id),
-            hwptID: HWPTID(rawValue: command.mock_domain.out_hwpt_id),
-            deviceID: DeviceID(rawValue: command.mock_domain.out_idev_id))
+            selftestID: SelftestID(rawValue: answer.selftestID),
+            hwptID: HWPTID(rawValue: answer.hwptID),
+            deviceID: DeviceID(rawValue: answer.deviceID))
     }
 
     /// TEST-ONLY: reserves `[start, start + length)` in this IOAS, as a device's reserved region would.
     /// The corresponding ioctl is `IOMMU_TEST_CMD` with `IOMMU_TEST_OP_ADD_RESERVED`.
     @_spi(Selftest)
     public func selftestAddReserved(start: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        var command = iommu_test_cmd()
-        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
-        command.op = IOMMU_TEST_OP_ADD_RESERVED
-        command.id = id.rawValue
-        command.add_reserved.start = start.rawValue
-        command.add_reserved.length = length
-        try iommufd.perform(IOMMU_TEST_CMD, &command, .testCommand,
-                            IOMMUErrorContext(objectID: id.rawValue, iova: start.rawValue, length: length), fileID: fileID, line: line)
+        try SelftestIOCTL.addReserved(system, fileDescriptor, ioas: id.rawValue, start: start.rawValue, length: length,
+                                      fileID: fileID, line: line)
     }
 }
 
@@ -54,15 +44,8 @@ extension IOMMUFD {
     @_spi(Selftest)
     public func selftestCheckMap(_ device: SelftestMockDevice, iova: IOVA, length: UInt64, address: UnsafeRawPointer,
                                  fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        var command = iommu_test_cmd()
-        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
-        command.op = IOMMU_TEST_OP_MD_CHECK_MAP
-        command.id = device.hwptID.rawValue
-        command.check_map.iova = iova.rawValue
-        command.check_map.length = length
-        command.check_map.uptr = UInt64(UInt(bitPattern: address))
-        try perform(IOMMU_TEST_CMD, &command, .testCommand,
-                    IOMMUErrorContext(objectID: device.hwptID.rawValue, iova: iova.rawValue, length: length), fileID: fileID, line: line)
+        try SelftestIOCTL.checkMap(system, fileDescriptor, hwpt: device.hwptID.rawValue, iova: iova.rawValue, length: length,
+                                   userAddress: UInt64(UInt(bitPattern: address)), fileID: fileID, line: line)
     }
 }
 
@@ -77,13 +60,7 @@ extension IOMMUFD {
     @_spi(Selftest)
     public func selftestCheckRefs(address: UnsafeRawPointer, length: UInt64, refs: UInt32,
                                   fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        var command = iommu_test_cmd()
-        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
-        command.op = IOMMU_TEST_OP_MD_CHECK_REFS
-        command.check_refs.uptr = UInt64(UInt(bitPattern: address))
-        command.check_refs.length = length
-        command.check_refs.refs = refs
-        try perform(IOMMU_TEST_CMD, &command, .testCommand,
-                    IOMMUErrorContext(length: length, userAddress: UInt64(UInt(bitPattern: address))), fileID: fileID, line: line)
+        try SelftestIOCTL.checkRefs(system, fileDescriptor, userAddress: UInt64(UInt(bitPattern: address)), length: length, refs: refs,
+                                    fileID: fileID, line: line)
     }
 }

@@ -57,24 +57,6 @@ public final class IOMMUFD: Sendable {
     /// A logger that discards everything: the default for library objects.
     public static let silentLogger = Logger(label: "swift-iommufd", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    /// Issues one iommufd command and turns a failure into an ``IOMMUError``.
-    @inline(__always)
-    func perform<Command>(
-        _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation,
-        _ context: @autoclosure () -> IOMMUErrorContext, fileID: String, line: Int
-    ) throws(IOMMUError) {
-        try performIOMMUCommand(system, fileDescriptor, request, &command, operation, context(), fileID: fileID, line: line)
-    }
-
-    /// Issues an iommufd command that the typed layer does not wrap yet (the caller
-    /// fills the struct, including its `size`), turning a failure into an ``IOMMUError``.
-    public func performRaw<Command>(
-        _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation,
-        context: IOMMUErrorContext = IOMMUErrorContext(), fileID: String = #fileID, line: Int = #line
-    ) throws(IOMMUError) {
-        try perform(request, &command, operation, context, fileID: fileID, line: line)
-    }
-
     /// Destroys any object by id. The corresponding ioctl is `IOMMU_DESTROY`.
     ///
     /// - Throws: `ENOENT` for an unknown id, `EBUSY` while the object is in use.
@@ -84,35 +66,12 @@ public final class IOMMUFD: Sendable {
 
     /// Destroys an object given by its raw kernel id (for ids received from elsewhere).
     public func destroy(rawID: UInt32, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        var command = iommu_destroy(size: UInt32(MemoryLayout<iommu_destroy>.size), id: rawID)
-        try perform(IOMMU_DESTROY, &command, .destroy, IOMMUErrorContext(objectID: rawID), fileID: fileID, line: line)
+        try IOMMUFDIOCTL.destroy(system, fileDescriptor, id: rawID, fileID: fileID, line: line)
     }
 
     /// Allocates a new, empty I/O address space. The corresponding ioctl is `IOMMU_IOAS_ALLOC`.
     public func allocateIOAS(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> IOAS {
-        var command = iommu_ioas_alloc()
-        command.size = UInt32(MemoryLayout<iommu_ioas_alloc>.size)
-        try perform(IOMMU_IOAS_ALLOC, &command, .ioasAlloc, IOMMUErrorContext(), fileID: fileID, line: line)
-        return IOAS(iommufd: self, id: IOASID(rawValue: command.out_ioas_id))
-    }
-}
-
-/// One command on an iommufd or VFIO descriptor, without touching any object: the hot
-/// path of every typed call. Reading `system` and the descriptor once and passing them
-/// down keeps reference counting off the path. The VFIO layer's device, group and
-/// container descriptors use it too.
-@inline(__always)
-public func performIOMMUCommand<Command>(
-    _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ command: inout Command,
-    _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext, fileID: String, line: Int
-) throws(IOMMUError) {
-    do {
-        // The pointer is valid only inside the closure: the kernel reads and writes
-        // the command while the ioctl runs, never after.
-        _ = try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) -> Int32 in
-            try system.ioctl(fd, request, bytes.baseAddress)
-        }
-    } catch {
-        throw IOMMUError(operation, error, context(), fileID: fileID, line: line)
+        let id = try IOMMUFDIOCTL.ioasAlloc(system, fileDescriptor, fileID: fileID, line: line)
+        return IOAS(iommufd: self, id: IOASID(rawValue: id))
     }
 }

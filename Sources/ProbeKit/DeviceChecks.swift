@@ -143,22 +143,19 @@ struct DeepProbe {
     /// AMD EFR; and the generic capability bits.
     func hardwareInfo(iommufd: IOMMUFD, deviceID: UInt32, device: String, into report: inout ProbeReport) {
         var data: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-        var command = iommu_hw_info()
-        command.size = UInt32(MemoryLayout<iommu_hw_info>.size)
-        command.dev_id = deviceID
-        command.data_len = UInt32(MemoryLayout.size(ofValue: data))
         var failure: String?
         var vendor: [String] = []
         var evidence = ""
+        var answer: IOMMUFDIOCTL.HardwareInfoAnswer?
         withUnsafeMutableBytes(of: &data) { bytes in
-            command.data_uptr = UInt64(UInt(bitPattern: bytes.baseAddress))
             do throws(IOMMUError) {
-                try iommufd.performRaw(IOMMU_GET_HW_INFO, &command, .getHWInfo)
+                answer = try IOMMUFDIOCTL.getHardwareInfo(iommufd.system, iommufd.fileDescriptor, device: deviceID, flags: 0, dataType: 0,
+                                                          into: bytes, fileID: #fileID, line: #line)
             } catch {
                 failure = error.description
                 return
             }
-            switch command.out_data_type {
+            switch answer?.dataType {
             case IOMMU_HW_INFO_TYPE_INTEL_VTD:
                 let vtd = bytes.load(as: iommu_hw_info_vtd.self)
                 vendor = ["VT-d: " + VTdCapabilities.describe(cap: vtd.cap_reg, ecap: vtd.ecap_reg).joined(separator: ", ")]
@@ -176,17 +173,17 @@ struct DeepProbe {
                 break
             }
         }
-        if let failure {
-            report.add("D13", .warn, "IOMMU_GET_HW_INFO failed", evidence: failure, device: device)
+        guard let answer else {
+            report.add("D13", .warn, "IOMMU_GET_HW_INFO failed", evidence: failure ?? "no answer", device: device)
             return
         }
-        let capabilities = command.out_capabilities
+        let capabilities = answer.capabilities
         var generic: [String] = []
         if capabilities & IOMMU_HW_CAP_DIRTY_TRACKING != 0 { generic.append("dirty tracking") }
         if capabilities & IOMMU_HW_CAP_PCI_PASID_EXEC != 0 { generic.append("PASID exec") }
         if capabilities & IOMMU_HW_CAP_PCI_PASID_PRIV != 0 { generic.append("PASID privileged") }
         if capabilities & IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED != 0 { generic.append("ATS not supported") }
-        var summary = "hardware info type \(command.out_data_type), max PASID bits \(command.out_max_pasid_log2)"
+        var summary = "hardware info type \(answer.dataType), max PASID bits \(answer.maxPASIDLog2)"
         summary += generic.isEmpty ? "" : " (" + generic.joined(separator: ", ") + ")"
         if !vendor.isEmpty { summary += "; " + vendor.joined(separator: "; ") }
         report.add("D13", .info, summary, evidence: evidence.isEmpty ? "capabilities 0x\(String(capabilities, radix: 16))" : evidence, device: device)

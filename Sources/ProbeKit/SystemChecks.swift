@@ -203,9 +203,9 @@ struct SystemChecks {
         }
         do {
             let supported = try iommufd.supportedCommands()
-            let missing = IOMMUCommand.allCases.filter { !supported.contains($0) }
-            report.add("S16", .info, "\(supported.count) of \(IOMMUCommand.allCases.count) iommufd commands supported",
-                       evidence: IOMMUCommand.allCases.map { "\($0.name)=\(supported.contains($0) ? "yes" : "no")" }.joined(separator: " "),
+            let missing = IOMMUOperation.iommufdCommands.filter { !supported.contains($0) }
+            report.add("S16", .info, "\(supported.count) of \(IOMMUOperation.iommufdCommands.count) iommufd commands supported",
+                       evidence: IOMMUOperation.iommufdCommands.map { "\($0.name)=\(supported.contains($0) ? "yes" : "no")" }.joined(separator: " "),
                        fix: missing.isEmpty ? nil : "missing: \(missing.map(\.name).joined(separator: ", ")) (a newer kernel adds them)")
         } catch {
             report.add("S16", .fail, "the command probe failed", evidence: error.description)

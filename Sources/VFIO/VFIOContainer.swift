@@ -38,7 +38,7 @@ public final class VFIOContainer {
         }
         self.system = system
         do throws(IOMMUError) {
-            let version = try call(VFIO_GET_API_VERSION, nil, .vfioGetAPIVersion)
+            let version = try VFIOContainerIOCTL.getAPIVersion(system, fileDescriptor, fileID: #fileID, line: #line)
             guard version == Int32(VFIO_API_VERSION) else {
                 throw IOMMUError(.vfioGetAPIVersion, .invalidArgument, IOMMUErrorContext(objectID: UInt32(bitPattern: version), path: Self.path))
             }
@@ -58,13 +58,13 @@ public final class VFIOContainer {
     /// `VFIO_CHECK_EXTENSION`: whether the container offers an IOMMU type or extension
     /// (`VFIO_TYPE1v2_IOMMU`, `VFIO_UNMAP_ALL`, `VFIO_UPDATE_VADDR`...).
     public func supports(_ extensionID: UInt) throws(IOMMUError) -> Bool {
-        try call(VFIO_CHECK_EXTENSION, UnsafeMutableRawPointer(bitPattern: extensionID), .vfioCheckExtension) > 0
+        try VFIOContainerIOCTL.checkExtension(system, fileDescriptor, extensionID, fileID: #fileID, line: #line) > 0
     }
 
     /// Records a group that joined; the first one switches the type1v2 IOMMU on.
     func adopt(groupNumber: Int) throws(IOMMUError) {
         if !isIOMMUSet {
-            _ = try call(VFIO_SET_IOMMU, UnsafeMutableRawPointer(bitPattern: VFIO_TYPE1v2_IOMMU), .vfioSetIOMMU)
+            try VFIOContainerIOCTL.setIOMMU(system, fileDescriptor, VFIO_TYPE1v2_IOMMU, fileID: #fileID, line: #line)
             isIOMMUSet = true
         }
         groupNumbers.append(groupNumber)
@@ -88,17 +88,10 @@ public final class VFIOContainer {
         userAddress: UInt64, length: UInt64, at iova: IOVA, access: MapAccess = .readWrite,
         fileID: String = #fileID, line: Int = #line
     ) throws(IOMMUError) -> DMAMapping {
-        var command = vfio_iommu_type1_dma_map()
-        command.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_map>.size)
-        command.flags = (access.contains(.readable) ? VFIO_DMA_MAP_FLAG_READ : 0)
-            | (access.contains(.writeable) ? VFIO_DMA_MAP_FLAG_WRITE : 0)
-        command.vaddr = userAddress
-        command.iova = iova.rawValue
-        command.size = length
+        let flags = (access.contains(.readable) ? VFIO_DMA_MAP_FLAG_READ : 0) | (access.contains(.writeable) ? VFIO_DMA_MAP_FLAG_WRITE : 0)
         do {
-            try perform(VFIO_IOMMU_MAP_DMA, &command, .vfioIOMMUMapDMA,
-                        IOMMUErrorContext(iova: iova.rawValue, length: length, userAddress: userAddress, fileDescriptor: fileDescriptor),
-                        fileID: fileID, line: line)
+            try VFIOContainerIOCTL.mapDMA(system, fileDescriptor, flags: flags, userAddress: userAddress, iova: iova.rawValue, size: length,
+                                          fileID: fileID, line: line)
         } catch {
             var error = error
             if error.errno == .noMemory, let limit = try? system.memoryLockLimit() { error.context.memlockLimit = limit.current }
@@ -122,45 +115,27 @@ public final class VFIOContainer {
     /// Unmaps every mapping inside `[iova, iova + length)` and returns the bytes unmapped.
     @discardableResult
     public func unmap(iova: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
-        var command = vfio_iommu_type1_dma_unmap()
-        command.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_unmap>.size)
-        command.iova = iova.rawValue
-        command.size = length
-        try perform(VFIO_IOMMU_UNMAP_DMA, &command, .vfioIOMMUUnmapDMA,
-                    IOMMUErrorContext(iova: iova.rawValue, length: length, fileDescriptor: fileDescriptor), fileID: fileID, line: line)
-        return command.size
+        try VFIOContainerIOCTL.unmapDMA(system, fileDescriptor, flags: 0, iova: iova.rawValue, size: length, fileID: fileID, line: line)
     }
 
     /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`, needs the `VFIO_UNMAP_ALL` extension).
     @discardableResult
     public func unmapAll(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
-        var command = vfio_iommu_type1_dma_unmap()
-        command.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_unmap>.size)
-        command.flags = VFIO_DMA_UNMAP_FLAG_ALL
-        try perform(VFIO_IOMMU_UNMAP_DMA, &command, .vfioIOMMUUnmapDMA, IOMMUErrorContext(fileDescriptor: fileDescriptor), fileID: fileID, line: line)
-        return command.size
+        try VFIOContainerIOCTL.unmapDMA(system, fileDescriptor, flags: VFIO_DMA_UNMAP_FLAG_ALL, iova: 0, size: 0, fileID: fileID, line: line)
     }
 
     /// `VFIO_IOMMU_GET_INFO` with its capability chain: page sizes, the valid IOVA
     /// ranges and how many more mappings `dma_entry_limit` allows.
     public func info(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Type1Info {
-        // First call with the fixed part, to learn the size of the capability chain.
-        var header = vfio_iommu_type1_info()
-        header.argsz = UInt32(MemoryLayout<vfio_iommu_type1_info>.size)
-        try perform(VFIO_IOMMU_GET_INFO, &header, .vfioIOMMUGetInfo, IOMMUErrorContext(fileDescriptor: fileDescriptor), fileID: fileID, line: line)
-        var info = Type1Info(pageSizes: header.iova_pgsizes, iovaRanges: [], availableMappings: nil)
-        let size = Int(max(header.argsz, UInt32(MemoryLayout<vfio_iommu_type1_info>.size)))
-        guard header.flags & VFIO_IOMMU_INFO_CAPS != 0, size > MemoryLayout<vfio_iommu_type1_info>.size else { return info }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        do {
-            buffer.storeBytes(of: UInt32(size), toByteOffset: 0, as: UInt32.self)
-            do throws(Errno) { _ = try system.ioctl(fileDescriptor, VFIO_IOMMU_GET_INFO, buffer.baseAddress) } catch {
-                throw IOMMUError(.vfioIOMMUGetInfo, error, IOMMUErrorContext(length: UInt64(size), fileDescriptor: fileDescriptor), fileID: fileID, line: line)
-            }
-            let full = buffer.load(as: vfio_iommu_type1_info.self)
-            for capability in CapabilityChain(UnsafeRawBufferPointer(buffer), first: full.cap_offset) {
+        // Asked with room for the fixed part; with a capability chain, again with the size the kernel wants.
+        try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_iommu_type1_info>.size, operation: .vfioIOMMUGetInfo,
+                                fileID: fileID, line: line) { (buffer) throws(IOMMUError) -> SizedAnswer<Type1Info> in
+            let header = try VFIOContainerIOCTL.getInfo(system, fileDescriptor, into: buffer, fileID: fileID, line: line)
+            var info = Type1Info(pageSizes: header.iova_pgsizes, iovaRanges: [], availableMappings: nil)
+            guard header.flags & VFIO_IOMMU_INFO_CAPS != 0 else { return .complete(info) }
+            guard Int(header.argsz) <= buffer.count else { return .needs(byteCount: Int(header.argsz)) }
+            guard header.cap_offset != 0 else { return .complete(info) }
+            for capability in CapabilityChain(UnsafeRawBufferPointer(buffer), first: header.cap_offset) {
                 switch capability.id {
                 case VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE:
                     let count = Int(capability.body.load(fromByteOffset: 0, as: UInt32.self))
@@ -177,24 +152,8 @@ public final class VFIOContainer {
                     break
                 }
             }
+            return .complete(info)
         }
-        return info
-    }
-
-    // MARK: ioctl helpers
-
-    @discardableResult
-    private func call(_ request: UInt, _ argument: UnsafeMutableRawPointer?, _ operation: IOMMUOperation) throws(IOMMUError) -> Int32 {
-        do { return try system.ioctl(fileDescriptor, request, argument) } catch {
-            throw IOMMUError(operation, error, IOMMUErrorContext(fileDescriptor: fileDescriptor, path: Self.path))
-        }
-    }
-
-    private func perform<Command>(
-        _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext,
-        fileID: String, line: Int
-    ) throws(IOMMUError) {
-        try performIOMMUCommand(system, fileDescriptor, request, &command, operation, context(), fileID: fileID, line: line)
     }
 }
 

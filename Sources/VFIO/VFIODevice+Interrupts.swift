@@ -94,11 +94,9 @@ public final class InterruptVectors {
 extension VFIODevice {
     /// `VFIO_DEVICE_GET_IRQ_INFO` for one interrupt kind.
     public func interruptInfo(_ kind: PCIInterruptKind, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> VFIOInterruptInfo {
-        var command = vfio_irq_info()
-        command.argsz = UInt32(MemoryLayout<vfio_irq_info>.size)
-        command.index = kind.rawValue
-        try perform(VFIO_DEVICE_GET_IRQ_INFO, &command, .vfioDeviceGetIRQInfo,
-                    IOMMUErrorContext(objectID: kind.rawValue, path: path), fileID: fileID, line: line)
+        let command = try naming { () throws(IOMMUError) in
+            try VFIODeviceIOCTL.getIRQInfo(system, fileDescriptor, index: kind.rawValue, fileID: fileID, line: line)
+        }
         return VFIOInterruptInfo(kind: kind, flags: command.flags, count: command.count)
     }
 
@@ -142,41 +140,29 @@ extension VFIODevice {
 
     /// Disables every vector of `kind` (`DATA_NONE | ACTION_TRIGGER` with count 0).
     public func disableInterrupts(_ kind: PCIInterruptKind, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        var command = vfio_irq_set()
-        command.argsz = UInt32(MemoryLayout<vfio_irq_set>.size)
-        command.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER
-        command.index = kind.rawValue
-        try perform(VFIO_DEVICE_SET_IRQS, &command, .vfioDeviceSetIRQs, IOMMUErrorContext(objectID: kind.rawValue, path: path), fileID: fileID, line: line)
+        try naming { () throws(IOMMUError) in
+            try VFIODeviceIOCTL.setIRQs(system, fileDescriptor, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+                                        start: 0, count: 0, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
+        }
     }
 
     /// Unmasks INTx after it was handled (the kernel masks it on delivery).
     public func unmaskINTx(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        var command = vfio_irq_set()
-        command.argsz = UInt32(MemoryLayout<vfio_irq_set>.size)
-        command.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK
-        command.index = PCIInterruptKind.intx.rawValue
-        command.count = 1
-        try perform(VFIO_DEVICE_SET_IRQS, &command, .vfioDeviceSetIRQs, IOMMUErrorContext(objectID: 0, path: path), fileID: fileID, line: line)
+        try naming { () throws(IOMMUError) in
+            try VFIODeviceIOCTL.setIRQs(system, fileDescriptor, index: PCIInterruptKind.intx.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+                                        start: 0, count: 1, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
+        }
     }
 
     private func setInterruptTriggers(_ kind: PCIInterruptKind, _ descriptors: [Int32], fileID: String, line: Int) throws(IOMMUError) {
-        let headerSize = MemoryLayout<vfio_irq_set>.size
-        let size = headerSize + descriptors.count * MemoryLayout<Int32>.size
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
-        defer { buffer.deallocate() }
-        var header = vfio_irq_set()
-        header.argsz = UInt32(size)
-        header.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER
-        header.index = kind.rawValue
-        header.start = 0
-        header.count = UInt32(descriptors.count)
-        buffer.storeBytes(of: header, as: vfio_irq_set.self)
-        for (index, fd) in descriptors.enumerated() {
-            buffer.storeBytes(of: fd, toByteOffset: headerSize + index * 4, as: Int32.self)
+        let outcome = descriptors.withUnsafeBytes { data in
+            Result { () throws(IOMMUError) in
+                try naming { () throws(IOMMUError) in
+                    try VFIODeviceIOCTL.setIRQs(system, fileDescriptor, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                                                start: 0, count: UInt32(descriptors.count), data: data, fileID: fileID, line: line)
+                }
+            }
         }
-        do { _ = try system.ioctl(fileDescriptor, VFIO_DEVICE_SET_IRQS, buffer.baseAddress) } catch {
-            throw IOMMUError(.vfioDeviceSetIRQs, error, IOMMUErrorContext(objectID: kind.rawValue, length: UInt64(descriptors.count), path: path),
-                             fileID: fileID, line: line)
-        }
+        try outcome.get()
     }
 }

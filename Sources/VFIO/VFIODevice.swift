@@ -114,22 +114,20 @@ public final class VFIODevice {
         guard openedThrough == .iommufdCdev else {
             throw IOMMUError(.vfioDeviceBindIOMMUFD, .inappropriateIOCTLForDevice, IOMMUErrorContext(path: path), fileID: fileID, line: line)
         }
-        var command = vfio_device_bind_iommufd()
-        command.argsz = UInt32(MemoryLayout<vfio_device_bind_iommufd>.size)
-        command.iommufd = iommufd.fileDescriptor
         var token: (UInt64, UInt64) = (0, 0)
-        try withUnsafeMutableBytes(of: &token) { (tokenBytes) throws(IOMMUError) in
+        let deviceID = try withUnsafeMutableBytes(of: &token) { (tokenBytes) throws(IOMMUError) -> UInt32 in
+            var tokenAddress: UInt64 = 0
             if let virtualFunctionToken {
                 tokenBytes.copyBytes(from: virtualFunctionToken.bytes)
-                command.flags = VFIO_DEVICE_BIND_FLAG_TOKEN
-                command.token_uuid_ptr = UInt64(UInt(bitPattern: tokenBytes.baseAddress))
+                tokenAddress = UInt64(UInt(bitPattern: tokenBytes.baseAddress))
             }
-            try perform(VFIO_DEVICE_BIND_IOMMUFD, &command, .vfioDeviceBindIOMMUFD,
-                        IOMMUErrorContext(fileDescriptor: iommufd.fileDescriptor, path: path), fileID: fileID, line: line)
+            return try naming { () throws(IOMMUError) in
+                try VFIODeviceIOCTL.bind(system, fileDescriptor, iommufd: iommufd.fileDescriptor, token: tokenAddress, fileID: fileID, line: line)
+            }
         }
         self.iommufd = iommufd
-        let id = IOMMUObjectID<DeviceObject>(rawValue: command.out_devid)
-        deviceID = id
+        let id = IOMMUObjectID<DeviceObject>(rawValue: deviceID)
+        self.deviceID = id
         return id
     }
 
@@ -152,12 +150,9 @@ public final class VFIODevice {
     /// Attaches to a page table given by its raw id (IOAS or HWPT).
     @discardableResult
     public func attach(pageTable rawID: UInt32, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
-        var command = vfio_device_attach_iommufd_pt()
-        command.argsz = UInt32(MemoryLayout<vfio_device_attach_iommufd_pt>.size)
-        command.pt_id = rawID
-        try perform(VFIO_DEVICE_ATTACH_IOMMUFD_PT, &command, .vfioDeviceAttachIOMMUFDPT,
-                    IOMMUErrorContext(objectID: rawID, path: path), fileID: fileID, line: line)
-        let hwpt = HWPTID(rawValue: command.pt_id)
+        let hwpt = HWPTID(rawValue: try naming { () throws(IOMMUError) in
+            try VFIODeviceIOCTL.attach(system, fileDescriptor, pageTable: rawID, fileID: fileID, line: line)
+        })
         attachedPageTable = hwpt
         attachedIOAS = nil
         return hwpt
@@ -165,10 +160,7 @@ public final class VFIODevice {
 
     /// Detaches the device from its page table; its DMA is blocked afterwards.
     public func detach(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        var command = vfio_device_detach_iommufd_pt()
-        command.argsz = UInt32(MemoryLayout<vfio_device_detach_iommufd_pt>.size)
-        try perform(VFIO_DEVICE_DETACH_IOMMUFD_PT, &command, .vfioDeviceDetachIOMMUFDPT,
-                    IOMMUErrorContext(path: path), fileID: fileID, line: line)
+        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.detach(system, fileDescriptor, fileID: fileID, line: line) }
         attachedPageTable = nil
         attachedIOAS = nil
     }
@@ -177,37 +169,26 @@ public final class VFIODevice {
 
     /// `VFIO_DEVICE_GET_INFO`.
     public func info(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> VFIODeviceInfo {
-        var command = vfio_device_info()
-        command.argsz = UInt32(MemoryLayout<vfio_device_info>.size)
-        try perform(VFIO_DEVICE_GET_INFO, &command, .vfioDeviceGetInfo, IOMMUErrorContext(path: path), fileID: fileID, line: line)
+        let command = try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.getInfo(system, fileDescriptor, fileID: fileID, line: line) }
         return VFIODeviceInfo(flags: command.flags, regionCount: command.num_regions, interruptCount: command.num_irqs)
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO` for one region (for PCI: BAR0-5 are 0-5, ROM 6, config 7).
     public func region(_ index: UInt32, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> VFIORegion {
-        var command = vfio_region_info()
-        command.argsz = UInt32(MemoryLayout<vfio_region_info>.size)
-        command.index = index
-        try perform(VFIO_DEVICE_GET_REGION_INFO, &command, .vfioDeviceGetRegionInfo,
-                    IOMMUErrorContext(objectID: index, path: path), fileID: fileID, line: line)
-        var region = VFIORegion(index: index, flags: command.flags, size: command.size, offset: command.offset)
-        let fixedSize = MemoryLayout<vfio_region_info>.size
-        guard command.flags & VFIO_REGION_INFO_FLAG_CAPS != 0, Int(command.argsz) > fixedSize else { return region }
-        // The capability chain did not fit: ask again with the size the kernel wants.
-        let size = Int(command.argsz)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        var request = vfio_region_info()
-        request.argsz = UInt32(size)
-        request.index = index
-        buffer.storeBytes(of: request, as: vfio_region_info.self)
-        do throws(Errno) { _ = try system.ioctl(fileDescriptor, VFIO_DEVICE_GET_REGION_INFO, buffer.baseAddress) } catch {
-            throw IOMMUError(.vfioDeviceGetRegionInfo, error, IOMMUErrorContext(objectID: index, length: UInt64(size), path: path), fileID: fileID, line: line)
+        // Asked with room for the fixed part; with a capability chain, again with the size the kernel wants.
+        try naming { () throws(IOMMUError) in
+            try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_region_info>.size, operation: .vfioDeviceGetRegionInfo,
+                                    fileID: fileID, line: line) { (buffer) throws(IOMMUError) -> SizedAnswer<VFIORegion> in
+                let answer = try VFIODeviceIOCTL.getRegionInfo(system, fileDescriptor, index: index, into: buffer, fileID: fileID, line: line)
+                var region = VFIORegion(index: index, flags: answer.flags, size: answer.size, offset: answer.offset)
+                guard answer.flags & VFIO_REGION_INFO_FLAG_CAPS != 0 else { return .complete(region) }
+                guard Int(answer.argsz) <= buffer.count else { return .needs(byteCount: Int(answer.argsz)) }
+                if answer.cap_offset != 0 {
+                    region.capabilities = VFIORegionCapabilities(chain: CapabilityChain(UnsafeRawBufferPointer(buffer), first: answer.cap_offset))
+                }
+                return .complete(region)
+            }
         }
-        let full = buffer.load(as: vfio_region_info.self)
-        region.capabilities = VFIORegionCapabilities(chain: CapabilityChain(UnsafeRawBufferPointer(buffer), first: full.cap_offset))
-        return region
     }
 
     /// Maps a region (a BAR with the mmap flag) into this process.
@@ -281,16 +262,18 @@ public final class VFIODevice {
 
     /// `VFIO_DEVICE_RESET`: a function-level (or other) reset, when the device offers one.
     public func reset(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        do { _ = try system.ioctl(fileDescriptor, VFIO_DEVICE_RESET, nil) } catch {
-            throw IOMMUError(.vfioDeviceReset, error, IOMMUErrorContext(path: path), fileID: fileID, line: line)
-        }
+        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.reset(system, fileDescriptor, fileID: fileID, line: line) }
     }
 
-    func perform<Command>(
-        _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext,
-        fileID: String, line: Int
-    ) throws(IOMMUError) {
-        try performIOMMUCommand(system, fileDescriptor, request, &command, operation, context(), fileID: fileID, line: line)
+    /// Runs one catalogue call and adds the device's path to its error.
+    func naming<Value>(_ call: () throws(IOMMUError) -> Value) throws(IOMMUError) -> Value {
+        do {
+            return try call()
+        } catch {
+            var error = error
+            error.context.path = path
+            throw error
+        }
     }
 }
 

@@ -40,14 +40,16 @@ public final class VFIOGroup {
         self.container = container
         self.system = system
         do throws(IOMMUError) {
-            var status = vfio_group_status()
-            status.argsz = UInt32(MemoryLayout<vfio_group_status>.size)
-            try perform(VFIO_GROUP_GET_STATUS, &status, .vfioGroupGetStatus)
-            guard status.flags & VFIO_GROUP_FLAGS_VIABLE != 0 else {
+            let flags = try naming(path) { () throws(IOMMUError) in
+                try VFIOGroupIOCTL.getStatus(system, descriptor, group: UInt32(number), fileID: #fileID, line: #line)
+            }
+            guard flags & VFIO_GROUP_FLAGS_VIABLE != 0 else {
                 throw IOMMUError(.vfioGroupGetStatus, .notPermitted, IOMMUErrorContext(objectID: UInt32(number), path: path))
             }
-            var containerDescriptor = container.fileDescriptor
-            try perform(VFIO_GROUP_SET_CONTAINER, &containerDescriptor, .vfioGroupSetContainer)
+            try naming(path) { () throws(IOMMUError) in
+                try VFIOGroupIOCTL.setContainer(system, descriptor, group: UInt32(number), container: container.fileDescriptor,
+                                                fileID: #fileID, line: #line)
+            }
             try container.adopt(groupNumber: number)
         } catch {
             try? system.close(descriptor)
@@ -83,19 +85,17 @@ public final class VFIOGroup {
     func openDevice(_ address: PCIAddress, virtualFunctionToken: VFToken? = nil) throws(IOMMUError) -> Int32 {
         var name = address.description
         if let virtualFunctionToken { name += " vf_token=\(virtualFunctionToken)" }
-        let characters = Array(name.utf8) + [0]
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: characters.count, alignment: 1)
-        defer { buffer.deallocate() }
-        buffer.copyBytes(from: characters)
-        do {
-            return try system.ioctl(fileDescriptor, VFIO_GROUP_GET_DEVICE_FD, buffer.baseAddress)
-        } catch {
-            throw IOMMUError(.vfioGroupGetDeviceFD, error, IOMMUErrorContext(objectID: UInt32(number), path: address.description))
-        }
+        return try VFIOGroupIOCTL.getDeviceFD(system, fileDescriptor, group: UInt32(number), name: name, fileID: #fileID, line: #line)
     }
 
-    private func perform<Command>(_ request: UInt, _ command: inout Command, _ operation: IOMMUOperation) throws(IOMMUError) {
-        try performIOMMUCommand(system, fileDescriptor, request, &command, operation,
-                               IOMMUErrorContext(objectID: UInt32(number), path: path), fileID: #fileID, line: #line)
+    /// Runs one catalogue call and adds the group's path to its error.
+    private func naming<Value>(_ path: String, _ call: () throws(IOMMUError) -> Value) throws(IOMMUError) -> Value {
+        do {
+            return try call()
+        } catch {
+            var error = error
+            error.context.path = path
+            throw error
+        }
     }
 }

@@ -73,9 +73,9 @@ struct ErrorTests {
     @Test("every operation has the kernel's spelling")
     func operationNames() {
         #expect(IOMMUOperation.ioasMap.name == "IOMMU_IOAS_MAP")
-        #expect(IOMMUCommand.allCases.count == 22)
-        #expect(IOMMUCommand.allCases.allSatisfy { $0.request == 0x3b00 | UInt($0.rawValue) })
-        #expect(IOMMUCommand.ioasNoIOMMUGetPA.name == "IOMMU_IOAS_NOIOMMU_GET_PA")
+        #expect(IOMMUOperation.iommufdCommands.count == 22)
+        #expect(IOMMUOperation.iommufdCommands.enumerated().allSatisfy { $0.element.ioctl?.request == 0x3b80 + UInt($0.offset) })
+        #expect(IOMMUOperation.ioasNoIOMMUGetPA.name == "IOMMU_IOAS_NOIOMMU_GET_PA")
     }
 
     @Test("IOVA ranges are inclusive and know their length")

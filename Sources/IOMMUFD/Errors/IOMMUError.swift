@@ -61,6 +61,9 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     public var memlockLimit: UInt64?
     /// What the kernel wrote back when it differs from what was asked (e.g. unmapped bytes).
     public var reportedLength: UInt64?
+    /// How many entries the kernel said it has when the caller's array was too small
+    /// (`EMSGSIZE` from `IOMMU_IOAS_IOVA_RANGES`, `ENOSPC` from the VFIO info calls).
+    public var reportedCount: UInt32?
 
     public init(
         objectID: UInt32? = nil, otherObjectID: UInt32? = nil, iova: UInt64? = nil, length: UInt64? = nil,
@@ -85,6 +88,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         if let iova { parts.append("iova=0x\(String(iova, radix: 16))") }
         if let length { parts.append("length=0x\(String(length, radix: 16))") }
         if let reportedLength { parts.append("reported=0x\(String(reportedLength, radix: 16))") }
+        if let reportedCount { parts.append("reported-count=\(reportedCount)") }
         if let memlockLimit { parts.append("memlock=\(memlockLimit)") }
         return parts.joined(separator: " ")
     }

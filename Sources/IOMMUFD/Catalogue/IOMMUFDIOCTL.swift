@@ -1,0 +1,233 @@
+import CIOMMUFD
+import SystemPackage
+
+/// The iommufd family of the ioctl catalogue: exactly one function per `/dev/iommu` command.
+/// Each fills its struct (with `size`), issues it through the seam and returns the out-fields,
+/// or throws an ``IOMMUError`` whose context holds the arguments it was given. Ids are raw
+/// kernel ids: the typed layer wraps them, and the scenario runner passes any number on purpose.
+/// Nothing else in the toolkit issues an iommufd ioctl.
+package enum IOMMUFDIOCTL {
+    /// `IOMMU_DESTROY`: destroys any object by id.
+    @inlinable
+    package static func destroy(_ system: any SystemInterface, _ fd: Int32, id: UInt32,
+                                fileID: String, line: Int) throws(IOMMUError) {
+        var command = iommu_destroy(size: UInt32(MemoryLayout<iommu_destroy>.size), id: id)
+        try issueIOCTL(system, fd, IOMMU_DESTROY, .destroy, &command, IOMMUErrorContext(objectID: id), fileID: fileID, line: line)
+    }
+
+    /// `IOMMU_IOAS_ALLOC`: a new, empty IOAS; returns its id.
+    @inlinable
+    package static func ioasAlloc(_ system: any SystemInterface, _ fd: Int32, fileID: String, line: Int) throws(IOMMUError) -> UInt32 {
+        var command = iommu_ioas_alloc()
+        command.size = UInt32(MemoryLayout<iommu_ioas_alloc>.size)
+        try issueIOCTL(system, fd, IOMMU_IOAS_ALLOC, .ioasAlloc, &command, IOMMUErrorContext(), fileID: fileID, line: line)
+        return command.out_ioas_id
+    }
+
+    /// `IOMMU_IOAS_ALLOW_IOVAS`: replaces the IOAS's allowed ranges with `ranges` (none clears them).
+    @inlinable
+    package static func ioasAllowIOVAs(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32,
+                                       ranges: UnsafeBufferPointer<iommu_iova_range>,
+                                       fileID: String, line: Int) throws(IOMMUError) {
+        var command = iommu_ioas_allow_iovas()
+        command.size = UInt32(MemoryLayout<iommu_ioas_allow_iovas>.size)
+        command.ioas_id = ioas
+        command.num_iovas = UInt32(ranges.count)
+        command.allowed_iovas = UInt64(UInt(bitPattern: ranges.baseAddress))
+        try issueIOCTL(system, fd, IOMMU_IOAS_ALLOW_IOVAS, .ioasAllowIOVAs, &command, IOMMUErrorContext(objectID: ioas),
+                       fileID: fileID, line: line)
+    }
+
+    /// `IOMMU_IOAS_COPY`: maps the pages behind `[sourceIOVA, sourceIOVA + length)` of `source`
+    /// into `destination`; returns the destination IOVA.
+    @inlinable
+    package static func ioasCopy(_ system: any SystemInterface, _ fd: Int32, destination: UInt32, source: UInt32,
+                                 flags: UInt32, length: UInt64, destinationIOVA: UInt64, sourceIOVA: UInt64,
+                                 fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+        var command = iommu_ioas_copy()
+        command.size = UInt32(MemoryLayout<iommu_ioas_copy>.size)
+        command.flags = flags
+        command.dst_ioas_id = destination
+        command.src_ioas_id = source
+        command.length = length
+        command.dst_iova = destinationIOVA
+        command.src_iova = sourceIOVA
+        do {
+            try issueIOCTL(system, fd, IOMMU_IOAS_COPY, .ioasCopy, &command,
+                           IOMMUErrorContext(objectID: destination, otherObjectID: source, iova: sourceIOVA, length: length),
+                           fileID: fileID, line: line)
+        } catch {
+            throw withMemlockLimit(error, system)
+        }
+        return command.dst_iova
+    }
+
+    /// The answer of `IOMMU_IOAS_IOVA_RANGES`.
+    package struct IOVARangesAnswer {
+        /// How many ranges the IOAS has (all of them were written when it fits).
+        package var count: UInt32
+        /// `out_iova_alignment`.
+        package var alignment: UInt64
+    }
+
+    /// `IOMMU_IOAS_IOVA_RANGES` once: writes up to `entries.count` ranges. When they do not
+    /// fit, the kernel answers `EMSGSIZE` and the error's `context.reportedCount` says how
+    /// many there are (see ``IOAS/iovaRanges(fileID:line:)`` for the two-call exchange).
+    @inlinable
+    package static func ioasIOVARanges(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32,
+                                       into entries: UnsafeMutableBufferPointer<iommu_iova_range>,
+                                       fileID: String, line: Int) throws(IOMMUError) -> IOVARangesAnswer {
+        var command = iommu_ioas_iova_ranges()
+        command.size = UInt32(MemoryLayout<iommu_ioas_iova_ranges>.size)
+        command.ioas_id = ioas
+        command.num_iovas = UInt32(entries.count)
+        command.allowed_iovas = entries.isEmpty ? 0 : UInt64(UInt(bitPattern: entries.baseAddress))
+        do {
+            try issueIOCTL(system, fd, IOMMU_IOAS_IOVA_RANGES, .ioasIOVARanges, &command, IOMMUErrorContext(objectID: ioas),
+                           fileID: fileID, line: line)
+        } catch {
+            var error = error
+            error.context.reportedCount = command.num_iovas
+            throw error
+        }
+        return IOVARangesAnswer(count: command.num_iovas, alignment: command.out_iova_alignment)
+    }
+
+    /// `IOMMU_IOAS_MAP`: maps `[userAddress, userAddress + length)`; returns the IOVA (the
+    /// kernel's choice unless `flags` has `IOMMU_IOAS_MAP_FIXED_IOVA`). An `ENOMEM` carries
+    /// the memlock limit in force.
+    @inlinable
+    package static func ioasMap(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, flags: UInt32,
+                                userAddress: UInt64, length: UInt64, iova: UInt64,
+                                fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+        var command = iommu_ioas_map()
+        command.size = UInt32(MemoryLayout<iommu_ioas_map>.size)
+        command.flags = flags
+        command.ioas_id = ioas
+        command.user_va = userAddress
+        command.length = length
+        command.iova = iova
+        do {
+            try issueIOCTL(system, fd, IOMMU_IOAS_MAP, .ioasMap, &command,
+                           IOMMUErrorContext(objectID: ioas, iova: flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 ? iova : nil,
+                                             length: length, userAddress: userAddress),
+                           fileID: fileID, line: line)
+        } catch {
+            throw withMemlockLimit(error, system)
+        }
+        return command.iova
+    }
+
+    /// `IOMMU_IOAS_MAP_FILE`: maps `[start, start + length)` of a memfd or dma-buf; returns the IOVA.
+    @inlinable
+    package static func ioasMapFile(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, flags: UInt32,
+                                    fileDescriptor: Int32, start: UInt64, length: UInt64, iova: UInt64,
+                                    fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+        var command = iommu_ioas_map_file()
+        command.size = UInt32(MemoryLayout<iommu_ioas_map_file>.size)
+        command.flags = flags
+        command.ioas_id = ioas
+        command.fd = fileDescriptor
+        command.start = start
+        command.length = length
+        command.iova = iova
+        do {
+            try issueIOCTL(system, fd, IOMMU_IOAS_MAP_FILE, .ioasMapFile, &command,
+                           IOMMUErrorContext(objectID: ioas, iova: flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 ? iova : nil,
+                                             length: length, fileDescriptor: fileDescriptor),
+                           fileID: fileID, line: line)
+        } catch {
+            throw withMemlockLimit(error, system)
+        }
+        return command.iova
+    }
+
+    /// `IOMMU_IOAS_UNMAP`: unmaps every mapping inside `[iova, iova + length)`; returns the bytes unmapped.
+    @inlinable @inline(__always)
+    package static func ioasUnmap(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, iova: UInt64, length: UInt64,
+                                  fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+        var command = iommu_ioas_unmap(size: UInt32(MemoryLayout<iommu_ioas_unmap>.size), ioas_id: ioas, iova: iova, length: length)
+        try issueIOCTL(system, fd, IOMMU_IOAS_UNMAP, .ioasUnmap, &command, IOMMUErrorContext(objectID: ioas, iova: iova, length: length),
+                       fileID: fileID, line: line)
+        return command.length
+    }
+
+    /// `IOMMU_OPTION`: gets (`op` = `IOMMU_OPTION_OP_GET`) or sets an option of the context
+    /// (`object` 0) or of an object; returns `val64` as the kernel left it.
+    @inlinable
+    package static func option(_ system: any SystemInterface, _ fd: Int32, option: UInt32, op: UInt16, object: UInt32, value: UInt64,
+                               fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+        var command = iommu_option()
+        command.size = UInt32(MemoryLayout<iommu_option>.size)
+        command.option_id = option
+        command.op = op
+        command.object_id = object
+        command.val64 = value
+        try issueIOCTL(system, fd, IOMMU_OPTION, .option, &command, IOMMUErrorContext(objectID: object), fileID: fileID, line: line)
+        return command.val64
+    }
+
+    /// The answer of `IOMMU_GET_HW_INFO`.
+    package struct HardwareInfoAnswer {
+        /// `out_data_type`: which vendor structure the kernel wrote.
+        package var dataType: UInt32
+        /// `data_len` as the kernel rewrote it: the length of its own structure.
+        package var dataLength: UInt32
+        /// `out_capabilities`.
+        package var capabilities: UInt64
+        /// `out_max_pasid_log2`.
+        package var maxPASIDLog2: UInt8
+    }
+
+    /// `IOMMU_GET_HW_INFO`: the IOMMU's registers for a bound device, into `data`.
+    @inlinable
+    package static func getHardwareInfo(_ system: any SystemInterface, _ fd: Int32, device: UInt32, flags: UInt32, dataType: UInt32,
+                                        into data: UnsafeMutableRawBufferPointer,
+                                        fileID: String, line: Int) throws(IOMMUError) -> HardwareInfoAnswer {
+        var command = iommu_hw_info()
+        command.size = UInt32(MemoryLayout<iommu_hw_info>.size)
+        command.flags = flags
+        command.dev_id = device
+        command.data_len = UInt32(data.count)
+        command.data_uptr = UInt64(UInt(bitPattern: data.baseAddress))
+        command.in_data_type = dataType
+        try issueIOCTL(system, fd, IOMMU_GET_HW_INFO, .getHWInfo, &command, IOMMUErrorContext(objectID: device), fileID: fileID, line: line)
+        return HardwareInfoAnswer(dataType: command.out_data_type, dataLength: command.data_len,
+                                  capabilities: command.out_capabilities, maxPASIDLog2: command.out_max_pasid_log2)
+    }
+
+    /// The documented presence probe: `operation` with `size = 0` over zeroed room for the
+    /// largest command. Returns `true` when the kernel knows the command (`EINVAL`), `false`
+    /// for `ENOTTY`; throws anything else.
+    package static func probe(_ system: any SystemInterface, _ fd: Int32, _ operation: IOMMUOperation,
+                              fileID: String, line: Int) throws(IOMMUError) -> Bool {
+        guard let descriptor = operation.ioctl else { preconditionFailure("\(operation) is not an ioctl") }
+        var room = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        do {
+            try issueIOCTL(system, fd, descriptor.request, operation, &room, IOMMUErrorContext(), fileID: fileID, line: line)
+        } catch let error where error.errno == .invalidArgument {
+            return true
+        } catch let error where error.errno == .inappropriateIOCTLForDevice {
+            return false
+        }
+        // A size-0 command cannot succeed; count success as "present but odd".
+        return true
+    }
+
+    /// Any request on any descriptor with the caller's bytes, for the size-field ABI tests
+    /// and the scenarios' `raw` step (undersized, oversized and NULL arguments, unknown
+    /// numbers). Throws the bare errno: there is no operation to name.
+    package static func raw(_ system: any SystemInterface, _ fd: Int32, request: UInt,
+                            argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
+        try system.ioctl(fd, request, argument)
+    }
+
+    /// Adds the memlock limit in force to an `ENOMEM`, so the message can say what it is.
+    @usableFromInline
+    static func withMemlockLimit(_ error: IOMMUError, _ system: any SystemInterface) -> IOMMUError {
+        guard error.errno == .noMemory else { return error }
+        var error = error
+        error.context.memlockLimit = (try? system.memoryLockLimit())?.current
+        return error
+    }
+}
