@@ -1,3 +1,4 @@
+import IOMMUFD
 import CIOMMUFD
 import SystemPackage
 
@@ -27,8 +28,10 @@ extension KernelState {
         guard nr >= 0x80, nr <= tableEnd else { throw .inappropriateIOCTLForDevice }
         guard let argument else { throw .badAddress }
         let userSize = Int(argument.loadUnaligned(as: UInt32.self))
-        guard let shape = iommufdCommandShapes[nr], shape.request == request else { throw .inappropriateIOCTLForDevice }
-        let implemented = nr == 0xa0 ? configuration.selftestEnabled : configuration.supportedCommands.contains(nr)
+        // The kernel's table (iommufd_ioctl_ops), from the toolkit's one descriptor table.
+        guard let operation = IOMMUOperation(request: request, family: .iommufd) ?? IOMMUOperation(request: request, family: .selftest),
+              let shape = operation.ioctl else { throw .inappropriateIOCTLForDevice }
+        let implemented = operation == .testCommand ? configuration.selftestEnabled : configuration.supportedCommands.contains(nr)
         guard implemented else { throw .inappropriateIOCTLForDevice }
         guard userSize >= shape.minimumSize else { throw .invalidArgument }
 
@@ -41,20 +44,20 @@ extension KernelState {
             guard tail.allSatisfy({ $0 == 0 }) else { throw .argListTooLong }
         }
         let command = UserCommand(user: argument, userSize: userSize, kernel: kernel)
-        switch nr {
-        case 0x80: try destroy(contextID, command)
-        case 0x81: try ioasAlloc(contextID, command)
-        case 0x82: try ioasAllowIOVAs(contextID, command)
-        case 0x83: try ioasCopy(contextID, command)
-        case 0x84: try ioasIOVARanges(contextID, command)
-        case 0x85: try ioasMap(contextID, command)
-        case 0x86: try ioasUnmap(contextID, command)
-        case 0x87: try option(contextID, command)
-        case 0x88: try vfioIOAS(contextID, command)
-        case 0x8f: try ioasMapFile(contextID, command)
-        case 0x92: try ioasChangeProcess(contextID, command)
-        case 0xa0: try selftest(contextID, command)
-        default: try unmodelledCommand(contextID, nr: nr, command)
+        switch operation {
+        case .destroy: try destroy(contextID, command)
+        case .ioasAlloc: try ioasAlloc(contextID, command)
+        case .ioasAllowIOVAs: try ioasAllowIOVAs(contextID, command)
+        case .ioasCopy: try ioasCopy(contextID, command)
+        case .ioasIOVARanges: try ioasIOVARanges(contextID, command)
+        case .ioasMap: try ioasMap(contextID, command)
+        case .ioasUnmap: try ioasUnmap(contextID, command)
+        case .option: try option(contextID, command)
+        case .vfioIOAS: try vfioIOAS(contextID, command)
+        case .ioasMapFile: try ioasMapFile(contextID, command)
+        case .ioasChangeProcess: try ioasChangeProcess(contextID, command)
+        case .testCommand: try selftest(contextID, command)
+        default: try unmodelledCommand(contextID, operation, command)
         }
         return 0
     }
@@ -405,14 +408,14 @@ extension KernelState {
 
     /// Commands that need real devices or vIOMMUs, which the model does not have yet:
     /// their generic argument checks, then the answer of a kernel without such a device.
-    private mutating func unmodelledCommand(_ contextID: Int, nr: UInt32, _ command: UserCommand) throws(Errno) {
-        switch nr {
-        case 0x89:
+    private mutating func unmodelledCommand(_ contextID: Int, _ operation: IOMMUOperation, _ command: UserCommand) throws(Errno) {
+        switch operation {
+        case .hwptAlloc:
             let cmd = command.load(iommu_hwpt_alloc.self)
             guard cmd.__reserved == 0 else { throw .notSupported }
             guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
             throw .notSupported
-        case 0x8a:
+        case .getHWInfo:
             var cmd = command.load(iommu_hw_info.self)
             guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
             // A VFIO-bound PCI function sits behind the modelled intel-iommu (QEMU's registers).
@@ -438,7 +441,7 @@ extension KernelState {
             cmd.out_max_pasid_log2 = 0
             cmd.out_capabilities = 0
             command.respond(cmd)
-        case 0x95:
+        case .ioasNoIOMMUGetPA:
             throw .notPermitted
         default:
             throw .noSuchFileOrDirectory

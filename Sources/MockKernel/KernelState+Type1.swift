@@ -1,3 +1,4 @@
+import IOMMUFD
 import CIOMMUFD
 import SystemPackage
 #if canImport(Glibc)
@@ -16,10 +17,10 @@ extension KernelState {
     }
 
     mutating func vfioGroupIoctl(_ number: Int, request: UInt, argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        guard request & ~0xff == 0x3b00, request & 0xff >= 100 else { throw .inappropriateIOCTLForDevice }
+        guard let operation = IOMMUOperation(request: request, family: .vfioGroup) else { throw .inappropriateIOCTLForDevice }
         guard var group = vfio.groups[number] else { throw .badFileDescriptor }
-        switch Int(request & 0xff) - 100 {
-        case 3:  // VFIO_GROUP_GET_STATUS
+        switch operation {
+        case .vfioGroupGetStatus:
             guard let argument else { throw .badAddress }
             var status = argument.loadUnaligned(as: vfio_group_status.self)
             guard status.argsz >= 8 else { throw .invalidArgument }
@@ -29,7 +30,7 @@ extension KernelState {
                 status.flags = groupIsViable(number) ? VFIO_GROUP_FLAGS_VIABLE : 0
             }
             argument.storeBytes(of: status, as: vfio_group_status.self)
-        case 4:  // VFIO_GROUP_SET_CONTAINER
+        case .vfioGroupSetContainer:
             guard let argument else { throw .badAddress }
             let fd = argument.loadUnaligned(as: Int32.self)
             guard let descriptor = descriptors[fd] else { throw .badFileDescriptor }
@@ -41,11 +42,11 @@ extension KernelState {
             group.container = containerID
             vfio.containers[containerID]!.groups.insert(number)
             vfio.groups[number] = group
-        case 5:  // VFIO_GROUP_UNSET_CONTAINER
+        case .vfioGroupUnsetContainer:
             guard let containerID = group.container else { throw .invalidArgument }
             if vfio.deviceFiles.values.contains(where: { $0.group == number }) { throw .resourceBusy }
             leaveContainer(number, containerID)
-        case 6:  // VFIO_GROUP_GET_DEVICE_FD
+        case .vfioGroupGetDeviceFD:
             guard let argument else { throw .badAddress }
             let name = readCString(argument, limit: 256)
             guard let containerID = group.container, vfio.containers[containerID]?.iommuSet == true else { throw .invalidArgument }
@@ -104,15 +105,15 @@ extension KernelState {
     // MARK: Container
 
     mutating func vfioContainerIoctl(_ containerID: Int, request: UInt, argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        guard request & ~0xff == 0x3b00, request & 0xff >= 100 else { throw .inappropriateIOCTLForDevice }
+        guard let operation = IOMMUOperation(request: request, family: .vfioContainer) else { throw .inappropriateIOCTLForDevice }
         guard var container = vfio.containers[containerID] else { throw .badFileDescriptor }
         let value = UInt(bitPattern: argument)
-        switch Int(request & 0xff) - 100 {
-        case 0:  // VFIO_GET_API_VERSION
+        switch operation {
+        case .vfioGetAPIVersion:
             return Int32(VFIO_API_VERSION)
-        case 1:  // VFIO_CHECK_EXTENSION
+        case .vfioCheckExtension:
             return [VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_DMA_CC_IOMMU, VFIO_UNMAP_ALL, VFIO_UPDATE_VADDR].contains(value) ? 1 : 0
-        case 2:  // VFIO_SET_IOMMU: only with a group in, and only once
+        case .vfioSetIOMMU:  // only with a group in, and only once
             guard !container.groups.isEmpty, !container.iommuSet else { throw .invalidArgument }
             guard value == VFIO_TYPE1v2_IOMMU else { throw .operationNotSupportedByDevice }
             container.iommuSet = true
@@ -124,10 +125,10 @@ extension KernelState {
         // Everything else goes to the IOMMU driver; without one the container says EINVAL.
         guard container.iommuSet else { throw .invalidArgument }
         guard let argument else { throw .badAddress }
-        switch Int(request & 0xff) - 100 {
-        case 12: try type1Info(container, argument)
-        case 13: try type1Map(&container, argument)
-        case 14: try type1Unmap(&container, argument)
+        switch operation {
+        case .vfioIOMMUGetInfo: try type1Info(container, argument)
+        case .vfioIOMMUMapDMA: try type1Map(&container, argument)
+        case .vfioIOMMUUnmapDMA: try type1Unmap(&container, argument)
         default: throw .inappropriateIOCTLForDevice
         }
         vfio.containers[containerID] = container

@@ -1,3 +1,4 @@
+import IOMMUFD
 import CIOMMUFD
 import SystemPackage
 #if canImport(Glibc)
@@ -92,24 +93,23 @@ extension KernelState {
     // MARK: ioctl
 
     mutating func vfioDeviceIoctl(_ fileID: Int, request: UInt, argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        guard request & ~0xff == 0x3b00, request & 0xff >= 100 else { throw .inappropriateIOCTLForDevice }
-        let number = Int(request & 0xff) - 100
+        guard let operation = IOMMUOperation(request: request, family: .vfioDevice) else { throw .inappropriateIOCTLForDevice }
         guard var file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
         // A cdev does nothing but bind until it is bound (`access_granted`).
-        if file.group == nil && file.boundDeviceID == nil && number != 18 { throw .invalidArgument }
-        guard let argument else { throw number == 11 ? .inappropriateIOCTLForDevice : .badAddress }
+        if file.group == nil && file.boundDeviceID == nil && operation != .vfioDeviceBindIOMMUFD { throw .invalidArgument }
+        guard let argument else { throw operation == .vfioDeviceReset ? .inappropriateIOCTLForDevice : .badAddress }
         let device = configuration.pciDevices[file.deviceIndex]
-        switch number {
-        case 7: try deviceInfo(device, argument)
-        case 8: try regionInfo(device, argument)
-        case 9: try interruptInfo(device, argument)
-        case 10: try setInterrupts(file.deviceIndex, argument)
-        case 12: try hotResetInfo(file, argument)
-        case 18:
+        switch operation {
+        case .vfioDeviceGetInfo: try deviceInfo(device, argument)
+        case .vfioDeviceGetRegionInfo: try regionInfo(device, argument)
+        case .vfioDeviceGetIRQInfo: try interruptInfo(device, argument)
+        case .vfioDeviceSetIRQs: try setInterrupts(file.deviceIndex, argument)
+        case .vfioDeviceGetPCIHotResetInfo: try hotResetInfo(file, argument)
+        case .vfioDeviceBindIOMMUFD:
             try bind(&file, argument)
             vfio.deviceFiles[fileID] = file
-        case 19: try attach(file, argument)
-        case 20: try detach(file, argument)
+        case .vfioDeviceAttachIOMMUFDPT: try attach(file, argument)
+        case .vfioDeviceDetachIOMMUFDPT: try detach(file, argument)
         default: throw .inappropriateIOCTLForDevice
         }
         return 0

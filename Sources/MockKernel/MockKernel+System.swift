@@ -76,9 +76,7 @@ extension MockKernel {
 
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
         try state.withLock { (state) throws(Errno) -> Int32 in
-            var onContainer = false
-            if case .vfioContainer? = state.descriptors[fd] { onContainer = true }
-            let name = ioctlName(request, onContainer: onContainer)
+            let name = state.ioctlName(request, on: state.descriptors[fd])
             return try state.run(name) { (state) throws(Errno) -> Int32 in
                 switch state.descriptors[fd] {
                 case nil:

@@ -53,6 +53,8 @@ public struct ScenarioExecutor: Sendable {
                 throw error
             } catch let errno as Errno {
                 outcomes.append(Outcome(errno: errno))
+            } catch let error as IOMMUError {
+                outcomes.append(Outcome(errno: error.errno))
             } catch {
                 throw ScriptError(line: step.line, message: "\(error)")
             }
@@ -104,20 +106,15 @@ public struct ScenarioExecutor: Sendable {
     func allocateIOAS(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let name = step.words.first else { throw session.fail("ioas NAME") }
         let fd = try session.context(step)
-        var command = iommu_ioas_alloc()
-        command.size = UInt32(MemoryLayout<iommu_ioas_alloc>.size)
-        try session.ioctl(fd, IOMMU_IOAS_ALLOC, &command)
-        session.bind(name, id: command.out_ioas_id, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
-        return Outcome(outputs: ["id": "\(command.out_ioas_id)"])
+        let id = try IOMMUFDIOCTL.ioasAlloc(session.system, fd, fileID: #fileID, line: step.line)
+        session.bind(name, id: id, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
+        return Outcome(outputs: ["id": "\(id)"])
     }
 
     func destroy(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let word = step.words.first else { throw session.fail("destroy NAME|ID") }
         let fd = try session.context(step)
-        var command = iommu_destroy()
-        command.size = UInt32(MemoryLayout<iommu_destroy>.size)
-        command.id = try session.objectID(word)
-        try session.ioctl(fd, IOMMU_DESTROY, &command)
+        try IOMMUFDIOCTL.destroy(session.system, fd, id: try session.objectID(word), fileID: #fileID, line: step.line)
         return Outcome()
     }
 
@@ -186,71 +183,57 @@ public struct ScenarioExecutor: Sendable {
     func map(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("map IOAS BUFFER") }
         let fd = try session.context(step)
-        var command = iommu_ioas_map()
-        command.size = UInt32(MemoryLayout<iommu_ioas_map>.size)
-        command.ioas_id = try session.objectID(step.words[0])
-        command.flags = try session.mapFlags(step)
+        let userAddress: UInt64, length: UInt64
         if let user = step.arguments["user"] {
-            command.user_va = try session.number(user)
-            command.length = try session.argument(step, "length")
+            userAddress = try session.number(user)
+            length = try session.argument(step, "length")
         } else {
             let buffer = try session.buffer(step.words[1])
             let offset = try session.argument(step, "offset", default: 0)
-            command.user_va = UInt64(UInt(bitPattern: buffer.baseAddress)) + offset
-            command.length = try session.argument(step, "length", default: UInt64(buffer.count) &- offset)
+            userAddress = UInt64(UInt(bitPattern: buffer.baseAddress)) + offset
+            length = try session.argument(step, "length", default: UInt64(buffer.count) &- offset)
         }
-        command.iova = try session.argument(step, "iova", default: 0)
-        try session.ioctl(fd, IOMMU_IOAS_MAP, &command)
-        return Outcome(outputs: ["iova": ScenarioSession.hex(command.iova)])
+        let iova = try IOMMUFDIOCTL.ioasMap(session.system, fd, ioas: try session.objectID(step.words[0]), flags: try session.mapFlags(step),
+                                            userAddress: userAddress, length: length, iova: try session.argument(step, "iova", default: 0),
+                                            fileID: #fileID, line: step.line)
+        return Outcome(outputs: ["iova": ScenarioSession.hex(iova)])
     }
 
     /// `mapfile IOAS MEMFD [start=] [length=] [iova=] [fixed] [access=] [fd=] [flags=]`
     func mapFile(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("mapfile IOAS MEMFD") }
         let fd = try session.context(step)
-        var command = iommu_ioas_map_file()
-        command.size = UInt32(MemoryLayout<iommu_ioas_map_file>.size)
-        command.ioas_id = try session.objectID(step.words[0])
-        command.flags = try session.mapFlags(step)
+        let file: Int32
         if let raw = step.arguments["fd"] {
-            command.fd = Int32(truncatingIfNeeded: Int64(bitPattern: try session.number(raw)))
+            file = Int32(truncatingIfNeeded: Int64(bitPattern: try session.number(raw)))
         } else {
-            command.fd = try session.memoryFile(step.words[1])
+            file = try session.memoryFile(step.words[1])
         }
-        command.start = try session.argument(step, "start", default: 0)
-        command.length = try session.argument(step, "length")
-        command.iova = try session.argument(step, "iova", default: 0)
-        try session.ioctl(fd, IOMMU_IOAS_MAP_FILE, &command)
-        return Outcome(outputs: ["iova": ScenarioSession.hex(command.iova)])
+        let iova = try IOMMUFDIOCTL.ioasMapFile(session.system, fd, ioas: try session.objectID(step.words[0]), flags: try session.mapFlags(step),
+                                                fileDescriptor: file, start: try session.argument(step, "start", default: 0),
+                                                length: try session.argument(step, "length"), iova: try session.argument(step, "iova", default: 0),
+                                                fileID: #fileID, line: step.line)
+        return Outcome(outputs: ["iova": ScenarioSession.hex(iova)])
     }
 
     /// `copy DST SRC src=IOVA length= [iova=] [fixed] [access=] [flags=]`
     func copy(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("copy DST SRC") }
         let fd = try session.context(step)
-        var command = iommu_ioas_copy()
-        command.size = UInt32(MemoryLayout<iommu_ioas_copy>.size)
-        command.dst_ioas_id = try session.objectID(step.words[0])
-        command.src_ioas_id = try session.objectID(step.words[1])
-        command.flags = try session.mapFlags(step)
-        command.src_iova = try session.argument(step, "src")
-        command.length = try session.argument(step, "length")
-        command.dst_iova = try session.argument(step, "iova", default: 0)
-        try session.ioctl(fd, IOMMU_IOAS_COPY, &command)
-        return Outcome(outputs: ["iova": ScenarioSession.hex(command.dst_iova)])
+        let iova = try IOMMUFDIOCTL.ioasCopy(session.system, fd, destination: try session.objectID(step.words[0]),
+                                             source: try session.objectID(step.words[1]), flags: try session.mapFlags(step),
+                                             length: try session.argument(step, "length"), destinationIOVA: try session.argument(step, "iova", default: 0),
+                                             sourceIOVA: try session.argument(step, "src"), fileID: #fileID, line: step.line)
+        return Outcome(outputs: ["iova": ScenarioSession.hex(iova)])
     }
 
     /// `unmap IOAS iova= length=`; the output is the number of bytes unmapped.
     func unmap(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let ioas = step.words.first else { throw session.fail("unmap IOAS") }
         let fd = try session.context(step)
-        var command = iommu_ioas_unmap()
-        command.size = UInt32(MemoryLayout<iommu_ioas_unmap>.size)
-        command.ioas_id = try session.objectID(ioas)
-        command.iova = try session.argument(step, "iova")
-        command.length = try session.argument(step, "length")
-        try session.ioctl(fd, IOMMU_IOAS_UNMAP, &command)
-        return Outcome(outputs: ["length": ScenarioSession.hex(command.length)])
+        let unmapped = try IOMMUFDIOCTL.ioasUnmap(session.system, fd, ioas: try session.objectID(ioas), iova: try session.argument(step, "iova"),
+                                                  length: try session.argument(step, "length"), fileID: #fileID, line: step.line)
+        return Outcome(outputs: ["length": ScenarioSession.hex(unmapped)])
     }
 
     // MARK: IOVA space
@@ -262,20 +245,27 @@ public struct ScenarioExecutor: Sendable {
         let capacity = Int(try session.argument(step, "capacity", default: 16))
         // One guard entry past the capacity catches a kernel writing too far.
         var storage = [iommu_iova_range](repeating: iommu_iova_range(start: 0xdead, last: 0xbeef), count: capacity + 1)
-        var command = iommu_ioas_iova_ranges()
-        command.size = UInt32(MemoryLayout<iommu_ioas_iova_ranges>.size)
-        command.ioas_id = try session.objectID(ioas)
-        command.num_iovas = UInt32(capacity)
-        var errno: Errno?
-        storage.withUnsafeMutableBufferPointer { entries in
-            command.allowed_iovas = capacity == 0 ? 0 : UInt64(UInt(bitPattern: entries.baseAddress))
-            do throws(Errno) { try session.ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &command) } catch { errno = error }
+        let id = try session.objectID(ioas)
+        let outcome = storage.withUnsafeMutableBufferPointer { entries in
+            Result { () throws(IOMMUError) in
+                try IOMMUFDIOCTL.ioasIOVARanges(session.system, fd, ioas: id, into: UnsafeMutableBufferPointer(rebasing: entries[0..<capacity]),
+                                                fileID: #fileID, line: step.line)
+            }
         }
-        var outputs = ["num": "\(command.num_iovas)"]
-        if storage[capacity].start != 0xdead || storage[capacity].last != 0xbeef { outputs["overrun"] = "yes" }
-        if let errno { return Outcome(errno: errno, outputs: outputs) }
-        outputs["alignment"] = ScenarioSession.hex(command.out_iova_alignment)
-        outputs["ranges"] = storage.prefix(Int(command.num_iovas))
+        let overrun = storage[capacity].start != 0xdead || storage[capacity].last != 0xbeef
+        let answer: IOMMUFDIOCTL.IOVARangesAnswer
+        switch outcome {
+        case .success(let value):
+            answer = value
+        case .failure(let error):
+            var outputs = ["num": "\(error.context.reportedCount ?? 0)"]
+            if overrun { outputs["overrun"] = "yes" }
+            return Outcome(errno: error.errno, outputs: outputs)
+        }
+        var outputs = ["num": "\(answer.count)"]
+        if overrun { outputs["overrun"] = "yes" }
+        outputs["alignment"] = ScenarioSession.hex(answer.alignment)
+        outputs["ranges"] = storage.prefix(Int(answer.count))
             .map { ScenarioSession.hex($0.start) + "-" + ScenarioSession.hex($0.last) }.joined(separator: ",")
         return Outcome(outputs: outputs)
     }
@@ -290,29 +280,22 @@ public struct ScenarioExecutor: Sendable {
             guard bounds.count == 2 else { throw session.fail("a range is START-LAST, got \(word)") }
             ranges.append(iommu_iova_range(start: try session.number(bounds[0]), last: try session.number(bounds[1])))
         }
-        var command = iommu_ioas_allow_iovas()
-        command.size = UInt32(MemoryLayout<iommu_ioas_allow_iovas>.size)
-        command.ioas_id = try session.objectID(ioas)
-        command.num_iovas = UInt32(ranges.count)
-        var errno: Errno?
-        ranges.withUnsafeMutableBufferPointer { entries in
-            command.allowed_iovas = UInt64(UInt(bitPattern: entries.baseAddress))
-            do throws(Errno) { try session.ioctl(fd, IOMMU_IOAS_ALLOW_IOVAS, &command) } catch { errno = error }
+        let id = try session.objectID(ioas)
+        let outcome = ranges.withUnsafeBufferPointer { entries in
+            Result { () throws(IOMMUError) in
+                try IOMMUFDIOCTL.ioasAllowIOVAs(session.system, fd, ioas: id, ranges: entries, fileID: #fileID, line: step.line)
+            }
         }
-        return Outcome(errno: errno)
+        if case .failure(let error) = outcome { return Outcome(errno: error.errno) }
+        return Outcome()
     }
 
     /// `reserve IOAS start= length=` (selftest `IOMMU_TEST_OP_ADD_RESERVED`).
     func addReserved(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let ioas = step.words.first else { throw session.fail("reserve IOAS start= length=") }
         let fd = try session.context(step)
-        var command = iommu_test_cmd()
-        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
-        command.op = IOMMU_TEST_OP_ADD_RESERVED
-        command.id = try session.objectID(ioas)
-        command.add_reserved.start = try session.argument(step, "start")
-        command.add_reserved.length = try session.argument(step, "length")
-        try session.ioctl(fd, IOMMU_TEST_CMD, &command)
+        try SelftestIOCTL.addReserved(session.system, fd, ioas: try session.objectID(ioas), start: try session.argument(step, "start"),
+                                      length: try session.argument(step, "length"), fileID: #fileID, line: step.line)
         return Outcome()
     }
 
@@ -320,24 +303,22 @@ public struct ScenarioExecutor: Sendable {
     func option(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("option OBJECT NAME get|set=N") }
         let fd = try session.context(step)
-        var command = iommu_option()
-        command.size = UInt32(MemoryLayout<iommu_option>.size)
-        command.object_id = try session.objectID(step.words[0])
+        let object = try session.objectID(step.words[0])
+        let option: UInt32
         switch step.words[1] {
-        case "huge_pages": command.option_id = IOMMU_OPTION_HUGE_PAGES
-        case "rlimit_mode": command.option_id = IOMMU_OPTION_RLIMIT_MODE
-        case let other: command.option_id = UInt32(truncatingIfNeeded: try session.number(other))
+        case "huge_pages": option = IOMMU_OPTION_HUGE_PAGES
+        case "rlimit_mode": option = IOMMU_OPTION_RLIMIT_MODE
+        case let other: option = UInt32(truncatingIfNeeded: try session.number(other))
         }
         if let value = step.arguments["set"] {
-            command.op = IOMMU_OPTION_OP_SET
-            command.val64 = try session.number(value)
-            try session.ioctl(fd, IOMMU_OPTION, &command)
+            _ = try IOMMUFDIOCTL.option(session.system, fd, option: option, op: IOMMU_OPTION_OP_SET, object: object,
+                                        value: try session.number(value), fileID: #fileID, line: step.line)
             return Outcome()
         }
         guard step.has("get") else { throw session.fail("option needs get or set=N") }
-        command.op = IOMMU_OPTION_OP_GET
-        try session.ioctl(fd, IOMMU_OPTION, &command)
-        return Outcome(outputs: ["value": "\(command.val64)"])
+        let value = try IOMMUFDIOCTL.option(session.system, fd, option: option, op: IOMMU_OPTION_OP_GET, object: object, value: 0,
+                                            fileID: #fileID, line: step.line)
+        return Outcome(outputs: ["value": "\(value)"])
     }
 
     // MARK: Devices (the kernel selftest's mock domain)
@@ -347,21 +328,13 @@ public struct ScenarioExecutor: Sendable {
     func mockDomain(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("mock_domain IOAS NAME") }
         let fd = try session.context(step)
-        var command = iommu_test_cmd()
-        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
-        command.op = IOMMU_TEST_OP_MOCK_DOMAIN
-        command.id = try session.objectID(step.words[0])
-        try session.ioctl(fd, IOMMU_TEST_CMD, &command)
+        let answer = try SelftestIOCTL.mockDomain(session.system, fd, pageTable: try session.objectID(step.words[0]), fileID: #fileID, line: step.line)
         let name = step.words[1]
         let context = step.arguments["in"] ?? ScenarioSession.defaultContext
-        session.bind(name, id: command.mock_domain.out_stdev_id, context: context)
-        session.bind(name + ".hwpt", id: command.mock_domain.out_hwpt_id, context: context)
-        session.bind(name + ".idev", id: command.mock_domain.out_idev_id, context: context)
-        return Outcome(outputs: [
-            "id": "\(command.mock_domain.out_stdev_id)",
-            "hwpt": "\(command.mock_domain.out_hwpt_id)",
-            "idev": "\(command.mock_domain.out_idev_id)",
-        ])
+        session.bind(name, id: answer.selftestID, context: context)
+        session.bind(name + ".hwpt", id: answer.hwptID, context: context)
+        session.bind(name + ".idev", id: answer.deviceID, context: context)
+        return Outcome(outputs: ["id": "\(answer.selftestID)", "hwpt": "\(answer.hwptID)", "idev": "\(answer.deviceID)"])
     }
 
     /// `replace DEVICE PT`: moves a mock device to another IOAS or HWPT; the output
@@ -369,14 +342,10 @@ public struct ScenarioExecutor: Sendable {
     func replace(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("replace DEVICE PT") }
         let fd = try session.context(step)
-        var command = iommu_test_cmd()
-        command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
-        command.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE
-        command.id = try session.objectID(step.words[0])
-        command.mock_domain_replace.pt_id = try session.objectID(step.words[1])
-        try session.ioctl(fd, IOMMU_TEST_CMD, &command)
-        session.bind(step.words[0] + ".hwpt", id: command.mock_domain_replace.pt_id, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
-        return Outcome(outputs: ["hwpt": "\(command.mock_domain_replace.pt_id)"])
+        let hwpt = try SelftestIOCTL.mockDomainReplace(session.system, fd, device: try session.objectID(step.words[0]),
+                                                       pageTable: try session.objectID(step.words[1]), fileID: #fileID, line: step.line)
+        session.bind(step.words[0] + ".hwpt", id: hwpt, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
+        return Outcome(outputs: ["hwpt": "\(hwpt)"])
     }
 
     // MARK: Process limits
@@ -415,12 +384,12 @@ public struct ScenarioExecutor: Sendable {
             }
         }
         if step.has("null") {
-            _ = try session.system.ioctl(fd, request, nil)
+            _ = try IOMMUFDIOCTL.raw(session.system, fd, request: request, argument: nil)
             return Outcome()
         }
         var errno: Errno?
         bytes.withUnsafeMutableBytes { buffer in
-            do throws(Errno) { _ = try session.system.ioctl(fd, request, buffer.baseAddress) } catch { errno = error }
+            do throws(Errno) { _ = try IOMMUFDIOCTL.raw(session.system, fd, request: request, argument: buffer.baseAddress) } catch { errno = error }
         }
         return Outcome(errno: errno)
     }

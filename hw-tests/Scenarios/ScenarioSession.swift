@@ -158,12 +158,6 @@ final class ScenarioSession {
 
     // MARK: Calling the kernel
 
-    func ioctl<Command>(_ fd: Int32, _ request: UInt, _ command: inout Command) throws(Errno) {
-        try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) in
-            _ = try system.ioctl(fd, request, bytes.baseAddress)
-        }
-    }
-
     /// `IOMMU_IOAS_MAP`-style access flags from `access=rw|r|w|none`.
     func accessFlags(_ step: Step) throws -> UInt32 {
         switch step.arguments["access"] ?? "rw" {

@@ -49,7 +49,10 @@ struct IoctlBench: ParsableCommand {
             let start = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<iterations {
                 var command = iommu_ioas_unmap(size: 24, ioas_id: 1, iova: 0x100000, length: 0x1000)
-                do { _ = try seam.ioctl(fd, IOMMU_IOAS_UNMAP, &command) } catch { failures &+= 1 }
+                let outcome = withUnsafeMutableBytes(of: &command) { bytes in
+                    Result { () throws(Errno) in try IOMMUFDIOCTL.raw(seam, fd, request: IOMMU_IOAS_UNMAP, argument: bytes.baseAddress) }
+                }
+                if case .failure = outcome { failures &+= 1 }
             }
             let elapsed = DispatchTime.now().uptimeNanoseconds - start
             precondition(failures == iterations)
