@@ -114,7 +114,7 @@ public enum IOMMUOperation: String, Sendable, Hashable, CaseIterable {
         case .viommuAlloc: .iommufd(IOMMU_VIOMMU_ALLOC, iommu_viommu_alloc.self, kernelSize: 40, minimum: 24)
         case .vdeviceAlloc: .iommufd(IOMMU_VDEVICE_ALLOC, iommu_vdevice_alloc.self, kernelSize: 24, minimum: 24)
         case .ioasChangeProcess: .iommufd(IOMMU_IOAS_CHANGE_PROCESS, iommu_ioas_change_process.self, kernelSize: 8, minimum: 8)
-        case .veventqAlloc: .iommufd(IOMMU_VEVENTQ_ALLOC, iommu_veventq_alloc.self, kernelSize: 28, minimum: 28)
+        case .veventqAlloc: .iommufd(IOMMU_VEVENTQ_ALLOC, iommu_veventq_alloc.self, kernelSize: 32, minimum: 28)
         case .hwQueueAlloc: .iommufd(IOMMU_HW_QUEUE_ALLOC, iommu_hw_queue_alloc.self, kernelSize: 40, minimum: 40)
         case .ioasNoIOMMUGetPA: .iommufd(IOMMU_IOAS_NOIOMMU_GET_PA, iommu_ioas_noiommu_get_pa.self, kernelSize: 40, minimum: 40)
         case .testCommand: IOCTLDescriptor(.selftest, IOMMU_TEST_CMD, iommu_test_cmd.self, kernelSize: 72, minimum: 68)
