@@ -25,7 +25,7 @@ extension IOAS {
             (buffer) throws(IOMMUError) -> SizedAnswer<IOVARanges> in
             let entries = buffer.bindMemory(to: iommu_iova_range.self)
             do throws(IOMMUError) {
-                let answer = try IOMMUFDIOCTL.ioasIOVARanges(system, fileDescriptor, ioas: id.rawValue, into: entries, fileID: fileID, line: line)
+                let answer = try IOMMUFDIOCTL.ioasIOVARanges(system, fileDescriptor, ioas: try liveID(.ioasIOVARanges, fileID: fileID, line: line), into: entries, fileID: fileID, line: line)
                 let ranges = entries.prefix(Int(answer.count)).map { IOVARange(start: IOVA($0.start), last: IOVA($0.last)) }
                 return .complete(IOVARanges(ranges: ranges, alignment: answer.alignment))
             } catch {
@@ -44,7 +44,7 @@ extension IOAS {
     public func allowIOVAs(_ ranges: [IOVARange], fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
         let entries = ranges.map { iommu_iova_range(start: $0.start.rawValue, last: $0.last.rawValue) }
         try entries.withUnsafeBufferPointer { (pointer) throws(IOMMUError) in
-            try IOMMUFDIOCTL.ioasAllowIOVAs(system, fileDescriptor, ioas: id.rawValue, ranges: pointer, fileID: fileID, line: line)
+            try IOMMUFDIOCTL.ioasAllowIOVAs(system, fileDescriptor, ioas: try liveID(.ioasAllowIOVAs, fileID: fileID, line: line), ranges: pointer, fileID: fileID, line: line)
         }
     }
 
@@ -52,7 +52,7 @@ extension IOAS {
     /// The corresponding ioctl is `IOMMU_OPTION` with `IOMMU_OPTION_HUGE_PAGES`.
     public func hugePagesEnabled(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
         try IOMMUFDIOCTL.option(system, fileDescriptor, option: IOMMU_OPTION_HUGE_PAGES, op: IOMMU_OPTION_OP_GET,
-                                object: id.rawValue, value: 0, fileID: fileID, line: line) != 0
+                                object: try liveID(.option, fileID: fileID, line: line), value: 0, fileID: fileID, line: line) != 0
     }
 
     /// Allows or forbids large IOPTEs for this IOAS.
@@ -60,6 +60,6 @@ extension IOAS {
     /// - Throws: `EADDRINUSE` when forbidding while a mapping is not page-aligned,
     ///   `EINVAL` when forbidding while a domain already holds mappings.
     public func setHugePages(_ enabled: Bool, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        try iommufd.setOption(IOMMU_OPTION_HUGE_PAGES, objectID: id.rawValue, value: enabled ? 1 : 0, fileID: fileID, line: line)
+        try iommufd.setOption(IOMMU_OPTION_HUGE_PAGES, objectID: try liveID(.option, fileID: fileID, line: line), value: enabled ? 1 : 0, fileID: fileID, line: line)
     }
 }

@@ -1,4 +1,5 @@
 import CIOMMUFD
+import SystemPackage
 import Logging
 import Synchronization
 
@@ -35,11 +36,38 @@ public final class IOAS: Sendable {
     }
 
     /// Destroys the IOAS now and reports a failure (the deinitializer would only log it).
+    /// Afterwards every call through this handle throws `ENOENT` without reaching the
+    /// kernel: the kernel hands the id to the next object it allocates, so a stale handle
+    /// must never issue it again.
     ///
-    /// - Throws: `EBUSY` while a device or HWPT still uses it.
+    /// - Throws: `EBUSY` while a device or HWPT still uses it (the handle stays usable);
+    ///   `ENOENT` when this handle was destroyed already.
     public func destroy(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        try iommufd.destroy(id, fileID: fileID, line: line)
-        destroyed.store(true, ordering: .releasing)
+        // Claim the destruction first, so two threads cannot both issue IOMMU_DESTROY (the
+        // second could hit an object that reused the id).
+        guard destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            throw staleHandle(.destroy, fileID: fileID, line: line)
+        }
+        do {
+            try iommufd.destroy(id, fileID: fileID, line: line)
+        } catch {
+            destroyed.store(false, ordering: .releasing)
+            throw error
+        }
+    }
+
+    /// The kernel id for a call through this handle, or `ENOENT` (without a system call)
+    /// once the handle was destroyed.
+    @inline(__always)
+    package func liveID(_ operation: IOMMUOperation, fileID: String, line: Int) throws(IOMMUError) -> UInt32 {
+        guard !destroyed.load(ordering: .acquiring) else { throw staleHandle(operation, fileID: fileID, line: line) }
+        return id.rawValue
+    }
+
+    private func staleHandle(_ operation: IOMMUOperation, fileID: String, line: Int) -> IOMMUError {
+        var context = IOMMUErrorContext(objectID: id.rawValue)
+        context.handleWasDestroyed = true
+        return IOMMUError(operation, .noSuchFileOrDirectory, context, fileID: fileID, line: line)
     }
 }
 

@@ -20,7 +20,7 @@ extension IOAS {
     /// with `IOMMU_TEST_OP_MOCK_DOMAIN`.
     @_spi(Selftest)
     public func selftestAttachMockDomain(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> SelftestMockDevice {
-        let answer = try SelftestIOCTL.mockDomain(system, fileDescriptor, pageTable: id.rawValue, fileID: fileID, line: line)
+        let answer = try SelftestIOCTL.mockDomain(system, fileDescriptor, pageTable: try liveID(.testCommand, fileID: fileID, line: line), fileID: fileID, line: line)
         return SelftestMockDevice(
             selftestID: SelftestID(rawValue: answer.selftestID),
             hwptID: HWPTID(rawValue: answer.hwptID),
@@ -31,7 +31,7 @@ extension IOAS {
     /// The corresponding ioctl is `IOMMU_TEST_CMD` with `IOMMU_TEST_OP_ADD_RESERVED`.
     @_spi(Selftest)
     public func selftestAddReserved(start: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
-        try SelftestIOCTL.addReserved(system, fileDescriptor, ioas: id.rawValue, start: start.rawValue, length: length,
+        try SelftestIOCTL.addReserved(system, fileDescriptor, ioas: try liveID(.testCommand, fileID: fileID, line: line), start: start.rawValue, length: length,
                                       fileID: fileID, line: line)
     }
 }

@@ -136,7 +136,7 @@ public final class VFIODevice {
     /// without a window where DMA is blocked.
     @discardableResult
     public func attach(to ioas: IOAS, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
-        let hwpt = try attach(pageTable: ioas.id.rawValue, fileID: fileID, line: line)
+        let hwpt = try attach(pageTable: try ioas.liveID(.vfioDeviceAttachIOMMUFDPT, fileID: fileID, line: line), fileID: fileID, line: line)
         attachedIOAS = ioas
         return hwpt
     }

@@ -13,6 +13,10 @@ extension IOMMUError {
     /// in `include/uapi/linux/iommufd.h` and `Documentation/userspace-api/iommufd.rst`.
     public var explanation: IOMMUErrorExplanation? {
         switch (operation, errno) {
+        case (_, .noSuchFileOrDirectory) where context.handleWasDestroyed:
+            return .init(
+                meaning: "the object was already destroyed through this handle; the call was not issued, because the kernel reuses the lowest free id and \(context.objectID.map { "id \($0)" } ?? "its id") may now name another object.",
+                fix: "keep using a handle only until it is destroyed; allocate a new object instead.")
         case (.open, .noSuchFileOrDirectory) where context.path == "/dev/iommu":
             return .init(
                 meaning: "/dev/iommu does not exist: this kernel was built without CONFIG_IOMMUFD (Debian's default) or the iommufd module is not loaded.",

@@ -64,6 +64,9 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     /// How many entries the kernel said it has when the caller's array was too small
     /// (`EMSGSIZE` from `IOMMU_IOAS_IOVA_RANGES`, `ENOSPC` from the VFIO info calls).
     public var reportedCount: UInt32?
+    /// The call was refused before it reached the kernel because the handle it was made
+    /// through had been destroyed (its id may already belong to a newer object).
+    public var handleWasDestroyed = false
 
     public init(
         objectID: UInt32? = nil, otherObjectID: UInt32? = nil, iova: UInt64? = nil, length: UInt64? = nil,
@@ -89,6 +92,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         if let length { parts.append("length=0x\(String(length, radix: 16))") }
         if let reportedLength { parts.append("reported=0x\(String(reportedLength, radix: 16))") }
         if let reportedCount { parts.append("reported-count=\(reportedCount)") }
+        if handleWasDestroyed { parts.append("destroyed-handle") }
         if let memlockLimit { parts.append("memlock=\(memlockLimit)") }
         return parts.joined(separator: " ")
     }
