@@ -35,14 +35,16 @@ public final class DMAMemoryManager: @unchecked Sendable {
     let state: LockedState<State>
 
     /// A manager over `addressSpace`; `dmaMask` limits IOVAs for devices that cannot
-    /// address 64 bits (`0xffff_ffff` for a 32-bit device).
+    /// address 64 bits (`0xffff_ffff` for a 32-bit device). Memory comes from the system
+    /// the address space talks to (``DMAAddressSpace/system``), so a manager over a mock
+    /// IOAS never maps real memory.
     ///
     /// - Throws: the kernel's error reading the IOVA ranges.
-    public init(addressSpace: DMAAddressSpace, dmaMask: UInt64 = .max, system: any SystemInterface = LinuxSystem()) throws(DMAMemoryError) {
+    public init(addressSpace: DMAAddressSpace, dmaMask: UInt64 = .max) throws(DMAMemoryError) {
         let ranges: IOVARanges
         do { ranges = try addressSpace.iovaRanges() } catch { throw .kernel(error) }
         self.addressSpace = addressSpace
-        self.system = system
+        self.system = addressSpace.system
         state = LockedState(State(allocator: IOVAAllocator(ranges: ranges, dmaMask: dmaMask)))
     }
 

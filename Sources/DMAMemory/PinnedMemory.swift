@@ -42,7 +42,7 @@ public struct PinnedMemory: ~Copyable {
     ///   first error that no other store can help with.
     public init(
         length: Int, backing: BackingPolicy, placement: NUMAPlacement = .anyNode,
-        system: any SystemInterface = LinuxSystem(), progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+        system: any SystemInterface, progress: ((_ done: Int, _ total: Int) -> Void)? = nil
     ) throws(DMAMemoryError) {
         precondition(length > 0, "a region has at least one byte")
         var fallbacks: [BackingFallback] = []

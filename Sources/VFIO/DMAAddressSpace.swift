@@ -10,6 +10,15 @@ public enum DMAAddressSpace {
     case iommufd(IOAS)
     case type1(VFIOContainer)
 
+    /// The system the space talks to: memory for it must come from the same one (a mock
+    /// IOAS needs mock memory), so managers and pools take it from here, never from a default.
+    public var system: any SystemInterface {
+        switch self {
+        case .iommufd(let ioas): ioas.iommufd.system
+        case .type1(let container): container.system
+        }
+    }
+
     /// Which VFIO path the space belongs to.
     public var path: VFIODevice.Path {
         switch self {

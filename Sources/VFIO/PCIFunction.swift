@@ -72,7 +72,8 @@ public struct PCIFunction: Sendable, Hashable {
 
     /// The other functions of its IOMMU group, with their drivers, and whether the group
     /// is viable: every member on vfio-pci, pci-stub, pcieport or no driver.
-    public func groupMembers(system: any SystemInterface = LinuxSystem()) -> (members: [PCIFunction], viable: Bool) {
+    /// `system` is the one the function was read through.
+    public func groupMembers(system: any SystemInterface) -> (members: [PCIFunction], viable: Bool) {
         guard let iommuGroup, let names = try? system.listDirectory("/sys/kernel/iommu_groups/\(iommuGroup)/devices") else {
             return ([self], true)
         }
@@ -90,7 +91,8 @@ public struct PCIFunction: Sendable, Hashable {
     }
 
     /// The functions that block the group: members on a host driver.
-    public func groupBlockers(system: any SystemInterface = LinuxSystem()) -> [PCIFunction] {
+    /// `system` is the one the function was read through.
+    public func groupBlockers(system: any SystemInterface) -> [PCIFunction] {
         groupMembers(system: system).members.filter(\.blocksGroup)
     }
 }

@@ -165,7 +165,7 @@ struct DMABufferPoolTests {
         let kernel = memoryMachine()
         let iommufd = try IOMMUFD(system: kernel)
         let ioas = try iommufd.allocateIOAS()
-        let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas), system: kernel)
+        let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas))
         let pool = try DMABufferPool(manager: manager, bufferSize: 64, count: 1024, backing: .exactly(.memfd))
         let ledger = OwnershipLedger(count: 1024)
         await withTaskGroup(of: Void.self) { group in
@@ -218,7 +218,7 @@ func putForeignAddress(bytesPastEnd: Int?) {
     do {
         let kernel = memoryMachine()
         let iommufd = try IOMMUFD(system: kernel)
-        let manager = try DMAMemoryManager(addressSpace: .iommufd(try iommufd.allocateIOAS()), system: kernel)
+        let manager = try DMAMemoryManager(addressSpace: .iommufd(try iommufd.allocateIOAS()))
         let pool = try DMABufferPool(manager: manager, bufferSize: 64, count: 8, backing: .exactly(.memfd))
         var cache = pool.makeCache(size: 4)
         let burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 4)

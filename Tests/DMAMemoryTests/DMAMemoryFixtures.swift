@@ -27,7 +27,7 @@ func withManager(_ kernel: MockKernel, dmaMask: UInt64 = .max, _ body: (DMAMemor
         let iommufd = try IOMMUFD(system: kernel)
         let ioas = try iommufd.allocateIOAS()
         let device = try ioas.selftestAttachMockDomain()
-        let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas), dmaMask: dmaMask, system: kernel)
+        let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas), dmaMask: dmaMask)
         try body(manager, ioas)
         _ = device
     }
@@ -38,4 +38,22 @@ func withManager(_ kernel: MockKernel, dmaMask: UInt64 = .max, _ body: (DMAMemor
 final class FallbackLog: @unchecked Sendable {
     private(set) var entries: [BackingFallback] = []
     func record(_ fallback: BackingFallback) { entries.append(fallback) }
+}
+
+/// No silent real kernel: memory for a manager comes from the system its address space
+/// talks to, never from a default `LinuxSystem`.
+@Suite("DMA memory takes its system from the address space")
+struct DMAMemorySystemTests {
+    @Test("a manager over a mock IOAS makes its memory in the mock (memfd_create, mmap and the map all in its trace)")
+    func managerUsesTheAddressSpacesSystem() throws {
+        let kernel = memoryMachine()
+        try withManager(kernel) { manager, _ in
+            kernel.clearTrace()
+            let region = try manager.makeRegion(length: 64 << 10, backing: .exactly(.memfd))
+            let names = kernel.trace.map(\.name)
+            #expect(names.contains("memfd_create") && names.contains("mmap") && names.contains(IOMMUOperation.ioasMapFile.name), "\(names)")
+            #expect(kernel.leaks.isEmpty == false, "the region lives in the mock while it exists")
+            _ = consume region
+        }
+    }
 }

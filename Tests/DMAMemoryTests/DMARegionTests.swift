@@ -41,7 +41,7 @@ struct DMARegionTests {
             let iommufd = try IOMMUFD(system: kernel)
             let ioas = try iommufd.allocateIOAS()
             let device = try ioas.selftestAttachMockDomain()
-            let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas), system: kernel)
+            let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas))
             do {
                 let region = try manager.makeRegion(length: Int(oneGiB), backing: .exactly(.hugetlbMemfd(.huge1GiB)), placement: .node(1, strict: true))
                 #expect(region.mappedByFile && region.iova.rawValue % oneGiB == 0)

@@ -41,7 +41,7 @@ struct PoolBench: ParsableCommand {
         let kernel = MockKernel()
         let iommufd = try IOMMUFD(system: kernel)
         let ioas = try iommufd.allocateIOAS()
-        let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas), system: kernel)
+        let manager = try DMAMemoryManager(addressSpace: .iommufd(ioas))
         let pool = try DMABufferPool(manager: manager, bufferSize: Self.bufferSize, count: Self.count, backing: .exactly(.memfd))
         let cpu = ciommufd_bench_pin_to_current_cpu()
 
