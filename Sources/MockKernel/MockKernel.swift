@@ -18,6 +18,8 @@ public import SystemPackage
 /// call fail before it has any effect; ``leaks`` reports what is still held.
 public final class MockKernel: SystemInterface, Sendable {
     let state: LockedState<KernelState>
+    /// What mock devices do on register accesses (see ``onRegisterWrite(_:bar:offsets:_:)``).
+    let registerHandlers = LockedState(RegisterHandlers())
 
     public init(configuration: Configuration = Configuration()) {
         state = LockedState(KernelState(configuration: configuration))

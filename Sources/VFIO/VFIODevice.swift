@@ -191,7 +191,9 @@ public final class VFIODevice {
         }
     }
 
-    /// Maps a region (a BAR with the mmap flag) into this process.
+    /// Maps a region (a BAR with the mmap flag) into this process. The region's
+    /// accessors are little-endian; on a model of the system (MockKernel) they also
+    /// report to the model's ``MMIOObserver``, asked for here, once.
     public func map(_ region: VFIORegion, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> MMIORegion {
         guard region.isMappable, region.size > 0 else {
             throw IOMMUError(.mmap, .invalidArgument, IOMMUErrorContext(objectID: region.index, length: region.size, path: path), fileID: fileID, line: line)
@@ -199,7 +201,8 @@ public final class VFIODevice {
         do {
             let base = try system.mmap(address: nil, length: Int(region.size), protection: PROT_READ | PROT_WRITE,
                                        flags: MAP_SHARED, fd: fileDescriptor, offset: Int64(region.offset))
-            return MMIORegion(base: base, length: Int(region.size), system: system)
+            let observer = system.mmioObserver(fd: fileDescriptor, offset: Int64(region.offset))
+            return MMIORegion(base: base, length: Int(region.size), observer: observer, system: system)
         } catch {
             throw IOMMUError(.mmap, error, IOMMUErrorContext(objectID: region.index, length: region.size, path: path), fileID: fileID, line: line)
         }

@@ -77,10 +77,12 @@ struct EduDevice: ~Copyable {
         registers.write64(source, at: Register.dmaSource)
         registers.write64(destination, at: Register.dmaDestination)
         registers.write64(count, at: Register.dmaCount)
-        registers.write64(command, at: Register.dmaCommand)
-        // edu completes a DMA from a timer (100 ms of virtual time); poll the start bit.
+        // The command is the doorbell: host memory written before it must reach edu first.
+        registers.writeDoorbell64(command, at: Register.dmaCommand)
+        // edu completes a DMA from a timer (100 ms of virtual time); poll the start bit,
+        // with a read barrier after each poll so the buffer is read only after "done".
         let deadline = Date().addingTimeInterval(10)
-        while registers.read64(at: Register.dmaCommand) & DMACommand.start != 0 {
+        while registers.readCompletion64(at: Register.dmaCommand) & DMACommand.start != 0 {
             if Date() > deadline { throw DMAError.timedOut }
             usleep(1000)
         }

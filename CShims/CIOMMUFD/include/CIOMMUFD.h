@@ -19,5 +19,6 @@
 #include "ciommufd_iommufd_test.h"
 #include "ciommufd_syscalls.h"
 #include "ciommufd_mmio.h"
+#include "ciommufd_barrier.h"
 
 #endif

@@ -30,6 +30,11 @@ public protocol SystemInterface: Sendable {
     func mmap(address: UnsafeMutableRawPointer?, length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer
     /// The corresponding call is `munmap(2)`.
     func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno)
+    /// Who must be told of register accesses through a device region just mapped
+    /// from `fd` at `offset` (a VFIO region offset), or `nil` when the mapping is
+    /// the device itself. Asked once per mapping, never per access. ``LinuxSystem``
+    /// answers `nil` (the default); a model that plays the device answers an observer.
+    func mmioObserver(fd: Int32, offset: Int64) -> MMIOObserver?
     /// Advises the kernel about a range: `MADV_POPULATE_WRITE` faults every page in
     /// writable (and fails with `ENOMEM` when memory or hugepages run out),
     /// `MADV_HUGEPAGE` asks for transparent huge pages. The corresponding call is `madvise(2)`.
