@@ -11,10 +11,13 @@ import SystemPackage
 public final class VFIOPCIDevice {
     /// The device (regions, BARs, config space, interrupts, reset).
     public let device: VFIODevice
-    /// Where its DMA addresses are translated.
-    public let addressSpace: DMAAddressSpace
+    /// The context the device belongs to, shared with the other devices claimed into it.
+    public let context: DMAContext
     /// The PCI function.
     public let address: PCIAddress
+
+    /// Where its DMA addresses are translated (its context's address space).
+    public var addressSpace: DMAAddressSpace { context.addressSpace }
 
     /// Which path a device is opened through.
     public enum PathChoice: Sendable, Hashable {
@@ -27,31 +30,26 @@ public final class VFIOPCIDevice {
     /// The environment variable that forces the legacy path.
     public static let forceLegacyVariable = "IOMMUFD_FORCE_LEGACY"
 
-    /// Claims `address` (bound to vfio-pci) and gives it a fresh, empty address space.
+    /// Claims `address` (bound to vfio-pci) and gives it a fresh, empty address space of its
+    /// own (a new ``DMAContext``). To share one address space, make a ``DMAContext`` and
+    /// ``DMAContext/claim(_:virtualFunctionToken:)`` each device into it.
     ///
     /// - Throws: the first failing step's error (open, bind, attach, group viability,
     ///   container setup); whatever was opened before it is closed again.
-    public init(
+    public convenience init(
         _ address: PCIAddress, path choice: PathChoice = .automatic, virtualFunctionToken: VFToken? = nil,
         iommuPath: String = "/dev/iommu", system: any SystemInterface = LinuxSystem(),
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(IOMMUError) {
+        let context = try DMAContext(path: choice, iommuPath: iommuPath, system: system, environment: environment)
+        try self.init(address, in: context, virtualFunctionToken: virtualFunctionToken)
+    }
+
+    /// Claims `address` into `context` (see ``DMAContext/claim(_:virtualFunctionToken:)``).
+    init(_ address: PCIAddress, in context: DMAContext, virtualFunctionToken: VFToken?) throws(IOMMUError) {
         self.address = address
-        switch Self.resolve(choice, iommuPath: iommuPath, system: system, environment: environment) {
-        case .iommufdCdev:
-            let iommufd = try IOMMUFD(path: iommuPath, system: system)
-            let ioas = try iommufd.allocateIOAS()
-            let device = try VFIODevice(address, system: system)
-            try device.bind(to: iommufd, virtualFunctionToken: virtualFunctionToken)
-            try device.attach(to: ioas)
-            self.device = device
-            self.addressSpace = .iommufd(ioas)
-        case .legacyGroup:
-            let container = try VFIOContainer(system: system)
-            let group = try VFIOGroup(number: VFIOGroup.number(of: address, system: system), container: container)
-            self.device = try VFIODevice(address, group: group, virtualFunctionToken: virtualFunctionToken)
-            self.addressSpace = .type1(container)
-        }
+        self.context = context
+        self.device = try context.openDevice(address, virtualFunctionToken: virtualFunctionToken)
     }
 
     /// The path `choice` leads to on this machine.

@@ -1,0 +1,74 @@
+import Foundation
+public import IOMMUFD
+
+/// One IOMMU context that several devices join, so that they share one address space
+/// (libvfn's `iommu_ctx`): one iommufd with one IOAS, or one legacy type1 container with
+/// the groups of its devices. A buffer mapped once is then reachable by every device of
+/// the context at the same IOVA, as a NIC and an NVMe controller sharing a buffer pool need.
+///
+/// ``VFIOPCIDevice/init(_:path:virtualFunctionToken:iommuPath:system:environment:)``
+/// keeps making one context per device; ``claim(_:virtualFunctionToken:)`` adds devices to
+/// this one. The context lives as long as any of its devices.
+public final class DMAContext {
+    /// Where the devices' DMA addresses are translated.
+    public let addressSpace: DMAAddressSpace
+    /// The system the context talks to.
+    public let system: any SystemInterface
+    /// The legacy path's open groups, by number: a group opens once, so two devices of one
+    /// group share it.
+    private var groups: [Int: VFIOGroup] = [:]
+    private let groupsLock = NSLock()
+
+    /// Opens a context on the path `choice` leads to (see ``VFIOPCIDevice/resolve(_:iommuPath:system:environment:)``):
+    /// `/dev/iommu` and a fresh IOAS, or the legacy container.
+    ///
+    /// - Throws: the failing open or allocation; nothing is left open.
+    public init(
+        path choice: VFIOPCIDevice.PathChoice = .automatic, iommuPath: String = "/dev/iommu", system: any SystemInterface,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(IOMMUError) {
+        self.system = system
+        switch VFIOPCIDevice.resolve(choice, iommuPath: iommuPath, system: system, environment: environment) {
+        case .iommufdCdev:
+            let iommufd = try IOMMUFD(path: iommuPath, system: system)
+            addressSpace = .iommufd(try iommufd.allocateIOAS())
+        case .legacyGroup:
+            addressSpace = .type1(try VFIOContainer(system: system))
+        }
+    }
+
+    /// Which VFIO path the context's devices use.
+    public var path: VFIODevice.Path { addressSpace.path }
+
+    /// Claims `address` (bound to vfio-pci) into this context: on iommufd its cdev is bound
+    /// to the context's iommufd and attached to its IOAS; on the legacy path its group joins
+    /// the context's container (once per group).
+    ///
+    /// - Throws: the first failing step's error; what it opened is closed again.
+    public func claim(_ address: PCIAddress, virtualFunctionToken: VFToken? = nil) throws(IOMMUError) -> VFIOPCIDevice {
+        try VFIOPCIDevice(address, in: self, virtualFunctionToken: virtualFunctionToken)
+    }
+
+    /// Opens `address`'s device on this context's path.
+    func openDevice(_ address: PCIAddress, virtualFunctionToken: VFToken?) throws(IOMMUError) -> VFIODevice {
+        switch addressSpace {
+        case .iommufd(let ioas):
+            let device = try VFIODevice(address, system: system)
+            try device.bind(to: ioas.iommufd, virtualFunctionToken: virtualFunctionToken)
+            try device.attach(to: ioas)
+            return device
+        case .type1(let container):
+            let number = try VFIOGroup.number(of: address, system: system)
+            groupsLock.lock()
+            defer { groupsLock.unlock() }
+            let group: VFIOGroup
+            if let open = groups[number] {
+                group = open
+            } else {
+                group = try VFIOGroup(number: number, container: container)
+                groups[number] = group
+            }
+            return try VFIODevice(address, group: group, virtualFunctionToken: virtualFunctionToken)
+        }
+    }
+}
