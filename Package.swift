@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "IOMMUFD", targets: ["IOMMUFD"]),
+        .library(name: "IOMMUFDSystem", targets: ["IOMMUFDSystem"]),
         .library(name: "MockKernel", targets: ["MockKernel"]),
         .library(name: "VFIO", targets: ["VFIO"]),
         .library(name: "DMAMemory", targets: ["DMAMemory"]),
@@ -28,10 +29,19 @@ let package = Package(
             path: "CShims/CIOMMUFD",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // The seam: SystemInterface, LinuxSystem (the only code that calls the kernel),
+        // LockedState, resource limits, the MMIO observer, and the uAPI vocabulary every
+        // layer shares (the ioctl descriptor table, IOVA). MockKernel depends on this, not
+        // on the typed layer it is used to test.
+        .target(
+            name: "IOMMUFDSystem",
+            dependencies: ["CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "IOMMUFD",
             dependencies: [
-                "CIOMMUFD", "CLibNUMA",
+                "CIOMMUFD", "IOMMUFDSystem",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -47,11 +57,6 @@ let package = Package(
             path: "CShims/CLibPCI",
             pkgConfig: "libpci",
             providers: [.apt(["libpci-dev"])]
-        ),
-        .systemLibrary(
-            name: "CLibNUMA",
-            path: "CShims/CLibNUMA",
-            providers: [.apt(["libnuma-dev"])]
         ),
         .target(
             name: "PCIDatabase",
@@ -70,7 +75,7 @@ let package = Package(
         ),
         .target(
             name: "MockKernel",
-            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFDSystem", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
         .executableTarget(

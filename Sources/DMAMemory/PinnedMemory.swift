@@ -150,7 +150,7 @@ public struct PinnedMemory: ~Copyable {
     /// nothing is left on the mount when the process dies.
     static func openUnlinkedFile(in directory: String, system: any SystemInterface) throws(DMAMemoryError) -> Int32 {
         for attempt in 0..<16 {
-            let path = "\(directory)/swift-iommufd-\(getpid())-\(HugetlbfsFileNames.counter.next())-\(attempt)"
+            let path = "\(directory)/swift-iommufd-\(system.processID())-\(HugetlbfsFileNames.counter.next())-\(attempt)"
             do {
                 let fd = try system.open(path, flags: O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600)
                 do { try system.removeFile(path) } catch {

@@ -17,6 +17,8 @@ extension MockKernel {
         public var iommuDevice: DeviceNode = .present
         /// `RLIMIT_MEMLOCK` in bytes; `nil` is unlimited.
         public var memlockLimit: UInt64? = 64 * 1024 * 1024
+        /// What `getpid` answers.
+        public var processID: Int32 = 4242
         /// The hard `RLIMIT_MEMLOCK` in bytes; `nil` is unlimited.
         public var memlockMaximum: UInt64? = 64 * 1024 * 1024
         /// Whether the process holds `CAP_IPC_LOCK` (then pins are not charged).

@@ -1,4 +1,4 @@
-import IOMMUFD
+import IOMMUFDSystem
 
 extension KernelState {
     /// The trace (and fault-injection) name of an ioctl: the kernel's name of the command

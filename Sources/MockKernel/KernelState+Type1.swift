@@ -1,4 +1,4 @@
-import IOMMUFD
+import IOMMUFDSystem
 import CIOMMUFD
 import SystemPackage
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import IOMMUFD
+import IOMMUFDSystem
 import SystemPackage
 
 extension MockKernel {

@@ -1,4 +1,4 @@
-import IOMMUFD
+import IOMMUFDSystem
 public import SystemPackage
 import CIOMMUFD
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import IOMMUFD
+import IOMMUFDSystem
 import CIOMMUFD
 
 // The device side of a mock PCI function: what a test plays as the hardware.
@@ -51,7 +51,8 @@ extension MockKernel {
     /// an eventfd was signalled.
     @discardableResult
     public func raiseInterrupt(_ address: String, vector: Int = 0) -> Bool {
-        state.withLock { state in
+        defer { state.broadcast() }  // wake a thread waiting on the eventfd
+        return state.withLock { state in
             guard let index = state.configuration.pciDevices.firstIndex(where: { $0.address == address }),
                   let runtime = state.vfio.devices[index], let kind = runtime.interruptKind,
                   runtime.triggers.indices.contains(vector), runtime.triggers[vector] >= 0 else { return false }

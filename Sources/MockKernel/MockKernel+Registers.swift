@@ -1,4 +1,4 @@
-public import IOMMUFD
+public import IOMMUFDSystem
 
 // The device side of BAR accesses: a mock function's BARs are ordinary memory, so a
 // store through a mapping changes them but tells the function nothing. Mappings made

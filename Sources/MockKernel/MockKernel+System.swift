@@ -1,4 +1,4 @@
-public import IOMMUFD
+public import IOMMUFDSystem
 public import SystemPackage
 import CIOMMUFD
 #if canImport(Glibc)
@@ -75,7 +75,8 @@ extension MockKernel {
     }
 
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        try state.withLock { (state) throws(Errno) -> Int32 in
+        defer { state.broadcast() }  // VFIO_DEVICE_SET_IRQS with DATA_BOOL can signal an eventfd
+        return try state.withLock { (state) throws(Errno) -> Int32 in
             let name = state.ioctlName(request, on: state.descriptors[fd])
             return try state.run(name) { (state) throws(Errno) -> Int32 in
                 switch state.descriptors[fd] {
@@ -123,7 +124,8 @@ extension MockKernel {
     }
 
     public func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
-        try state.withLock { (state) throws(Errno) -> Int in
+        defer { state.broadcast() }  // an eventfd may have become readable
+        return try state.withLock { (state) throws(Errno) -> Int in
             try state.run("write") { (state) throws(Errno) -> Int in
                 switch state.descriptors[fd] {
                 case .eventCounter(let value)?:
@@ -326,6 +328,40 @@ extension MockKernel {
             }
         }
     }
+
+    /// `poll(2)` for `POLLIN`: an eventfd is readable while its counter is non-zero, a
+    /// regular file always; an fd the model does not know is `EBADF` (the kernel's
+    /// `POLLNVAL`, which ``LinuxSystem`` reports the same way). The wait really blocks, until
+    /// an interrupt, a write or an ioctl makes a counter non-zero, or the timeout passes.
+    public func waitReadable(_ fds: [Int32], timeoutNanoseconds: UInt64?) throws(Errno) -> [Int] {
+        try state.withLock { (state) throws(Errno) in
+            try state.run("poll") { (state) throws(Errno) in
+                for fd in fds {
+                    switch state.descriptors[fd] {
+                    case .eventCounter?, .regularFile?: break
+                    case nil: throw .badFileDescriptor
+                    default: throw .invalidArgument  // not modelled for other kinds: refuse loudly
+                    }
+                }
+            }
+        }
+        return state.wait(timeoutNanoseconds: timeoutNanoseconds) { state -> [Int]? in
+            let ready = fds.indices.filter { index in
+                switch state.descriptors[fds[index]] {
+                case .eventCounter(let value)?: value > 0
+                case .regularFile?: true
+                default: true  // closed meanwhile: poll reports it (POLLNVAL) rather than sleeping on
+                }
+            }
+            return ready.isEmpty ? nil : ready
+        } ?? []
+    }
+
+    public func processID() -> Int32 { state.withLock { $0.configuration.processID } }
+
+    public func monotonicNanoseconds() -> UInt64 { LinuxSystem().monotonicNanoseconds() }
+
+    public func sleep(nanoseconds: UInt64) { LinuxSystem().sleep(nanoseconds: nanoseconds) }
 
     public func readFile(_ path: String) throws(Errno) -> [UInt8] {
         try state.withLock { (state) throws(Errno) -> [UInt8] in

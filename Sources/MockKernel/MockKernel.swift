@@ -1,4 +1,4 @@
-public import IOMMUFD
+public import IOMMUFDSystem
 public import SystemPackage
 
 /// A model of the Linux kernel's iommufd (and the process memory around it) that

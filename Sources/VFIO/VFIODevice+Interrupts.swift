@@ -1,3 +1,4 @@
+import Foundation
 import CIOMMUFD
 public import IOMMUFD
 import SystemPackage
@@ -41,7 +42,7 @@ public struct VFIOInterruptInfo: Sendable, Hashable {
 /// arrived since it was last read. The descriptors are non-blocking and close-on-exec,
 /// and are closed when the value goes away; disable the interrupts on the device first
 /// (``VFIODevice/disableInterrupts(_:)``), as ``VFIODevice`` does when it closes.
-public final class InterruptVectors {
+public final class InterruptVectors: Sendable {
     /// The kind the vectors belong to.
     public let kind: PCIInterruptKind
     /// One eventfd per vector, in vector order.
@@ -73,21 +74,43 @@ public final class InterruptVectors {
         }
     }
 
-    /// Waits up to `timeout` seconds for an interrupt on `vector`; returns how many
-    /// arrived, or 0 on timeout.
-    public func wait(vector: Int = 0, timeout: Double) throws(IOMMUError) -> UInt64 {
-        let deadline = monotonicSeconds() + timeout
+    /// Waits up to `timeout` seconds for an interrupt on `vector` (`nil`: until one comes),
+    /// blocking in `poll(2)` on its eventfd rather than spinning; returns how many arrived,
+    /// or 0 on timeout.
+    public func wait(vector: Int = 0, timeout: Double?) throws(IOMMUError) -> UInt64 {
+        let fd = eventFileDescriptors[vector]
+        let nanoseconds = timeout.map { UInt64(max(0, $0) * 1e9) }
+        let deadline = nanoseconds.map { system.monotonicNanoseconds() &+ $0 }
         while true {
             let pending = try takePending(vector: vector)
-            if pending > 0 || monotonicSeconds() >= deadline { return pending }
-            usleep(200)
+            if pending > 0 { return pending }
+            var left: UInt64?
+            if let deadline {
+                let now = system.monotonicNanoseconds()
+                guard now < deadline else { return 0 }
+                left = deadline - now
+            }
+            // Readable means the counter is non-zero; another reader may still take it first,
+            // hence the loop.
+            let ready: [Int]
+            do throws(Errno) { ready = try system.waitReadable([fd], timeoutNanoseconds: left) } catch {
+                throw IOMMUError(.read, error, IOMMUErrorContext(objectID: UInt32(vector), fileDescriptor: fd))
+            }
+            if ready.isEmpty { return try takePending(vector: vector) }
         }
     }
 
-    private func monotonicSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    /// Suspends until an interrupt arrives on `vector` and returns how many arrived: the
+    /// async form of ``wait(vector:timeout:)``. The blocking wait runs on a thread of its own,
+    /// so no task of the cooperative pool is held.
+    public func next(vector: Int = 0) async throws(IOMMUError) -> UInt64 {
+        let outcome: Result<UInt64, IOMMUError> = await withCheckedContinuation { continuation in
+            let thread = Thread { [self] in
+                continuation.resume(returning: Result { () throws(IOMMUError) in try wait(vector: vector, timeout: nil) })
+            }
+            thread.start()
+        }
+        return try outcome.get()
     }
 }
 

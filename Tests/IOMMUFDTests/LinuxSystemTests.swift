@@ -73,19 +73,43 @@ struct LinuxSystemTests {
         }
     }
 
-    @Test("exactly one Swift source file makes the real system calls")
+    /// Calls that reach the kernel, or libc wrappers of them, outside the seam.
+    static let systemCallPattern = #"ciommufd_(ioctl|open|close|mmap|munmap|memfd_create|eventfd|mbind|query_page_nodes)\(|Glibc\.(read|write|pread|pwrite|ftruncate|readlink|madvise|poll|getpid)\(|\b(opendir|usleep|nanosleep|clock_gettime|getpid|sched_yield|stat|lstat|fstat|poll|epoll_wait|sysconf)\("#
+
+    /// The files besides `LinuxSystem.swift` that may call the kernel directly, and why.
+    static let allowed: [String: String] = [
+        "Sources/IOMMUFDSystem/LockedState.swift":
+            "the seam's own lock: a pthread mutex and condition variable whose deadline is read from CLOCK_MONOTONIC",
+        "Sources/DMAMemory/SharedFreeStack.swift":
+            "sched_yield in the pool's spin-lock back-off: a hot path, not a kernel service the model could answer",
+        "Sources/PCIDatabase/LibPCI.swift":
+            "stat of the sysfs root handed to libpci, which reads the real filesystem itself (real systems only)",
+        "tools/iommufd-bench/CBenchBaseline":
+            "the C baseline issues the ioctl directly: that is what it measures",
+    ]
+
+    @Test("only LinuxSystem calls the kernel: every target is scanned, with an explicit allow-list")
     func oneFileCallsTheKernel() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let sources = root.appendingPathComponent("Sources")
-        let enumerator = FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)!
+        let pattern = try NSRegularExpression(pattern: Self.systemCallPattern)
         var callers: [String] = []
-        let pattern = try NSRegularExpression(pattern: #"ciommufd_(ioctl|open|close|mmap|munmap|memfd_create|eventfd)\(|Glibc\.(read|write|pread|pwrite|ftruncate|readlink|madvise)\(|clibnuma_(mbind|query_pages)\(|\bopendir\("#)
-        for case let file as URL in enumerator where file.pathExtension == "swift" {
-            let text = try String(contentsOf: file, encoding: .utf8)
-            if pattern.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil {
-                callers.append(file.lastPathComponent)
+        for top in ["Sources", "hw-tests", "tools"] {
+            let enumerator = try #require(FileManager.default.enumerator(at: root.appendingPathComponent(top), includingPropertiesForKeys: nil))
+            for case let file as URL in enumerator where file.pathExtension == "swift" {
+                let relative = String(file.path.dropFirst(root.path.count + 1))
+                let text = try String(contentsOf: file, encoding: .utf8)
+                let code = text.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("//") }.joined(separator: "\n")
+                if pattern.firstMatch(in: code, range: NSRange(code.startIndex..., in: code)) != nil {
+                    callers.append(relative)
+                }
             }
         }
-        #expect(callers == ["LinuxSystem.swift"])
+        let unexpected = callers.filter { caller in
+            caller != "Sources/IOMMUFDSystem/LinuxSystem.swift" && !Self.allowed.keys.contains { caller.hasPrefix($0) }
+        }
+        #expect(unexpected.isEmpty, "system calls outside the seam: \(unexpected)")
+        #expect(callers.contains("Sources/IOMMUFDSystem/LinuxSystem.swift"), "the scan must see the seam itself")
+        let unused = Self.allowed.keys.filter { key in !key.hasPrefix("tools/iommufd-bench/CBench") && !callers.contains { $0.hasPrefix(key) } }
+        #expect(unused.isEmpty, "allow-list entries that no longer call the kernel: \(unused)")
     }
 }

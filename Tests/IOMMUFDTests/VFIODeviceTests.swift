@@ -1,3 +1,4 @@
+import Foundation
 import CIOMMUFD
 import IOMMUFD
 import MockKernel
@@ -321,5 +322,69 @@ struct LegacyType1Tests {
             #expect(errnoOf { try cdev.info() } == .invalidArgument)
             #expect(errnoOf { try cdev.readConfiguration(UInt16.self, at: 0) } == .invalidArgument)
         }
+    }
+}
+
+/// Interrupt waits block on the eventfd (poll in the seam) instead of sleeping in steps.
+@Suite("interrupt waits block on the eventfd")
+struct InterruptWaitTests {
+    @Test("a wait blocks in one poll until the interrupt arrives from another thread", .timeLimit(.minutes(1)))
+    func waitWakesOnInterrupt() throws {
+        try withPCIMachine { kernel in
+            let owned = try VFIOPCIDevice(edu, path: .only(.iommufdCdev), system: kernel)
+            try owned.device.setBusMaster(true)
+            let vectors = try owned.device.enableInterrupts(.msi)
+            kernel.clearTrace()
+            let raiser = Thread {
+                Thread.sleep(forTimeInterval: 0.05)
+                _ = kernel.raiseInterrupt("0000:00:02.0")
+            }
+            raiser.start()
+            let started = Date()
+            #expect(try vectors.wait(timeout: 30) == 1)
+            #expect(Date().timeIntervalSince(started) < 10, "woken by the interrupt, not by the timeout")
+            let polls = kernel.trace.filter { $0.name == "poll" }.count
+            #expect(polls >= 1 && polls <= 2, "blocked in poll instead of spinning: \(polls) polls")
+            try owned.device.disableInterrupts(.msi)
+            try owned.device.setBusMaster(false)
+        }
+    }
+
+    @Test("a wait with nothing pending returns 0 after its timeout, having slept in poll", .timeLimit(.minutes(1)))
+    func waitTimesOut() throws {
+        try withPCIMachine { kernel in
+            let owned = try VFIOPCIDevice(edu, path: .only(.iommufdCdev), system: kernel)
+            let vectors = try owned.device.enableInterrupts(.msi)
+            kernel.clearTrace()
+            let started = Date()
+            #expect(try vectors.wait(timeout: 0.2) == 0)
+            #expect(Date().timeIntervalSince(started) >= 0.15)
+            #expect(kernel.trace.filter { $0.name == "poll" }.count == 1)
+            try owned.device.disableInterrupts(.msi)
+        }
+    }
+
+    @Test("the async form suspends until the interrupt arrives", .timeLimit(.minutes(1)))
+    func asyncNext() async throws {
+        let kernel = pciMachine()
+        do {
+            let owned = try VFIOPCIDevice(edu, path: .only(.iommufdCdev), system: kernel)
+            try owned.device.setBusMaster(true)
+            let vectors = try owned.device.enableInterrupts(.msi)
+            async let count = vectors.next()
+            try await Task.sleep(nanoseconds: 50_000_000)
+            #expect(kernel.raiseInterrupt("0000:00:02.0"))
+            #expect(try await count == 1)
+            try owned.device.disableInterrupts(.msi)
+            try owned.device.setBusMaster(false)
+        }
+        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
+    }
+
+    @Test("poll on a descriptor the model does not know is EBADF, as POLLNVAL is on Linux")
+    func pollUnknownDescriptor() {
+        let kernel = MockKernel()
+        #expect(throws: Errno.badFileDescriptor) { try kernel.waitReadable([77], timeoutNanoseconds: 0) }
+        #expect(throws: Errno.badFileDescriptor) { try LinuxSystem().waitReadable([9999], timeoutNanoseconds: 0) }
     }
 }

@@ -84,7 +84,7 @@ struct EduDevice: ~Copyable {
         let deadline = Date().addingTimeInterval(10)
         while registers.readCompletion64(at: Register.dmaCommand) & DMACommand.start != 0 {
             if Date() > deadline { throw DMAError.timedOut }
-            usleep(1000)
+            LinuxSystem().sleep(nanoseconds: 1_000_000)
         }
     }
 }

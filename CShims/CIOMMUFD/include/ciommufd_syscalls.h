@@ -58,6 +58,19 @@ static const int CIOMMUFD_MADV_HUGEPAGE = 14;
 static const int CIOMMUFD_MADV_NOHUGEPAGE = 15;
 static const int CIOMMUFD_MADV_POPULATE_READ = 22;
 static const int CIOMMUFD_MADV_POPULATE_WRITE = 23;
+/* mbind(2) with a one-word node mask (nodes 0-63): the raw system call, as libnuma's
+ * mbind() issues it, so the core needs no libnuma. */
+static inline long ciommufd_mbind(void *start, unsigned long length, int mode,
+                                  unsigned long node_mask, unsigned flags) {
+    return syscall(SYS_mbind, start, length, mode, node_mask ? &node_mask : 0,
+                   node_mask ? sizeof(node_mask) * 8 + 1 : 0, flags);
+}
+
+/* move_pages(2) with no target nodes: reports the node of each page in status. */
+static inline long ciommufd_query_page_nodes(unsigned long count, void **pages, int *status) {
+    return syscall(SYS_move_pages, 0, count, pages, (const int *)0, status, 0);
+}
+
 /* NUMA memory policies (set_mempolicy(2)/mbind(2)). */
 static const int CIOMMUFD_MPOL_DEFAULT = 0;
 static const int CIOMMUFD_MPOL_PREFERRED = 1;

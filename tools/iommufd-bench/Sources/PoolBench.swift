@@ -231,10 +231,10 @@ final class DPDKBaseline {
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("dpdk/mempool_baseline.c").path
         guard let flags = Self.shell("pkg-config --cflags --libs libdpdk"), !flags.isEmpty else { throw Failure.noLibDPDK }
-        binary = FileManager.default.temporaryDirectory.appendingPathComponent("iommufd-bench-mempool-\(getpid())").path
+        binary = FileManager.default.temporaryDirectory.appendingPathComponent("iommufd-bench-mempool-\(LinuxSystem().processID())").path
         guard Self.shell("cc -O3 -march=native -o \(binary) \(source) \(flags) 2>&1") != nil else { throw Failure.buildFailed(source) }
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--no-huge", "--no-pci", "-l", "\(cpu)", "-m", "128", "--log-level=1", "--file-prefix=iommufd-bench-\(getpid())",
+        process.arguments = ["--no-huge", "--no-pci", "-l", "\(cpu)", "-m", "128", "--log-level=1", "--file-prefix=iommufd-bench-\(LinuxSystem().processID())",
                              "--", "\(iterations)", "\(cacheSize)"]
         process.standardInput = input
         process.standardOutput = output

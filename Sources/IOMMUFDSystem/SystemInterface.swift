@@ -52,6 +52,17 @@ public protocol SystemInterface: Sendable {
     func ftruncate(_ fd: Int32, length: Int64) throws(Errno)
     /// The corresponding call is `eventfd(2)`.
     func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32
+    /// Blocks until at least one of `fds` is readable or `timeoutNanoseconds` passes
+    /// (`nil`: no limit; 0: only look) and returns the indices of the readable ones, empty
+    /// on timeout. The corresponding call is `poll(2)` with `POLLIN` (restarted with the
+    /// remaining time after `EINTR`).
+    func waitReadable(_ fds: [Int32], timeoutNanoseconds: UInt64?) throws(Errno) -> [Int]
+    /// The calling process's id. The corresponding call is `getpid(2)`.
+    func processID() -> Int32
+    /// `CLOCK_MONOTONIC` in nanoseconds. The corresponding call is `clock_gettime(2)`.
+    func monotonicNanoseconds() -> UInt64
+    /// Sleeps the calling thread. The corresponding call is `nanosleep(2)`.
+    func sleep(nanoseconds: UInt64)
     /// Reads a whole (small) file such as a sysfs attribute.
     func readFile(_ path: String) throws(Errno) -> [UInt8]
     /// Writes `bytes` to an existing file such as a sysfs attribute.

@@ -1,5 +1,4 @@
 import CIOMMUFD
-import CLibNUMA
 public import SystemPackage
 #if canImport(Glibc)
 @preconcurrency import Glibc
@@ -72,8 +71,8 @@ public struct LinuxSystem: SystemInterface {
     }
 
     public func mbind(_ address: UnsafeMutableRawPointer, length: Int, mode: Int32, nodeMask: UInt64, flags: UInt32) throws(Errno) {
-        let result = clibnuma_mbind(address, UInt(length), mode, UInt(nodeMask), flags)
-        if result != 0 { throw Errno(rawValue: clibnuma_errno()) }
+        let result = ciommufd_mbind(address, UInt(length), mode, UInt(nodeMask), flags)
+        if result != 0 { throw Errno(rawValue: ciommufd_errno()) }
     }
 
     public func pageNodes(_ pages: [UnsafeRawPointer]) throws(Errno) -> [Int32] {
@@ -82,11 +81,45 @@ public struct LinuxSystem: SystemInterface {
         var status = [Int32](repeating: 0, count: pages.count)
         let result = addresses.withUnsafeMutableBufferPointer { addresses in
             status.withUnsafeMutableBufferPointer { status in
-                clibnuma_query_pages(UInt(addresses.count), addresses.baseAddress, status.baseAddress)
+                ciommufd_query_page_nodes(UInt(addresses.count), addresses.baseAddress, status.baseAddress)
             }
         }
-        if result < 0 { throw Errno(rawValue: clibnuma_errno()) }
+        if result < 0 { throw Errno(rawValue: ciommufd_errno()) }
         return status
+    }
+
+    public func waitReadable(_ fds: [Int32], timeoutNanoseconds: UInt64?) throws(Errno) -> [Int] {
+        var entries = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let deadline = timeoutNanoseconds.map { monotonicNanoseconds() &+ $0 }
+        while true {
+            var milliseconds: Int32 = -1
+            if let deadline {
+                let now = monotonicNanoseconds()
+                let left = deadline > now ? deadline - now : 0
+                milliseconds = Int32(clamping: (left + 999_999) / 1_000_000)
+            }
+            let ready = entries.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), milliseconds) }
+            if ready >= 0 {
+                if entries.contains(where: { $0.revents & Int16(POLLNVAL) != 0 }) { throw .badFileDescriptor }
+                return entries.indices.filter { entries[$0].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 }
+            }
+            let error = Errno(rawValue: ciommufd_errno())
+            guard error == .interrupted else { throw error }
+        }
+    }
+
+    public func processID() -> Int32 { Glibc.getpid() }
+
+    public func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    public func sleep(nanoseconds: UInt64) {
+        var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) == -1 && ciommufd_errno() == EINTR { request = remaining }
     }
 
     public func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
