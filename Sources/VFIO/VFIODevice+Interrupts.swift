@@ -70,7 +70,9 @@ public final class InterruptVectors: Sendable {
             return value
         } catch {
             if error == .wouldBlock { return 0 }
-            throw IOMMUError(.read, error, IOMMUErrorContext(objectID: UInt32(vector), fileDescriptor: eventFileDescriptors[vector]))
+            var context = IOMMUErrorContext(fileDescriptor: eventFileDescriptors[vector])
+            context.interruptVector = vector
+            throw IOMMUError(.read, error, context)
         }
     }
 
@@ -94,7 +96,9 @@ public final class InterruptVectors: Sendable {
             // hence the loop.
             let ready: [Int]
             do throws(Errno) { ready = try system.waitReadable([fd], timeoutNanoseconds: left) } catch {
-                throw IOMMUError(.read, error, IOMMUErrorContext(objectID: UInt32(vector), fileDescriptor: fd))
+                var context = IOMMUErrorContext(fileDescriptor: fd)
+                context.interruptVector = vector
+                throw IOMMUError(.read, error, context)
             }
             if ready.isEmpty { return try takePending(vector: vector) }
         }

@@ -84,13 +84,17 @@ public final class VFIODevice {
     ///   kernel lacks CONFIG_VFIO_DEVICE_CDEV).
     public static func cdevPath(of address: PCIAddress, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) -> String {
         let directory = address.sysfsPath + "/vfio-dev"
+        func notOnVFIO(_ error: Errno) -> IOMMUError {
+            var context = IOMMUErrorContext(path: directory)
+            context.pciAddress = address.description
+            context.driver = (try? system.readLink(address.sysfsPath + "/driver"))?.split(separator: "/").last.map(String.init)
+            return IOMMUError(.listDirectory, error, context)
+        }
         let names: [String]
         do { names = try system.listDirectory(directory) } catch {
-            throw IOMMUError(.listDirectory, error, IOMMUErrorContext(path: directory))
+            throw notOnVFIO(error)
         }
-        guard let name = names.first(where: { $0.hasPrefix("vfio") }) else {
-            throw IOMMUError(.listDirectory, .noSuchFileOrDirectory, IOMMUErrorContext(path: directory))
-        }
+        guard let name = names.first(where: { $0.hasPrefix("vfio") }) else { throw notOnVFIO(.noSuchFileOrDirectory) }
         return "/dev/vfio/devices/" + name
     }
 
@@ -196,7 +200,9 @@ public final class VFIODevice {
     /// report to the model's ``MMIOObserver``, asked for here, once.
     public func map(_ region: VFIORegion, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> MMIORegion {
         guard region.isMappable, region.size > 0 else {
-            throw IOMMUError(.mmap, .invalidArgument, IOMMUErrorContext(objectID: region.index, length: region.size, path: path), fileID: fileID, line: line)
+            var context = IOMMUErrorContext(length: region.size, path: path)
+            context.regionIndex = region.index
+            throw IOMMUError(.mmap, .invalidArgument, context, fileID: fileID, line: line)
         }
         do {
             let base = try system.mmap(address: nil, length: Int(region.size), protection: PROT_READ | PROT_WRITE,
@@ -204,7 +210,9 @@ public final class VFIODevice {
             let observer = system.mmioObserver(fd: fileDescriptor, offset: Int64(region.offset))
             return MMIORegion(base: base, length: Int(region.size), observer: observer, system: system)
         } catch {
-            throw IOMMUError(.mmap, error, IOMMUErrorContext(objectID: region.index, length: region.size, path: path), fileID: fileID, line: line)
+            var context = IOMMUErrorContext(length: region.size, path: path)
+            context.regionIndex = region.index
+            throw IOMMUError(.mmap, error, context, fileID: fileID, line: line)
         }
     }
 
@@ -220,10 +228,12 @@ public final class VFIODevice {
                 try system.pread(fileDescriptor, into: bytes, offset: Int64(base + offset))
             }
         } catch {
-            throw IOMMUError(.pread, error, IOMMUErrorContext(iova: offset, path: path), fileID: fileID, line: line)
+            throw IOMMUError(.pread, error, configurationContext(offset), fileID: fileID, line: line)
         }
         guard count == MemoryLayout<Value>.size else {
-            throw IOMMUError(.pread, .ioError, IOMMUErrorContext(iova: offset, length: UInt64(count), path: path), fileID: fileID, line: line)
+            var context = configurationContext(offset)
+            context.length = UInt64(count)
+            throw IOMMUError(.pread, .ioError, context, fileID: fileID, line: line)
         }
         return Value(littleEndian: value)
     }
@@ -238,11 +248,19 @@ public final class VFIODevice {
                 try system.pwrite(fileDescriptor, from: bytes, offset: Int64(base + offset))
             }
         } catch {
-            throw IOMMUError(.pwrite, error, IOMMUErrorContext(iova: offset, path: path), fileID: fileID, line: line)
+            throw IOMMUError(.pwrite, error, configurationContext(offset), fileID: fileID, line: line)
         }
         guard count == MemoryLayout<Value>.size else {
-            throw IOMMUError(.pwrite, .ioError, IOMMUErrorContext(iova: offset, length: UInt64(count), path: path), fileID: fileID, line: line)
+            var context = configurationContext(offset)
+            context.length = UInt64(count)
+            throw IOMMUError(.pwrite, .ioError, context, fileID: fileID, line: line)
         }
+    }
+
+    private func configurationContext(_ offset: UInt64) -> IOMMUErrorContext {
+        var context = IOMMUErrorContext(path: path)
+        context.configurationOffset = offset
+        return context
     }
 
     private func configurationBase(fileID: String, line: Int) throws(IOMMUError) -> UInt64 {

@@ -38,6 +38,21 @@ extension IOMMUError {
         case (.open, .resourceBusy):
             return .init(meaning: "\(context.path ?? "the node") is already open: a legacy group opens once, and not while one of its devices is bound through its cdev.",
                          fix: "close the other user (another process, or this one's cdev binding) first.")
+        case (.listDirectory, .noSuchFileOrDirectory) where context.path?.hasSuffix("/vfio-dev") == true:
+            let device = context.pciAddress ?? "the device"
+            let bound = context.driver.map { "it is bound to \($0)" } ?? "it is bound to no driver"
+            return .init(
+                meaning: "\(device) has no VFIO device node: \(bound), not vfio-pci (or the kernel lacks CONFIG_VFIO_DEVICE_CDEV).",
+                fix: "bind it to vfio-pci: `iommufd-probe bind \(context.pciAddress ?? "<address>")` (or driverctl set-override \(context.pciAddress ?? "<address>") vfio-pci).")
+        case (.vfioDeviceBindIOMMUFD, .invalidArgument):
+            return .init(
+                meaning: "the device is already claimed: it is bound to an iommufd through another descriptor (this process or another one), and a device binds once.",
+                fix: "close the other user first; `iommufd-probe --device <address>` lists the processes holding it (D8).")
+        case (.vfioIOMMUMapDMA, .fileExists):
+            return .init(meaning: "the IOVA range overlaps an existing mapping of this container (type1 never replaces one).", fix: "unmap it first, or pick a free IOVA.")
+        case (.vfioIOMMUUnmapDMA, .invalidArgument):
+            return .init(meaning: "the range cuts through a mapping (type1v2 never splits one), or is not aligned to the IOMMU page size.",
+                         fix: "unmap whole mappings, exactly as they were mapped.")
         case (.vfioDeviceBindIOMMUFD, .resourceBusy):
             return .init(meaning: "the device's IOMMU group is open through the legacy /dev/vfio/<group> path.", fix: "close the group (and its container) first, or use the legacy path for this device too.")
         case (.vfioDeviceBindIOMMUFD, .notPermitted):

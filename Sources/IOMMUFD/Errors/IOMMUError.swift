@@ -64,6 +64,16 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     /// How many entries the kernel said it has when the caller's array was too small
     /// (`EMSGSIZE` from `IOMMU_IOAS_IOVA_RANGES`, `ENOSPC` from the VFIO info calls).
     public var reportedCount: UInt32?
+    /// The PCI function the operation concerned (`dddd:bb:dd.f`).
+    public var pciAddress: String?
+    /// The driver the function was bound to when the operation failed (from sysfs).
+    public var driver: String?
+    /// The PCI configuration-space offset of a config read or write.
+    public var configurationOffset: UInt64?
+    /// The VFIO region index (BAR0-5 are 0-5, ROM 6, config 7).
+    public var regionIndex: UInt32?
+    /// The interrupt vector.
+    public var interruptVector: Int?
     /// The call was refused before it reached the kernel because the handle it was made
     /// through had been destroyed (its id may already belong to a newer object).
     public var handleWasDestroyed = false
@@ -84,6 +94,11 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         var parts: [String] = []
         if let path { parts.append("path=\(path)") }
+        if let pciAddress { parts.append("device=\(pciAddress)") }
+        if let driver { parts.append("driver=\(driver)") }
+        if let regionIndex { parts.append("region=\(regionIndex)") }
+        if let configurationOffset { parts.append("config-offset=0x\(String(configurationOffset, radix: 16))") }
+        if let interruptVector { parts.append("vector=\(interruptVector)") }
         if let objectID { parts.append("id=\(objectID)") }
         if let otherObjectID { parts.append("other-id=\(otherObjectID)") }
         if let fileDescriptor { parts.append("fd=\(fileDescriptor)") }

@@ -69,8 +69,10 @@ package enum VFIODeviceIOCTL {
         header.argsz = UInt32(buffer.count)
         header.index = index
         buffer.storeBytes(of: header, as: vfio_region_info.self)
+        var context = IOMMUErrorContext(length: UInt64(buffer.count))
+        context.regionIndex = index
         _ = try issueIOCTL(system, fd, VFIO_DEVICE_GET_REGION_INFO, .vfioDeviceGetRegionInfo, argument: buffer.baseAddress,
-                           IOMMUErrorContext(objectID: index, length: UInt64(buffer.count)), fileID: fileID, line: line)
+                           context, fileID: fileID, line: line)
         return buffer.load(as: vfio_region_info.self)
     }
 
