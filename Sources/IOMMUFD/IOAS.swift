@@ -16,17 +16,21 @@ public final class IOAS: Sendable {
     let fileDescriptor: Int32
     let system: any SystemInterface
     let destroyed = Atomic<Bool>(false)
+    /// Whether the last reference destroys the kernel object (false only for a wrapped id
+    /// this handle did not allocate).
+    private let destroysOnDeinit: Bool
 
-    init(iommufd: IOMMUFD, id: IOASID) {
+    init(iommufd: IOMMUFD, id: IOASID, destroysOnDeinit: Bool = true) {
         self.iommufd = iommufd
         self.id = id
+        self.destroysOnDeinit = destroysOnDeinit
         self.fileDescriptor = iommufd.fileDescriptor
         self.system = iommufd.system
         iommufd.logger.debug("IOAS allocated", metadata: ["ioas.id": "\(id.rawValue)"])
     }
 
     deinit {
-        guard !destroyed.load(ordering: .acquiring) else { return }
+        guard destroysOnDeinit, !destroyed.load(ordering: .acquiring) else { return }
         do {
             try iommufd.destroy(id)
             iommufd.logger.debug("IOAS destroyed", metadata: ["ioas.id": "\(id.rawValue)"])
@@ -105,8 +109,6 @@ extension IOAS {
     /// typed path against a descriptor that fails every ioctl (such as /dev/null).
     @_spi(Selftest)
     public static func _benchmarkAdopt(iommufd: IOMMUFD, rawID: UInt32) -> IOAS {
-        let ioas = IOAS(iommufd: iommufd, id: IOASID(rawValue: rawID))
-        ioas.destroyed.store(true, ordering: .releasing)
-        return ioas
+        IOAS(iommufd: iommufd, id: IOASID(rawValue: rawID), destroysOnDeinit: false)
     }
 }
