@@ -19,7 +19,7 @@ extension IOAS {
     /// (aperture, MSI window and other reserved regions) and grow again on detach.
     /// The corresponding ioctl is `IOMMU_IOAS_IOVA_RANGES`, called twice when the
     /// first answer is `EMSGSIZE` (the kernel then reports how many ranges there are).
-    public func iovaRanges(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> IOVARanges {
+    public func iovaRanges(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> IOVARanges {
         let entrySize = MemoryLayout<iommu_iova_range>.stride
         return try withSizeNegotiation(initialByteCount: 4 * entrySize, operation: .ioasIOVARanges, fileID: fileID, line: line) {
             (buffer) throws(IOMMUError) -> SizedAnswer<IOVARanges> in
@@ -41,7 +41,7 @@ extension IOAS {
     /// An empty array removes the restriction. The corresponding ioctl is `IOMMU_IOAS_ALLOW_IOVAS`.
     ///
     /// - Throws: `EADDRINUSE` when a range intersects a reserved range, `EINVAL` for an empty or overlapping range.
-    public func allowIOVAs(_ ranges: [IOVARange], fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func allowIOVAs(_ ranges: [IOVARange], fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         let entries = ranges.map { iommu_iova_range(start: $0.start.rawValue, last: $0.last.rawValue) }
         try entries.withUnsafeBufferPointer { (pointer) throws(IOMMUError) in
             try IOMMUFDIOCTL.ioasAllowIOVAs(system, fileDescriptor, ioas: try liveID(.ioasAllowIOVAs, fileID: fileID, line: line), ranges: pointer, fileID: fileID, line: line)
@@ -50,7 +50,7 @@ extension IOAS {
 
     /// Whether the IOMMU may combine pages into large IOPTEs for this IOAS (the default).
     /// The corresponding ioctl is `IOMMU_OPTION` with `IOMMU_OPTION_HUGE_PAGES`.
-    public func hugePagesEnabled(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
+    public func hugePagesEnabled(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
         try IOMMUFDIOCTL.option(system, fileDescriptor, option: IOMMU_OPTION_HUGE_PAGES, op: IOMMU_OPTION_OP_GET,
                                 object: try liveID(.option, fileID: fileID, line: line), value: 0, fileID: fileID, line: line) != 0
     }
@@ -59,7 +59,7 @@ extension IOAS {
     ///
     /// - Throws: `EADDRINUSE` when forbidding while a mapping is not page-aligned,
     ///   `EINVAL` when forbidding while a domain already holds mappings.
-    public func setHugePages(_ enabled: Bool, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func setHugePages(_ enabled: Bool, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try iommufd.setOption(IOMMU_OPTION_HUGE_PAGES, objectID: try liveID(.option, fileID: fileID, line: line), value: enabled ? 1 : 0, fileID: fileID, line: line)
     }
 }

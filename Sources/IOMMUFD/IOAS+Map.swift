@@ -13,7 +13,7 @@ extension IOAS {
     ///   (memory not mapped), `ENOMEM` (memlock limit; the error carries the current limit).
     public func map(
         userAddress: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
         let mapped = try IOMMUFDIOCTL.ioasMap(system, fileDescriptor, ioas: try liveID(.ioasMap, fileID: fileID, line: line),
                                               flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA),
@@ -28,7 +28,7 @@ extension IOAS {
     /// a device may read or write it at any time while it is mapped.
     public func map(
         _ buffer: UnsafeRawBufferPointer, at iova: IOVA? = nil, access: MapAccess = .readWrite,
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
         let address = UInt64(UInt(bitPattern: buffer.baseAddress))
         return try map(userAddress: address, length: UInt64(buffer.count), at: iova, access: access, fileID: fileID, line: line)
@@ -42,7 +42,7 @@ extension IOAS {
     /// - Throws: `EBADF` (not a file), `EINVAL` (beyond the end of the file once pinned), and the errors of `map`.
     public func mapFile(
         fileDescriptor: Int32, offset: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
         let mapped = try IOMMUFDIOCTL.ioasMapFile(system, self.fileDescriptor, ioas: try liveID(.ioasMapFile, fileID: fileID, line: line),
                                                   flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA),
@@ -57,7 +57,7 @@ extension IOAS {
     /// - Throws: `ENOENT` when the source range is not fully mapped, and the errors of `map`.
     public func copy(
         from source: IOAS, iova sourceIOVA: IOVA, length: UInt64, to iova: IOVA? = nil, access: MapAccess = .readWrite,
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
         let mapped = try IOMMUFDIOCTL.ioasCopy(system, fileDescriptor, destination: try liveID(.ioasCopy, fileID: fileID, line: line),
                                                source: try source.liveID(.ioasCopy, fileID: fileID, line: line),
@@ -75,7 +75,7 @@ extension IOAS {
     /// - Throws: `ENOENT` when nothing is mapped there or a mapping is cut, `EINVAL` for
     ///   length 0, `EOVERFLOW` when the range wraps.
     @inline(__always)
-    public func unmap(iova: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+    public func unmap(iova: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
         try IOMMUFDIOCTL.ioasUnmap(system, fileDescriptor, ioas: try liveID(.ioasUnmap, fileID: fileID, line: line), iova: iova.rawValue, length: length, fileID: fileID, line: line)
     }
 
@@ -83,7 +83,7 @@ extension IOAS {
     ///
     /// - Throws: the errors of ``unmap(iova:length:fileID:line:)``, or `EIO` with
     ///   `context.reportedLength` set when the kernel reports a different length.
-    public func unmap(_ mapping: IOASMapping, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func unmap(_ mapping: IOASMapping, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         let unmapped = try unmap(iova: mapping.iova, length: mapping.length, fileID: fileID, line: line)
         if unmapped != mapping.length {
             var context = IOMMUErrorContext(objectID: id.rawValue, iova: mapping.iova.rawValue, length: mapping.length)
@@ -93,7 +93,7 @@ extension IOAS {
     }
 
     /// Unmaps everything in the IOAS (`iova = 0, length = UINT64_MAX`) and returns the bytes unmapped; succeeds on an empty IOAS.
-    public func unmapAll(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+    public func unmapAll(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
         try unmap(iova: IOVA(0), length: .max, fileID: fileID, line: line)
     }
 }

@@ -46,7 +46,7 @@ public final class IOAS: Sendable {
     ///
     /// - Throws: `EBUSY` while a device or HWPT still uses it (the handle stays usable);
     ///   `ENOENT` when this handle was destroyed already.
-    public func destroy(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func destroy(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         // Claim the destruction first, so two threads cannot both issue IOMMU_DESTROY (the
         // second could hit an object that reused the id).
         guard destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
@@ -63,12 +63,12 @@ public final class IOAS: Sendable {
     /// The kernel id for a call through this handle, or `ENOENT` (without a system call)
     /// once the handle was destroyed.
     @inline(__always)
-    package func liveID(_ operation: IOMMUOperation, fileID: String, line: Int) throws(IOMMUError) -> UInt32 {
+    package func liveID(_ operation: IOMMUOperation, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         guard !destroyed.load(ordering: .acquiring) else { throw staleHandle(operation, fileID: fileID, line: line) }
         return id.rawValue
     }
 
-    private func staleHandle(_ operation: IOMMUOperation, fileID: String, line: Int) -> IOMMUError {
+    private func staleHandle(_ operation: IOMMUOperation, fileID: StaticString, line: Int) -> IOMMUError {
         var context = IOMMUErrorContext(objectID: id.rawValue)
         context.handleWasDestroyed = true
         return IOMMUError(operation, .noSuchFileOrDirectory, context, fileID: fileID, line: line)

@@ -6,7 +6,7 @@ extension IOMMUFD {
     /// a call with `size = 0` fails with `EINVAL` for a known command and `ENOTTY` for an unknown one.
     ///
     /// - Throws: any other errno (for example `EFAULT`), which means the probe itself went wrong.
-    public func supports(_ command: IOMMUOperation, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
+    public func supports(_ command: IOMMUOperation, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
         try IOMMUFDIOCTL.probe(system, fileDescriptor, command, fileID: fileID, line: line)
     }
 
@@ -28,7 +28,7 @@ extension IOMMUFD {
     }
 
     /// The context's accounting mode. The corresponding ioctl is `IOMMU_OPTION` with `IOMMU_OPTION_RLIMIT_MODE`.
-    public func accountingMode(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> AccountingMode {
+    public func accountingMode(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> AccountingMode {
         let value = try IOMMUFDIOCTL.option(system, fileDescriptor, option: IOMMU_OPTION_RLIMIT_MODE, op: IOMMU_OPTION_OP_GET,
                                             object: 0, value: 0, fileID: fileID, line: line)
         return AccountingMode(rawValue: value) ?? .user
@@ -37,12 +37,12 @@ extension IOMMUFD {
     /// Sets the accounting mode; needs `CAP_SYS_RESOURCE` and a context with no objects yet.
     ///
     /// - Throws: `EPERM` without the capability, `EBUSY` when objects exist.
-    public func setAccountingMode(_ mode: AccountingMode, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func setAccountingMode(_ mode: AccountingMode, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try setOption(IOMMU_OPTION_RLIMIT_MODE, objectID: 0, value: mode.rawValue, fileID: fileID, line: line)
     }
 
     /// Sets a raw `IOMMU_OPTION` value (for options and values this layer does not model).
-    public func setOption(_ optionID: UInt32, objectID: UInt32, value: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func setOption(_ optionID: UInt32, objectID: UInt32, value: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         _ = try IOMMUFDIOCTL.option(system, fileDescriptor, option: optionID, op: IOMMU_OPTION_OP_SET,
                                     object: objectID, value: value, fileID: fileID, line: line)
     }

@@ -19,7 +19,7 @@ extension IOAS {
     /// `CONFIG_IOMMUFD_TEST`, and MockKernel, answer it. The corresponding ioctl is `IOMMU_TEST_CMD`
     /// with `IOMMU_TEST_OP_MOCK_DOMAIN`.
     @_spi(Selftest)
-    public func selftestAttachMockDomain(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> SelftestMockDevice {
+    public func selftestAttachMockDomain(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> SelftestMockDevice {
         let answer = try SelftestIOCTL.mockDomain(system, fileDescriptor, pageTable: try liveID(.testCommand, fileID: fileID, line: line), fileID: fileID, line: line)
         return SelftestMockDevice(
             selftestID: SelftestID(rawValue: answer.selftestID),
@@ -30,7 +30,7 @@ extension IOAS {
     /// TEST-ONLY: reserves `[start, start + length)` in this IOAS, as a device's reserved region would.
     /// The corresponding ioctl is `IOMMU_TEST_CMD` with `IOMMU_TEST_OP_ADD_RESERVED`.
     @_spi(Selftest)
-    public func selftestAddReserved(start: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func selftestAddReserved(start: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try SelftestIOCTL.addReserved(system, fileDescriptor, ioas: try liveID(.testCommand, fileID: fileID, line: line), start: start.rawValue, length: length,
                                       fileID: fileID, line: line)
     }
@@ -43,7 +43,7 @@ extension IOMMUFD {
     /// `IOMMU_TEST_OP_MD_CHECK_MAP`.
     @_spi(Selftest)
     public func selftestCheckMap(_ device: SelftestMockDevice, iova: IOVA, length: UInt64, address: UnsafeRawPointer,
-                                 fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+                                 fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try SelftestIOCTL.checkMap(system, fileDescriptor, hwpt: device.hwptID.rawValue, iova: iova.rawValue, length: length,
                                    userAddress: UInt64(UInt(bitPattern: address)), fileID: fileID, line: line)
     }
@@ -59,7 +59,7 @@ extension IOMMUFD {
     /// (`drivers/iommu/iommufd/selftest.c`, `iommufd_test_md_check_refs`).
     @_spi(Selftest)
     public func selftestCheckRefs(address: UnsafeRawPointer, length: UInt64, refs: UInt32,
-                                  fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+                                  fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try SelftestIOCTL.checkRefs(system, fileDescriptor, userAddress: UInt64(UInt(bitPattern: address)), length: length, refs: refs,
                                     fileID: fileID, line: line)
     }

@@ -60,17 +60,17 @@ public final class IOMMUFD: Sendable {
     /// Destroys any object by id. The corresponding ioctl is `IOMMU_DESTROY`.
     ///
     /// - Throws: `ENOENT` for an unknown id, `EBUSY` while the object is in use.
-    public func destroy<Kind>(_ id: IOMMUObjectID<Kind>, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func destroy<Kind>(_ id: IOMMUObjectID<Kind>, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try destroy(rawID: id.rawValue, fileID: fileID, line: line)
     }
 
     /// Destroys an object given by its raw kernel id (for ids received from elsewhere).
-    public func destroy(rawID: UInt32, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func destroy(rawID: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try IOMMUFDIOCTL.destroy(system, fileDescriptor, id: rawID, fileID: fileID, line: line)
     }
 
     /// Allocates a new, empty I/O address space. The corresponding ioctl is `IOMMU_IOAS_ALLOC`.
-    public func allocateIOAS(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> IOAS {
+    public func allocateIOAS(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> IOAS {
         let id = try IOMMUFDIOCTL.ioasAlloc(system, fileDescriptor, fileID: fileID, line: line)
         return IOAS(iommufd: self, id: IOASID(rawValue: id))
     }

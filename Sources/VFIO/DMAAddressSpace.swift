@@ -33,7 +33,7 @@ public enum DMAAddressSpace {
     /// and every device that could reach it must be quiesced before it is unmapped.
     public func map(
         userAddress: UInt64, length: UInt64, at iova: IOVA, access: MapAccess = .readWrite,
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> DMAMapping {
         switch self {
         case .iommufd(let ioas):
@@ -46,14 +46,14 @@ public enum DMAAddressSpace {
     /// Maps a buffer; see ``map(userAddress:length:at:access:fileID:line:)``.
     public func map(
         _ buffer: UnsafeRawBufferPointer, at iova: IOVA, access: MapAccess = .readWrite,
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> DMAMapping {
         try map(userAddress: UInt64(UInt(bitPattern: buffer.baseAddress)), length: UInt64(buffer.count), at: iova,
                 access: access, fileID: fileID, line: line)
     }
 
     /// Removes one mapping, exactly as it was made.
-    public func unmap(_ mapping: DMAMapping, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func unmap(_ mapping: DMAMapping, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         switch self {
         case .iommufd(let ioas): try ioas.unmap(mapping, fileID: fileID, line: line)
         case .type1(let container): try container.unmap(mapping, fileID: fileID, line: line)
@@ -61,7 +61,7 @@ public enum DMAAddressSpace {
     }
 
     /// The IOVA ranges a mapping may use, and the alignment it needs.
-    public func iovaRanges(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> IOVARanges {
+    public func iovaRanges(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> IOVARanges {
         switch self {
         case .iommufd(let ioas):
             return try ioas.iovaRanges(fileID: fileID, line: line)

@@ -86,7 +86,7 @@ public final class VFIOContainer {
     ///   memory that is not mapped.
     public func map(
         userAddress: UInt64, length: UInt64, at iova: IOVA, access: MapAccess = .readWrite,
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> DMAMapping {
         let flags = (access.contains(.readable) ? VFIO_DMA_MAP_FLAG_READ : 0) | (access.contains(.writeable) ? VFIO_DMA_MAP_FLAG_WRITE : 0)
         do {
@@ -103,7 +103,7 @@ public final class VFIOContainer {
     /// Removes exactly one earlier mapping (`VFIO_IOMMU_UNMAP_DMA`). Type1v2 refuses to cut
     /// a mapping (`EINVAL`); a range with no mapping unmaps 0 bytes, which is reported
     /// as `ENOENT` here so that a stale handle is not silently accepted.
-    public func unmap(_ mapping: DMAMapping, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func unmap(_ mapping: DMAMapping, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         let unmapped = try unmap(iova: mapping.iova, length: mapping.length, fileID: fileID, line: line)
         guard unmapped == mapping.length else {
             var context = IOMMUErrorContext(iova: mapping.iova.rawValue, length: mapping.length, fileDescriptor: fileDescriptor)
@@ -114,19 +114,19 @@ public final class VFIOContainer {
 
     /// Unmaps every mapping inside `[iova, iova + length)` and returns the bytes unmapped.
     @discardableResult
-    public func unmap(iova: IOVA, length: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+    public func unmap(iova: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
         try VFIOContainerIOCTL.unmapDMA(system, fileDescriptor, flags: 0, iova: iova.rawValue, size: length, fileID: fileID, line: line)
     }
 
     /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`, needs the `VFIO_UNMAP_ALL` extension).
     @discardableResult
-    public func unmapAll(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+    public func unmapAll(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
         try VFIOContainerIOCTL.unmapDMA(system, fileDescriptor, flags: VFIO_DMA_UNMAP_FLAG_ALL, iova: 0, size: 0, fileID: fileID, line: line)
     }
 
     /// `VFIO_IOMMU_GET_INFO` with its capability chain: page sizes, the valid IOVA
     /// ranges and how many more mappings `dma_entry_limit` allows.
-    public func info(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Type1Info {
+    public func info(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Type1Info {
         // Asked with room for the fixed part; with a capability chain, again with the size the kernel wants.
         try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_iommu_type1_info>.size, operation: .vfioIOMMUGetInfo,
                                 fileID: fileID, line: line) { (buffer) throws(IOMMUError) -> SizedAnswer<Type1Info> in

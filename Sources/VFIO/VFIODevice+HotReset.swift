@@ -21,7 +21,7 @@ extension VFIODevice {
     /// (`ENOSPC`) says how many there are.
     ///
     /// - Throws: `ENODEV` when the device cannot be hot reset (no bus or slot reset).
-    public func hotResetDependencies(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> [HotResetDependency] {
+    public func hotResetDependencies(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> [HotResetDependency] {
         let headerSize = MemoryLayout<vfio_pci_hot_reset_info>.size
         let entrySize = MemoryLayout<vfio_pci_dependent_device>.size
         // Asked with room for the header only; ENOSPC says how many entries to make room for.

@@ -120,7 +120,7 @@ public final class InterruptVectors: Sendable {
 
 extension VFIODevice {
     /// `VFIO_DEVICE_GET_IRQ_INFO` for one interrupt kind.
-    public func interruptInfo(_ kind: PCIInterruptKind, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> VFIOInterruptInfo {
+    public func interruptInfo(_ kind: PCIInterruptKind, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> VFIOInterruptInfo {
         let command = try naming { () throws(IOMMUError) in
             try VFIODeviceIOCTL.getIRQInfo(system, fileDescriptor, index: kind.rawValue, fileID: fileID, line: line)
         }
@@ -133,7 +133,7 @@ extension VFIODevice {
     /// - Throws: `EINVAL` when the device offers fewer vectors; the eventfds made so far
     ///   are closed again.
     public func enableInterrupts(
-        _ kind: PCIInterruptKind, count: Int = 1, fileID: String = #fileID, line: Int = #line
+        _ kind: PCIInterruptKind, count: Int = 1, fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> InterruptVectors {
         precondition(count >= 1, "enable at least one vector")
         var descriptors: [Int32] = []
@@ -155,7 +155,7 @@ extension VFIODevice {
     /// vectors: MSI-X, then MSI, then INTx (one vector), as DPDK and SPDK choose.
     public func enableInterrupts(
         preferring preference: [PCIInterruptKind] = [.msix, .msi, .intx], count: Int = 1,
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> InterruptVectors {
         for kind in preference {
             let info = try interruptInfo(kind, fileID: fileID, line: line)
@@ -166,7 +166,7 @@ extension VFIODevice {
     }
 
     /// Disables every vector of `kind` (`DATA_NONE | ACTION_TRIGGER` with count 0).
-    public func disableInterrupts(_ kind: PCIInterruptKind, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func disableInterrupts(_ kind: PCIInterruptKind, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in
             try VFIODeviceIOCTL.setIRQs(system, fileDescriptor, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
                                         start: 0, count: 0, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
@@ -174,14 +174,14 @@ extension VFIODevice {
     }
 
     /// Unmasks INTx after it was handled (the kernel masks it on delivery).
-    public func unmaskINTx(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func unmaskINTx(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in
             try VFIODeviceIOCTL.setIRQs(system, fileDescriptor, index: PCIInterruptKind.intx.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
                                         start: 0, count: 1, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
         }
     }
 
-    private func setInterruptTriggers(_ kind: PCIInterruptKind, _ descriptors: [Int32], fileID: String, line: Int) throws(IOMMUError) {
+    private func setInterruptTriggers(_ kind: PCIInterruptKind, _ descriptors: [Int32], fileID: StaticString, line: Int) throws(IOMMUError) {
         let outcome = descriptors.withUnsafeBytes { data in
             Result { () throws(IOMMUError) in
                 try naming { () throws(IOMMUError) in

@@ -113,7 +113,7 @@ public final class VFIODevice {
     ///   remapping.
     @discardableResult
     public func bind(
-        to iommufd: IOMMUFD, virtualFunctionToken: VFToken? = nil, fileID: String = #fileID, line: Int = #line
+        to iommufd: IOMMUFD, virtualFunctionToken: VFToken? = nil, fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOMMUObjectID<DeviceObject> {
         guard openedThrough == .iommufdCdev else {
             throw IOMMUError(.vfioDeviceBindIOMMUFD, .inappropriateIOCTLForDevice, IOMMUErrorContext(path: path), fileID: fileID, line: line)
@@ -139,7 +139,7 @@ public final class VFIODevice {
     /// returns the HWPT it is now attached to. Attaching again replaces the page table
     /// without a window where DMA is blocked.
     @discardableResult
-    public func attach(to ioas: IOAS, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+    public func attach(to ioas: IOAS, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
         let hwpt = try attach(pageTable: try ioas.liveID(.vfioDeviceAttachIOMMUFDPT, fileID: fileID, line: line), fileID: fileID, line: line)
         attachedIOAS = ioas
         return hwpt
@@ -147,13 +147,13 @@ public final class VFIODevice {
 
     /// Attaches the device to an explicit HWPT.
     @discardableResult
-    public func attach(to hwpt: HWPTID, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+    public func attach(to hwpt: HWPTID, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
         try attach(pageTable: hwpt.rawValue, fileID: fileID, line: line)
     }
 
     /// Attaches to a page table given by its raw id (IOAS or HWPT).
     @discardableResult
-    public func attach(pageTable rawID: UInt32, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+    public func attach(pageTable rawID: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
         let hwpt = HWPTID(rawValue: try naming { () throws(IOMMUError) in
             try VFIODeviceIOCTL.attach(system, fileDescriptor, pageTable: rawID, fileID: fileID, line: line)
         })
@@ -163,7 +163,7 @@ public final class VFIODevice {
     }
 
     /// Detaches the device from its page table; its DMA is blocked afterwards.
-    public func detach(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func detach(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.detach(system, fileDescriptor, fileID: fileID, line: line) }
         attachedPageTable = nil
         attachedIOAS = nil
@@ -172,13 +172,13 @@ public final class VFIODevice {
     // MARK: Device information
 
     /// `VFIO_DEVICE_GET_INFO`.
-    public func info(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> VFIODeviceInfo {
+    public func info(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> VFIODeviceInfo {
         let command = try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.getInfo(system, fileDescriptor, fileID: fileID, line: line) }
         return VFIODeviceInfo(flags: command.flags, regionCount: command.num_regions, interruptCount: command.num_irqs)
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO` for one region (for PCI: BAR0-5 are 0-5, ROM 6, config 7).
-    public func region(_ index: UInt32, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> VFIORegion {
+    public func region(_ index: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> VFIORegion {
         // Asked with room for the fixed part; with a capability chain, again with the size the kernel wants.
         try naming { () throws(IOMMUError) in
             try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_region_info>.size, operation: .vfioDeviceGetRegionInfo,
@@ -198,7 +198,7 @@ public final class VFIODevice {
     /// Maps a region (a BAR with the mmap flag) into this process. The region's
     /// accessors are little-endian; on a model of the system (MockKernel) they also
     /// report to the model's ``MMIOObserver``, asked for here, once.
-    public func map(_ region: VFIORegion, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> MMIORegion {
+    public func map(_ region: VFIORegion, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> MMIORegion {
         guard region.isMappable, region.size > 0 else {
             var context = IOMMUErrorContext(length: region.size, path: path)
             context.regionIndex = region.index
@@ -219,7 +219,7 @@ public final class VFIODevice {
     // MARK: PCI configuration space
 
     /// Reads a little-endian value from PCI configuration space.
-    public func readConfiguration<Value: FixedWidthInteger>(_ type: Value.Type, at offset: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) -> Value {
+    public func readConfiguration<Value: FixedWidthInteger>(_ type: Value.Type, at offset: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Value {
         let base = try configurationBase(fileID: fileID, line: line)
         var value = Value.zero
         let count: Int
@@ -239,7 +239,7 @@ public final class VFIODevice {
     }
 
     /// Writes a little-endian value to PCI configuration space.
-    public func writeConfiguration<Value: FixedWidthInteger>(_ value: Value, at offset: UInt64, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func writeConfiguration<Value: FixedWidthInteger>(_ value: Value, at offset: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         let base = try configurationBase(fileID: fileID, line: line)
         var littleEndian = value.littleEndian
         let count: Int
@@ -263,7 +263,7 @@ public final class VFIODevice {
         return context
     }
 
-    private func configurationBase(fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+    private func configurationBase(fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         if let configurationOffset { return configurationOffset }
         let offset = try region(VFIO_PCI_CONFIG_REGION_INDEX, fileID: fileID, line: line).offset
         configurationOffset = offset
@@ -273,7 +273,7 @@ public final class VFIODevice {
     /// Sets or clears Bus Master Enable (command register bit 2). vfio-pci leaves it
     /// clear: a driver must set it before the device's DMA does anything, and clear it
     /// to quiesce the device before unmapping its buffers.
-    public func setBusMaster(_ enabled: Bool, fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func setBusMaster(_ enabled: Bool, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         let command = try readConfiguration(UInt16.self, at: PCIConfiguration.command, fileID: fileID, line: line)
         let updated = enabled ? command | PCIConfiguration.commandMemorySpace | PCIConfiguration.commandBusMaster
                               : command & ~PCIConfiguration.commandBusMaster
@@ -282,7 +282,7 @@ public final class VFIODevice {
     }
 
     /// `VFIO_DEVICE_RESET`: a function-level (or other) reset, when the device offers one.
-    public func reset(fileID: String = #fileID, line: Int = #line) throws(IOMMUError) {
+    public func reset(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.reset(system, fileDescriptor, fileID: fileID, line: line) }
     }
 

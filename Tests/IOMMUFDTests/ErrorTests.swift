@@ -64,7 +64,7 @@ struct ErrorTests {
             try iommufd.destroy(rawID: 77)
             Issue.record("must fail")
         } catch {
-            #expect(error.fileID.hasSuffix("ErrorTests.swift"))
+            #expect("\(error.fileID)".hasSuffix("ErrorTests.swift"))
             #expect(error.line > 0)
             #expect(error.explanation?.meaning.contains("no object with that id") == true)
         }

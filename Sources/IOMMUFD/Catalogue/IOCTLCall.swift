@@ -9,7 +9,7 @@ import SystemPackage
 @inlinable @inline(__always)
 package func issueIOCTL<Command>(
     _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, _ command: inout Command,
-    _ context: @autoclosure () -> IOMMUErrorContext, fileID: String, line: Int
+    _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) {
     do {
         _ = try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) -> Int32 in
@@ -26,7 +26,7 @@ package func issueIOCTL<Command>(
 @inlinable
 package func issueIOCTL(
     _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, argument: UnsafeMutableRawPointer?,
-    _ context: @autoclosure () -> IOMMUErrorContext, fileID: String, line: Int
+    _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) -> Int32 {
     do {
         return try system.ioctl(fd, request, argument)
@@ -49,7 +49,7 @@ package enum SizedAnswer<Value> {
 /// then again with the size the kernel asked for, until it completes. The kernel may grow
 /// its answer between two calls (a device attaches), so a few rounds are allowed.
 package func withSizeNegotiation<Value>(
-    initialByteCount: Int, operation: IOMMUOperation, fileID: String, line: Int,
+    initialByteCount: Int, operation: IOMMUOperation, fileID: StaticString, line: Int,
     _ attempt: (UnsafeMutableRawBufferPointer) throws(IOMMUError) -> SizedAnswer<Value>
 ) throws(IOMMUError) -> Value {
     var byteCount = max(initialByteCount, 8)

@@ -10,14 +10,14 @@ package enum IOMMUFDIOCTL {
     /// `IOMMU_DESTROY`: destroys any object by id.
     @inlinable
     package static func destroy(_ system: any SystemInterface, _ fd: Int32, id: UInt32,
-                                fileID: String, line: Int) throws(IOMMUError) {
+                                fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = iommu_destroy(size: UInt32(MemoryLayout<iommu_destroy>.size), id: id)
         try issueIOCTL(system, fd, IOMMU_DESTROY, .destroy, &command, IOMMUErrorContext(objectID: id), fileID: fileID, line: line)
     }
 
     /// `IOMMU_IOAS_ALLOC`: a new, empty IOAS; returns its id.
     @inlinable
-    package static func ioasAlloc(_ system: any SystemInterface, _ fd: Int32, fileID: String, line: Int) throws(IOMMUError) -> UInt32 {
+    package static func ioasAlloc(_ system: any SystemInterface, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var command = iommu_ioas_alloc()
         command.size = UInt32(MemoryLayout<iommu_ioas_alloc>.size)
         try issueIOCTL(system, fd, IOMMU_IOAS_ALLOC, .ioasAlloc, &command, IOMMUErrorContext(), fileID: fileID, line: line)
@@ -28,7 +28,7 @@ package enum IOMMUFDIOCTL {
     @inlinable
     package static func ioasAllowIOVAs(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32,
                                        ranges: UnsafeBufferPointer<iommu_iova_range>,
-                                       fileID: String, line: Int) throws(IOMMUError) {
+                                       fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = iommu_ioas_allow_iovas()
         command.size = UInt32(MemoryLayout<iommu_ioas_allow_iovas>.size)
         command.ioas_id = ioas
@@ -43,7 +43,7 @@ package enum IOMMUFDIOCTL {
     @inlinable
     package static func ioasCopy(_ system: any SystemInterface, _ fd: Int32, destination: UInt32, source: UInt32,
                                  flags: UInt32, length: UInt64, destinationIOVA: UInt64, sourceIOVA: UInt64,
-                                 fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+                                 fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_ioas_copy()
         command.size = UInt32(MemoryLayout<iommu_ioas_copy>.size)
         command.flags = flags
@@ -76,7 +76,7 @@ package enum IOMMUFDIOCTL {
     @inlinable
     package static func ioasIOVARanges(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32,
                                        into entries: UnsafeMutableBufferPointer<iommu_iova_range>,
-                                       fileID: String, line: Int) throws(IOMMUError) -> IOVARangesAnswer {
+                                       fileID: StaticString, line: Int) throws(IOMMUError) -> IOVARangesAnswer {
         var command = iommu_ioas_iova_ranges()
         command.size = UInt32(MemoryLayout<iommu_ioas_iova_ranges>.size)
         command.ioas_id = ioas
@@ -99,7 +99,7 @@ package enum IOMMUFDIOCTL {
     @inlinable
     package static func ioasMap(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, flags: UInt32,
                                 userAddress: UInt64, length: UInt64, iova: UInt64,
-                                fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+                                fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_ioas_map()
         command.size = UInt32(MemoryLayout<iommu_ioas_map>.size)
         command.flags = flags
@@ -122,7 +122,7 @@ package enum IOMMUFDIOCTL {
     @inlinable
     package static func ioasMapFile(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, flags: UInt32,
                                     fileDescriptor: Int32, start: UInt64, length: UInt64, iova: UInt64,
-                                    fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+                                    fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_ioas_map_file()
         command.size = UInt32(MemoryLayout<iommu_ioas_map_file>.size)
         command.flags = flags
@@ -145,7 +145,7 @@ package enum IOMMUFDIOCTL {
     /// `IOMMU_IOAS_UNMAP`: unmaps every mapping inside `[iova, iova + length)`; returns the bytes unmapped.
     @inlinable @inline(__always)
     package static func ioasUnmap(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, iova: UInt64, length: UInt64,
-                                  fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+                                  fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_ioas_unmap(size: UInt32(MemoryLayout<iommu_ioas_unmap>.size), ioas_id: ioas, iova: iova, length: length)
         try issueIOCTL(system, fd, IOMMU_IOAS_UNMAP, .ioasUnmap, &command, IOMMUErrorContext(objectID: ioas, iova: iova, length: length),
                        fileID: fileID, line: line)
@@ -156,7 +156,7 @@ package enum IOMMUFDIOCTL {
     /// (`object` 0) or of an object; returns `val64` as the kernel left it.
     @inlinable
     package static func option(_ system: any SystemInterface, _ fd: Int32, option: UInt32, op: UInt16, object: UInt32, value: UInt64,
-                               fileID: String, line: Int) throws(IOMMUError) -> UInt64 {
+                               fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_option()
         command.size = UInt32(MemoryLayout<iommu_option>.size)
         command.option_id = option
@@ -183,7 +183,7 @@ package enum IOMMUFDIOCTL {
     @inlinable
     package static func getHardwareInfo(_ system: any SystemInterface, _ fd: Int32, device: UInt32, flags: UInt32, dataType: UInt32,
                                         into data: UnsafeMutableRawBufferPointer,
-                                        fileID: String, line: Int) throws(IOMMUError) -> HardwareInfoAnswer {
+                                        fileID: StaticString, line: Int) throws(IOMMUError) -> HardwareInfoAnswer {
         var command = iommu_hw_info()
         command.size = UInt32(MemoryLayout<iommu_hw_info>.size)
         command.flags = flags
@@ -200,7 +200,7 @@ package enum IOMMUFDIOCTL {
     /// largest command. Returns `true` when the kernel knows the command (`EINVAL`), `false`
     /// for `ENOTTY`; throws anything else.
     package static func probe(_ system: any SystemInterface, _ fd: Int32, _ operation: IOMMUOperation,
-                              fileID: String, line: Int) throws(IOMMUError) -> Bool {
+                              fileID: StaticString, line: Int) throws(IOMMUError) -> Bool {
         guard let descriptor = operation.ioctl else { preconditionFailure("\(operation) is not an ioctl") }
         var room = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         do {

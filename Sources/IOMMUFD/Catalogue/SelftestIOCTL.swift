@@ -27,7 +27,7 @@ package enum SelftestIOCTL {
 
     /// `IOMMU_TEST_OP_ADD_RESERVED`: reserves `[start, start + length)` in an IOAS.
     package static func addReserved(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, start: UInt64, length: UInt64,
-                                    fileID: String, line: Int) throws(IOMMUError) {
+                                    fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = command(IOMMU_TEST_OP_ADD_RESERVED, id: ioas)
         command.add_reserved.start = start
         command.add_reserved.length = length
@@ -37,7 +37,7 @@ package enum SelftestIOCTL {
 
     /// `IOMMU_TEST_OP_MOCK_DOMAIN`: a mock device attached to `pageTable` (an IOAS or a HWPT).
     package static func mockDomain(_ system: any SystemInterface, _ fd: Int32, pageTable: UInt32,
-                                   fileID: String, line: Int) throws(IOMMUError) -> MockDomainAnswer {
+                                   fileID: StaticString, line: Int) throws(IOMMUError) -> MockDomainAnswer {
         var command = command(IOMMU_TEST_OP_MOCK_DOMAIN, id: pageTable)
         try issueIOCTL(system, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: pageTable), fileID: fileID, line: line)
         return MockDomainAnswer(selftestID: command.mock_domain.out_stdev_id, hwptID: command.mock_domain.out_hwpt_id,
@@ -47,7 +47,7 @@ package enum SelftestIOCTL {
     /// `IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`: moves a mock device to another IOAS or HWPT;
     /// returns the page table it is attached to now.
     package static func mockDomainReplace(_ system: any SystemInterface, _ fd: Int32, device: UInt32, pageTable: UInt32,
-                                          fileID: String, line: Int) throws(IOMMUError) -> UInt32 {
+                                          fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var command = command(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, id: device)
         command.mock_domain_replace.pt_id = pageTable
         try issueIOCTL(system, fd, IOMMU_TEST_CMD, .testCommand, &command,
@@ -58,7 +58,7 @@ package enum SelftestIOCTL {
     /// `IOMMU_TEST_OP_MD_CHECK_MAP`: whether the mock domain `hwpt` translates
     /// `[iova, iova + length)` to the pages behind `userAddress` (`EINVAL` when a page differs).
     package static func checkMap(_ system: any SystemInterface, _ fd: Int32, hwpt: UInt32, iova: UInt64, length: UInt64, userAddress: UInt64,
-                                 fileID: String, line: Int) throws(IOMMUError) {
+                                 fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = command(IOMMU_TEST_OP_MD_CHECK_MAP, id: hwpt)
         command.check_map.iova = iova
         command.check_map.length = length
@@ -70,7 +70,7 @@ package enum SelftestIOCTL {
     /// `IOMMU_TEST_OP_MD_CHECK_REFS`: whether every base page of `[userAddress, userAddress + length)`
     /// is pinned exactly `refs` times (`EIO` when one is not).
     package static func checkRefs(_ system: any SystemInterface, _ fd: Int32, userAddress: UInt64, length: UInt64, refs: UInt32,
-                                  fileID: String, line: Int) throws(IOMMUError) {
+                                  fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = command(IOMMU_TEST_OP_MD_CHECK_REFS, id: 0)
         command.check_refs.uptr = userAddress
         command.check_refs.length = length

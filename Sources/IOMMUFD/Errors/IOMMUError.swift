@@ -17,19 +17,33 @@ public struct IOMMUError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The ids, addresses and lengths the operation was given.
     public var context: IOMMUErrorContext
     /// The caller's source file (`#fileID`).
-    public var fileID: String
+    public var fileID: StaticString
     /// The caller's source line.
     public var line: Int
 
     public init(
         _ operation: IOMMUOperation, _ errno: Errno, _ context: IOMMUErrorContext = IOMMUErrorContext(),
-        fileID: String = #fileID, line: Int = #line
+        fileID: StaticString = #fileID, line: Int = #line
     ) {
         self.operation = operation
         self.errno = errno
         self.context = context
         self.fileID = fileID
         self.line = line
+    }
+
+    /// Two errors are equal when they say the same: operation, errno, context and location.
+    public static func == (lhs: IOMMUError, rhs: IOMMUError) -> Bool {
+        lhs.operation == rhs.operation && lhs.errno == rhs.errno && lhs.context == rhs.context
+            && lhs.line == rhs.line && lhs.fileID.description == rhs.fileID.description
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(operation)
+        hasher.combine(errno)
+        hasher.combine(context)
+        hasher.combine(fileID.description)
+        hasher.combine(line)
     }
 
     /// `IOMMU_IOAS_MAP failed: Cannot allocate memory (errno 12) [ioas=1 length=0x1000]`,
@@ -47,36 +61,117 @@ public struct IOMMUError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// The arguments of the failed operation, kept as numbers and rendered only when printed.
+///
+/// Cheap to make and to throw: the fields every ioctl error has are plain numbers stored
+/// inline; the rarer ones (paths, names, reported values) live in a copy-on-write box that
+/// exists only when one of them is set, so the common error copies no strings.
 public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     /// The object the operation acted on (IOAS, HWPT, device...).
     public var objectID: UInt32?
     /// A second object, e.g. the source IOAS of a copy.
     public var otherObjectID: UInt32?
+    /// The IOVA the operation was given.
     public var iova: UInt64?
+    /// The length the operation was given.
     public var length: UInt64?
+    /// The user virtual address the operation was given.
     public var userAddress: UInt64?
+    /// The file descriptor the operation was given (a memfd, an iommufd for a bind...).
     public var fileDescriptor: Int32?
-    public var path: String?
+    /// The rarer fields, allocated only when one is set.
+    private var details: Details?
+
+    /// The rarer fields of a context.
+    private final class Details: @unchecked Sendable {
+        // Mutated only while uniquely referenced (copy-on-write), so sharing is safe.
+        var path: String?
+        var memlockLimit: UInt64?
+        var reportedLength: UInt64?
+        var reportedCount: UInt32?
+        var pciAddress: String?
+        var driver: String?
+        var configurationOffset: UInt64?
+        var regionIndex: UInt32?
+        var interruptVector: Int?
+        var handleWasDestroyed: Bool = false
+
+        func copy() -> Details {
+            let copy = Details()
+            copy.path = path
+            copy.memlockLimit = memlockLimit
+            copy.reportedLength = reportedLength
+            copy.reportedCount = reportedCount
+            copy.pciAddress = pciAddress
+            copy.driver = driver
+            copy.configurationOffset = configurationOffset
+            copy.regionIndex = regionIndex
+            copy.interruptVector = interruptVector
+            copy.handleWasDestroyed = handleWasDestroyed
+            return copy
+        }
+    }
+
+    private mutating func updateDetails(_ change: (Details) -> Void) {
+        if details == nil {
+            details = Details()
+        } else if !isKnownUniquelyReferenced(&details!) {
+            details = details!.copy()
+        }
+        change(details!)
+    }
+
+    /// The device node or sysfs path involved.
+    public var path: String? {
+        get { details?.path ?? nil }
+        set { updateDetails { $0.path = newValue } }
+    }
     /// `RLIMIT_MEMLOCK` at the time of an `ENOMEM`, in bytes (`nil` unlimited or unknown).
-    public var memlockLimit: UInt64?
+    public var memlockLimit: UInt64? {
+        get { details?.memlockLimit ?? nil }
+        set { updateDetails { $0.memlockLimit = newValue } }
+    }
     /// What the kernel wrote back when it differs from what was asked (e.g. unmapped bytes).
-    public var reportedLength: UInt64?
+    public var reportedLength: UInt64? {
+        get { details?.reportedLength ?? nil }
+        set { updateDetails { $0.reportedLength = newValue } }
+    }
     /// How many entries the kernel said it has when the caller's array was too small
     /// (`EMSGSIZE` from `IOMMU_IOAS_IOVA_RANGES`, `ENOSPC` from the VFIO info calls).
-    public var reportedCount: UInt32?
+    public var reportedCount: UInt32? {
+        get { details?.reportedCount ?? nil }
+        set { updateDetails { $0.reportedCount = newValue } }
+    }
     /// The PCI function the operation concerned (`dddd:bb:dd.f`).
-    public var pciAddress: String?
+    public var pciAddress: String? {
+        get { details?.pciAddress ?? nil }
+        set { updateDetails { $0.pciAddress = newValue } }
+    }
     /// The driver the function was bound to when the operation failed (from sysfs).
-    public var driver: String?
+    public var driver: String? {
+        get { details?.driver ?? nil }
+        set { updateDetails { $0.driver = newValue } }
+    }
     /// The PCI configuration-space offset of a config read or write.
-    public var configurationOffset: UInt64?
+    public var configurationOffset: UInt64? {
+        get { details?.configurationOffset ?? nil }
+        set { updateDetails { $0.configurationOffset = newValue } }
+    }
     /// The VFIO region index (BAR0-5 are 0-5, ROM 6, config 7).
-    public var regionIndex: UInt32?
+    public var regionIndex: UInt32? {
+        get { details?.regionIndex ?? nil }
+        set { updateDetails { $0.regionIndex = newValue } }
+    }
     /// The interrupt vector.
-    public var interruptVector: Int?
+    public var interruptVector: Int? {
+        get { details?.interruptVector ?? nil }
+        set { updateDetails { $0.interruptVector = newValue } }
+    }
     /// The call was refused before it reached the kernel because the handle it was made
     /// through had been destroyed (its id may already belong to a newer object).
-    public var handleWasDestroyed = false
+    public var handleWasDestroyed: Bool {
+        get { details?.handleWasDestroyed ?? false }
+        set { updateDetails { $0.handleWasDestroyed = newValue } }
+    }
 
     public init(
         objectID: UInt32? = nil, otherObjectID: UInt32? = nil, iova: UInt64? = nil, length: UInt64? = nil,
@@ -88,7 +183,32 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         self.length = length
         self.userAddress = userAddress
         self.fileDescriptor = fileDescriptor
-        self.path = path
+        if let path { self.path = path }
+    }
+
+    public static func == (lhs: IOMMUErrorContext, rhs: IOMMUErrorContext) -> Bool {
+        lhs.objectID == rhs.objectID && lhs.otherObjectID == rhs.otherObjectID && lhs.iova == rhs.iova && lhs.length == rhs.length
+            && lhs.userAddress == rhs.userAddress && lhs.fileDescriptor == rhs.fileDescriptor
+            && lhs.path == rhs.path && lhs.memlockLimit == rhs.memlockLimit && lhs.reportedLength == rhs.reportedLength && lhs.reportedCount == rhs.reportedCount && lhs.pciAddress == rhs.pciAddress && lhs.driver == rhs.driver && lhs.configurationOffset == rhs.configurationOffset && lhs.regionIndex == rhs.regionIndex && lhs.interruptVector == rhs.interruptVector && lhs.handleWasDestroyed == rhs.handleWasDestroyed
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(objectID)
+        hasher.combine(otherObjectID)
+        hasher.combine(iova)
+        hasher.combine(length)
+        hasher.combine(userAddress)
+        hasher.combine(fileDescriptor)
+        hasher.combine(path)
+        hasher.combine(memlockLimit)
+        hasher.combine(reportedLength)
+        hasher.combine(reportedCount)
+        hasher.combine(pciAddress)
+        hasher.combine(driver)
+        hasher.combine(configurationOffset)
+        hasher.combine(regionIndex)
+        hasher.combine(interruptVector)
+        hasher.combine(handleWasDestroyed)
     }
 
     public var description: String {

@@ -10,7 +10,7 @@ package enum VFIODeviceIOCTL {
     /// `VFIO_DEVICE_BIND_IOMMUFD`: binds the cdev to `iommufd`; returns the iommufd device id.
     /// `token` is the address of a 16-byte VF token, or 0 for none.
     package static func bind(_ system: any SystemInterface, _ fd: Int32, iommufd: Int32, token: UInt64,
-                             fileID: String, line: Int) throws(IOMMUError) -> UInt32 {
+                             fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var command = vfio_device_bind_iommufd()
         command.argsz = UInt32(MemoryLayout<vfio_device_bind_iommufd>.size)
         command.iommufd = iommufd
@@ -26,7 +26,7 @@ package enum VFIODeviceIOCTL {
     /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`: attaches (or replaces) the device's RID, or one PASID
     /// when `pasid` is given, to an IOAS or HWPT; returns the HWPT it is attached to.
     package static func attach(_ system: any SystemInterface, _ fd: Int32, pageTable: UInt32, pasid: UInt32? = nil,
-                               fileID: String, line: Int) throws(IOMMUError) -> UInt32 {
+                               fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var command = vfio_device_attach_iommufd_pt()
         command.argsz = UInt32(MemoryLayout<vfio_device_attach_iommufd_pt>.size)
         command.pt_id = pageTable
@@ -41,7 +41,7 @@ package enum VFIODeviceIOCTL {
 
     /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`: detaches the RID, or one PASID.
     package static func detach(_ system: any SystemInterface, _ fd: Int32, pasid: UInt32? = nil,
-                               fileID: String, line: Int) throws(IOMMUError) {
+                               fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = vfio_device_detach_iommufd_pt()
         command.argsz = UInt32(MemoryLayout<vfio_device_detach_iommufd_pt>.size)
         if let pasid {
@@ -53,7 +53,7 @@ package enum VFIODeviceIOCTL {
     }
 
     /// `VFIO_DEVICE_GET_INFO`.
-    package static func getInfo(_ system: any SystemInterface, _ fd: Int32, fileID: String, line: Int) throws(IOMMUError) -> vfio_device_info {
+    package static func getInfo(_ system: any SystemInterface, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_device_info {
         var command = vfio_device_info()
         command.argsz = UInt32(MemoryLayout<vfio_device_info>.size)
         try issueIOCTL(system, fd, VFIO_DEVICE_GET_INFO, .vfioDeviceGetInfo, &command, IOMMUErrorContext(), fileID: fileID, line: line)
@@ -64,7 +64,7 @@ package enum VFIODeviceIOCTL {
     /// after it for the capability chain); returns the header as the kernel left it, whose
     /// `argsz` says how much room the whole answer needs.
     package static func getRegionInfo(_ system: any SystemInterface, _ fd: Int32, index: UInt32, into buffer: UnsafeMutableRawBufferPointer,
-                                      fileID: String, line: Int) throws(IOMMUError) -> vfio_region_info {
+                                      fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_region_info {
         var header = vfio_region_info()
         header.argsz = UInt32(buffer.count)
         header.index = index
@@ -77,7 +77,7 @@ package enum VFIODeviceIOCTL {
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO` for one interrupt index.
-    package static func getIRQInfo(_ system: any SystemInterface, _ fd: Int32, index: UInt32, fileID: String, line: Int) throws(IOMMUError) -> vfio_irq_info {
+    package static func getIRQInfo(_ system: any SystemInterface, _ fd: Int32, index: UInt32, fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_irq_info {
         var command = vfio_irq_info()
         command.argsz = UInt32(MemoryLayout<vfio_irq_info>.size)
         command.index = index
@@ -89,7 +89,7 @@ package enum VFIODeviceIOCTL {
     /// `VFIO_DEVICE_SET_IRQS`: `flags` (data type | action) for vectors `[start, start + count)`
     /// of `index`, followed by `data` (eventfds as `Int32`s, or bools as bytes; empty for `DATA_NONE`).
     package static func setIRQs(_ system: any SystemInterface, _ fd: Int32, index: UInt32, flags: UInt32, start: UInt32, count: UInt32,
-                                data: UnsafeRawBufferPointer, fileID: String, line: Int) throws(IOMMUError) {
+                                data: UnsafeRawBufferPointer, fileID: StaticString, line: Int) throws(IOMMUError) {
         let headerSize = MemoryLayout<vfio_irq_set>.size
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: headerSize + data.count, alignment: 8)
         defer { buffer.deallocate() }
@@ -106,7 +106,7 @@ package enum VFIODeviceIOCTL {
     }
 
     /// `VFIO_DEVICE_RESET`.
-    package static func reset(_ system: any SystemInterface, _ fd: Int32, fileID: String, line: Int) throws(IOMMUError) {
+    package static func reset(_ system: any SystemInterface, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) {
         _ = try issueIOCTL(system, fd, VFIO_DEVICE_RESET, .vfioDeviceReset, argument: nil, IOMMUErrorContext(), fileID: fileID, line: line)
     }
 
@@ -114,7 +114,7 @@ package enum VFIODeviceIOCTL {
     /// dependent devices); returns the header. When they do not fit the kernel answers
     /// `ENOSPC` and the error's `context.reportedCount` says how many there are.
     package static func getPCIHotResetInfo(_ system: any SystemInterface, _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer,
-                                           fileID: String, line: Int) throws(IOMMUError) -> vfio_pci_hot_reset_info {
+                                           fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_pci_hot_reset_info {
         var header = vfio_pci_hot_reset_info()
         header.argsz = UInt32(buffer.count)
         buffer.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
