@@ -38,6 +38,15 @@ public struct LinuxSystem: SystemInterface {
         try valueOrErrno { ciommufd_ioctl(fd, request, argument) }
     }
 
+    public func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Int32 {
+        while true {
+            let result = ciommufd_ioctl(fd, request, argument)
+            if result != -1 { return result }
+            let error = ciommufd_errno()
+            if error != EINTR { return -error }
+        }
+    }
+
     public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
         try valueOrErrno { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }

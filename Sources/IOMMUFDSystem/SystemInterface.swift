@@ -18,6 +18,10 @@ public protocol SystemInterface: Sendable {
     func close(_ fd: Int32) throws(Errno)
     /// Issues `request` on `fd` with `argument` passed through unchanged. The corresponding call is `ioctl(2)`.
     func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32
+    /// The same call, answering instead of throwing: the result when it is non-negative,
+    /// otherwise `-errno`. The ioctl catalogue uses it so that a failing call throws once,
+    /// as its typed error, rather than twice. The default calls ``ioctl(_:_:_:)``.
+    func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Int32
     /// The corresponding call is `read(2)`.
     func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
     /// The corresponding call is `write(2)`.
@@ -92,5 +96,12 @@ public struct ResourceLimit: Sendable, Hashable {
     public init(current: UInt64?, maximum: UInt64?) {
         self.current = current
         self.maximum = maximum
+    }
+}
+
+extension SystemInterface {
+    /// ``ioctl(_:_:_:)`` with the errno as a negative result.
+    public func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Int32 {
+        do { return try ioctl(fd, request, argument) } catch { return -error.rawValue }
     }
 }

@@ -15,7 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static inline int ciommufd_ioctl(int fd, unsigned long request, void *argument) {
+static inline __attribute__((always_inline)) int ciommufd_ioctl(int fd, unsigned long request, void *argument) {
     return ioctl(fd, request, argument);
 }
 
@@ -96,7 +96,7 @@ static inline int ciommufd_setrlimit_memlock(uint64_t current, uint64_t maximum)
     return setrlimit(RLIMIT_MEMLOCK, &limit);
 }
 
-static inline int ciommufd_errno(void) {
+static inline __attribute__((always_inline)) int ciommufd_errno(void) {
     return errno;
 }
 

@@ -11,12 +11,9 @@ package func issueIOCTL<Command>(
     _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, _ command: inout Command,
     _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) {
-    do {
-        _ = try withUnsafeMutableBytes(of: &command) { (bytes) throws(Errno) -> Int32 in
-            try system.ioctl(fd, request, bytes.baseAddress)
-        }
-    } catch {
-        throw IOMMUError(operation, error, context(), fileID: fileID, line: line)
+    let result = withUnsafeMutableBytes(of: &command) { bytes in system.ioctlResult(fd, request, bytes.baseAddress) }
+    if result < 0 {
+        throw IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
     }
 }
 
@@ -28,11 +25,11 @@ package func issueIOCTL(
     _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, argument: UnsafeMutableRawPointer?,
     _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) -> Int32 {
-    do {
-        return try system.ioctl(fd, request, argument)
-    } catch {
-        throw IOMMUError(operation, error, context(), fileID: fileID, line: line)
+    let result = system.ioctlResult(fd, request, argument)
+    if result < 0 {
+        throw IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
     }
+    return result
 }
 
 /// The answer of one try of an "ask the size, then ask again" exchange.
