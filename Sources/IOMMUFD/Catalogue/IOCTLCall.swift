@@ -3,15 +3,17 @@ import SystemPackage
 /// Issues one ioctl whose argument is `command`, and turns a failure into an ``IOMMUError``
 /// naming `operation`: the one place the catalogue files call ``SystemInterface/ioctl(_:_:_:)``
 /// with a struct. `request` is the C constant of `operation` (passed as a constant so the hot
-/// path does not consult the table; a test checks every pair). The pointer lives only inside the call: the kernel reads and writes the
-/// command while the ioctl runs, never after. Reading `system` and the descriptor once and
+/// path does not consult the table; a test checks every pair). The pointer lives only inside
+/// the call: the kernel reads and writes the command while the ioctl runs, never after. Reading `system` and the descriptor once and
 /// passing them down keeps reference counting off the hot path.
 @inlinable @inline(__always)
 package func issueIOCTL<Command>(
     _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, _ command: inout Command,
     _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) {
-    let result = withUnsafeMutableBytes(of: &command) { bytes in system.ioctlResult(fd, request, bytes.baseAddress) }
+    // The inout-to-pointer conversion lends the command's bytes for the call only, with no
+    // closure (which would copy `system` into its context).
+    let result = system.ioctlResult(fd, request, &command)
     if result < 0 {
         throw IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
     }

@@ -5,6 +5,9 @@
 
 /* Issues IOMMU_IOAS_UNMAP on `fd` `iterations` times; returns how many calls failed. */
 uint64_t ciommufd_bench_unmap_loop(int fd, uint32_t ioas_id, uint64_t iterations);
+/* IOMMU_IOAS_MAP of [va, va + length) at a fixed iova, then IOMMU_IOAS_UNMAP of it,
+ * `iterations` times on a real iommufd; returns how many of the calls failed. */
+uint64_t ciommufd_bench_map_unmap_loop(int fd, uint32_t ioas_id, uint64_t va, uint64_t length, uint64_t iova, uint64_t iterations);
 
 /* Heap allocations and Swift retain/release calls between begin and end, on every thread. */
 struct ciommufd_bench_counts { uint64_t allocations, retains, releases; };
