@@ -44,7 +44,7 @@ struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run every check (the default).",
         discussion: """
-        Checks S1-S19 (system) and D1-D14 (devices) of the project's REFERENCE.md, each with a level \
+        Checks S1-S19 (system) and D1-D14 (devices), listed in docs/probe-checks.md, each with a level \
         (PASS, INFO, SKIP, WARN, FAIL), the evidence read, and a fix. Exit status: 0 ready, 1 a FAIL, \
         3 WARNs only, 64 bad usage.
         """)
