@@ -47,6 +47,7 @@ public struct BackingPolicy: Sendable {
     /// Called once per fallback, before the next store is tried.
     public var onFallback: @Sendable (BackingFallback) -> Void
 
+    /// Creates a policy that tries `stores` in order (at least one) and reports each fallback to `onFallback`.
     public init(stores: [BackingStore], onFallback: @escaping @Sendable (BackingFallback) -> Void) {
         precondition(!stores.isEmpty, "a backing policy needs at least one store")
         self.stores = stores

@@ -14,6 +14,7 @@ public struct DMABuffer: Hashable, @unchecked Sendable {
     /// Its size in bytes.
     public let length: Int
 
+    /// Creates a buffer view from the CPU `address`, the device's `iova` and the `length` in bytes; it owns nothing.
     @inlinable
     public init(address: UnsafeMutableRawPointer, iova: IOVA, length: Int) {
         self.address = address

@@ -9,6 +9,7 @@ public struct HugePagePool: Sendable, Hashable {
     /// Pages nobody has taken yet (`free_hugepages` minus `resv_hugepages`).
     public var available: Int
 
+    /// Creates a pool description from its page size and its `total` and `available` counts in pages.
     public init(pageSize: PageSize, total: Int, available: Int) {
         self.pageSize = pageSize
         self.total = total
@@ -42,9 +43,12 @@ public struct HugePagePool: Sendable, Hashable {
 
 /// A mounted hugetlbfs (from `/proc/self/mounts`).
 public struct HugetlbfsMount: Sendable, Hashable {
+    /// The mount point (the second field of the `/proc/self/mounts` line).
     public var path: String
+    /// The size of the mount's pages (its `pagesize=` option, 2 MiB without one).
     public var pageSize: PageSize
 
+    /// Creates a mount description from its mount point `path` and its `pageSize`.
     public init(path: String, pageSize: PageSize) {
         self.path = path
         self.pageSize = pageSize

@@ -37,9 +37,11 @@ public struct IOVAAllocator: Sendable {
         var length: UInt64 { end - start }
     }
 
+    /// Why ``IOVAAllocator/allocate(_:alignment:)`` or ``IOVAAllocator/free(_:)`` refused a request.
     public enum AllocationError: Error, Equatable, CustomStringConvertible {
         /// No free range of this size and alignment is left (the quarantine holds `quarantined` bytes).
         case exhausted(length: UInt64, alignment: UInt64, quarantined: UInt64)
+        /// A zero-byte range was requested: every IOVA range has at least one byte.
         case zeroLength
         /// Not an allocation of this allocator, or freed twice.
         case notAllocated(IOVA)

@@ -35,6 +35,8 @@ public struct NUMAReport: Sendable, Hashable, CustomStringConvertible {
     /// How many pages were sampled (every page of small regions; evenly spread samples of large ones).
     public var sampledPages: Int
 
+    /// Creates a report from the requested node (`nil`: none), the sampled page count per node, the sampled pages
+    /// without a node, and the number of pages sampled.
     public init(requestedNode: Int?, pagesPerNode: [Int: Int], unplacedPages: Int, sampledPages: Int) {
         self.requestedNode = requestedNode
         self.pagesPerNode = pagesPerNode

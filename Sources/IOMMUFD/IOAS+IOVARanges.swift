@@ -8,6 +8,7 @@ public struct IOVARanges: Hashable, Sendable {
     /// The alignment every IOVA and length must have (`out_iova_alignment`).
     public var alignment: UInt64
 
+    /// Creates the usable IOVA space from its windows in ascending order and the required IOVA alignment in bytes.
     public init(ranges: [IOVARange], alignment: UInt64) {
         self.ranges = ranges
         self.alignment = alignment

@@ -90,9 +90,12 @@ public struct MapAccess: OptionSet, Sendable, Hashable {
 
 /// One mapping made in an IOAS: where it landed and how long it is.
 public struct IOASMapping: Hashable, Sendable, CustomStringConvertible {
+    /// The first IOVA of the mapping: the fixed one asked for, or the one the kernel chose (`iova` written back).
     public var iova: IOVA
+    /// The mapping's length in bytes.
     public var length: UInt64
 
+    /// Creates a mapping record from its first IOVA and its length in bytes.
     public init(iova: IOVA, length: UInt64) {
         self.iova = iova
         self.length = length

@@ -34,12 +34,21 @@ public struct IOMMUObjectID<Kind: IOMMUObjectKind>: RawRepresentable, Hashable, 
     public var description: String { "\(Kind.name)#\(rawValue)" }
 }
 
+/// The ID of an I/O address space (`out_ioas_id` of `IOMMU_IOAS_ALLOC`).
 public typealias IOASID = IOMMUObjectID<IOASObject>
+/// The ID of a hardware page table (`out_hwpt_id` of `IOMMU_HWPT_ALLOC`, or the `pt_id` an attach reports).
 public typealias HWPTID = IOMMUObjectID<HWPTObject>
+/// The ID of a device bound to the iommufd (`out_devid` of `VFIO_DEVICE_BIND_IOMMUFD`).
 public typealias DeviceID = IOMMUObjectID<DeviceObject>
+/// The ID of a fault queue (`out_fault_id` of `IOMMU_FAULT_QUEUE_ALLOC`).
 public typealias FaultID = IOMMUObjectID<FaultObject>
+/// The ID of a virtual IOMMU (`out_viommu_id` of `IOMMU_VIOMMU_ALLOC`).
 public typealias VIOMMUID = IOMMUObjectID<VIOMMUObject>
+/// The ID of a virtual device (`out_vdevice_id` of `IOMMU_VDEVICE_ALLOC`).
 public typealias VDeviceID = IOMMUObjectID<VDeviceObject>
+/// The ID of a virtual event queue (`out_veventq_id` of `IOMMU_VEVENTQ_ALLOC`).
 public typealias VEventQueueID = IOMMUObjectID<VEventQueueObject>
+/// The ID of a hardware queue (`out_hw_queue_id` of `IOMMU_HW_QUEUE_ALLOC`).
 public typealias HWQueueID = IOMMUObjectID<HWQueueObject>
+/// The ID of a selftest object such as a mock device (`IOMMU_TEST_CMD`, `CONFIG_IOMMUFD_TEST`).
 public typealias SelftestID = IOMMUObjectID<SelftestObject>

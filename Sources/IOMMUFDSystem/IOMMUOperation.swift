@@ -13,77 +13,144 @@ import CIOMMUFD
 /// `VFIOContainerIOCTL`).
 public enum IOMMUOperation: String, Sendable, Hashable, CaseIterable {
     // iommufd (/dev/iommu), _IO(';', 0x80 + n)
+    /// `IOMMU_DESTROY`: destroys any iommufd object (IOAS, HWPT, fault queue, vIOMMU...) by its ID.
     case destroy = "IOMMU_DESTROY"
+    /// `IOMMU_IOAS_ALLOC`: allocates a new, empty I/O address space and returns its ID.
     case ioasAlloc = "IOMMU_IOAS_ALLOC"
+    /// `IOMMU_IOAS_ALLOW_IOVAS`: keeps IOVA ranges usable in an IOAS; attachments that would narrow them fail.
     case ioasAllowIOVAs = "IOMMU_IOAS_ALLOW_IOVAS"
+    /// `IOMMU_IOAS_COPY`: maps pages already pinned in one IOAS into another, without pinning them again.
     case ioasCopy = "IOMMU_IOAS_COPY"
+    /// `IOMMU_IOAS_IOVA_RANGES`: lists the IOVA ranges usable in an IOAS and its IOVA alignment.
     case ioasIOVARanges = "IOMMU_IOAS_IOVA_RANGES"
+    /// `IOMMU_IOAS_MAP`: maps user memory into an IOAS, at a fixed IOVA or one the kernel picks.
     case ioasMap = "IOMMU_IOAS_MAP"
+    /// `IOMMU_IOAS_UNMAP`: unmaps an IOVA range of an IOAS (0/`UINT64_MAX`: all) and reports the bytes unmapped.
     case ioasUnmap = "IOMMU_IOAS_UNMAP"
+    /// `IOMMU_OPTION`: sets or gets a global or per-object option (`RLIMIT_MODE`, `HUGE_PAGES`).
     case option = "IOMMU_OPTION"
+    /// `IOMMU_VFIO_IOAS`: gets, sets or clears the IOAS the VFIO container compatibility layer uses.
     case vfioIOAS = "IOMMU_VFIO_IOAS"
+    /// `IOMMU_HWPT_ALLOC`: allocates a hardware page table for a device on an IOAS, or nested on a parent.
     case hwptAlloc = "IOMMU_HWPT_ALLOC"
+    /// `IOMMU_GET_HW_INFO`: reports the IOMMU type, capabilities, PASID width and vendor data of a bound device.
     case getHWInfo = "IOMMU_GET_HW_INFO"
+    /// `IOMMU_HWPT_SET_DIRTY_TRACKING`: starts or stops dirty tracking on a HWPT.
     case hwptSetDirtyTracking = "IOMMU_HWPT_SET_DIRTY_TRACKING"
+    /// `IOMMU_HWPT_GET_DIRTY_BITMAP`: copies (and clears) the dirty bits of an IOVA range into a user bitmap.
     case hwptGetDirtyBitmap = "IOMMU_HWPT_GET_DIRTY_BITMAP"
+    /// `IOMMU_HWPT_INVALIDATE`: sends driver-specific cache invalidation requests for a nested HWPT or a vIOMMU.
     case hwptInvalidate = "IOMMU_HWPT_INVALIDATE"
+    /// `IOMMU_FAULT_QUEUE_ALLOC`: allocates a fault queue, a descriptor that delivers I/O page faults and takes responses.
     case faultQueueAlloc = "IOMMU_FAULT_QUEUE_ALLOC"
+    /// `IOMMU_IOAS_MAP_FILE`: maps a range of a file (memfd, dma-buf) into an IOAS.
     case ioasMapFile = "IOMMU_IOAS_MAP_FILE"
+    /// `IOMMU_VIOMMU_ALLOC`: allocates a virtual IOMMU on a nesting parent HWPT for a device's physical IOMMU.
     case viommuAlloc = "IOMMU_VIOMMU_ALLOC"
+    /// `IOMMU_VDEVICE_ALLOC`: allocates a virtual device: a bound device's virtual ID (e.g. vSID) in a vIOMMU.
     case vdeviceAlloc = "IOMMU_VDEVICE_ALLOC"
+    /// `IOMMU_IOAS_CHANGE_PROCESS`: moves the pinned-memory accounting of every file mapping to the calling process.
     case ioasChangeProcess = "IOMMU_IOAS_CHANGE_PROCESS"
+    /// `IOMMU_VEVENTQ_ALLOC`: allocates a vEVENTQ, a descriptor that delivers a vIOMMU's hardware events.
     case veventqAlloc = "IOMMU_VEVENTQ_ALLOC"
+    /// `IOMMU_HW_QUEUE_ALLOC`: allocates a hardware-accelerated queue of a vIOMMU (e.g. Tegra241 CMDQV).
     case hwQueueAlloc = "IOMMU_HW_QUEUE_ALLOC"
+    /// `IOMMU_IOAS_NOIOMMU_GET_PA`: gives the physical address behind an IOVA (no-IOMMU mode only).
     case ioasNoIOMMUGetPA = "IOMMU_IOAS_NOIOMMU_GET_PA"
     // the selftest command (CONFIG_IOMMUFD_TEST), _IO(';', 0xa0)
+    /// `IOMMU_TEST_CMD`: the iommufd selftest multiplexer (`CONFIG_IOMMUFD_TEST`): mock domains, fault injection.
     case testCommand = "IOMMU_TEST_CMD"
     // VFIO container (/dev/vfio/vfio), _IO(';', 100 + n)
+    /// `VFIO_GET_API_VERSION`: returns the container's `VFIO_API_VERSION` (0).
     case vfioGetAPIVersion = "VFIO_GET_API_VERSION"
+    /// `VFIO_CHECK_EXTENSION`: returns a positive value if the container supports an extension or IOMMU model.
     case vfioCheckExtension = "VFIO_CHECK_EXTENSION"
+    /// `VFIO_SET_IOMMU`: sets the IOMMU model (e.g. `VFIO_TYPE1v2_IOMMU`) of a container that holds a group.
     case vfioSetIOMMU = "VFIO_SET_IOMMU"
+    /// `VFIO_IOMMU_GET_INFO`: reports the type1 IOMMU's page sizes and capabilities (IOVA ranges, DMA limit).
     case vfioIOMMUGetInfo = "VFIO_IOMMU_GET_INFO"
+    /// `VFIO_IOMMU_MAP_DMA`: maps process memory at an IOVA in the container's type1 IOMMU.
     case vfioIOMMUMapDMA = "VFIO_IOMMU_MAP_DMA"
+    /// `VFIO_IOMMU_UNMAP_DMA`: unmaps an IOVA range of the container and reports the bytes unmapped.
     case vfioIOMMUUnmapDMA = "VFIO_IOMMU_UNMAP_DMA"
+    /// `VFIO_IOMMU_DIRTY_PAGES`: starts, stops or reads the type1 IOMMU's dirty-page tracking.
     case vfioIOMMUDirtyPages = "VFIO_IOMMU_DIRTY_PAGES"
     // VFIO group (/dev/vfio/N)
+    /// `VFIO_GROUP_GET_STATUS`: reports whether a group is viable and whether it is in a container.
     case vfioGroupGetStatus = "VFIO_GROUP_GET_STATUS"
+    /// `VFIO_GROUP_SET_CONTAINER`: adds a group to a container.
     case vfioGroupSetContainer = "VFIO_GROUP_SET_CONTAINER"
+    /// `VFIO_GROUP_UNSET_CONTAINER`: removes a group from its container.
     case vfioGroupUnsetContainer = "VFIO_GROUP_UNSET_CONTAINER"
+    /// `VFIO_GROUP_GET_DEVICE_FD`: opens a device of the group by name (PCI address, optional VF token).
     case vfioGroupGetDeviceFD = "VFIO_GROUP_GET_DEVICE_FD"
     // VFIO device (cdev /dev/vfio/devices/vfioN, or a group's device fd)
+    /// `VFIO_DEVICE_GET_INFO`: reports a device's flags (PCI, reset) and its numbers of regions and IRQ indexes.
     case vfioDeviceGetInfo = "VFIO_DEVICE_GET_INFO"
+    /// `VFIO_DEVICE_GET_REGION_INFO`: reports a region's size, offset, flags and capabilities (BAR, config space).
     case vfioDeviceGetRegionInfo = "VFIO_DEVICE_GET_REGION_INFO"
+    /// `VFIO_DEVICE_GET_IRQ_INFO`: reports the vector count and flags of an IRQ index (INTx, MSI, MSI-X...).
     case vfioDeviceGetIRQInfo = "VFIO_DEVICE_GET_IRQ_INFO"
+    /// `VFIO_DEVICE_SET_IRQS`: triggers, masks, unmasks or wires eventfds to the vectors of an IRQ index.
     case vfioDeviceSetIRQs = "VFIO_DEVICE_SET_IRQS"
+    /// `VFIO_DEVICE_RESET`: resets a device that reports `VFIO_DEVICE_FLAGS_RESET` (FLR or another method).
     case vfioDeviceReset = "VFIO_DEVICE_RESET"
+    /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`: lists the devices a bus or slot reset of this device also resets.
     case vfioDeviceGetPCIHotResetInfo = "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO"
+    /// `VFIO_DEVICE_PCI_HOT_RESET`: resets the bus or slot, given proof of owning every affected device.
     case vfioDevicePCIHotReset = "VFIO_DEVICE_PCI_HOT_RESET"
+    /// `VFIO_DEVICE_QUERY_GFX_PLANE`: describes a mediated GPU's display plane.
     case vfioDeviceQueryGFXPlane = "VFIO_DEVICE_QUERY_GFX_PLANE"
+    /// `VFIO_DEVICE_GET_GFX_DMABUF`: returns a dma-buf descriptor for a mediated GPU's display plane.
     case vfioDeviceGetGFXDMABuf = "VFIO_DEVICE_GET_GFX_DMABUF"
+    /// `VFIO_DEVICE_IOEVENTFD`: makes the kernel write a value to a region offset when an eventfd is signalled.
     case vfioDeviceIOEventFD = "VFIO_DEVICE_IOEVENTFD"
+    /// `VFIO_DEVICE_FEATURE`: gets, sets or probes a device feature (migration, low power, dma-buf export).
     case vfioDeviceFeature = "VFIO_DEVICE_FEATURE"
+    /// `VFIO_DEVICE_BIND_IOMMUFD`: binds a device cdev to an iommufd and returns its device ID.
     case vfioDeviceBindIOMMUFD = "VFIO_DEVICE_BIND_IOMMUFD"
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`: attaches a bound device, or one PASID of it, to an IOAS or HWPT.
     case vfioDeviceAttachIOMMUFDPT = "VFIO_DEVICE_ATTACH_IOMMUFD_PT"
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`: detaches a bound device, or one PASID of it, from its IOAS or HWPT.
     case vfioDeviceDetachIOMMUFDPT = "VFIO_DEVICE_DETACH_IOMMUFD_PT"
+    /// `VFIO_MIG_GET_PRECOPY_INFO`: reports the initial and dirty bytes a migration data descriptor still holds.
     case vfioMigGetPrecopyInfo = "VFIO_MIG_GET_PRECOPY_INFO"
     // system calls
+    /// `open(2)`: opens a device node or a sysfs file (always with `O_CLOEXEC`).
     case open = "open"
+    /// `close(2)`: releases a descriptor; never retried on `EINTR`.
     case close = "close"
+    /// `mmap(2)`: maps anonymous, hugetlbfs or memfd memory, or a device region such as a BAR.
     case mmap = "mmap"
+    /// `munmap(2)`: unmaps a range `mmap` mapped.
     case munmap = "munmap"
+    /// `memfd_create(2)`: creates the anonymous file behind memfd-backed DMA memory.
     case memfdCreate = "memfd_create"
+    /// `ftruncate(2)`: sets the size of a memfd.
     case ftruncate = "ftruncate"
+    /// `read(2)`: reads a descriptor (an interrupt eventfd, a fault queue, a sysfs file).
     case read = "read"
+    /// `write(2)`: writes a descriptor (a sysfs attribute, an eventfd, a fault response).
     case write = "write"
+    /// `pread(2)`: reads at an offset of a device region, e.g. PCI configuration space.
     case pread = "pread"
+    /// `pwrite(2)`: writes at an offset of a device region, e.g. PCI configuration space.
     case pwrite = "pwrite"
+    /// A whole-file read (`open`, `read` until end of file, `close`) of a sysfs or procfs file.
     case readFile = "read (sysfs)"
+    /// `opendir(3)`/`readdir(3)`: lists a directory, e.g. `/sys/bus/pci/devices`.
     case listDirectory = "opendir"
+    /// `readlink(2)`: reads a symbolic link, e.g. a device's `iommu_group` or `driver` in sysfs.
     case readLink = "readlink"
+    /// `eventfd(2)`: creates an eventfd for an interrupt vector or an ioeventfd.
     case eventfd = "eventfd"
+    /// `getrlimit(2)`: reads the process's `RLIMIT_MEMLOCK`.
     case getrlimit = "getrlimit"
+    /// `madvise(2)`: advises on a memory range, e.g. `MADV_HUGEPAGE` for transparent huge pages.
     case madvise = "madvise"
+    /// `mbind(2)`: binds a memory range to NUMA nodes.
     case mbind = "mbind"
+    /// `move_pages(2)` with no target nodes: reports the NUMA node of each page.
     case movePages = "move_pages"
 
     /// The kernel's name for the operation, e.g. `IOMMU_IOAS_MAP`.

@@ -5,6 +5,7 @@ public struct IOVA: RawRepresentable, Hashable, Comparable, Sendable, CustomStri
     public var rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// Creates an IOVA from its 64-bit bus address.
     public init(_ value: UInt64) { self.rawValue = value }
 
     public static func < (lhs: IOVA, rhs: IOVA) -> Bool { lhs.rawValue < rhs.rawValue }
@@ -17,9 +18,12 @@ public struct IOVA: RawRepresentable, Hashable, Comparable, Sendable, CustomStri
 
 /// An inclusive IOVA interval `[start, last]`, the kernel's `struct iommu_iova_range`.
 public struct IOVARange: Hashable, Sendable, CustomStringConvertible {
+    /// The first address of the range.
     public var start: IOVA
+    /// The last address of the range, inclusive (`last` of `struct iommu_iova_range`).
     public var last: IOVA
 
+    /// Creates the inclusive range `[start, last]`; `last` must not be below `start`.
     public init(start: IOVA, last: IOVA) {
         self.start = start
         self.last = last
@@ -38,6 +42,7 @@ public struct IOVARange: Hashable, Sendable, CustomStringConvertible {
         return span == .max ? nil : span + 1
     }
 
+    /// Whether `iova` lies in `[start, last]`.
     public func contains(_ iova: IOVA) -> Bool { start <= iova && iova <= last }
 
     public var description: String { "[\(start), \(last)]" }

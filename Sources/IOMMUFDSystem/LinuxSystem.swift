@@ -10,6 +10,7 @@ public import SystemPackage
 /// `EINTR` is retried except for `close`, which must never be retried on Linux
 /// because the descriptor is already released.
 public struct LinuxSystem: SystemInterface {
+    /// Creates the real system interface; it holds no state.
     public init() {}
 
     @inline(__always)

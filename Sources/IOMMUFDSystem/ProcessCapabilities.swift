@@ -4,6 +4,7 @@ public struct ProcessCapabilities: Sendable, Hashable {
     /// The raw `CapEff` bit mask.
     public var effective: UInt64
 
+    /// Creates the capabilities from a raw `CapEff` mask (bit n is capability n, e.g. bit 14 `CAP_IPC_LOCK`).
     public init(effective: UInt64) { self.effective = effective }
 
     /// Reads `/proc/self/status`; `nil` when it cannot be read or has no `CapEff` line.

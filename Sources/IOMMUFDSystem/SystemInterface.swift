@@ -93,6 +93,7 @@ public struct ResourceLimit: Sendable, Hashable {
     /// The ceiling an unprivileged process may raise `current` to, or `nil` for unlimited.
     public var maximum: UInt64?
 
+    /// Creates a limit pair from the soft limit `current` and the hard limit `maximum`, in bytes (`nil`: unlimited).
     public init(current: UInt64?, maximum: UInt64?) {
         self.current = current
         self.maximum = maximum

@@ -46,6 +46,8 @@ extension MockKernel {
         /// NUMA nodes online (0 ..< numaNodes); `mbind` to another node answers `EINVAL`.
         public var numaNodes = 1
 
+        /// Creates the default machine: `/dev/iommu` present, a 64 MiB memlock limit, no capabilities, the selftest on,
+        /// commands 0x80-0x95, no PCI devices or hugepages, one NUMA node.
         public init() {}
     }
 }

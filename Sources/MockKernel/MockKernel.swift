@@ -21,6 +21,7 @@ public final class MockKernel: SystemInterface, Sendable {
     /// What mock devices do on register accesses (see ``onRegisterWrite(_:bar:offsets:_:)``).
     let registerHandlers = LockedState(RegisterHandlers())
 
+    /// Creates a model of a machine described by `configuration`: no descriptors open, no objects, no mappings.
     public init(configuration: Configuration = Configuration()) {
         state = LockedState(KernelState(configuration: configuration))
     }
@@ -72,6 +73,7 @@ public final class MockKernel: SystemInterface, Sendable {
         /// Live `mmap`s.
         public var memoryMappings: Int
 
+        /// Whether nothing is held: no descriptor, object, pinned page or mapping.
         public var isEmpty: Bool { openFileDescriptors == 0 && liveObjects == 0 && pinnedPages == 0 && memoryMappings == 0 }
 
         public var description: String {
@@ -110,6 +112,7 @@ public final class MockKernel: SystemInterface, Sendable {
         public var operation: String?
         /// Fail the `n`-th matching call from now (1 = the next one).
         public var remaining: Int
+        /// The errno the matched call fails with.
         public var errno: Errno
     }
 

@@ -5,7 +5,9 @@ extension MockKernel {
     public struct PCIDevice: Sendable, Hashable {
         /// `dddd:bb:dd.f`.
         public var address: String
+        /// The PCI Vendor ID (config offset 0x00, sysfs `vendor`).
         public var vendorID: UInt16
+        /// The PCI Device ID (config offset 0x02, sysfs `device`).
         public var deviceID: UInt16
         /// The 24-bit class code (base class, subclass, programming interface).
         public var classCode: UInt32
@@ -21,6 +23,7 @@ extension MockKernel {
         public var msiVectors: UInt32
         /// MSI-X vectors (0: no MSI-X capability); the table sits at the start of ``msixBAR``.
         public var msixVectors: UInt32
+        /// The BAR index (0-5) that holds the MSI-X table (and, in this model, its PBA).
         public var msixBAR: Int
         /// Whether the device has a legacy interrupt pin.
         public var hasINTx: Bool
@@ -33,6 +36,10 @@ extension MockKernel {
         /// The IOMMU's input address width for this device's domain.
         public var addressWidth: Int
 
+        /// Creates a function at `address` (`dddd:bb:dd.f`) with the given IDs. The defaults describe an unclassified
+        /// device (class 0x00ff00) on vfio-pci, in no IOMMU group, with a 4 KiB BAR0, one MSI vector, INTx and FLR,
+        /// no NUMA node, the x86 MSI window reserved and a 48-bit IOVA space. `barSizes` is padded with zeros (or cut)
+        /// to six BARs; `hostDriver` defaults to `driver` unless that is vfio-pci.
         public init(
             address: String, vendorID: UInt16, deviceID: UInt16, classCode: UInt32 = 0x00ff00,
             iommuGroup: Int? = nil, driver: String? = "vfio-pci", hostDriver: String? = nil, barSizes: [UInt64] = [0x1000],

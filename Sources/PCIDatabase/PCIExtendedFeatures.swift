@@ -6,10 +6,15 @@ public struct PCIExtendedFeatures: Sendable, Hashable, Codable {
     public struct PASID: Sendable, Hashable, Codable {
         /// Max PASID width in bits (PASIDs are 0..<2^width).
         public var width: Int
+        /// The function supports the Execute Requested attribute with a PASID (PASID Capability register bit 1).
         public var executePermission: Bool
+        /// The function supports the Privileged Mode Requested attribute (PASID Capability register bit 2).
         public var privilegedMode: Bool
+        /// PASID Enable is set in the PASID Control register (bit 0): the function may send PASID prefixes now.
         public var enabled: Bool
 
+        /// Creates a PASID description from the max PASID width in bits, the Execute and Privileged Mode
+        /// support bits, and whether PASID is enabled.
         public init(width: Int, executePermission: Bool, privilegedMode: Bool, enabled: Bool) {
             self.width = width
             self.executePermission = executePermission
@@ -20,9 +25,12 @@ public struct PCIExtendedFeatures: Sendable, Hashable, Codable {
 
     /// ACS capability (0x0d): the capability and control registers.
     public struct ACS: Sendable, Hashable, Codable {
+        /// The ACS Capability register (offset 4): which ACS controls the function implements.
         public var capability: UInt16
+        /// The ACS Control register (offset 6): which ACS controls are enabled.
         public var control: UInt16
 
+        /// Creates an ACS description from the raw ACS Capability and ACS Control registers.
         public init(capability: UInt16, control: UInt16) {
             self.capability = capability
             self.control = control
@@ -36,11 +44,16 @@ public struct PCIExtendedFeatures: Sendable, Hashable, Codable {
         public var isolates: Bool { control & capability & Self.isolationBits == capability & Self.isolationBits && capability & 0x1c != 0 }
     }
 
+    /// The PASID capability, or `nil` when the function has none.
     public var pasid: PASID?
+    /// Whether the function has an ATS capability (0x0f): it can cache IOMMU translations itself.
     public var ats: Bool
+    /// Whether the function has a PRI capability (0x13): it can request pages on an I/O page fault.
     public var pri: Bool
+    /// The ACS capability, or `nil` when the function has none (as most single-function endpoints).
     public var acs: ACS?
 
+    /// Creates the feature set from its parts; the defaults describe a function with none of them.
     public init(pasid: PASID? = nil, ats: Bool = false, pri: Bool = false, acs: ACS? = nil) {
         self.pasid = pasid
         self.ats = ats
@@ -50,9 +63,13 @@ public struct PCIExtendedFeatures: Sendable, Hashable, Codable {
 
     /// Extended capability ids (PCIe base spec; `PCI_EXT_CAP_ID_*`).
     public enum CapabilityID {
+        /// Access Control Services (`PCI_EXT_CAP_ID_ACS`).
         public static let acs: UInt16 = 0x0d
+        /// Address Translation Services (`PCI_EXT_CAP_ID_ATS`).
         public static let ats: UInt16 = 0x0f
+        /// Page Request Interface (`PCI_EXT_CAP_ID_PRI`).
         public static let pri: UInt16 = 0x13
+        /// Process Address Space ID (`PCI_EXT_CAP_ID_PASID`).
         public static let pasid: UInt16 = 0x1b
     }
 

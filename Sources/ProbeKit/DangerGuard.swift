@@ -7,11 +7,14 @@ import VFIO
 public struct DangerGuard {
     let files: SystemFiles
 
+    /// Creates a guard that reads sysfs, `/proc/self/mountinfo` and the routing tables through `system`.
     public init(system: any SystemInterface) { files = SystemFiles(system: system) }
 
     /// One reason to refuse.
     public struct Hazard: Sendable, Hashable, CustomStringConvertible {
+        /// The group member concerned, `dddd:bb:dd.f`.
         public var device: String
+        /// What the host would lose, e.g. "backs mounted block device(s) nvme0n1p2" or "network interface eth0 has routes".
         public var reason: String
         public var description: String { "\(device): \(reason)" }
     }

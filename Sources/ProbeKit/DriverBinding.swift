@@ -10,22 +10,30 @@ public import VFIO
 public struct DriverBinding {
     let files: SystemFiles
 
+    /// Creates a binder that reads and writes sysfs through `system` (a MockKernel presents a fake tree).
     public init(system: any SystemInterface = LinuxSystem()) { files = SystemFiles(system: system) }
 
     /// What a bind or unbind did.
     public struct Outcome: Sendable, Hashable {
+        /// The function's address, `dddd:bb:dd.f`.
         public var address: String
+        /// The driver the function was bound to before (`nil`: none).
         public var previousDriver: String?
+        /// The driver the function is bound to afterwards, read back from sysfs (`nil`: none).
         public var driver: String?
         /// The sysfs writes made, in order (what an operator would type).
         public var steps: [String]
     }
 
+    /// Why ``DriverBinding/bind(_:to:persist:force:)`` or ``DriverBinding/unbind(_:)`` failed.
     public enum BindingError: Error, CustomStringConvertible {
+        /// No function with this address (the payload) exists: `/sys/bus/pci/devices/<address>/vendor` cannot be read.
         case noSuchDevice(String)
         /// The host uses the group: the hazards, and `--force` overrides.
         case refused([DangerGuard.Hazard])
+        /// Writing `value` to the sysfs (or driverctl) file `path` failed with `errno` (`EACCES`/`EPERM`: not root).
         case writeFailed(path: String, value: String, errno: Errno)
+        /// After `drivers_probe` the function is on `actual` (`nil`: no driver), not `expected` (e.g. its module is not loaded).
         case notBound(address: String, expected: String, actual: String?)
 
         public var description: String {

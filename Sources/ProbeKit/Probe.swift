@@ -4,12 +4,16 @@ import VFIO
 
 /// Runs the checks and collects the findings.
 public struct Probe {
+    /// Where sysfs, procfs and the device nodes are read: ``LinuxSystem`` or a MockKernel.
     public var system: any SystemInterface
+    /// The iommufd device node the system checks open, `/dev/iommu` by default.
     public var iommuPath: String
     /// libpci for device names and extended capabilities; `nil` decodes config space read
     /// through `system` instead (a fake tree).
     public var library: LibPCI?
 
+    /// Creates a probe over `system`, opening `iommuPath` for the iommufd checks and using `library` (libpci) for device
+    /// names and extended capabilities when given.
     public init(system: any SystemInterface = LinuxSystem(), iommuPath: String = "/dev/iommu", library: LibPCI? = nil) {
         self.system = system
         self.iommuPath = iommuPath

@@ -1,12 +1,18 @@
 /// A PCI function's address, `dddd:bb:dd.f` (domain, bus, device, function), as sysfs
 /// and `lspci -D` print it.
 public struct PCIAddress: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// The PCI domain (segment group), `dddd`; 0 on most single-segment machines.
     public var domain: UInt16
+    /// The bus number, `bb`.
     public var bus: UInt8
+    /// The device number on the bus, `dd` (0-31).
     public var device: UInt8
+    /// The function number, `f` (0-7).
     public var function: UInt8
 
+    /// Why ``PCIAddress/init(parsing:)`` refused a string.
     public enum ParseError: Error, Equatable, CustomStringConvertible {
+        /// The text (given as the payload) is not `dddd:bb:dd.f` or `bb:dd.f` in hexadecimal, or a field is out of range.
         case malformed(String)
 
         public var description: String {
@@ -16,6 +22,7 @@ public struct PCIAddress: Sendable, Hashable, Comparable, CustomStringConvertibl
         }
     }
 
+    /// Creates the address `domain:bus:device.function`; `device` must be below 32 and `function` below 8.
     public init(domain: UInt16 = 0, bus: UInt8, device: UInt8, function: UInt8) {
         precondition(device < 32 && function < 8, "PCI device < 32, function < 8")
         self.domain = domain

@@ -4,8 +4,11 @@ public import IOMMUFD
 /// driver, IOMMU group, VFIO cdev, NUMA node, reset methods and SR-IOV. Read through
 /// the system seam, so MockKernel can present a fake tree.
 public struct PCIFunction: Sendable, Hashable {
+    /// The function's address, the name of its directory in `/sys/bus/pci/devices`.
     public var address: PCIAddress
+    /// The PCI Vendor ID (sysfs `vendor`), e.g. 0x8086.
     public var vendorID: UInt16
+    /// The PCI Device ID (sysfs `device`).
     public var deviceID: UInt16
     /// The 24-bit class code.
     public var classCode: UInt32
@@ -28,7 +31,9 @@ public struct PCIFunction: Sendable, Hashable {
 
     /// `sriov_numvfs` and `sriov_totalvfs`.
     public struct SRIOVCounts: Sendable, Hashable {
+        /// VFs currently enabled (`sriov_numvfs`).
         public var enabled: Int
+        /// VFs the PF can offer (`sriov_totalvfs`).
         public var total: Int
     }
 

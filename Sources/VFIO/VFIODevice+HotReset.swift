@@ -9,6 +9,7 @@ public struct HotResetDependency: Sendable, Hashable {
     public var groupOrDeviceID: UInt32
     /// Whether ``groupOrDeviceID`` is an iommufd device id.
     public var isDeviceID: Bool
+    /// The device's PCI address (`segment`, `bus` and `devfn` of `struct vfio_pci_dependent_device`).
     public var address: PCIAddress
 
     /// On the cdev path: whether this process owns the device (it must, for the reset).

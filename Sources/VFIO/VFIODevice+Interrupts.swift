@@ -8,10 +8,15 @@ import Glibc
 
 /// A PCI interrupt kind, by its VFIO index.
 public enum PCIInterruptKind: UInt32, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// `VFIO_PCI_INTX_IRQ_INDEX`: the legacy level-triggered INTx line, one vector, masked by the kernel on each interrupt.
     case intx = 0
+    /// `VFIO_PCI_MSI_IRQ_INDEX`: MSI, up to 32 vectors.
     case msi = 1
+    /// `VFIO_PCI_MSIX_IRQ_INDEX`: MSI-X, up to 2048 vectors.
     case msix = 2
+    /// `VFIO_PCI_ERR_IRQ_INDEX`: signalled when AER reports an uncorrectable error on the device.
     case error = 3
+    /// `VFIO_PCI_REQ_IRQ_INDEX`: signalled when the kernel asks the user to release the device (e.g. on unbind).
     case request = 4
 
     public var description: String {
@@ -27,12 +32,16 @@ public enum PCIInterruptKind: UInt32, Sendable, Hashable, CaseIterable, CustomSt
 
 /// What `VFIO_DEVICE_GET_IRQ_INFO` reports for one interrupt kind.
 public struct VFIOInterruptInfo: Sendable, Hashable {
+    /// The interrupt index the answer is for.
     public var kind: PCIInterruptKind
+    /// The raw `VFIO_IRQ_INFO_*` bits (`EVENTFD`, `MASKABLE`, `AUTOMASKED`, `NORESIZE`).
     public var flags: UInt32
     /// How many vectors the device offers (0: this kind is not available).
     public var count: UInt32
 
+    /// Whether the vectors can be wired to eventfds (`VFIO_IRQ_INFO_EVENTFD`).
     public var signalsEventFD: Bool { flags & VFIO_IRQ_INFO_EVENTFD != 0 }
+    /// Whether the vectors can be masked and unmasked through `VFIO_DEVICE_SET_IRQS` (`VFIO_IRQ_INFO_MASKABLE`).
     public var isMaskable: Bool { flags & VFIO_IRQ_INFO_MASKABLE != 0 }
     /// INTx: the kernel masks the line on each interrupt; unmask after handling it.
     public var isAutomasked: Bool { flags & VFIO_IRQ_INFO_AUTOMASKED != 0 }

@@ -300,28 +300,41 @@ public final class VFIODevice {
 
 /// What `VFIO_DEVICE_GET_INFO` reports.
 public struct VFIODeviceInfo: Sendable, Hashable {
+    /// The raw `VFIO_DEVICE_FLAGS_*` bits (`PCI`, `RESET`, `CAPS`...).
     public var flags: UInt32
+    /// The number of regions (`num_regions`); region indexes run from 0 to `regionCount - 1`.
     public var regionCount: UInt32
+    /// The number of interrupt indexes (`num_irqs`), e.g. 5 for vfio-pci (INTx, MSI, MSI-X, error, request).
     public var interruptCount: UInt32
 
+    /// Whether the device is a PCI device (`VFIO_DEVICE_FLAGS_PCI`), so PCI region and interrupt indexes apply.
     public var isPCI: Bool { flags & VFIO_DEVICE_FLAGS_PCI != 0 }
+    /// Whether `VFIO_DEVICE_RESET` is supported (`VFIO_DEVICE_FLAGS_RESET`).
     public var canReset: Bool { flags & VFIO_DEVICE_FLAGS_RESET != 0 }
 }
 
 /// One device region (`VFIO_DEVICE_GET_REGION_INFO`).
 public struct VFIORegion: Sendable, Hashable {
+    /// The region index: for PCI, BAR0-5 are 0-5, the expansion ROM 6, configuration space 7, VGA 8.
     public var index: UInt32
+    /// The raw `VFIO_REGION_INFO_FLAG_*` bits (`READ`, `WRITE`, `MMAP`, `CAPS`).
     public var flags: UInt32
+    /// The region's size in bytes (0: the device does not implement it, e.g. an unused BAR).
     public var size: UInt64
     /// Where the region starts in the device descriptor (for pread/pwrite/mmap).
     public var offset: UInt64
 
+    /// Whether the region can be read with `pread` (`VFIO_REGION_INFO_FLAG_READ`).
     public var isReadable: Bool { flags & VFIO_REGION_INFO_FLAG_READ != 0 }
+    /// Whether the region can be written with `pwrite` (`VFIO_REGION_INFO_FLAG_WRITE`).
     public var isWritable: Bool { flags & VFIO_REGION_INFO_FLAG_WRITE != 0 }
+    /// Whether the region (or its ``VFIORegionCapabilities/sparseAreas``) can be `mmap`ed (`VFIO_REGION_INFO_FLAG_MMAP`).
     public var isMappable: Bool { flags & VFIO_REGION_INFO_FLAG_MMAP != 0 }
     /// What the region's capability chain said, when it had one.
     public var capabilities = VFIORegionCapabilities()
 
+    /// Creates a region description from its index, its `VFIO_REGION_INFO_FLAG_*` bits, its size in bytes, and its offset
+    /// in the device descriptor; the capabilities start empty.
     public init(index: UInt32, flags: UInt32, size: UInt64, offset: UInt64) {
         self.index = index
         self.flags = flags
@@ -336,6 +349,7 @@ public struct VFIORegionCapabilities: Sendable, Hashable {
     public struct Area: Sendable, Hashable {
         /// From the start of the region.
         public var offset: UInt64
+        /// The area's length in bytes.
         public var size: UInt64
     }
 
@@ -349,10 +363,13 @@ public struct VFIORegionCapabilities: Sendable, Hashable {
 
     /// `VFIO_REGION_INFO_CAP_TYPE`'s pair.
     public struct RegionType: Sendable, Hashable {
+        /// The region type: e.g. `VFIO_REGION_TYPE_GFX` (1), or bit 31 (`PCI_VENDOR_TYPE`) ORed with a PCI vendor ID.
         public var type: UInt32
+        /// The type-specific subtype, e.g. `VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION` under the Intel vendor type.
         public var subtype: UInt32
     }
 
+    /// Creates an empty capability set: no sparse areas, MSI-X table not mappable, no device-specific type.
     public init() {}
 
     init(chain: CapabilityChain) {
@@ -384,11 +401,18 @@ public struct VFIORegionCapabilities: Sendable, Hashable {
 
 /// Offsets and bits of the standard PCI configuration header.
 public enum PCIConfiguration {
+    /// Offset of the 16-bit Vendor ID register (0xffff when no function answers).
     public static let vendorID: UInt64 = 0x00
+    /// Offset of the 16-bit Device ID register.
     public static let deviceID: UInt64 = 0x02
+    /// Offset of the 16-bit Command register.
     public static let command: UInt64 = 0x04
+    /// Offset of the 16-bit Status register.
     public static let status: UInt64 = 0x06
+    /// Offset of the 32-bit word holding the Revision ID (low byte) and the 24-bit class code above it.
     public static let classRevision: UInt64 = 0x08
+    /// Command register bit 1, Memory Space Enable: the function answers accesses to its memory BARs.
     public static let commandMemorySpace: UInt16 = 1 << 1
+    /// Command register bit 2, Bus Master Enable: the function may issue DMA (and MSI writes).
     public static let commandBusMaster: UInt16 = 1 << 2
 }

@@ -5,10 +5,13 @@ public struct VFToken: Sendable, Hashable, CustomStringConvertible {
     /// The 16 bytes in the order the kernel's `uuid_t` keeps them.
     public var bytes: [UInt8]
 
+    /// Why ``VFToken/init(parsing:)`` refused a string.
     public enum ParseError: Error, Equatable {
+        /// The text (given as the payload) is not a UUID in the 8-4-4-4-12 hexadecimal form.
         case malformed(String)
     }
 
+    /// Creates a token from the 16 bytes of its UUID, in `uuid_t` order.
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16, "a UUID has 16 bytes")
         self.bytes = bytes

@@ -21,6 +21,8 @@ public struct IOMMUError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The caller's source line.
     public var line: Int
 
+    /// Creates an error from the failed `operation`, the `errno` it returned, the arguments it was given, and the
+    /// caller's location (defaulting to the call site).
     public init(
         _ operation: IOMMUOperation, _ errno: Errno, _ context: IOMMUErrorContext = IOMMUErrorContext(),
         fileID: StaticString = #fileID, line: Int = #line
@@ -173,6 +175,8 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         set { updateDetails { $0.handleWasDestroyed = newValue } }
     }
 
+    /// Creates a context from the arguments the operation was given; `nil` (the default) leaves an argument out.
+    /// The rarer fields (``memlockLimit``, ``pciAddress``...) are set afterwards.
     public init(
         objectID: UInt32? = nil, otherObjectID: UInt32? = nil, iova: UInt64? = nil, length: UInt64? = nil,
         userAddress: UInt64? = nil, fileDescriptor: Int32? = nil, path: String? = nil
