@@ -36,13 +36,21 @@ public struct MMIORegion: ~Copyable {
     /// The model's observer; `nil` on real hardware.
     @usableFromInline let observer: MMIOObserver?
     private let system: any SystemInterface
+    /// The device the region belongs to, kept open while the region exists: its BARs stay
+    /// its own (no other process can claim it, bus mastering is not cleared under a driver
+    /// still writing registers) until the mapping is gone.
+    private let device: VFIODevice
 
-    init(base: UnsafeMutableRawPointer, length: Int, observer: MMIOObserver?, system: any SystemInterface) {
+    init(base: UnsafeMutableRawPointer, length: Int, observer: MMIOObserver?, device: VFIODevice) {
         self.base = base
         self.length = length
         self.observer = observer
-        self.system = system
+        self.system = device.system
+        self.device = device
     }
+
+    /// The device whose BAR this is.
+    public var owner: VFIODevice { device }
 
     deinit {
         try? system.munmap(base, length: length)

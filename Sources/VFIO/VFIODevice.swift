@@ -208,7 +208,7 @@ public final class VFIODevice {
             let base = try system.mmap(address: nil, length: Int(region.size), protection: PROT_READ | PROT_WRITE,
                                        flags: MAP_SHARED, fd: fileDescriptor, offset: Int64(region.offset))
             let observer = system.mmioObserver(fd: fileDescriptor, offset: Int64(region.offset))
-            return MMIORegion(base: base, length: Int(region.size), observer: observer, system: system)
+            return MMIORegion(base: base, length: Int(region.size), observer: observer, device: self)
         } catch {
             var context = IOMMUErrorContext(length: region.size, path: path)
             context.regionIndex = region.index
