@@ -15,8 +15,9 @@ public struct DMABuffer: Hashable, @unchecked Sendable {
     public let length: Int
 
     /// Creates a buffer view from the CPU `address`, the device's `iova` and the `length` in bytes; it owns nothing.
+    /// Only pools make buffers: one cannot be forged from outside the module.
     @inlinable
-    public init(address: UnsafeMutableRawPointer, iova: IOVA, length: Int) {
+    init(address: UnsafeMutableRawPointer, iova: IOVA, length: Int) {
         self.address = address
         self.iova = iova
         self.length = length

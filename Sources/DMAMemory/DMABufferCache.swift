@@ -55,7 +55,7 @@ public struct DMABufferCache: ~Copyable {
     /// Gives one buffer back.
     @inlinable
     public mutating func put(_ buffer: DMABuffer) {
-        precondition(translation.owns(buffer), "the buffer does not belong to this pool")
+        precondition(translation.owns(buffer), "the buffer does not belong to this pool, or is not the start of one of its buffers")
         if count == capacity { flush() }
         slots[count] = UInt(bitPattern: buffer.address)
         count &+= 1

@@ -39,7 +39,7 @@ public final class DMABufferPool: @unchecked Sendable {
         self.stride = stride
         self.count = count
         translation = DMABufferTranslation(baseAddress: UInt(bitPattern: region.address), baseIOVA: region.iova.rawValue,
-                              span: UInt(stride * count), bufferSize: bufferSize)
+                              span: UInt(stride * count), bufferSize: bufferSize, stride: stride)
         self.region = region
         shared = SharedFreeStack(capacity: count)
         // The lowest buffers on top, so a fresh pool hands them out in address order.
@@ -66,7 +66,7 @@ public final class DMABufferPool: @unchecked Sendable {
     /// Gives one buffer back to the common store.
     @inlinable
     public func put(_ buffer: DMABuffer) {
-        precondition(translation.owns(buffer), "the buffer does not belong to this pool")
+        precondition(translation.owns(buffer), "the buffer does not belong to this pool, or is not the start of one of its buffers")
         var address = UInt(bitPattern: buffer.address)
         shared.push(from: &address, count: 1)
     }

@@ -13,15 +13,33 @@ public struct DMABufferTranslation: Sendable {
     @usableFromInline let endAddress: UInt
     /// Usable bytes per buffer.
     public let bufferSize: Int
+    /// The buffer stride as 2^strideShift × an odd factor, and the odd factor's inverse
+    /// modulo 2^64 with the largest quotient it can give for a multiple of it
+    /// (Granlund-Montgomery): `offset` is a multiple of the stride exactly when its low
+    /// `strideShift` bits are zero and `(offset >> strideShift) &* oddInverse <= quotientLimit`.
+    /// A shift, a multiply and a compare per buffer, no division.
+    @usableFromInline let strideShift: UInt
+    @usableFromInline let oddInverse: UInt
+    @usableFromInline let quotientLimit: UInt
 
     @usableFromInline
-    init(baseAddress: UInt, baseIOVA: UInt64, span: UInt, bufferSize: Int) {
+    init(baseAddress: UInt, baseIOVA: UInt64, span: UInt, bufferSize: Int, stride: Int) {
         precondition(baseAddress >> (UInt.bitWidth - 1) == 0 && span >> (UInt.bitWidth - 1) == 0,
                      "user-space addresses and pool spans are below 2^63")
+        precondition(stride > 0 && stride >= bufferSize, "buffers do not overlap")
         self.baseAddress = baseAddress
         self.baseIOVA = baseIOVA
         endAddress = baseAddress + span
         self.bufferSize = bufferSize
+        let shift = UInt(stride.trailingZeroBitCount)
+        let odd = UInt(stride) >> shift
+        // Newton's iteration doubles the correct low bits of the inverse each step: 3 bits
+        // from `odd` itself (odd * odd = 1 mod 8), then 6, 12, 24, 48, 96.
+        var inverse = odd
+        for _ in 0..<5 { inverse = inverse &* (2 &- odd &* inverse) }
+        strideShift = shift
+        oddInverse = inverse
+        quotientLimit = UInt.max / odd
     }
 
     /// The buffer at `address` (IOVA and length by arithmetic). Not checked: use it on
@@ -57,9 +75,20 @@ public struct DMABufferTranslation: Sendable {
         (address &- baseAddress) | ~(address &- endAddress)
     }
 
+    /// The top bit set when `address` is not the start of a buffer (inside the region but
+    /// between two buffer starts).
+    @inlinable @inline(__always)
+    func offBoundaryBits(_ address: UInt) -> UInt {
+        let offset = address &- baseAddress
+        let lowBits = offset & ((1 &<< strideShift) &- 1)
+        let quotient = (offset &>> strideShift) &* oddInverse
+        return (lowBits != 0 || quotient > quotientLimit) ? 1 &<< (UInt.bitWidth - 1) : 0
+    }
+
     @inlinable @inline(__always)
     func owns(_ buffer: DMABuffer) -> Bool {
-        outsideBits(UInt(bitPattern: buffer.address)) >> (UInt.bitWidth - 1) == 0
+        let address = UInt(bitPattern: buffer.address)
+        return (outsideBits(address) | offBoundaryBits(address)) >> (UInt.bitWidth - 1) == 0
     }
 
     /// Turns `count` stored addresses into buffers.
@@ -75,7 +104,7 @@ public struct DMABufferTranslation: Sendable {
         var outside: UInt = 0
         for index in 0..<count {
             let address = UInt(bitPattern: buffers[index].address)
-            outside |= outsideBits(address)
+            outside |= outsideBits(address) | offBoundaryBits(address)
             addresses[index] = address
         }
         return outside >> (UInt.bitWidth - 1) == 0
@@ -88,7 +117,7 @@ public struct DMABufferTranslation: Sendable {
         var outside: UInt = 0
         for index in 0..<count {
             let address = source[index].bitPattern
-            outside |= outsideBits(address)
+            outside |= outsideBits(address) | offBoundaryBits(address)
             addresses[index] = address
         }
         return outside >> (UInt.bitWidth - 1) == 0

@@ -1,4 +1,4 @@
-import DMAMemory
+@testable import DMAMemory
 @_spi(Selftest) import IOMMUFD
 import MockKernel
 import VFIO
@@ -99,6 +99,28 @@ struct DMABufferPoolTests {
     @Test("putting back the first address after the pool stops the program")
     func addressAfterPoolTraps() async {
         await #expect(processExitsWith: .failure) { putForeignAddress(bytesPastEnd: 0) }
+    }
+
+    @Test("putting back an address inside the pool but between two buffer starts stops the program")
+    func offBoundaryAddressTraps() async {
+        await #expect(processExitsWith: .failure) { putOffBoundaryAddress() }
+    }
+
+    @Test("the boundary check knows every buffer start and nothing between, for odd and power-of-two strides",
+          arguments: [(1500, 64), (64, 64), (1000, 8), (2048, 64), (3, 1)])
+    func boundaryCheck(bufferSize: Int, alignment: Int) {
+        let stride = (bufferSize + alignment - 1) & ~(alignment - 1)
+        let count = 37
+        let base: UInt = 0x7f00_0000_0000
+        let translation = DMABufferTranslation(baseAddress: base, baseIOVA: 0x10_0000, span: UInt(stride * count),
+                                               bufferSize: bufferSize, stride: stride)
+        var wrong: [Int] = []
+        for offset in 0..<(stride * count) {
+            let address = UnsafeMutableRawPointer(bitPattern: base + UInt(offset))!
+            let owned = translation.owns(DMABuffer(address: address, iova: IOVA(0), length: bufferSize))
+            if owned != (offset % stride == 0) { wrong.append(offset) }
+        }
+        #expect(wrong.isEmpty, "offsets judged wrongly: \(wrong.prefix(8))")
     }
 
     @Test("the last byte of the last buffer is inside: its buffer goes back")
@@ -226,6 +248,25 @@ func putForeignAddress(bytesPastEnd: Int?) {
         let first = pool.region.address
         let outside = bytesPastEnd.map { first + pool.stride * pool.count + $0 } ?? first - 1
         burst[2] = DMABufferAddress(DMABuffer(address: outside, iova: IOVA(0), length: 64))
+        cache.put(UnsafeBufferPointer(burst))
+    } catch {
+        // Setting up failed: exit normally, so the exit test reports it.
+    }
+}
+
+/// Takes a burst through a cache, moves one address 8 bytes into its buffer (inside the
+/// pool, not a buffer start) and puts the burst back.
+func putOffBoundaryAddress() {
+    do {
+        let kernel = memoryMachine()
+        let iommufd = try IOMMUFD(system: kernel)
+        let manager = try DMAMemoryManager(addressSpace: .iommufd(try iommufd.allocateIOAS()))
+        let pool = try DMABufferPool(manager: manager, bufferSize: 1500, count: 8, backing: .exactly(.memfd))
+        var cache = pool.makeCache(size: 4)
+        let burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 4)
+        guard cache.get(into: burst) else { return }
+        let inside = pool.translation.buffer(burst[1]).address + 8
+        burst[1] = DMABufferAddress(DMABuffer(address: inside, iova: IOVA(0), length: 1500))
         cache.put(UnsafeBufferPointer(burst))
     } catch {
         // Setting up failed: exit normally, so the exit test reports it.
