@@ -288,13 +288,18 @@ public final class VFIODevice {
 
     /// Runs one catalogue call and adds the device's path to its error.
     func naming<Value>(_ call: () throws(IOMMUError) -> Value) throws(IOMMUError) -> Value {
-        do {
-            return try call()
-        } catch {
-            var error = error
-            error.context.path = path
-            throw error
-        }
+        try withErrorPath(path, call)
+    }
+}
+
+/// Runs `call` and adds `path` (the device node or group it went through) to its error.
+func withErrorPath<Value>(_ path: String, _ call: () throws(IOMMUError) -> Value) throws(IOMMUError) -> Value {
+    do {
+        return try call()
+    } catch {
+        var error = error
+        error.context.path = path
+        throw error
     }
 }
 

@@ -40,13 +40,13 @@ public final class VFIOGroup {
         self.container = container
         self.system = system
         do throws(IOMMUError) {
-            let flags = try naming(path) { () throws(IOMMUError) in
+            let flags = try withErrorPath(path) { () throws(IOMMUError) in
                 try VFIOGroupIOCTL.getStatus(system, descriptor, group: UInt32(number), fileID: #fileID, line: #line)
             }
             guard flags & VFIO_GROUP_FLAGS_VIABLE != 0 else {
                 throw IOMMUError(.vfioGroupGetStatus, .notPermitted, IOMMUErrorContext(objectID: UInt32(number), path: path))
             }
-            try naming(path) { () throws(IOMMUError) in
+            try withErrorPath(path) { () throws(IOMMUError) in
                 try VFIOGroupIOCTL.setContainer(system, descriptor, group: UInt32(number), container: container.fileDescriptor,
                                                 fileID: #fileID, line: #line)
             }
@@ -88,14 +88,4 @@ public final class VFIOGroup {
         return try VFIOGroupIOCTL.getDeviceFD(system, fileDescriptor, group: UInt32(number), name: name, fileID: #fileID, line: #line)
     }
 
-    /// Runs one catalogue call and adds the group's path to its error.
-    private func naming<Value>(_ path: String, _ call: () throws(IOMMUError) -> Value) throws(IOMMUError) -> Value {
-        do {
-            return try call()
-        } catch {
-            var error = error
-            error.context.path = path
-            throw error
-        }
-    }
 }

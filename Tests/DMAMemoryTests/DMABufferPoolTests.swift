@@ -234,42 +234,38 @@ struct DMABufferPoolTests {
     }
 }
 
-/// Takes a burst through a cache, replaces one address with one outside the pool (one byte
-/// before its first buffer, or `bytesPastEnd` after its last) and puts the burst back.
-func putForeignAddress(bytesPastEnd: Int?) {
+/// Takes a burst of four through a cache, lets `replace` swap one address for a bad one,
+/// and puts the burst back: the put must stop the program.
+func putBadAddress(bufferSize: Int, _ replace: (DMABufferPool, inout UnsafeMutableBufferPointer<DMABufferAddress>) -> Void) {
     do {
         let kernel = memoryMachine()
         let iommufd = try IOMMUFD(system: kernel)
         let manager = try DMAMemoryManager(addressSpace: .iommufd(try iommufd.allocateIOAS()))
-        let pool = try DMABufferPool(manager: manager, bufferSize: 64, count: 8, backing: .exactly(.memfd))
+        let pool = try DMABufferPool(manager: manager, bufferSize: bufferSize, count: 8, backing: .exactly(.memfd))
         var cache = pool.makeCache(size: 4)
-        let burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 4)
+        var burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 4)
         guard cache.get(into: burst) else { return }
-        let first = pool.region.address
-        let outside = bytesPastEnd.map { first + pool.stride * pool.count + $0 } ?? first - 1
-        burst[2] = DMABufferAddress(DMABuffer(address: outside, iova: IOVA(0), length: 64))
+        replace(pool, &burst)
         cache.put(UnsafeBufferPointer(burst))
     } catch {
         // Setting up failed: exit normally, so the exit test reports it.
     }
 }
 
-/// Takes a burst through a cache, moves one address 8 bytes into its buffer (inside the
-/// pool, not a buffer start) and puts the burst back.
+/// An address outside the pool: one byte before its first buffer, or `bytesPastEnd` after its last.
+func putForeignAddress(bytesPastEnd: Int?) {
+    putBadAddress(bufferSize: 64) { pool, burst in
+        let first = pool.region.address
+        let outside = bytesPastEnd.map { first + pool.stride * pool.count + $0 } ?? first - 1
+        burst[2] = DMABufferAddress(DMABuffer(address: outside, iova: IOVA(0), length: 64))
+    }
+}
+
+/// An address 8 bytes into one of the pool's buffers: inside the pool, not a buffer start.
 func putOffBoundaryAddress() {
-    do {
-        let kernel = memoryMachine()
-        let iommufd = try IOMMUFD(system: kernel)
-        let manager = try DMAMemoryManager(addressSpace: .iommufd(try iommufd.allocateIOAS()))
-        let pool = try DMABufferPool(manager: manager, bufferSize: 1500, count: 8, backing: .exactly(.memfd))
-        var cache = pool.makeCache(size: 4)
-        let burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 4)
-        guard cache.get(into: burst) else { return }
+    putBadAddress(bufferSize: 1500) { pool, burst in
         let inside = pool.translation.buffer(burst[1]).address + 8
         burst[1] = DMABufferAddress(DMABuffer(address: inside, iova: IOVA(0), length: 1500))
-        cache.put(UnsafeBufferPointer(burst))
-    } catch {
-        // Setting up failed: exit normally, so the exit test reports it.
     }
 }
 
