@@ -10,10 +10,10 @@ import Glibc
 extension KernelState {
     // MARK: Groups
 
-    /// Whether every function of the group is bound to vfio-pci or to no driver
-    /// (`!iommu_group_dma_owner_claimed`).
+    /// Whether every function of the group is bound to no driver or to one that manages DMA
+    /// itself (`iommu_group_claim_dma_owner`): the rule the VFIO layer applies too.
     func groupIsViable(_ number: Int) -> Bool {
-        groupMembers(number).allSatisfy { configuration.pciDevices[$0].driver == nil || configuration.pciDevices[$0].driver == "vfio-pci" }
+        groupMembers(number).allSatisfy { GroupViability.allows(driver: configuration.pciDevices[$0].driver) }
     }
 
     mutating func vfioGroupIoctl(_ number: Int, request: UInt, argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {

@@ -92,7 +92,7 @@ public struct PCIFunction: Sendable, Hashable {
     /// Whether a host driver owns the function, which makes its group unusable for VFIO.
     public var blocksGroup: Bool {
         guard let driver else { return false }
-        return !isOnVFIO && driver != "pci-stub" && driver != "pcieport"
+        return !GroupViability.allows(driver: driver)
     }
 
     /// The functions that block the group: members on a host driver.
