@@ -289,11 +289,10 @@ extension KernelState {
         argument.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
         for (slot, index) in affected.enumerated() {
             let other = configuration.pciDevices[index]
-            let parts = other.address.split(separator: ":")
-            let segment = UInt16(parts[0], radix: 16) ?? 0
-            let busNumber = UInt8(parts[1], radix: 16) ?? 0
-            let deviceFunction = parts[2].split(separator: ".")
-            let devfn = (UInt8(deviceFunction[0], radix: 16) ?? 0) << 3 | (UInt8(deviceFunction[1], radix: 16) ?? 0)
+            let address = (try? PCIAddress(parsing: other.address)) ?? PCIAddress(bus: 0, device: 0, function: 0)
+            let segment = address.domain
+            let busNumber = address.bus
+            let devfn = address.device << 3 | address.function
             let id: UInt32
             if file.group == nil {
                 let bound = vfio.deviceFiles.values.first { $0.deviceIndex == index && $0.boundContext == file.boundContext && $0.boundDeviceID != nil }

@@ -1,3 +1,4 @@
+import IOMMUFDSystem
 import CLibPCI
 public import VFIO
 #if canImport(Glibc)

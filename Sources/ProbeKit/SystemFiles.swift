@@ -8,9 +8,7 @@ struct SystemFiles {
     /// A file's text without the trailing newline, or nil when it cannot be read.
     func text(_ path: String) -> String? {
         guard let bytes = try? system.readFile(path) else { return nil }
-        var text = String(decoding: bytes, as: UTF8.self)
-        while text.last == "\n" || text.last == " " || text.last == "\0" { text.removeLast() }
-        return text
+        return SysfsText.trimmed(bytes)
     }
 
     func list(_ path: String) -> [String]? { try? system.listDirectory(path) }

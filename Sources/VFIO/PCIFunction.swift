@@ -49,9 +49,7 @@ public struct PCIFunction: Sendable, Hashable {
         let base = address.sysfsPath
         func text(_ name: String) -> String? {
             guard let bytes = try? system.readFile(base + "/" + name) else { return nil }
-            var value = String(decoding: bytes, as: UTF8.self)
-            while value.last == "\n" || value.last == " " { value.removeLast() }
-            return value
+            return SysfsText.trimmed(bytes)
         }
         func hex(_ name: String) -> UInt32? { text(name).flatMap { UInt32($0.hasPrefix("0x") ? String($0.dropFirst(2)) : $0, radix: 16) } }
         func linkName(_ name: String) -> String? { (try? system.readLink(base + "/" + name))?.split(separator: "/").last.map(String.init) }
