@@ -365,7 +365,9 @@ extension MockKernel {
 
     public func readFile(_ path: String) throws(Errno) -> [UInt8] {
         try state.withLock { (state) throws(Errno) -> [UInt8] in
-            try state.run("read") { (state) throws(Errno) -> [UInt8] in
+            // Named apart from read(2) on a descriptor (an eventfd's counter), so a trace or a
+            // fault rule can tell a sysfs attribute from an interrupt.
+            try state.run("readFile") { (state) throws(Errno) -> [UInt8] in
                 if let attribute = state.hugePageAttribute(path) { return attribute }
                 guard let contents = state.configuration.files[path] else { throw .noSuchFileOrDirectory }
                 return contents
@@ -375,7 +377,7 @@ extension MockKernel {
 
     public func writeFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
         try state.withLock { (state) throws(Errno) in
-            try state.run("write") { (state) throws(Errno) in
+            try state.run("writeFile") { (state) throws(Errno) in
                 if try state.writePCIAttribute(path, bytes) { return }
                 guard state.configuration.files[path] != nil else { throw .noSuchFileOrDirectory }
                 state.configuration.files[path] = bytes
