@@ -3,7 +3,8 @@ import IOMMUFD
 import PCIDatabase
 import VFIO
 
-/// The per-device checks D1-D12 and, with `--deep`, D13 (iommufd) or D14 (legacy) of REFERENCE.md §3.
+/// The per-device checks D1-D12 and, with `--deep`, D13 (iommufd) or D14 (legacy)
+/// (docs/probe-checks.md), one function per check.
 struct DeviceChecks {
     let files: SystemFiles
     /// libpci for names and extended capabilities on a real machine.
@@ -17,12 +18,49 @@ struct DeviceChecks {
         }
     }
 
+    /// What the checks of one device share: its address, sysfs directory, driver, group and cdev.
+    struct Subject {
+        let address: PCIAddress
+        var device: String { address.description }
+        var base: String { address.sysfsPath }
+        let driver: String?
+        var group: String = ""
+        var cdev: String?
+    }
+
+    /// Runs D1-D12 (and D13 or D14 with `deep`) for one device, in order; D1 and D3 stop the
+    /// rest when the device or its group is missing.
     func run(_ address: PCIAddress, deep: Bool, iommuPath: String, into report: inout ProbeReport) {
-        let device = address.description
-        let base = address.sysfsPath
+        var subject = Subject(address: address, driver: files.linkName(address.sysfsPath + "/driver"))
+        guard identity(subject, into: &report) else { return }
+        driverBinding(subject, into: &report)
+        guard let group = membership(subject, into: &report) else { return }
+        subject.group = group
+        viability(subject, into: &report)
+        dangerGuard(subject, into: &report)
+        reservedRegions(subject, into: &report)
+        subject.cdev = cdevNode(subject, into: &report)
+        Holders(files: files).run(address, group: group, cdev: subject.cdev, into: &report)
+        numaLocality(subject, into: &report)
+        reset(subject, into: &report)
+        sriov(subject, into: &report)
+        ExtendedCapabilityCheck(files: files, library: library).run(address, into: &report)
+        if deep {
+            // The iommufd path when the kernel has it, otherwise the legacy group + type1 path.
+            if VFIOPCIDevice.resolve(.automatic, iommuPath: iommuPath, system: files.system, environment: [:]) == .iommufdCdev && subject.cdev != nil {
+                DeepProbe(files: files).run(address, iommuPath: iommuPath, into: &report)
+            } else {
+                LegacyDeepProbe(files: files).run(address, into: &report)
+            }
+        }
+    }
+
+    /// D1: the device exists; its ids, class and (with libpci) names. `false` when it does not exist.
+    func identity(_ subject: Subject, into report: inout ProbeReport) -> Bool {
+        let (device, base) = (subject.device, subject.base)
         guard files.text(base + "/vendor") != nil else {
             report.add("D1", .fail, "no such PCI device", evidence: "\(base) does not exist", fix: "list devices with `lspci -D`", device: device)
-            return
+            return false
         }
         let vendor = files.text(base + "/vendor") ?? "?", product = files.text(base + "/device") ?? "?", classCode = files.text(base + "/class") ?? "?"
         var name = ""
@@ -33,24 +71,37 @@ struct DeviceChecks {
         }
         report.add("D1", .info, "\(vendor.dropFirst(2)):\(product.dropFirst(2)) class \(classCode)\(name)",
                    evidence: "\(base)/{vendor,device,class}" + (library == nil ? "" : "; names from pci.ids via libpci"), device: device)
+        return true
+    }
 
-        let driver = files.linkName(base + "/driver")
+    /// D2: the driver, the override and a driverctl file.
+    func driverBinding(_ subject: Subject, into report: inout ProbeReport) {
+        let (device, base, driver) = (subject.device, subject.base, subject.driver)
         let override = files.text(base + "/driver_override") ?? "(absent)"
         let persisted = files.text("/etc/driverctl.d/pci-\(device)")
         report.add("D2", driver?.contains("vfio") == true ? .pass : .warn, "driver \(driver ?? "none")",
                    evidence: "driver_override=\(override); driverctl: \(persisted ?? "none")",
                    fix: driver?.contains("vfio") == true ? nil : "bind it to vfio-pci: `echo vfio-pci > \(base)/driver_override; echo \(device) > /sys/bus/pci/drivers_probe` (or `driverctl set-override \(device) vfio-pci`)",
                    device: device)
+    }
 
+    /// D3: the IOMMU group and unit; `nil` (a FAIL) when the device has no group.
+    func membership(_ subject: Subject, into report: inout ProbeReport) -> String? {
+        let (device, base) = (subject.device, subject.base)
         guard let group = files.linkName(base + "/iommu_group") else {
             report.add("D3", .fail, "not in an IOMMU group: no DMA translation for this device", evidence: "\(base)/iommu_group is missing",
                        fix: "enable the IOMMU (see S6/S7)", device: device)
-            return
+            return nil
         }
         report.add("D3", .pass, "IOMMU group \(group), unit \(files.linkName(base + "/iommu") ?? "?")", evidence: "\(base)/iommu_group -> \(group)", device: device)
+        return group
+    }
 
+    /// D4: the group is viable (the kernel's driver_managed_dma rule), or which members block it.
+    func viability(_ subject: Subject, into report: inout ProbeReport) {
+        let (device, group) = (subject.device, subject.group)
         let members = files.list("/sys/kernel/iommu_groups/\(group)/devices") ?? []
-        let blockers = (try? PCIFunction(address, system: files.system))?.groupBlockers(system: files.system) ?? []
+        let blockers = (try? PCIFunction(subject.address, system: files.system))?.groupBlockers(system: files.system) ?? []
         if blockers.isEmpty {
             report.add("D4", .pass, "group \(group) is viable", evidence: "members: \(members.joined(separator: " ")); type \(files.text("/sys/kernel/iommu_groups/\(group)/type") ?? "?")", device: device)
         } else {
@@ -59,8 +110,12 @@ struct DeviceChecks {
                        evidence: "members: \(members.joined(separator: " "))",
                        fix: "unbind them too: " + blockers.map { "driverctl set-override \($0.address) vfio-pci" }.joined(separator: "; "), device: device)
         }
+    }
 
-        let hazards = DangerGuard(system: files.system).hazards(of: address)
+    /// D5: nothing in the group backs a mounted filesystem or a routed interface.
+    func dangerGuard(_ subject: Subject, into report: inout ProbeReport) {
+        let (device, group) = (subject.device, subject.group)
+        let hazards = DangerGuard(system: files.system).hazards(of: subject.address)
         if hazards.isEmpty {
             report.add("D5", .pass, "nothing in group \(group) backs a mounted filesystem or a routed interface",
                        evidence: "/sys/block/*, /proc/self/mountinfo, /sys/bus/pci/devices/*/net, /proc/net/route", device: device)
@@ -69,10 +124,17 @@ struct DeviceChecks {
                        evidence: "/sys/block/*, /proc/self/mountinfo, /sys/bus/pci/devices/*/net, /proc/net/route",
                        fix: "unmount the filesystems / take the interface down first, or pick another device (`iommufd-probe bind --force` overrides)", device: device)
         }
+    }
 
-        let reserved = (files.text("/sys/kernel/iommu_groups/\(group)/reserved_regions") ?? "").split(separator: "\n").joined(separator: "; ")
-        report.add("D6", .info, "reserved IOVA regions", evidence: reserved.isEmpty ? "(none)" : reserved, device: device)
+    /// D6: the group's reserved IOVA regions.
+    func reservedRegions(_ subject: Subject, into report: inout ProbeReport) {
+        let reserved = (files.text("/sys/kernel/iommu_groups/\(subject.group)/reserved_regions") ?? "").split(separator: "\n").joined(separator: "; ")
+        report.add("D6", .info, "reserved IOVA regions", evidence: reserved.isEmpty ? "(none)" : reserved, device: subject.device)
+    }
 
+    /// D7: the VFIO cdev and its device node; returns the cdev's name (`vfioN`) when there is one.
+    func cdevNode(_ subject: Subject, into report: inout ProbeReport) -> String? {
+        let (device, base, group, driver) = (subject.device, subject.base, subject.group, subject.driver)
         let cdev = (files.list(base + "/vfio-dev") ?? []).first { $0.hasPrefix("vfio") }
         if let cdev {
             let node = "/dev/vfio/devices/\(cdev)"
@@ -84,36 +146,36 @@ struct DeviceChecks {
             report.add("D7", driver?.contains("vfio") == true ? .warn : .info, "no VFIO cdev",
                        evidence: "\(base)/vfio-dev is missing", fix: driver?.contains("vfio") == true ? "the kernel lacks CONFIG_VFIO_DEVICE_CDEV: use the legacy group /dev/vfio/\(group)" : nil, device: device)
         }
+        return cdev
+    }
 
-        Holders(files: files).run(address, group: group, cdev: cdev, into: &report)
-
+    /// D9: the device's NUMA node.
+    func numaLocality(_ subject: Subject, into report: inout ProbeReport) {
+        let base = subject.base
         let node = files.text(base + "/numa_node") ?? "-1"
-        report.add("D9", .info, node == "-1" ? "NUMA node unknown" : "NUMA node \(node)", evidence: "\(base)/numa_node = \(node); local_cpulist = \(files.text(base + "/local_cpulist") ?? "?")", device: device)
+        report.add("D9", .info, node == "-1" ? "NUMA node unknown" : "NUMA node \(node)", evidence: "\(base)/numa_node = \(node); local_cpulist = \(files.text(base + "/local_cpulist") ?? "?")", device: subject.device)
+    }
 
+    /// D10: the reset methods.
+    func reset(_ subject: Subject, into report: inout ProbeReport) {
+        let (device, base) = (subject.device, subject.base)
         if let methods = files.text(base + "/reset_method"), !methods.isEmpty {
             report.add("D10", .pass, "reset: \(methods)", evidence: "\(base)/reset_method", device: device)
         } else {
             report.add("D10", .warn, "no reset method", evidence: "\(base)/reset_method is empty or missing",
                        fix: "the device cannot be reset between users; a driver must bring it to a known state itself", device: device)
         }
+    }
 
+    /// D11: SR-IOV: a VF (and whether its PF's VF token is needed), or a PF's VF counts.
+    func sriov(_ subject: Subject, into report: inout ProbeReport) {
+        let (device, base) = (subject.device, subject.base)
         if let physicalFunction = files.linkName(base + "/physfn") {
             let pfDriver = files.linkName(base + "/physfn/driver") ?? "none"
             report.add("D11", pfDriver.contains("vfio") ? .warn : .info, "a virtual function of \(physicalFunction)",
                        evidence: "physfn driver \(pfDriver)", fix: pfDriver.contains("vfio") ? "its PF is on vfio-pci: binding needs the VF token (VFIO_DEVICE_BIND_FLAG_TOKEN)" : nil, device: device)
         } else if let total = files.text(base + "/sriov_totalvfs") {
             report.add("D11", .info, "SR-IOV physical function: \(files.text(base + "/sriov_numvfs") ?? "0") of \(total) VFs enabled", evidence: "\(base)/sriov_*", device: device)
-        }
-
-        ExtendedCapabilityCheck(files: files, library: library).run(address, into: &report)
-
-        if deep {
-            // The iommufd path when the kernel has it, otherwise the legacy group + type1 path.
-            if VFIOPCIDevice.resolve(.automatic, iommuPath: iommuPath, system: files.system, environment: [:]) == .iommufdCdev && cdev != nil {
-                DeepProbe(files: files).run(address, iommuPath: iommuPath, into: &report)
-            } else {
-                LegacyDeepProbe(files: files).run(address, into: &report)
-            }
         }
     }
 }
