@@ -1,0 +1,212 @@
+public import IOMMUFDSystem
+public import SystemPackage
+import CIOMMUFD
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The SystemInterface conformance, memory: mmap, munmap, memfd_create and ftruncate, with
+// the process's memory areas they maintain.
+extension MockKernel {
+    public func mmap(address: UnsafeMutableRawPointer?, length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
+        // Anonymous memory is allocated outside the lock and released if the call fails.
+        let anonymous = flags & MAP_ANONYMOUS != 0
+        let rounded = (UInt64(max(length, 0)) + pageSize - 1) & ~(pageSize - 1)
+        var fresh: UnsafeMutableRawPointer?
+        defer { _ = fresh }
+        if anonymous && length > 0 && length < Int.max / 2 {
+            fresh = UnsafeMutableRawPointer.allocate(byteCount: Int(rounded), alignment: Int(pageSize))
+            fresh!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(rounded))
+        }
+        let freshBase = fresh.map { UInt(bitPattern: $0) }
+        do {
+            let address = try state.withLock { (state) throws(Errno) -> UInt in
+                try state.run("mmap") { (state) throws(Errno) -> UInt in
+                    guard length > 0, address == nil, flags & MAP_FIXED == 0 else { throw .invalidArgument }
+                    let writable = protection & PROT_WRITE != 0
+                    if let freshBase {
+                        let base = freshBase
+                        state.allocations[base] = MemoryAllocation(byteCount: Int(rounded))
+                        state.insertArea(VirtualMemoryArea(start: UInt64(base), length: rounded, writable: writable, backing: .anonymous(allocationBase: base)))
+                        return base
+                    }
+                    if case .vfioDevice(let fileID)? = state.descriptors[fd] {
+                        return try state.mapDeviceRegion(fileID, length: length, flags: flags, offset: offset, writable: writable)
+                    }
+                    guard case .memoryFile(let id)? = state.descriptors[fd], var file = state.memoryFiles[id] else { throw .badFileDescriptor }
+                    let unit = file.hugePageSize > 0 ? file.hugePageSize : pageSize
+                    guard offset >= 0, UInt64(offset) % unit == 0 else { throw .invalidArgument }
+                    let fileLength = (rounded + unit - 1) & ~(unit - 1)
+                    if file.hugePageSize > 0 {
+                        // hugetlb_reserve_pages: a shared mapping reserves its pages at mmap; ENOMEM when the pool is short.
+                        let needed = Int((UInt64(offset) + fileLength) / unit) - file.reservedHugePages
+                        if needed > 0 {
+                            guard state.freeHugePages(unit) >= needed else { throw .noMemory }
+                            state.hugePagesInUse[unit, default: 0] += needed
+                            file.reservedHugePages += needed
+                        }
+                    }
+                    guard UInt64(offset) + fileLength <= file.capacity, file.storage != 0 else { throw .noMemory }
+                    file.references += 1
+                    state.memoryFiles[id] = file
+                    let start = UInt64(file.storage) + UInt64(offset)
+                    state.insertArea(VirtualMemoryArea(start: start, length: fileLength, writable: writable, backing: .memoryFile(id: id, offset: UInt64(offset))))
+                    return UInt(start)
+                }
+            }
+            return UnsafeMutableRawPointer(bitPattern: address)!
+        } catch {
+            fresh?.deallocate()
+            throw error
+        }
+    }
+
+    public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
+        let freed = try state.withLock { (state) throws(Errno) -> [UInt] in
+            try state.run("munmap") { (state) throws(Errno) -> [UInt] in
+                let start = UInt64(UInt(bitPattern: address))
+                guard length > 0, start % pageSize == 0 else { throw .invalidArgument }
+                let rounded = (UInt64(length) + pageSize - 1) & ~(pageSize - 1)
+                return state.unmapMemory(start...(start + rounded - 1))
+            }
+        }
+        for base in freed { UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+    }
+
+    public func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
+        try state.withLock { (state) throws(Errno) -> Int32 in
+            try state.run("memfd_create") { (state) throws(Errno) -> Int32 in
+                let sizeBits = CIOMMUFD_MFD_HUGE_MASK << CIOMMUFD_MFD_HUGE_SHIFT
+                guard flags & ~(CIOMMUFD_MFD_CLOEXEC | CIOMMUFD_MFD_ALLOW_SEALING | CIOMMUFD_MFD_HUGETLB | sizeBits) == 0 else { throw .invalidArgument }
+                var hugePageSize: UInt64 = 0
+                if flags & CIOMMUFD_MFD_HUGETLB != 0 {
+                    // mm/memfd.c: a size the kernel has no pool for is EINVAL (no size: the default, 2 MiB here).
+                    let shift = (flags >> CIOMMUFD_MFD_HUGE_SHIFT) & CIOMMUFD_MFD_HUGE_MASK
+                    hugePageSize = shift == 0 ? 1 << 21 : 1 << UInt64(shift)
+                    guard state.configuration.hugePages[hugePageSize] != nil else { throw .invalidArgument }
+                } else if flags & sizeBits != 0 {
+                    throw .invalidArgument
+                }
+                if flags & CIOMMUFD_MFD_CLOEXEC == 0 { state.descriptorsWithoutCloexec += 1 }
+                let id = state.nextMemoryFileID
+                state.nextMemoryFileID += 1
+                state.memoryFiles[id] = MemoryFile(name: name, references: 1, hugePageSize: hugePageSize)
+                let fd = state.lowestFreeDescriptor()
+                state.descriptors[fd] = .memoryFile(id: id)
+                return fd
+            }
+        }
+    }
+
+    public func ftruncate(_ fd: Int32, length: Int64) throws(Errno) {
+        try state.withLock { (state) throws(Errno) in
+            try state.run("ftruncate") { (state) throws(Errno) in
+                guard case .memoryFile(let id)? = state.descriptors[fd], var file = state.memoryFiles[id] else { throw .badFileDescriptor }
+                guard length >= 0 else { throw .invalidArgument }
+                let size = UInt64(length)
+                // hugetlbfs_setattr: a size that is not a whole number of hugepages is EINVAL.
+                let unit = file.hugePageSize > 0 ? file.hugePageSize : pageSize
+                guard size % unit == 0 || file.hugePageSize == 0 else { throw .invalidArgument }
+                if size > file.capacity {
+                    // The model cannot move memory that is mapped; grow only while unmapped.
+                    let mapped = state.areasOfMemory.contains { $0.backing == .memoryFile(id: id, offset: $0.backingOffset) }
+                    guard !mapped else { throw .noMemory }
+                    let capacity = (size + unit - 1) & ~(unit - 1)
+                    let storage = UnsafeMutableRawPointer.allocate(byteCount: Int(capacity), alignment: Int(unit))
+                    storage.initializeMemory(as: UInt8.self, repeating: 0, count: Int(capacity))
+                    if let old = UnsafeMutableRawPointer(bitPattern: file.storage) {
+                        storage.copyMemory(from: old, byteCount: Int(file.size))
+                        old.deallocate()
+                    }
+                    file.storage = UInt(bitPattern: storage)
+                    file.capacity = capacity
+                }
+                file.size = size
+                state.memoryFiles[id] = file
+            }
+        }
+    }
+}
+
+extension VirtualMemoryArea {
+    var backingOffset: UInt64 {
+        if case .memoryFile(_, let offset) = backing { return offset }
+        return 0
+    }
+}
+
+extension KernelState {
+    mutating func insertArea(_ area: VirtualMemoryArea) {
+        let index = areasOfMemory.firstIndex { $0.start > area.start } ?? areasOfMemory.endIndex
+        areasOfMemory.insert(area, at: index)
+    }
+
+    /// Removes `range` from the process's mappings (splitting areas as needed) and returns
+    /// the allocations that no area uses any more, to be freed after the call commits.
+    mutating func unmapMemory(_ range: ClosedRange<UInt64>) -> [UInt] {
+        var kept: [VirtualMemoryArea] = []
+        var touchedFiles: [Int: Int] = [:]
+        for area in areasOfMemory {
+            let span = area.start...area.last
+            guard span.overlaps(range) else { kept.append(area); continue }
+            if case .memoryFile(let id, _) = area.backing { touchedFiles[id, default: 0] += 1 }
+            if area.start < range.lowerBound {
+                var below = area
+                below.length = range.lowerBound - area.start
+                kept.append(below)
+                if case .memoryFile(let id, _) = area.backing { touchedFiles[id, default: 0] -= 1 }
+            }
+            if area.last > range.upperBound {
+                var above = area
+                above.start = range.upperBound + 1
+                above.length = area.last - range.upperBound
+                if case .memoryFile(let id, let offset) = area.backing {
+                    above.backing = .memoryFile(id: id, offset: offset + (above.start - area.start))
+                    touchedFiles[id, default: 0] -= 1
+                }
+                kept.append(above)
+            }
+        }
+        areasOfMemory = kept
+        var freed: [UInt] = []
+        for base in Array(allocations.keys) {
+            let inUse = areasOfMemory.contains { $0.backing == .anonymous(allocationBase: base) }
+            if !inUse {
+                allocations[base] = nil
+                freed.append(base)
+            }
+        }
+        for (id, dropped) in touchedFiles where dropped != 0 {
+            memoryFiles[id]?.references -= dropped
+            freed += collectMemoryFile(id)
+        }
+        return freed
+    }
+
+    /// Drops one reference to a memfd (its descriptor) and returns storage to free.
+    mutating func releaseMemoryFile(_ id: Int) -> [UInt] {
+        memoryFiles[id]?.references -= 1
+        return collectMemoryFile(id)
+    }
+
+    mutating func collectMemoryFile(_ id: Int) -> [UInt] {
+        guard let file = memoryFiles[id], file.references <= 0 else { return [] }
+        memoryFiles[id] = nil
+        if file.reservedHugePages > 0 { hugePagesInUse[file.hugePageSize, default: 0] -= file.reservedHugePages }
+        return file.storage == 0 ? [] : [file.storage]
+    }
+
+    /// Whether every page of `[start, start + length)` is mapped (and writable when asked).
+    func memoryIsMapped(start: UInt64, length: UInt64, writable: Bool) -> Bool {
+        var cursor = start
+        let end = start + length
+        while cursor < end {
+            guard let area = areasOfMemory.first(where: { $0.start <= cursor && cursor <= $0.last }) else { return false }
+            if writable && !area.writable { return false }
+            let (next, overflow) = area.last.addingReportingOverflow(1)
+            if overflow { return true }
+            cursor = next
+        }
+        return true
+    }
+}
