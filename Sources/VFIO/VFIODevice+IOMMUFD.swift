@@ -1,0 +1,74 @@
+import CIOMMUFD
+public import IOMMUFD
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension VFIODevice {
+    // MARK: iommufd
+
+    /// Binds the device to an iommufd (`VFIO_DEVICE_BIND_IOMMUFD`); afterwards the
+    /// device is owned by this process and can be attached to that iommufd's page tables.
+    ///
+    /// - Throws: `EINVAL` when already bound (also through another descriptor), `EBUSY`
+    ///   when its group is in use through the legacy path, `EPERM` without interrupt
+    ///   remapping.
+    @discardableResult
+    public func bind(
+        to iommufd: IOMMUFD, virtualFunctionToken: VFToken? = nil, fileID: StaticString = #fileID, line: Int = #line
+    ) throws(IOMMUError) -> IOMMUObjectID<DeviceObject> {
+        guard openedThrough == .iommufdCdev else {
+            throw IOMMUError(.vfioDeviceBindIOMMUFD, .inappropriateIOCTLForDevice, IOMMUErrorContext(path: path), fileID: fileID, line: line)
+        }
+        var token: (UInt64, UInt64) = (0, 0)
+        let deviceID = try withUnsafeMutableBytes(of: &token) { (tokenBytes) throws(IOMMUError) -> UInt32 in
+            var tokenAddress: UInt64 = 0
+            if let virtualFunctionToken {
+                tokenBytes.copyBytes(from: virtualFunctionToken.bytes)
+                tokenAddress = UInt64(UInt(bitPattern: tokenBytes.baseAddress))
+            }
+            return try naming { () throws(IOMMUError) in
+                try VFIODeviceIOCTL.bind(system, fileDescriptor, iommufd: iommufd.fileDescriptor, token: tokenAddress, fileID: fileID, line: line)
+            }
+        }
+        self.iommufd = iommufd
+        let id = IOMMUObjectID<DeviceObject>(rawValue: deviceID)
+        self.deviceID = id
+        return id
+    }
+
+    /// Attaches the device to an IOAS (the kernel finds or makes a compatible HWPT) and
+    /// returns the HWPT it is now attached to. Attaching again replaces the page table
+    /// without a window where DMA is blocked.
+    @discardableResult
+    public func attach(to ioas: IOAS, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+        let hwpt = try attach(pageTable: try ioas.liveID(.vfioDeviceAttachIOMMUFDPT, fileID: fileID, line: line), fileID: fileID, line: line)
+        attachedIOAS = ioas
+        return hwpt
+    }
+
+    /// Attaches the device to an explicit HWPT.
+    @discardableResult
+    public func attach(to hwpt: HWPTID, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+        try attach(pageTable: hwpt.rawValue, fileID: fileID, line: line)
+    }
+
+    /// Attaches to a page table given by its raw id (IOAS or HWPT).
+    @discardableResult
+    public func attach(pageTable rawID: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+        let hwpt = HWPTID(rawValue: try naming { () throws(IOMMUError) in
+            try VFIODeviceIOCTL.attach(system, fileDescriptor, pageTable: rawID, fileID: fileID, line: line)
+        })
+        attachedPageTable = hwpt
+        attachedIOAS = nil
+        return hwpt
+    }
+
+    /// Detaches the device from its page table; its DMA is blocked afterwards.
+    public func detach(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.detach(system, fileDescriptor, fileID: fileID, line: line) }
+        attachedPageTable = nil
+        attachedIOAS = nil
+    }
+}
