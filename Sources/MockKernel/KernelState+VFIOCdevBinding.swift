@@ -1,0 +1,70 @@
+import IOMMUFDSystem
+import CIOMMUFD
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The VFIO cdev and iommufd (drivers/vfio/device_cdev.c): bind, attach or replace, detach.
+
+extension KernelState {
+    // MARK: cdev + iommufd
+
+    /// `vfio_df_ioctl_bind_iommufd`.
+    mutating func bind(_ file: inout DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        var command = argument.loadUnaligned(as: vfio_device_bind_iommufd.self)
+        guard command.argsz >= 16, command.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN == 0 else { throw .invalidArgument }
+        guard file.group == nil, file.boundDeviceID == nil else { throw .invalidArgument }
+        let device = configuration.pciDevices[file.deviceIndex]
+        if let group = device.iommuGroup, vfio.groups[group] != nil { throw .resourceBusy }
+        // Only the group path may open a device more than once.
+        if (vfio.devices[file.deviceIndex]?.boundCdevs ?? 0) > 0 { throw .invalidArgument }
+        // vfio_df_check_token: a VF token for a function that is neither a PF nor a VF.
+        if command.flags & VFIO_DEVICE_BIND_FLAG_TOKEN != 0 { throw .invalidArgument }
+        // iommufd_ctx_from_fd: EBADF for no file, EBADFD for a file that is not an iommufd.
+        guard let target = descriptors[command.iommufd] else { throw .badFileDescriptor }
+        guard case .iommufd(let contextID) = target, contexts[contextID] != nil else { throw Errno(rawValue: EBADFD) }
+        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice()))
+        file.boundContext = contextID
+        file.boundDeviceID = deviceID
+        vfio.devices[file.deviceIndex]!.boundCdevs += 1
+        command.out_devid = deviceID
+        argument.storeBytes(of: command, as: vfio_device_bind_iommufd.self)
+    }
+
+    /// `vfio_df_ioctl_attach_pt`: attach, or replace when already attached.
+    mutating func attach(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        var command = argument.loadUnaligned(as: vfio_device_attach_iommufd_pt.self)
+        guard command.argsz >= 12, command.flags & ~VFIO_DEVICE_ATTACH_PASID == 0 else { throw .invalidArgument }
+        guard let contextID = file.boundContext, let deviceID = file.boundDeviceID else { throw .invalidArgument }
+        // The mock's functions have no PASID capability.
+        if command.flags & VFIO_DEVICE_ATTACH_PASID != 0 { throw .invalidArgument }
+        let device = configuration.pciDevices[file.deviceIndex]
+        guard case .device(let bound)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
+        if let previous = bound.attachedHWPT {
+            if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[previous], hwpt.ioasID == command.pt_id || previous == command.pt_id {
+                command.pt_id = previous
+                argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
+                return
+            }
+            detachDevice(contextID, deviceID)
+        }
+        let aperture = 0...(device.addressWidth >= 64 ? ulongMax : (UInt64(1) << UInt64(device.addressWidth)) - 1)
+        let hwptID = try attachDevice(contextID, deviceID, to: command.pt_id, ioPageSize: pageSize, aperture: aperture)
+        if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[hwptID], var table = contexts[contextID]!.ioas(hwpt.ioasID) {
+            for region in device.reservedRegions where !table.reserved.contains(where: { $0.range == region && $0.owner == .domain(hwptID: hwptID) }) {
+                if let error = table.reserve(region, owner: .domain(hwptID: hwptID)) { throw error }
+            }
+            contexts[contextID]!.objects[hwpt.ioasID] = .ioas(table)
+        }
+        command.pt_id = hwptID
+        argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
+    }
+
+    mutating func detach(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        let command = argument.loadUnaligned(as: vfio_device_detach_iommufd_pt.self)
+        guard command.argsz >= 8, command.flags & ~VFIO_DEVICE_DETACH_PASID == 0 else { throw .invalidArgument }
+        guard let contextID = file.boundContext, let deviceID = file.boundDeviceID else { throw .invalidArgument }
+        detachDevice(contextID, deviceID)
+    }
+}

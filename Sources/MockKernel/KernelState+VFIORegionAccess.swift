@@ -1,0 +1,84 @@
+import IOMMUFDSystem
+import CIOMMUFD
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Regions through the device descriptor: pread/pwrite of config space and BARs, and BAR mmaps.
+
+extension KernelState {
+    // MARK: Regions through the descriptor
+
+    /// Where a `pread`/`pwrite` at `offset` lands: config space or a BAR's storage.
+    func deviceAccess(_ fileID: Int, offset: Int64) throws(Errno) -> (index: Int, start: Int) {
+        guard let file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
+        if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
+        let index = Int(UInt64(offset) >> vfioRegionShift)
+        let start = Int(UInt64(offset) & ((1 << vfioRegionShift) - 1))
+        let device = configuration.pciDevices[file.deviceIndex]
+        let size: Int
+        switch index {
+        case Int(VFIO_PCI_CONFIG_REGION_INDEX): size = 256
+        case 0..<6: size = Int(device.barSizes[index])
+        default: throw .invalidArgument
+        }
+        guard start < size else { throw .invalidArgument }
+        return (index, start)
+    }
+
+    mutating func deviceRead(_ fileID: Int, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
+        let (index, start) = try deviceAccess(fileID, offset: offset)
+        let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
+        let runtime = vfio.devices[deviceIndex]!
+        if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
+            let count = min(buffer.count, 256 - start)
+            runtime.configuration.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: count) }
+            return count
+        }
+        let count = min(buffer.count, Int(configuration.pciDevices[deviceIndex].barSizes[index]) - start)
+        buffer.baseAddress!.copyMemory(from: UnsafeRawPointer(bitPattern: runtime.barStorage[index])! + start, byteCount: count)
+        return count
+    }
+
+    /// Config writes reach only what vfio-pci lets through to the mock: the command
+    /// register and the MSI/MSI-X control words; the rest is virtualized away.
+    mutating func deviceWrite(_ fileID: Int, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
+        let (index, start) = try deviceAccess(fileID, offset: offset)
+        let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
+        if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
+            let count = min(buffer.count, 256 - start)
+            let msi = MockKernel.PCIDevice.msiCapabilityOffset, msix = MockKernel.PCIDevice.msixCapabilityOffset
+            let writable: Set<Int> = [0x04, 0x05, msi + 2, msi + 3, msix + 2, msix + 3]
+            for byte in 0..<count where writable.contains(start + byte) {
+                vfio.devices[deviceIndex]!.configuration[start + byte] = buffer[byte]
+            }
+            return count
+        }
+        let count = min(buffer.count, Int(configuration.pciDevices[deviceIndex].barSizes[index]) - start)
+        let storage = UnsafeMutableRawPointer(bitPattern: vfio.devices[deviceIndex]!.barStorage[index])!
+        (storage + start).copyMemory(from: buffer.baseAddress!, byteCount: count)
+        return count
+    }
+
+    /// `vfio_pci_core_mmap`: a shared mapping of a BAR (or part of one) with MMAP set.
+    mutating func mapDeviceRegion(_ fileID: Int, length: Int, flags: Int32, offset: Int64, writable: Bool) throws(Errno) -> UInt {
+        guard let file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
+        if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
+        guard flags & MAP_SHARED != 0 else { throw .invalidArgument }
+        let index = Int(UInt64(offset) >> vfioRegionShift)
+        let start = UInt64(offset) & ((1 << vfioRegionShift) - 1)
+        guard index < 6 else { throw .invalidArgument }
+        let size = configuration.pciDevices[file.deviceIndex].barSizes[index]
+        guard size >= pageSize, start % pageSize == 0, start + UInt64(length) <= (size + pageSize - 1) & ~(pageSize - 1) else { throw .invalidArgument }
+        let base = UInt64(vfio.devices[file.deviceIndex]!.barStorage[index]) + start
+        let rounded = (UInt64(length) + pageSize - 1) & ~(pageSize - 1)
+        insertArea(VirtualMemoryArea(start: base, length: rounded, writable: writable, backing: .deviceMemory))
+        return UInt(base)
+    }
+}
+
+/// Bits of the PCI command register.
+enum PCICommand {
+    static let busMaster: UInt16 = 1 << 2
+}
