@@ -95,7 +95,7 @@ public final class VFIOContainer {
         } catch {
             var error = error
             if error.errno == .noMemory, let limit = try? system.memoryLockLimit() { error.context.memlockLimit = limit.current }
-            throw error
+            throw error.advised()
         }
         return DMAMapping(iova: iova, length: length)
     }
@@ -115,7 +115,9 @@ public final class VFIOContainer {
     /// Unmaps every mapping inside `[iova, iova + length)` and returns the bytes unmapped.
     @discardableResult
     public func unmap(iova: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
-        try VFIOContainerIOCTL.unmapDMA(system, fileDescriptor, flags: 0, iova: iova.rawValue, size: length, fileID: fileID, line: line)
+        try advising { () throws(IOMMUError) in
+            try VFIOContainerIOCTL.unmapDMA(system, fileDescriptor, flags: 0, iova: iova.rawValue, size: length, fileID: fileID, line: line)
+        }
     }
 
     /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`, needs the `VFIO_UNMAP_ALL` extension).

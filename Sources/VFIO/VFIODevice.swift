@@ -88,7 +88,7 @@ public final class VFIODevice {
             var context = IOMMUErrorContext(path: directory)
             context.pciAddress = address.description
             context.driver = (try? system.readLink(address.sysfsPath + "/driver"))?.split(separator: "/").last.map(String.init)
-            return IOMMUError(.listDirectory, error, context)
+            return IOMMUError(.listDirectory, error, context).advised()
         }
         let names: [String]
         do { names = try system.listDirectory(directory) } catch {
@@ -104,13 +104,14 @@ public final class VFIODevice {
     }
 }
 
-/// Runs `call` and adds `path` (the device node or group it went through) to its error.
+/// Runs `call` and adds `path` (the device node or group it went through) and the VFIO
+/// layer's advice to its error.
 func withErrorPath<Value>(_ path: String, _ call: () throws(IOMMUError) -> Value) throws(IOMMUError) -> Value {
     do {
         return try call()
     } catch {
         var error = error
         error.context.path = path
-        throw error
+        throw error.advised()
     }
 }

@@ -33,7 +33,7 @@ public final class VFIOGroup {
         let path = "/dev/vfio/\(number)"
         let descriptor: Int32
         do { descriptor = try system.open(path, flags: O_RDWR | O_CLOEXEC, mode: 0) } catch {
-            throw IOMMUError(.open, error, IOMMUErrorContext(path: path))
+            throw IOMMUError(.open, error, IOMMUErrorContext(path: path)).advised()
         }
         self.number = number
         self.fileDescriptor = descriptor
@@ -44,7 +44,7 @@ public final class VFIOGroup {
                 try VFIOGroupIOCTL.getStatus(system, descriptor, group: UInt32(number), fileID: #fileID, line: #line)
             }
             guard flags & VFIO_GROUP_FLAGS_VIABLE != 0 else {
-                throw IOMMUError(.vfioGroupGetStatus, .notPermitted, IOMMUErrorContext(objectID: UInt32(number), path: path))
+                throw IOMMUError(.vfioGroupGetStatus, .notPermitted, IOMMUErrorContext(objectID: UInt32(number), path: path)).advised()
             }
             try withErrorPath(path) { () throws(IOMMUError) in
                 try VFIOGroupIOCTL.setContainer(system, descriptor, group: UInt32(number), container: container.fileDescriptor,

@@ -69,6 +69,21 @@ struct ErrorHintTests {
         }
     }
 
+    @Test("VFIO advice lives in the VFIO module: the core knows none, the VFIO layer attaches it")
+    func vfioAdviceFromTheVFIOLayer() throws {
+        #expect(IOMMUError(.vfioDeviceBindIOMMUFD, .invalidArgument).explanation == nil, "the core has no VFIO advice of its own")
+        try withPCIMachine { kernel in
+            let first = try VFIOPCIDevice(edu, path: .only(.iommufdCdev), system: kernel)
+            do throws(IOMMUError) {
+                _ = try VFIOPCIDevice(edu, path: .only(.iommufdCdev), system: kernel)
+                Issue.record("a second claim succeeded")
+            } catch {
+                #expect(error.context.advice != nil && error.explanation == error.context.advice)
+            }
+            withExtendedLifetime(first) {}
+        }
+    }
+
     @Test("config-space errors carry the config offset in its own field, not in iova")
     func honestConfigurationOffset() throws {
         try withPCIMachine { kernel in

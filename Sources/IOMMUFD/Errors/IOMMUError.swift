@@ -96,6 +96,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         var regionIndex: UInt32?
         var interruptVector: Int?
         var handleWasDestroyed: Bool = false
+        var advice: IOMMUErrorExplanation?
 
         func copy() -> Details {
             let copy = Details()
@@ -109,6 +110,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
             copy.regionIndex = regionIndex
             copy.interruptVector = interruptVector
             copy.handleWasDestroyed = handleWasDestroyed
+            copy.advice = advice
             return copy
         }
     }
@@ -175,6 +177,13 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         set { updateDetails { $0.handleWasDestroyed = newValue } }
     }
 
+    /// What the layer that threw the error knows about it (the VFIO layer's advice for its
+    /// ioctls); ``IOMMUError/explanation`` prefers it to the core's own.
+    public var advice: IOMMUErrorExplanation? {
+        get { details?.advice }
+        set { updateDetails { $0.advice = newValue } }
+    }
+
     /// Creates a context from the arguments the operation was given; `nil` (the default) leaves an argument out.
     /// The rarer fields (``memlockLimit``, ``pciAddress``...) are set afterwards.
     public init(
@@ -193,7 +202,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     public static func == (lhs: IOMMUErrorContext, rhs: IOMMUErrorContext) -> Bool {
         lhs.objectID == rhs.objectID && lhs.otherObjectID == rhs.otherObjectID && lhs.iova == rhs.iova && lhs.length == rhs.length
             && lhs.userAddress == rhs.userAddress && lhs.fileDescriptor == rhs.fileDescriptor
-            && lhs.path == rhs.path && lhs.memlockLimit == rhs.memlockLimit && lhs.reportedLength == rhs.reportedLength && lhs.reportedCount == rhs.reportedCount && lhs.pciAddress == rhs.pciAddress && lhs.driver == rhs.driver && lhs.configurationOffset == rhs.configurationOffset && lhs.regionIndex == rhs.regionIndex && lhs.interruptVector == rhs.interruptVector && lhs.handleWasDestroyed == rhs.handleWasDestroyed
+            && lhs.path == rhs.path && lhs.memlockLimit == rhs.memlockLimit && lhs.reportedLength == rhs.reportedLength && lhs.reportedCount == rhs.reportedCount && lhs.pciAddress == rhs.pciAddress && lhs.driver == rhs.driver && lhs.configurationOffset == rhs.configurationOffset && lhs.regionIndex == rhs.regionIndex && lhs.interruptVector == rhs.interruptVector && lhs.handleWasDestroyed == rhs.handleWasDestroyed && lhs.advice == rhs.advice
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -213,6 +222,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         hasher.combine(regionIndex)
         hasher.combine(interruptVector)
         hasher.combine(handleWasDestroyed)
+        hasher.combine(advice)
     }
 
     public var description: String {
