@@ -21,6 +21,8 @@ public struct DMABufferCache: ~Copyable {
     public let translation: DMABufferTranslation
     /// Keeps the pool (and so the region and the common store) alive.
     public let pool: DMABufferPool
+    /// Debug builds: the pool's record of buffers out with a driver.
+    @usableFromInline let outstanding: OutstandingBuffers?
 
     init(pool: DMABufferPool, size: Int) {
         precondition(size > 0, "a cache holds at least one buffer")
@@ -31,6 +33,7 @@ public struct DMABufferCache: ~Copyable {
         count = 0
         shared = pool.shared
         translation = pool.translation
+        outstanding = pool.outstanding
     }
 
     deinit {
@@ -49,6 +52,9 @@ public struct DMABufferCache: ~Copyable {
             if count == 0 { return nil }
         }
         count &-= 1
+        #if DEBUG
+        outstanding?.handOut(slots + count, count: 1)
+        #endif
         return translation.buffer(at: slots[count])
     }
 
@@ -58,6 +64,9 @@ public struct DMABufferCache: ~Copyable {
         precondition(translation.owns(buffer), "the buffer does not belong to this pool, or is not the start of one of its buffers")
         if count == capacity { flush() }
         slots[count] = UInt(bitPattern: buffer.address)
+        #if DEBUG
+        outstanding?.takeBack(slots + count, count: 1)
+        #endif
         count &+= 1
     }
 
@@ -69,6 +78,9 @@ public struct DMABufferCache: ~Copyable {
         if n > capacity { return pool.get(into: buffers) }
         guard hold(atLeast: n) else { return false }
         count &-= n
+        #if DEBUG
+        outstanding?.handOut(slots + count, count: n)
+        #endif
         translation.expand(slots + count, into: destination, count: n)
         return true
     }
@@ -81,6 +93,9 @@ public struct DMABufferCache: ~Copyable {
         if n > capacity { return pool.put(buffers) }
         makeRoom(for: n)
         precondition(translation.compress(source, into: slots + count, count: n), "a buffer does not belong to this pool")
+        #if DEBUG
+        outstanding?.takeBack(slots + count, count: n)
+        #endif
         count &+= n
     }
 
@@ -94,6 +109,9 @@ public struct DMABufferCache: ~Copyable {
         if n > capacity { return pool.get(into: addresses) }
         guard hold(atLeast: n) else { return false }
         count &-= n
+        #if DEBUG
+        outstanding?.handOut(slots + count, count: n)
+        #endif
         translation.emit(slots + count, into: destination, count: n)
         return true
     }
@@ -106,6 +124,9 @@ public struct DMABufferCache: ~Copyable {
         if n > capacity { return pool.put(addresses) }
         makeRoom(for: n)
         precondition(translation.admit(source, into: slots + count, count: n), "a buffer does not belong to this pool")
+        #if DEBUG
+        outstanding?.takeBack(slots + count, count: n)
+        #endif
         count &+= n
     }
 

@@ -20,6 +20,8 @@ public final class DMABufferPool: @unchecked Sendable {
     /// Turns a ``DMABufferAddress`` from this pool into its buffer (IOVA, length) by arithmetic.
     public let translation: DMABufferTranslation
     @usableFromInline let shared: SharedFreeStack
+    /// Debug builds: the buffers out with a driver, to catch a second put. `nil` in release builds.
+    @usableFromInline let outstanding: OutstandingBuffers?
 
     /// A pool of `count` buffers of `bufferSize` bytes, each starting on a multiple of
     /// `alignment` (a power of two; 64 keeps buffers on their own cache lines), in one
@@ -42,6 +44,11 @@ public final class DMABufferPool: @unchecked Sendable {
                               span: UInt(stride * count), bufferSize: bufferSize, stride: stride)
         self.region = region
         shared = SharedFreeStack(capacity: count)
+        #if DEBUG
+        outstanding = OutstandingBuffers(baseAddress: translation.baseAddress, stride: stride, count: count)
+        #else
+        outstanding = nil
+        #endif
         // The lowest buffers on top, so a fresh pool hands them out in address order.
         for index in 0..<count {
             (shared.slots + index).initialize(to: translation.baseAddress + UInt((count - 1 - index) * stride))
@@ -60,7 +67,11 @@ public final class DMABufferPool: @unchecked Sendable {
     @inlinable
     public func get() -> DMABuffer? {
         var address: UInt = 0
-        return shared.pop(into: &address, count: 1) ? translation.buffer(at: address) : nil
+        guard shared.pop(into: &address, count: 1) else { return nil }
+        #if DEBUG
+        outstanding?.handOut(&address, count: 1)
+        #endif
+        return translation.buffer(at: address)
     }
 
     /// Gives one buffer back to the common store.
@@ -68,6 +79,9 @@ public final class DMABufferPool: @unchecked Sendable {
     public func put(_ buffer: DMABuffer) {
         precondition(translation.owns(buffer), "the buffer does not belong to this pool, or is not the start of one of its buffers")
         var address = UInt(bitPattern: buffer.address)
+        #if DEBUG
+        outstanding?.takeBack(&address, count: 1)
+        #endif
         shared.push(from: &address, count: 1)
     }
 
@@ -77,6 +91,9 @@ public final class DMABufferPool: @unchecked Sendable {
         guard let base = buffers.baseAddress, !buffers.isEmpty else { return true }
         return withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
             guard shared.pop(into: addresses.baseAddress!, count: buffers.count) else { return false }
+            #if DEBUG
+            outstanding?.handOut(addresses.baseAddress!, count: buffers.count)
+            #endif
             translation.expand(addresses.baseAddress!, into: base, count: buffers.count)
             return true
         }
@@ -88,6 +105,9 @@ public final class DMABufferPool: @unchecked Sendable {
         guard let base = buffers.baseAddress, !buffers.isEmpty else { return }
         withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
             precondition(translation.compress(base, into: addresses.baseAddress!, count: buffers.count), "a buffer does not belong to this pool")
+            #if DEBUG
+            outstanding?.takeBack(addresses.baseAddress!, count: buffers.count)
+            #endif
             shared.push(from: addresses.baseAddress!, count: buffers.count)
         }
     }
@@ -97,7 +117,13 @@ public final class DMABufferPool: @unchecked Sendable {
     @inlinable
     public func get(into addresses: UnsafeMutableBufferPointer<DMABufferAddress>) -> Bool {
         guard let base = addresses.baseAddress, !addresses.isEmpty else { return true }
-        return base.withMemoryRebound(to: UInt.self, capacity: addresses.count) { shared.pop(into: $0, count: addresses.count) }
+        return base.withMemoryRebound(to: UInt.self, capacity: addresses.count) { taken in
+            guard shared.pop(into: taken, count: addresses.count) else { return false }
+            #if DEBUG
+            outstanding?.handOut(taken, count: addresses.count)
+            #endif
+            return true
+        }
     }
 
     /// Gives every buffer in `addresses` back to the common store.
@@ -106,6 +132,9 @@ public final class DMABufferPool: @unchecked Sendable {
         guard let base = addresses.baseAddress, !addresses.isEmpty else { return }
         withUnsafeTemporaryAllocation(of: UInt.self, capacity: addresses.count) { staged in
             precondition(translation.admit(base, into: staged.baseAddress!, count: addresses.count), "a buffer does not belong to this pool")
+            #if DEBUG
+            outstanding?.takeBack(staged.baseAddress!, count: addresses.count)
+            #endif
             shared.push(from: staged.baseAddress!, count: addresses.count)
         }
     }

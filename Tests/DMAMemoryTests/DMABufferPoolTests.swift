@@ -101,6 +101,21 @@ struct DMABufferPoolTests {
         await #expect(processExitsWith: .failure) { putForeignAddress(bytesPastEnd: 0) }
     }
 
+    @Test("a buffer put back twice to the pool stops the program at the second put (debug builds)")
+    func doublePutToPoolTraps() async {
+        await #expect(processExitsWith: .failure) { putTwice("pool") }
+    }
+
+    @Test("a buffer put back twice to a cache stops the program at the second put (debug builds)")
+    func doublePutToCacheTraps() async {
+        await #expect(processExitsWith: .failure) { putTwice("cache") }
+    }
+
+    @Test("one buffer twice in a burst put back to a cache stops the program (debug builds)")
+    func doublePutInBurstTraps() async {
+        await #expect(processExitsWith: .failure) { putTwice("cache-bulk") }
+    }
+
     @Test("putting back an address inside the pool but between two buffer starts stops the program")
     func offBoundaryAddressTraps() async {
         await #expect(processExitsWith: .failure) { putOffBoundaryAddress() }
@@ -247,6 +262,39 @@ func putBadAddress(bufferSize: Int, _ replace: (DMABufferPool, inout UnsafeMutab
         guard cache.get(into: burst) else { return }
         replace(pool, &burst)
         cache.put(UnsafeBufferPointer(burst))
+    } catch {
+        // Setting up failed: exit normally, so the exit test reports it.
+    }
+}
+
+/// Takes one buffer and puts it back twice, through the pool, a cache, or a cache's bulk path.
+func putTwice(_ path: String) {
+    do {
+        let kernel = memoryMachine()
+        let iommufd = try IOMMUFD(system: kernel)
+        let manager = try DMAMemoryManager(addressSpace: .iommufd(try iommufd.allocateIOAS()))
+        let pool = try DMABufferPool(manager: manager, bufferSize: 256, count: 16, backing: .exactly(.memfd))
+        // Held and never returned: room in the common store, so only the record of
+        // outstanding buffers (not a full store) can catch the second put.
+        let held = (0..<4).compactMap { _ in pool.get() }
+        guard held.count == 4 else { return }
+        switch path {
+        case "pool":
+            guard let buffer = pool.get() else { return }
+            pool.put(buffer)
+            pool.put(buffer)
+        case "cache":
+            var cache = pool.makeCache(size: 4)
+            guard let buffer = cache.get() else { return }
+            cache.put(buffer)
+            cache.put(buffer)
+        default:
+            var cache = pool.makeCache(size: 4)
+            let burst = UnsafeMutableBufferPointer<DMABufferAddress>.allocate(capacity: 2)
+            guard cache.get(into: burst) else { return }
+            burst[1] = burst[0]  // the same buffer twice in one burst
+            cache.put(UnsafeBufferPointer(burst))
+        }
     } catch {
         // Setting up failed: exit normally, so the exit test reports it.
     }
