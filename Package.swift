@@ -51,7 +51,8 @@ let package = Package(
         ),
         .target(
             name: "VFIO",
-            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .systemLibrary(
@@ -67,7 +68,8 @@ let package = Package(
         ),
         .target(
             name: "DMAMemory",
-            dependencies: ["IOMMUFD", "VFIO", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "VFIO", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -124,7 +126,8 @@ let package = Package(
         ),
         .testTarget(
             name: "IOMMUFDTests",
-            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "DMAMemory", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .target(

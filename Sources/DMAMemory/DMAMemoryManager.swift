@@ -1,3 +1,4 @@
+public import Logging
 public import IOMMUFD
 public import VFIO
 import SystemPackage
@@ -16,6 +17,9 @@ public final class DMAMemoryManager: @unchecked Sendable {
     public let addressSpace: DMAAddressSpace
     /// The system the memory comes from.
     public let system: any SystemInterface
+    /// Where the manager, its regions and their memory log (teardown failures among them):
+    /// the address space's logger.
+    public let logger: Logger
 
     struct State {
         var allocator: IOVAAllocator
@@ -45,6 +49,7 @@ public final class DMAMemoryManager: @unchecked Sendable {
         do { ranges = try addressSpace.iovaRanges() } catch { throw .kernel(error) }
         self.addressSpace = addressSpace
         self.system = addressSpace.system
+        self.logger = addressSpace.logger
         state = LockedState(State(allocator: IOVAAllocator(ranges: ranges, dmaMask: dmaMask)))
     }
 
@@ -61,7 +66,7 @@ public final class DMAMemoryManager: @unchecked Sendable {
         progress: ((_ done: Int, _ total: Int) -> Void)? = nil
     ) throws(DMAMemoryError) -> DMARegion {
         try checkMemoryLockLimit(adding: UInt64(backing.stores.map { $0.pageSize.roundUp(length) }.min() ?? length))
-        let memory = try PinnedMemory(length: length, backing: backing, placement: placement, system: system, progress: progress)
+        let memory = try PinnedMemory(length: length, backing: backing, placement: placement, system: system, logger: logger, progress: progress)
         let size = UInt64(memory.length)
         let range: IOVARange
         do {

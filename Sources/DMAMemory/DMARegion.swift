@@ -1,3 +1,4 @@
+import Logging
 public import IOMMUFD
 public import VFIO
 
@@ -55,6 +56,10 @@ public struct DMARegion: ~Copyable {
     }
 
     deinit {
-        if isMapped { try? manager.unmap(mapping, address: memory.address) }
+        if isMapped {
+            do { try manager.unmap(mapping, address: memory.address) } catch {
+                manager.logger.debug("removing a region's IOMMU mapping failed", metadata: ["dma.iova": "\(mapping.iova)", "error": "\(error)"])
+            }
+        }
     }
 }

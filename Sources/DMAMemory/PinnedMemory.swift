@@ -1,3 +1,4 @@
+public import Logging
 public import IOMMUFD
 import CIOMMUFD
 import SystemPackage
@@ -24,6 +25,8 @@ public struct PinnedMemory: ~Copyable {
     /// The backing file (memfd or hugetlbfs), or `nil` for anonymous memory.
     public let fileDescriptor: Int32?
     let system: any SystemInterface
+    /// Where a failed unmap or close at the end is logged.
+    let logger: Logger
 
     /// The page size the memory is made of.
     public var pageSize: PageSize { store.pageSize }
@@ -42,7 +45,7 @@ public struct PinnedMemory: ~Copyable {
     ///   first error that no other store can help with.
     public init(
         length: Int, backing: BackingPolicy, placement: NUMAPlacement = .anyNode,
-        system: any SystemInterface, progress: ((_ done: Int, _ total: Int) -> Void)? = nil
+        system: any SystemInterface, logger: Logger = IOMMUFD.silentLogger, progress: ((_ done: Int, _ total: Int) -> Void)? = nil
     ) throws(DMAMemoryError) {
         precondition(length > 0, "a region has at least one byte")
         var fallbacks: [BackingFallback] = []
@@ -61,9 +64,10 @@ public struct PinnedMemory: ~Copyable {
                     self.placement = report
                     self.fileDescriptor = made.fd
                     self.system = system
+                    self.logger = logger
                     return
                 } catch {
-                    Self.discard(address: made.address, length: made.length, fd: made.fd, system: system)
+                    Self.discard(address: made.address, length: made.length, fd: made.fd, system: system, logger: logger)
                     throw error
                 }
             } catch {
@@ -77,12 +81,20 @@ public struct PinnedMemory: ~Copyable {
     }
 
     deinit {
-        Self.discard(address: address, length: length, fd: fileDescriptor, system: system)
+        Self.discard(address: address, length: length, fd: fileDescriptor, system: system, logger: logger)
     }
 
-    static func discard(address: UnsafeMutableRawPointer, length: Int, fd: Int32?, system: any SystemInterface) {
-        try? system.munmap(address, length: length)
-        if let fd { try? system.close(fd) }
+    /// Unmaps and closes, logging (at debug level) what fails: nothing else can be done about
+    /// it at this point.
+    static func discard(address: UnsafeMutableRawPointer, length: Int, fd: Int32?, system: any SystemInterface, logger: Logger) {
+        do { try system.munmap(address, length: length) } catch {
+            logger.debug("unmapping pinned memory failed", metadata: ["length": "\(length)", "error": "\(error)"])
+        }
+        if let fd {
+            do { try system.close(fd) } catch {
+                logger.debug("closing the backing file failed", metadata: ["fd": "\(fd)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Makes the mapping of one store (no placement, not faulted in).

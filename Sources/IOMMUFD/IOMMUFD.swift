@@ -15,7 +15,9 @@ public final class IOMMUFD: Sendable {
     public let system: any SystemInterface
     /// The `/dev/iommu` file descriptor.
     public let fileDescriptor: Int32
-    let logger: Logger
+    /// Where the context and its children log (creation, destruction, and teardown failures
+    /// a deinitializer can only report).
+    public let logger: Logger
     private let closesOnDeinit: Bool
 
     /// Opens `/dev/iommu` (or another path) read-write with `O_CLOEXEC`.

@@ -1,3 +1,4 @@
+public import Logging
 public import IOMMUFD
 
 /// Where a device's DMA addresses are translated: an iommufd IOAS, or a legacy type1
@@ -18,6 +19,14 @@ public enum DMAAddressSpace {
         switch self {
         case .iommufd(let ioas): ioas.iommufd.system
         case .type1(let container): container.system
+        }
+    }
+
+    /// Where the space's objects log: its iommufd's or container's logger.
+    public var logger: Logger {
+        switch self {
+        case .iommufd(let ioas): ioas.iommufd.logger
+        case .type1(let container): container.logger
         }
     }
 

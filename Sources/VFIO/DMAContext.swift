@@ -1,3 +1,4 @@
+public import Logging
 import Foundation
 public import IOMMUFD
 
@@ -14,6 +15,8 @@ public final class DMAContext {
     public let addressSpace: DMAAddressSpace
     /// The system the context talks to.
     public let system: any SystemInterface
+    /// Where the context's objects log (teardown failures among them).
+    public let logger: Logger
     /// The legacy path's open groups, by number: a group opens once, so two devices of one
     /// group share it.
     private var groups: [Int: VFIOGroup] = [:]
@@ -25,15 +28,16 @@ public final class DMAContext {
     /// - Throws: the failing open or allocation; nothing is left open.
     public init(
         path choice: VFIOPCIDevice.PathChoice = .automatic, iommuPath: String = "/dev/iommu", system: any SystemInterface,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger = IOMMUFD.silentLogger
     ) throws(IOMMUError) {
         self.system = system
+        self.logger = logger
         switch VFIOPCIDevice.resolve(choice, iommuPath: iommuPath, system: system, environment: environment) {
         case .iommufdCdev:
-            let iommufd = try IOMMUFD(path: iommuPath, system: system)
+            let iommufd = try IOMMUFD(path: iommuPath, system: system, logger: logger)
             addressSpace = .iommufd(try iommufd.allocateIOAS())
         case .legacyGroup:
-            addressSpace = .type1(try VFIOContainer(system: system))
+            addressSpace = .type1(try VFIOContainer(system: system, logger: logger))
         }
     }
 
@@ -53,7 +57,7 @@ public final class DMAContext {
     func openDevice(_ address: PCIAddress, virtualFunctionToken: VFToken?) throws(IOMMUError) -> VFIODevice {
         switch addressSpace {
         case .iommufd(let ioas):
-            let device = try VFIODevice(address, system: system)
+            let device = try VFIODevice(address, system: system, logger: logger)
             try device.bind(to: ioas.iommufd, virtualFunctionToken: virtualFunctionToken)
             try device.attach(to: ioas)
             return device

@@ -1,3 +1,4 @@
+import Logging
 import CIOMMUFD
 public import IOMMUFD
 
@@ -53,7 +54,9 @@ public struct MMIORegion: ~Copyable {
     public var owner: VFIODevice { device }
 
     deinit {
-        try? system.munmap(base, length: length)
+        do { try system.munmap(base, length: length) } catch {
+            device.logger.debug("unmapping a BAR failed", metadata: ["vfio.device": "\(device.path)", "error": "\(error)"])
+        }
     }
 
     /// Whether a model of the system watches the accesses (a MockKernel device); never

@@ -1,3 +1,4 @@
+public import Logging
 import CIOMMUFD
 public import IOMMUFD
 import SystemPackage
@@ -15,6 +16,8 @@ public final class VFIOContainer {
     /// The container's file descriptor.
     public let fileDescriptor: Int32
     let system: any SystemInterface
+    /// Where the container and its groups log teardown failures.
+    let logger: Logger
     /// Whether `VFIO_SET_IOMMU` has been done (after the first group joined).
     public private(set) var isIOMMUSet = false
     /// The numbers of the groups that joined. Groups hold their container, not the
@@ -30,7 +33,8 @@ public final class VFIOContainer {
     /// - Throws: `ENOENT` from `open` without the vfio module, `EINVAL` (reported against
     ///   `VFIO_GET_API_VERSION`) for another API version, `ENODEV` (against
     ///   `VFIO_CHECK_EXTENSION`) when type1v2 is missing.
-    public init(system: any SystemInterface = LinuxSystem()) throws(IOMMUError) {
+    public init(system: any SystemInterface = LinuxSystem(), logger: Logger = IOMMUFD.silentLogger) throws(IOMMUError) {
+        self.logger = logger
         do {
             fileDescriptor = try system.open(Self.path, flags: O_RDWR | O_CLOEXEC, mode: 0)
         } catch {
@@ -52,7 +56,9 @@ public final class VFIOContainer {
     }
 
     deinit {
-        try? system.close(fileDescriptor)
+        do { try system.close(fileDescriptor) } catch {
+            logger.debug("closing the VFIO container failed", metadata: ["error": "\(error)"])
+        }
     }
 
     /// `VFIO_CHECK_EXTENSION`: whether the container offers an IOMMU type or extension

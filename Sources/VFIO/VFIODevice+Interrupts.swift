@@ -1,3 +1,4 @@
+import Logging
 import Foundation
 import CIOMMUFD
 public import IOMMUFD
@@ -58,14 +59,21 @@ public final class InterruptVectors: Sendable {
     public let eventFileDescriptors: [Int32]
     let system: any SystemInterface
 
-    init(kind: PCIInterruptKind, eventFileDescriptors: [Int32], system: any SystemInterface) {
+    let logger: Logger
+
+    init(kind: PCIInterruptKind, eventFileDescriptors: [Int32], system: any SystemInterface, logger: Logger) {
         self.kind = kind
         self.eventFileDescriptors = eventFileDescriptors
         self.system = system
+        self.logger = logger
     }
 
     deinit {
-        for fd in eventFileDescriptors { try? system.close(fd) }
+        for fd in eventFileDescriptors {
+            do { try system.close(fd) } catch {
+                logger.debug("closing an interrupt eventfd failed", metadata: ["fd": "\(fd)", "error": "\(error)"])
+            }
+        }
     }
 
     /// The interrupts that arrived on `vector` since the last call (0 when none), without
@@ -157,7 +165,7 @@ extension VFIODevice {
             for fd in descriptors { try? system.close(fd) }
             throw error
         }
-        return InterruptVectors(kind: kind, eventFileDescriptors: descriptors, system: system)
+        return InterruptVectors(kind: kind, eventFileDescriptors: descriptors, system: system, logger: logger)
     }
 
     /// Enables the first kind in `preference` the device offers, with up to `count`

@@ -1,3 +1,4 @@
+public import Logging
 import CIOMMUFD
 public import IOMMUFD
 import SystemPackage
@@ -32,6 +33,8 @@ public final class VFIODevice {
     /// Which path the descriptor came from.
     public let openedThrough: Path
     let system: any SystemInterface
+    /// Where the device, its BAR mappings and interrupt vectors log teardown failures.
+    let logger: Logger
     /// The legacy group the descriptor came from (kept alive with the device).
     public let group: VFIOGroup?
     /// The iommufd the device is bound to, once bound.
@@ -50,7 +53,8 @@ public final class VFIODevice {
     var enabledBusMaster = false
 
     /// Opens a VFIO device cdev read-write with `O_CLOEXEC`.
-    public init(cdevPath: String, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) {
+    public init(cdevPath: String, system: any SystemInterface = LinuxSystem(), logger: Logger = IOMMUFD.silentLogger) throws(IOMMUError) {
+        self.logger = logger
         do {
             fileDescriptor = try system.open(cdevPath, flags: O_RDWR | O_CLOEXEC, mode: 0)
         } catch {
@@ -64,13 +68,14 @@ public final class VFIODevice {
 
     /// Opens the cdev of a PCI device bound to vfio-pci, found through
     /// `/sys/bus/pci/devices/<address>/vfio-dev/vfioN`.
-    public convenience init(_ address: PCIAddress, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) {
-        try self.init(cdevPath: Self.cdevPath(of: address, system: system), system: system)
+    public convenience init(_ address: PCIAddress, system: any SystemInterface = LinuxSystem(), logger: Logger = IOMMUFD.silentLogger) throws(IOMMUError) {
+        try self.init(cdevPath: Self.cdevPath(of: address, system: system), system: system, logger: logger)
     }
 
     /// Opens a device through its legacy group (which must have joined a container).
     /// `virtualFunctionToken` is the PF owner's VF token, needed to open an SR-IOV VF.
     public init(_ address: PCIAddress, group: VFIOGroup, virtualFunctionToken: VFToken? = nil) throws(IOMMUError) {
+        self.logger = group.container.logger
         fileDescriptor = try group.openDevice(address, virtualFunctionToken: virtualFunctionToken)
         self.path = "group \(group.number): \(address)"
         self.openedThrough = .legacyGroup
@@ -99,8 +104,14 @@ public final class VFIODevice {
     }
 
     deinit {
-        if enabledBusMaster { try? setBusMaster(false) }
-        try? system.close(fileDescriptor)
+        if enabledBusMaster {
+            do { try setBusMaster(false) } catch {
+                logger.debug("clearing Bus Master Enable at close failed", metadata: ["vfio.device": "\(path)", "error": "\(error)"])
+            }
+        }
+        do { try system.close(fileDescriptor) } catch {
+            logger.debug("closing the VFIO device failed", metadata: ["vfio.device": "\(path)", "error": "\(error)"])
+        }
     }
 }
 

@@ -1,3 +1,4 @@
+import Logging
 import CIOMMUFD
 public import IOMMUFD
 import SystemPackage
@@ -59,7 +60,9 @@ public final class VFIOGroup {
 
     deinit {
         // Closing the group descriptor takes it out of its container.
-        try? system.close(fileDescriptor)
+        do { try system.close(fileDescriptor) } catch {
+            container.logger.debug("closing VFIO group failed", metadata: ["vfio.group": "\(number)", "error": "\(error)"])
+        }
         container.release(groupNumber: number)
     }
 

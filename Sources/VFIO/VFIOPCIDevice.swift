@@ -1,3 +1,4 @@
+public import Logging
 import Foundation
 public import IOMMUFD
 import SystemPackage
@@ -39,9 +40,9 @@ public final class VFIOPCIDevice {
     public convenience init(
         _ address: PCIAddress, path choice: PathChoice = .automatic, virtualFunctionToken: VFToken? = nil,
         iommuPath: String = "/dev/iommu", system: any SystemInterface = LinuxSystem(),
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger = IOMMUFD.silentLogger
     ) throws(IOMMUError) {
-        let context = try DMAContext(path: choice, iommuPath: iommuPath, system: system, environment: environment)
+        let context = try DMAContext(path: choice, iommuPath: iommuPath, system: system, environment: environment, logger: logger)
         try self.init(address, in: context, virtualFunctionToken: virtualFunctionToken)
     }
 
