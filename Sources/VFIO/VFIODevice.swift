@@ -87,7 +87,7 @@ public final class VFIODevice {
     ///
     /// - Throws: `ENOENT` from `opendir` when the device is not bound to vfio-pci (or the
     ///   kernel lacks CONFIG_VFIO_DEVICE_CDEV).
-    public static func cdevPath(of address: PCIAddress, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) -> String {
+    public static func cdevPath(of address: PCIAddress, system: any SystemInterface) throws(IOMMUError) -> String {
         let directory = address.sysfsPath + "/vfio-dev"
         func notOnVFIO(_ error: Errno) -> IOMMUError {
             var context = IOMMUErrorContext(path: directory)

@@ -70,7 +70,7 @@ public final class VFIOGroup {
     ///
     /// - Throws: `ENOENT` (against `readlink`) when the device has no IOMMU group: no
     ///   IOMMU is enabled, or the device does not exist.
-    public static func number(of address: PCIAddress, system: any SystemInterface = LinuxSystem()) throws(IOMMUError) -> Int {
+    public static func number(of address: PCIAddress, system: any SystemInterface) throws(IOMMUError) -> Int {
         let link = address.sysfsPath + "/iommu_group"
         let target: String
         do { target = try system.readLink(link) } catch {
