@@ -12,7 +12,7 @@ import SystemPackage
 ///
 /// Freed IOVAs stay quarantined until ``devicesAreQuiescent()``: a device that still
 /// holds an old IOVA can never write into memory that was handed out again.
-public final class DMAMemoryManager: @unchecked Sendable {
+public final class DMAMemoryManager: Sendable {
     /// Where the regions are mapped.
     public let addressSpace: DMAAddressSpace
     /// The system the memory comes from.

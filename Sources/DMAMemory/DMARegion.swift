@@ -7,7 +7,8 @@ public import VFIO
 /// Exactly one owner. `deinit` removes the IOMMU mapping (and quarantines the IOVA), and
 /// only then does the memory's own `deinit` unmap it from the process: unmap before
 /// munmap follows from the layout. Quiesce the devices that use it first.
-public struct DMARegion: ~Copyable {
+// Sendable for the same reason as PinnedMemory: one owner; its manager is Sendable.
+public struct DMARegion: ~Copyable, @unchecked Sendable {
     /// The manager that mapped it; kept alive by the region.
     public let manager: DMAMemoryManager
     /// The memory.

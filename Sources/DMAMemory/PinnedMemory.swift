@@ -11,7 +11,9 @@ import Glibc
 /// Exactly one owner: `deinit` unmaps it and closes the backing file. A ``DMARegion``
 /// holds one and removes its IOMMU mapping first, so the pages are never unmapped from
 /// the process while a device can still reach them.
-public struct PinnedMemory: ~Copyable {
+// Sendable: one owner (not copyable), so handing it to another thread hands over the only
+// handle; the raw address is what the compiler cannot check.
+public struct PinnedMemory: ~Copyable, @unchecked Sendable {
     /// The first byte.
     public let address: UnsafeMutableRawPointer
     /// The mapped length: the request rounded up to whole pages of ``pageSize``.

@@ -7,7 +7,7 @@ public import IOMMUFD
 ///
 /// An enum rather than a protocol: the two cases are all there are, and a `switch`
 /// costs nothing on the map/unmap path where an existential would box.
-public enum DMAAddressSpace {
+public enum DMAAddressSpace: Sendable {
     /// An iommufd I/O address space; mappings use `IOMMU_IOAS_MAP` and `IOMMU_IOAS_UNMAP`.
     case iommufd(IOAS)
     /// A legacy VFIO container with the type1 IOMMU; mappings use `VFIO_IOMMU_MAP_DMA` and `VFIO_IOMMU_UNMAP_DMA`.

@@ -10,7 +10,7 @@ public import IOMMUFD
 /// ``VFIOPCIDevice/init(_:path:virtualFunctionToken:iommuPath:system:environment:)``
 /// keeps making one context per device; ``claim(_:virtualFunctionToken:)`` adds devices to
 /// this one. The context lives as long as any of its devices.
-public final class DMAContext {
+public final class DMAContext: Sendable {
     /// Where the devices' DMA addresses are translated.
     public let addressSpace: DMAAddressSpace
     /// The system the context talks to.
@@ -19,8 +19,7 @@ public final class DMAContext {
     public let logger: Logger
     /// The legacy path's open groups, by number: a group opens once, so two devices of one
     /// group share it.
-    private var groups: [Int: VFIOGroup] = [:]
-    private let groupsLock = NSLock()
+    private let groups = LockedState([Int: VFIOGroup]())
 
     /// Opens a context on the path `choice` leads to (see ``VFIOPCIDevice/resolve(_:iommuPath:system:environment:)``):
     /// `/dev/iommu` and a fresh IOAS, or the legacy container.
@@ -63,14 +62,11 @@ public final class DMAContext {
             return device
         case .type1(let container):
             let number = try VFIOGroup.number(of: address, system: system)
-            groupsLock.lock()
-            defer { groupsLock.unlock() }
-            let group: VFIOGroup
-            if let open = groups[number] {
-                group = open
-            } else {
-                group = try VFIOGroup(number: number, container: container)
+            let group = try groups.withLock { (groups) throws(IOMMUError) -> VFIOGroup in
+                if let open = groups[number] { return open }
+                let group = try VFIOGroup(number: number, container: container)
                 groups[number] = group
+                return group
             }
             return try VFIODevice(address, group: group, virtualFunctionToken: virtualFunctionToken)
         }

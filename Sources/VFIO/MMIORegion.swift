@@ -29,7 +29,9 @@ public import IOMMUFD
 /// the mapping then carries the model's ``MMIOObserver``, told of each access after it
 /// is made, so a mock device can react to a doorbell. On ``LinuxSystem`` there is none
 /// and an access is the volatile load or store plus one never-taken branch.
-public struct MMIORegion: ~Copyable {
+// Sendable: the mapping has one owner (it cannot be copied), so moving it to another thread
+// moves the only handle; the raw base pointer is what keeps the compiler from proving it.
+public struct MMIORegion: ~Copyable, @unchecked Sendable {
     /// The first byte of the mapping. Not public: drivers go through the accessors.
     @usableFromInline let base: UnsafeMutableRawPointer
     /// Its length in bytes.

@@ -12,17 +12,19 @@ import Glibc
 /// The order the kernel insists on is kept by construction: a container is opened and
 /// checked (API version, type1v2), groups join it (``VFIOGroup``), the first group
 /// switches the IOMMU on (`VFIO_SET_IOMMU`), and only then can memory be mapped.
-public final class VFIOContainer {
+public final class VFIOContainer: Sendable {
     /// The container's file descriptor.
     public let fileDescriptor: Int32
     let system: any SystemInterface
     /// Where the container and its groups log teardown failures.
     let logger: Logger
-    /// Whether `VFIO_SET_IOMMU` has been done (after the first group joined).
-    public private(set) var isIOMMUSet = false
-    /// The numbers of the groups that joined. Groups hold their container, not the
-    /// other way round: the container lives as long as any group (or device) does.
-    public private(set) var groupNumbers: [Int] = []
+    /// Whether the type1v2 IOMMU was switched on (by the first group that joined).
+    public var isIOMMUSet: Bool { membership.withLock { $0.isIOMMUSet } }
+    /// The groups in the container, in the order they joined.
+    public var groupNumbers: [Int] { membership.withLock { $0.groupNumbers } }
+    /// Whether the IOMMU is set and which groups joined, behind a lock: groups join and
+    /// leave from any thread.
+    private let membership = LockedState((isIOMMUSet: false, groupNumbers: [Int]()))
 
     /// The container node.
     public static let path = "/dev/vfio/vfio"
@@ -69,16 +71,18 @@ public final class VFIOContainer {
 
     /// Records a group that joined; the first one switches the type1v2 IOMMU on.
     func adopt(groupNumber: Int) throws(IOMMUError) {
-        if !isIOMMUSet {
-            try VFIOContainerIOCTL.setIOMMU(system, fileDescriptor, VFIO_TYPE1v2_IOMMU, fileID: #fileID, line: #line)
-            isIOMMUSet = true
+        try membership.withLock { (state) throws(IOMMUError) in
+            if !state.isIOMMUSet {
+                try VFIOContainerIOCTL.setIOMMU(system, fileDescriptor, VFIO_TYPE1v2_IOMMU, fileID: #fileID, line: #line)
+                state.isIOMMUSet = true
+            }
+            state.groupNumbers.append(groupNumber)
         }
-        groupNumbers.append(groupNumber)
     }
 
     /// Forgets a group whose descriptor was closed (the kernel took it out of the container).
     func release(groupNumber: Int) {
-        groupNumbers.removeAll { $0 == groupNumber }
+        membership.withLock { $0.groupNumbers.removeAll { $0 == groupNumber } }
     }
 
     // MARK: DMA

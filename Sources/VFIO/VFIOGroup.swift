@@ -9,7 +9,7 @@ import Glibc
 /// An IOMMU group opened through the legacy VFIO interface (`/dev/vfio/<number>`) and
 /// joined to a ``VFIOContainer``. Device descriptors come from the group
 /// (`VFIO_GROUP_GET_DEVICE_FD`); the group keeps its container alive.
-public final class VFIOGroup {
+public final class VFIOGroup: Sendable {
     /// The IOMMU group number (`/sys/kernel/iommu_groups/<number>`).
     public let number: Int
     /// The group's file descriptor.

@@ -9,7 +9,7 @@ import SystemPackage
 /// The path is chosen as libvfn chooses it: iommufd when `/dev/iommu` and
 /// `/dev/vfio/devices` exist, otherwise the legacy group + type1 container.
 /// `IOMMUFD_FORCE_LEGACY=1` in the environment forces the legacy path.
-public final class VFIOPCIDevice {
+public final class VFIOPCIDevice: Sendable {
     /// The device (regions, BARs, config space, interrupts, reset).
     public let device: VFIODevice
     /// The context the device belongs to, shared with the other devices claimed into it.
