@@ -48,11 +48,13 @@ public struct VFIOInterruptInfo: Sendable, Hashable {
     public var isAutomasked: Bool { flags & VFIO_IRQ_INFO_AUTOMASKED != 0 }
 }
 
-/// Interrupt vectors wired to eventfds. Each vector's eventfd counts the interrupts that
-/// arrived since it was last read. The descriptors are non-blocking and close-on-exec,
-/// and are closed when the value goes away; disable the interrupts on the device first
-/// (``VFIODevice/disableInterrupts(_:)``), as ``VFIODevice`` does when it closes.
-public final class InterruptVectors: Sendable {
+/// Interrupt vectors wired to eventfds, with exactly one owner: the value cannot be copied,
+/// so no second handle can read (and so steal) a vector's count or keep a closed descriptor.
+/// Each vector's eventfd counts the interrupts that arrived since it was last read. The
+/// descriptors are non-blocking and close-on-exec, and are closed when the value goes away;
+/// disable the interrupts on the device first (``VFIODevice/disableInterrupts(_:)``), as
+/// ``VFIODevice`` does when it closes.
+public struct InterruptVectors: ~Copyable, Sendable {
     /// The kind the vectors belong to.
     public let kind: PCIInterruptKind
     /// One eventfd per vector, in vector order.
@@ -79,15 +81,19 @@ public final class InterruptVectors: Sendable {
     /// The interrupts that arrived on `vector` since the last call (0 when none), without
     /// waiting: what a poll-mode driver checks.
     public func takePending(vector: Int = 0) throws(IOMMUError) -> UInt64 {
+        try Self.takePending(eventFileDescriptors[vector], vector: vector, system: system)
+    }
+
+    static func takePending(_ fd: Int32, vector: Int, system: any SystemInterface) throws(IOMMUError) -> UInt64 {
         var value: UInt64 = 0
         do {
             _ = try withUnsafeMutableBytes(of: &value) { (bytes) throws(Errno) -> Int in
-                try system.read(eventFileDescriptors[vector], into: bytes)
+                try system.read(fd, into: bytes)
             }
             return value
         } catch {
             if error == .wouldBlock { return 0 }
-            var context = IOMMUErrorContext(fileDescriptor: eventFileDescriptors[vector])
+            var context = IOMMUErrorContext(fileDescriptor: fd)
             context.interruptVector = vector
             throw IOMMUError(.read, error, context)
         }
@@ -97,11 +103,14 @@ public final class InterruptVectors: Sendable {
     /// blocking in `poll(2)` on its eventfd rather than spinning; returns how many arrived,
     /// or 0 on timeout.
     public func wait(vector: Int = 0, timeout: Double?) throws(IOMMUError) -> UInt64 {
-        let fd = eventFileDescriptors[vector]
+        try Self.wait(eventFileDescriptors[vector], vector: vector, timeout: timeout, system: system)
+    }
+
+    static func wait(_ fd: Int32, vector: Int, timeout: Double?, system: any SystemInterface) throws(IOMMUError) -> UInt64 {
         let nanoseconds = timeout.map { UInt64(max(0, $0) * 1e9) }
         let deadline = nanoseconds.map { system.monotonicNanoseconds() &+ $0 }
         while true {
-            let pending = try takePending(vector: vector)
+            let pending = try takePending(fd, vector: vector, system: system)
             if pending > 0 { return pending }
             var left: UInt64?
             if let deadline {
@@ -117,7 +126,7 @@ public final class InterruptVectors: Sendable {
                 context.interruptVector = vector
                 throw IOMMUError(.read, error, context)
             }
-            if ready.isEmpty { return try takePending(vector: vector) }
+            if ready.isEmpty { return try takePending(fd, vector: vector, system: system) }
         }
     }
 
@@ -125,9 +134,12 @@ public final class InterruptVectors: Sendable {
     /// async form of ``wait(vector:timeout:)``. The blocking wait runs on a thread of its own,
     /// so no task of the cooperative pool is held.
     public func next(vector: Int = 0) async throws(IOMMUError) -> UInt64 {
+        let (fd, system) = (eventFileDescriptors[vector], system)
         let outcome: Result<UInt64, IOMMUError> = await withCheckedContinuation { continuation in
-            let thread = Thread { [self] in
-                continuation.resume(returning: Result { () throws(IOMMUError) in try wait(vector: vector, timeout: nil) })
+            let thread = Thread {
+                continuation.resume(returning: Result { () throws(IOMMUError) in
+                    try Self.wait(fd, vector: vector, timeout: nil, system: system)
+                })
             }
             thread.start()
         }

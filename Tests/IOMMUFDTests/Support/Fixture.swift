@@ -60,7 +60,7 @@ func withMockWorld(
 }
 
 /// The errno of a throwing iommufd call, or nil when it succeeded.
-func errnoOf<T>(_ body: () throws -> T) -> Errno? {
+func errnoOf<T: ~Copyable>(_ body: () throws -> T) -> Errno? {
     do {
         _ = try body()
         return nil
