@@ -15,7 +15,7 @@ extension IOAS {
         userAddress: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        let mapped = try IOMMUFDIOCTL.ioasMap(system, fileDescriptor, ioas: try liveID(.ioasMap, fileID: fileID, line: line),
+        let mapped = try IOMMUFDIOCTL.ioasMap(system, fd, ioas: try liveID(.ioasMap, fileID: fileID, line: line),
                                               flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA),
                                               userAddress: userAddress, length: length, iova: iova?.rawValue ?? 0,
                                               fileID: fileID, line: line)
@@ -41,12 +41,12 @@ extension IOAS {
     ///
     /// - Throws: `EBADF` (not a file), `EINVAL` (beyond the end of the file once pinned), and the errors of `map`.
     public func mapFile(
-        fileDescriptor: Int32, offset: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
+        fileDescriptor: FileDescriptor, offset: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        let mapped = try IOMMUFDIOCTL.ioasMapFile(system, self.fileDescriptor, ioas: try liveID(.ioasMapFile, fileID: fileID, line: line),
+        let mapped = try IOMMUFDIOCTL.ioasMapFile(system, self.fd, ioas: try liveID(.ioasMapFile, fileID: fileID, line: line),
                                                   flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA),
-                                                  fileDescriptor: fileDescriptor, start: offset, length: length, iova: iova?.rawValue ?? 0,
+                                                  fileDescriptor: fileDescriptor.rawValue, start: offset, length: length, iova: iova?.rawValue ?? 0,
                                                   fileID: fileID, line: line)
         return IOASMapping(iova: IOVA(mapped), length: length)
     }
@@ -59,7 +59,7 @@ extension IOAS {
         from source: IOAS, iova sourceIOVA: IOVA, length: UInt64, to iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        let mapped = try IOMMUFDIOCTL.ioasCopy(system, fileDescriptor, destination: try liveID(.ioasCopy, fileID: fileID, line: line),
+        let mapped = try IOMMUFDIOCTL.ioasCopy(system, fd, destination: try liveID(.ioasCopy, fileID: fileID, line: line),
                                                source: try source.liveID(.ioasCopy, fileID: fileID, line: line),
                                                flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA), length: length,
                                                destinationIOVA: iova?.rawValue ?? 0, sourceIOVA: sourceIOVA.rawValue,
@@ -76,7 +76,7 @@ extension IOAS {
     ///   length 0, `EOVERFLOW` when the range wraps.
     @inline(__always)
     public func unmap(iova: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
-        try IOMMUFDIOCTL.ioasUnmap(system, fileDescriptor, ioas: try liveID(.ioasUnmap, fileID: fileID, line: line), iova: iova.rawValue, length: length, fileID: fileID, line: line)
+        try IOMMUFDIOCTL.ioasUnmap(system, fd, ioas: try liveID(.ioasUnmap, fileID: fileID, line: line), iova: iova.rawValue, length: length, fileID: fileID, line: line)
     }
 
     /// Unmaps exactly one mapping and checks that the kernel removed exactly its length.

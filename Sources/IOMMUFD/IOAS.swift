@@ -13,7 +13,7 @@ public final class IOAS: Sendable {
     /// The kernel's id for this IOAS.
     public let id: IOASID
     /// The context's descriptor and system, copied here so hot calls need not go through `iommufd`.
-    let fileDescriptor: Int32
+    let fd: Int32
     let system: any SystemInterface
     let destroyed = Atomic<Bool>(false)
     /// Whether the last reference destroys the kernel object (false only for a wrapped id
@@ -24,7 +24,7 @@ public final class IOAS: Sendable {
         self.iommufd = iommufd
         self.id = id
         self.destroysOnDeinit = destroysOnDeinit
-        self.fileDescriptor = iommufd.fileDescriptor
+        self.fd = iommufd.fd
         self.system = iommufd.system
         iommufd.logger.debug("IOAS allocated", metadata: ["ioas.id": "\(id.rawValue)"])
     }

@@ -13,8 +13,10 @@ import Glibc
 public final class IOMMUFD: Sendable {
     /// The system the context talks to (``LinuxSystem`` or a mock).
     public let system: any SystemInterface
-    /// The `/dev/iommu` file descriptor.
-    public let fileDescriptor: Int32
+    /// The `/dev/iommu` descriptor.
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    /// The raw descriptor, for the catalogue's calls.
+    let fd: Int32
     /// Where the context and its children log (creation, destruction, and teardown failures
     /// a deinitializer can only report).
     public let logger: Logger
@@ -32,16 +34,16 @@ public final class IOMMUFD: Sendable {
         } catch {
             throw IOMMUError(.open, error, IOMMUErrorContext(path: path))
         }
-        self.init(adopting: fd, system: system, closeOnDeinit: true, logger: logger)
+        self.init(adopting: FileDescriptor(rawValue: fd), system: system, closeOnDeinit: true, logger: logger)
     }
 
     /// Adopts an already open iommufd (for example one passed by a privileged parent, as QEMU's `-object iommufd,fd=` does).
-    public init(adopting fileDescriptor: Int32, system: any SystemInterface = LinuxSystem(), closeOnDeinit: Bool = true, logger: Logger = IOMMUFD.silentLogger) {
+    public init(adopting descriptor: FileDescriptor, system: any SystemInterface = LinuxSystem(), closeOnDeinit: Bool = true, logger: Logger = IOMMUFD.silentLogger) {
         self.system = system
-        self.fileDescriptor = fileDescriptor
+        self.fd = descriptor.rawValue
         self.closesOnDeinit = closeOnDeinit
         var logger = logger
-        logger[metadataKey: "iommufd.fd"] = "\(fileDescriptor)"
+        logger[metadataKey: "iommufd.fd"] = "\(descriptor.rawValue)"
         self.logger = logger
         logger.debug("iommufd opened")
     }
@@ -49,7 +51,7 @@ public final class IOMMUFD: Sendable {
     deinit {
         guard closesOnDeinit else { return }
         do {
-            try system.close(fileDescriptor)
+            try system.close(fd)
             logger.debug("iommufd closed")
         } catch {
             logger.debug("closing iommufd failed", metadata: ["error": "\(error)"])
@@ -68,12 +70,12 @@ public final class IOMMUFD: Sendable {
 
     /// Destroys an object given by its raw kernel id (for ids received from elsewhere).
     public func destroy(rawID: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try IOMMUFDIOCTL.destroy(system, fileDescriptor, id: rawID, fileID: fileID, line: line)
+        try IOMMUFDIOCTL.destroy(system, fd, id: rawID, fileID: fileID, line: line)
     }
 
     /// Allocates a new, empty I/O address space. The corresponding ioctl is `IOMMU_IOAS_ALLOC`.
     public func allocateIOAS(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> IOAS {
-        let id = try IOMMUFDIOCTL.ioasAlloc(system, fileDescriptor, fileID: fileID, line: line)
+        let id = try IOMMUFDIOCTL.ioasAlloc(system, fd, fileID: fileID, line: line)
         return IOAS(iommufd: self, id: IOASID(rawValue: id))
     }
 }

@@ -1,3 +1,4 @@
+import SystemPackage
 import CIOMMUFD
 import IOMMUFD
 import PCIDatabase
@@ -211,7 +212,7 @@ struct DeepProbe {
         var answer: IOMMUFDIOCTL.HardwareInfoAnswer?
         withUnsafeMutableBytes(of: &data) { bytes in
             do throws(IOMMUError) {
-                answer = try IOMMUFDIOCTL.getHardwareInfo(iommufd.system, iommufd.fileDescriptor, device: deviceID, flags: 0, dataType: 0,
+                answer = try IOMMUFDIOCTL.getHardwareInfo(iommufd.system, iommufd.fileDescriptor.rawValue, device: deviceID, flags: 0, dataType: 0,
                                                           into: bytes, fileID: #fileID, line: #line)
             } catch {
                 failure = error.description

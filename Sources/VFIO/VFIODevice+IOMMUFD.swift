@@ -29,7 +29,7 @@ extension VFIODevice {
                 tokenAddress = UInt64(UInt(bitPattern: tokenBytes.baseAddress))
             }
             return try naming { () throws(IOMMUError) in
-                try VFIODeviceIOCTL.bind(system, fileDescriptor, iommufd: iommufd.fileDescriptor, token: tokenAddress, fileID: fileID, line: line)
+                try VFIODeviceIOCTL.bind(system, fileDescriptor, iommufd: iommufd.fileDescriptor.rawValue, token: tokenAddress, fileID: fileID, line: line)
             }
         }
         self.iommufd = iommufd

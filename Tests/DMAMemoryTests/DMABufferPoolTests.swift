@@ -1,3 +1,4 @@
+import SystemPackage
 @testable import DMAMemory
 @_spi(Selftest) import IOMMUFD
 import MockKernel
@@ -26,7 +27,7 @@ struct DMABufferPoolTests {
                 seen.insert(buffer.iova.rawValue)
                 // The device sees what the CPU wrote.
                 buffer.address.storeBytes(of: UInt32(truncatingIfNeeded: buffer.iova.rawValue), as: UInt32.self)
-                #expect(kernel.deviceRead(iommufd: ioas.iommufd.fileDescriptor, ioas: ioas.id.rawValue, iova: buffer.iova.rawValue, length: 4)
+                #expect(kernel.deviceRead(iommufd: ioas.iommufd.fileDescriptor.rawValue, ioas: ioas.id.rawValue, iova: buffer.iova.rawValue, length: 4)
                         == withUnsafeBytes(of: UInt32(truncatingIfNeeded: buffer.iova.rawValue)) { Array($0) })
             }
             #expect(seen.count == 64)
@@ -73,7 +74,7 @@ struct DMABufferPoolTests {
                 #expect(DMABufferAddress(buffer) == address)
                 // The device sees the bytes at the translated IOVA.
                 address.pointer.storeBytes(of: UInt16(truncatingIfNeeded: buffer.iova.rawValue >> 6), as: UInt16.self)
-                #expect(kernel.deviceRead(iommufd: ioas.iommufd.fileDescriptor, ioas: ioas.id.rawValue, iova: buffer.iova.rawValue, length: 2)
+                #expect(kernel.deviceRead(iommufd: ioas.iommufd.fileDescriptor.rawValue, ioas: ioas.id.rawValue, iova: buffer.iova.rawValue, length: 2)
                         == withUnsafeBytes(of: UInt16(truncatingIfNeeded: buffer.iova.rawValue >> 6)) { Array($0) })
             }
             let gotLarge = cache.get(into: large)

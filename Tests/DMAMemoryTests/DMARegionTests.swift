@@ -20,7 +20,7 @@ struct DMARegionTests {
                 #expect(manager.iova(of: region.address + 0x1234) == IOVA(region.iova.rawValue + 0x1234))
                 #expect(manager.address(of: IOVA(region.iova.rawValue + 0x10)) == region.address + 0x10)
                 // What the device writes at the IOVA is what the CPU reads at the address.
-                #expect(kernel.deviceWrite(iommufd: ioas.iommufd.fileDescriptor, ioas: ioas.id.rawValue, iova: region.iova.rawValue + 8, bytes: [1, 2, 3]))
+                #expect(kernel.deviceWrite(iommufd: ioas.iommufd.fileDescriptor.rawValue, ioas: ioas.id.rawValue, iova: region.iova.rawValue + 8, bytes: [1, 2, 3]))
                 #expect(region.address.load(fromByteOffset: 8, as: UInt8.self) == 1)
             }
             #expect(kernel.pinnedPageCount == 0)

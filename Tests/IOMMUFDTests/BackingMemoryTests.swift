@@ -67,8 +67,8 @@ struct BackingMemoryTests {
             let device = try world.ioas.selftestAttachMockDomain()
             let memfd = try world.kernel.memfdCreate("dma", flags: CIOMMUFD_MFD_CLOEXEC)
             try world.kernel.ftruncate(memfd, length: Int64(2 * page))
-            #expect(errnoOf { try world.ioas.mapFile(fileDescriptor: memfd, offset: page, length: 2 * page) } == .invalidArgument)
-            let inside = try world.ioas.mapFile(fileDescriptor: memfd, offset: 0, length: 2 * page)
+            #expect(errnoOf { try world.ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: memfd), offset: page, length: 2 * page) } == .invalidArgument)
+            let inside = try world.ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: memfd), offset: 0, length: 2 * page)
             try world.ioas.unmap(inside)
             try world.iommufd.destroy(device.selftestID)
             try world.kernel.close(memfd)
@@ -82,7 +82,7 @@ struct BackingMemoryTests {
             let memfd = try world.kernel.memfdCreate("dma", flags: CIOMMUFD_MFD_CLOEXEC)
             try world.kernel.ftruncate(memfd, length: Int64(page))
             try world.kernel.ftruncate(memfd, length: 0)
-            #expect(errnoOf { try world.ioas.mapFile(fileDescriptor: memfd, offset: 0, length: page) } == .invalidArgument)
+            #expect(errnoOf { try world.ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: memfd), offset: 0, length: page) } == .invalidArgument)
             try world.iommufd.destroy(device.selftestID)
             try world.kernel.close(memfd)
         }
@@ -91,7 +91,7 @@ struct BackingMemoryTests {
     @Test("F2: MAP_FILE of a closed descriptor gives EBADF")
     func mapFileBadDescriptor() throws {
         try withMockWorld { world in
-            #expect(errnoOf { try world.ioas.mapFile(fileDescriptor: 999, offset: 0, length: page) } == .badFileDescriptor)
+            #expect(errnoOf { try world.ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: 999), offset: 0, length: page) } == .badFileDescriptor)
         }
     }
 
@@ -101,7 +101,7 @@ struct BackingMemoryTests {
             let device = try world.ioas.selftestAttachMockDomain()
             let memfd = try world.kernel.memfdCreate("dma", flags: CIOMMUFD_MFD_CLOEXEC)
             try world.kernel.ftruncate(memfd, length: Int64(page))
-            let mapping = try world.ioas.mapFile(fileDescriptor: memfd, offset: 0, length: page)
+            let mapping = try world.ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: memfd), offset: 0, length: page)
             try world.kernel.close(memfd)
             #expect(world.kernel.deviceWrite(iommufd: world.fd, ioas: world.ioas.id.rawValue, iova: mapping.iova.rawValue, bytes: [1, 2, 3]))
             #expect(world.kernel.deviceRead(iommufd: world.fd, ioas: world.ioas.id.rawValue, iova: mapping.iova.rawValue, length: 3) == [1, 2, 3])

@@ -14,7 +14,7 @@ struct ConcurrencyTests {
         let ioas = try iommufd.allocateIOAS()
         let device = try ioas.selftestAttachMockDomain()
         let rounds = 200
-        let fd = iommufd.fileDescriptor
+        let fd = iommufd.fileDescriptor.rawValue
         let ioasID = ioas.id.rawValue
 
         let results = await withTaskGroup(of: (mapped: Int, distinct: Bool, dataOK: Bool).self) { group in

@@ -49,7 +49,7 @@ struct ErrorTests {
         let iommufd = try IOMMUFD(system: MockKernel(configuration: configuration))
         let ioas = try iommufd.allocateIOAS()
         do {
-            _ = try ioas.mapFile(fileDescriptor: 3, offset: 0, length: 4096)
+            _ = try ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: 3), offset: 0, length: 4096)
             Issue.record("MAP_FILE must be missing")
         } catch {
             #expect(error.errno == .inappropriateIOCTLForDevice)

@@ -38,7 +38,7 @@ struct FaultInjectionSweepTests {
         }
 
         let mapping = try source.map(UnsafeRawBufferPointer(start: buffer, count: length))
-        let fileMapping = try source.mapFile(fileDescriptor: memfd, offset: 0, length: UInt64(length))
+        let fileMapping = try source.mapFile(fileDescriptor: FileDescriptor(rawValue: memfd), offset: 0, length: UInt64(length))
         let copy = try destination.copy(from: source, iova: mapping.iova, length: mapping.length)
         _ = try source.iovaRanges()
         try destination.unmap(copy)

@@ -16,7 +16,7 @@ struct LinuxSystemTests {
         var command = iommu_ioas_alloc(size: 12, flags: 0, out_ioas_id: 0)
         #expect(throws: Errno.inappropriateIOCTLForDevice) { _ = try system.ioctl(fd, IOMMU_IOAS_ALLOC, &command) }
         // And through the typed layer, as an IOMMUError with the operation.
-        let iommufd = IOMMUFD(adopting: fd, system: system, closeOnDeinit: false)
+        let iommufd = IOMMUFD(adopting: FileDescriptor(rawValue: fd), system: system, closeOnDeinit: false)
         #expect(errnoOf { try iommufd.allocateIOAS() } == .inappropriateIOCTLForDevice)
     }
 

@@ -165,7 +165,7 @@ struct MMIORegionTests {
             let observed = registers.isObserved
             #expect(observed)
             guard case .iommufd(let ioas) = owned.addressSpace else { Issue.record("cdev path without an IOAS"); return }
-            #expect(kernel.mmioObserver(fd: ioas.iommufd.fileDescriptor, offset: 0) == nil)
+            #expect(kernel.mmioObserver(fd: ioas.iommufd.fileDescriptor.rawValue, offset: 0) == nil)
             _ = consume registers
         }
     }

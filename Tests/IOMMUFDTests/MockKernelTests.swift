@@ -144,7 +144,7 @@ struct MockKernelTests {
         try withMockWorld { world in
             let memfd = try world.kernel.memfdCreate("m", flags: 1)
             try world.kernel.ftruncate(memfd, length: Int64(page))
-            let fileMapping = try world.ioas.mapFile(fileDescriptor: memfd, offset: 0, length: page)
+            let fileMapping = try world.ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: memfd), offset: 0, length: page)
             var command = changeProcessCommand()
             #expect(world.rawIoctl(0x3b92, &command) == nil)
             let buffer = try world.memory(pages: 1)

@@ -126,7 +126,7 @@ extension IOMMUFD {
     func perform<Command>(_ request: UInt, _ command: inout Command) throws(IOMMUError) {
         do {
             _ = try withUnsafeMutablePointer(to: &command) { (pointer) throws(Errno) -> Int32 in
-                try system.ioctl(fileDescriptor, request, UnsafeMutableRawPointer(pointer))
+                try system.ioctl(fileDescriptor.rawValue, request, UnsafeMutableRawPointer(pointer))
             }
         } catch {
             throw IOMMUError(.testCommand, error)

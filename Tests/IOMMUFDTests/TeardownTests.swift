@@ -53,7 +53,7 @@ struct TeardownTests {
     func everyTeardownOrder(_ order: [Step]) throws {
         let kernel = MockKernel()
         let fd = try kernel.open("/dev/iommu", flags: 0o2000000 | 2, mode: 0)
-        let iommufd = IOMMUFD(adopting: fd, system: kernel, closeOnDeinit: false)
+        let iommufd = IOMMUFD(adopting: FileDescriptor(rawValue: fd), system: kernel, closeOnDeinit: false)
         let ioas = try iommufd.allocateIOAS()
         let device = try ioas.selftestAttachMockDomain()
         let buffer = try kernel.mmap(address: nil, length: Int(4 * page), protection: 3, flags: 0x22, fd: -1, offset: 0)

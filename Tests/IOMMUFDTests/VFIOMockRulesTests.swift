@@ -198,10 +198,10 @@ struct VFIOMockRulesTests {
             command.iommufd = target
             return errno { try kernel.ioctl(fd, VFIO_DEVICE_BIND_IOMMUFD, &command) }
         }
-        #expect(bind(cdev, to: iommufd.fileDescriptor, flags: VFIO_DEVICE_BIND_FLAG_TOKEN) == .invalidArgument)
+        #expect(bind(cdev, to: iommufd.fileDescriptor.rawValue, flags: VFIO_DEVICE_BIND_FLAG_TOKEN) == .invalidArgument)
         #expect(bind(cdev, to: cdev) == Errno(rawValue: EBADFD))
         #expect(bind(cdev, to: 999) == .badFileDescriptor)
-        #expect(bind(cdev, to: iommufd.fileDescriptor) == nil)
+        #expect(bind(cdev, to: iommufd.fileDescriptor.rawValue) == nil)
         func attach(_ id: UInt32, flags: UInt32 = 0) -> Errno? {
             var command = vfio_device_attach_iommufd_pt()
             command.argsz = UInt32(MemoryLayout<vfio_device_attach_iommufd_pt>.size)
@@ -217,7 +217,7 @@ struct VFIOMockRulesTests {
         let world = try Legacy()
         do {
             let context = try IOMMUFD(system: world.kernel)
-            #expect(bind(world.device, to: context.fileDescriptor, on: world.kernel) == .invalidArgument)
+            #expect(bind(world.device, to: context.fileDescriptor.rawValue, on: world.kernel) == .invalidArgument)
         }
         try world.close()
         _ = ioas

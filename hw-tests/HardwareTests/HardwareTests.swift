@@ -57,9 +57,9 @@ extension HardwareSuite {
             let memfd = try system.memfdCreate("hw-map-file", flags: 0)
             defer { try? system.close(memfd) }
             try system.ftruncate(memfd, length: 1 << 20)
-            let fixed = try ioas.mapFile(fileDescriptor: memfd, offset: 0, length: 1 << 20, at: IOVA(0x400_0000))
+            let fixed = try ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: memfd), offset: 0, length: 1 << 20, at: IOVA(0x400_0000))
             #expect(fixed.iova == IOVA(0x400_0000))
-            let chosen = try ioas.mapFile(fileDescriptor: memfd, offset: 64 << 10, length: 64 << 10)
+            let chosen = try ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: memfd), offset: 64 << 10, length: 64 << 10)
             #expect(chosen.iova.rawValue % (64 << 10) == 0)
             #expect(try ioas.unmapAll() == (1 << 20) + (64 << 10))
         }

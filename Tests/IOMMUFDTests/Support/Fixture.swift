@@ -16,7 +16,7 @@ struct MockWorld {
     let iommufd: IOMMUFD
     let ioas: IOAS
 
-    var fd: Int32 { iommufd.fileDescriptor }
+    var fd: Int32 { iommufd.fileDescriptor.rawValue }
 
     /// Anonymous read-write memory from the mock (real memory a mock device can reach).
     func memory(pages: UInt64, writable: Bool = true) throws -> UnsafeMutableRawPointer {

@@ -26,7 +26,7 @@ struct IoctlBench: ParsableCommand {
         if success { return try runSuccessPath() }
         let system = LinuxSystem()
         let fd = try system.open("/dev/null", flags: O_RDWR, mode: 0)
-        let iommufd = IOMMUFD(adopting: fd, system: system, closeOnDeinit: true)
+        let iommufd = IOMMUFD(adopting: FileDescriptor(rawValue: fd), system: system, closeOnDeinit: true)
         let ioas = IOAS._benchmarkAdopt(iommufd: iommufd, rawID: 1)
 
         func typedRound() -> Double {
@@ -99,7 +99,7 @@ struct IoctlBench: ParsableCommand {
         }
         func cRound() -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
-            let failures = ciommufd_bench_map_unmap_loop(iommufd.fileDescriptor, ioas.id.rawValue, va, 4096, 0x100000, UInt64(count))
+            let failures = ciommufd_bench_map_unmap_loop(iommufd.fileDescriptor.rawValue, ioas.id.rawValue, va, 4096, 0x100000, UInt64(count))
             precondition(failures == 0, "the C loop's map or unmap failed")
             return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count)
         }
