@@ -95,8 +95,8 @@ public final class DMAMemoryManager: Sendable {
 
     private func map(_ memory: borrowing PinnedMemory, at iova: IOVA, access: MapAccess) throws(DMAMemoryError) -> DMAMapping {
         do {
-            if case .iommufd(let ioas) = addressSpace, let fd = memory.fileDescriptor {
-                return try ioas.mapFile(fileDescriptor: FileDescriptor(rawValue: fd), offset: 0, length: UInt64(memory.length), at: iova, access: access)
+            if case .iommufd(let ioas) = addressSpace, let file = memory.fileDescriptor {
+                return try ioas.mapFile(fileDescriptor: file, offset: 0, length: UInt64(memory.length), at: iova, access: access)
             }
             return try addressSpace.map(userAddress: UInt64(UInt(bitPattern: memory.address)), length: UInt64(memory.length), at: iova, access: access)
         } catch {

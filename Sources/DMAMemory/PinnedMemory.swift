@@ -25,7 +25,9 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
     /// Where the pages are, checked after they were faulted in.
     public let placement: NUMAReport
     /// The backing file (memfd or hugetlbfs), or `nil` for anonymous memory.
-    public let fileDescriptor: Int32?
+    public var fileDescriptor: FileDescriptor? { fd.map(FileDescriptor.init(rawValue:)) }
+    /// The raw backing descriptor, for the seam's calls.
+    let fd: Int32?
     let system: any SystemInterface
     /// Where a failed unmap or close at the end is logged.
     let logger: Logger
@@ -64,7 +66,7 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
                     self.store = store
                     self.fallbacks = fallbacks
                     self.placement = report
-                    self.fileDescriptor = made.fd
+                    self.fd = made.fd
                     self.system = system
                     self.logger = logger
                     return
@@ -83,7 +85,7 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
     }
 
     deinit {
-        Self.discard(address: address, length: length, fd: fileDescriptor, system: system, logger: logger)
+        Self.discard(address: address, length: length, fd: fd, system: system, logger: logger)
     }
 
     /// Unmaps and closes, logging (at debug level) what fails: nothing else can be done about

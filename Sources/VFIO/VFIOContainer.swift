@@ -14,7 +14,9 @@ import Glibc
 /// switches the IOMMU on (`VFIO_SET_IOMMU`), and only then can memory be mapped.
 public final class VFIOContainer: Sendable {
     /// The container's file descriptor.
-    public let fileDescriptor: Int32
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    /// The raw descriptor, for the catalogue's calls.
+    let fd: Int32
     let system: any SystemInterface
     /// Where the container and its groups log teardown failures.
     let logger: Logger
@@ -38,13 +40,13 @@ public final class VFIOContainer: Sendable {
     public init(system: any SystemInterface = LinuxSystem(), logger: Logger = IOMMUFD.silentLogger) throws(IOMMUError) {
         self.logger = logger
         do {
-            fileDescriptor = try system.open(Self.path, flags: O_RDWR | O_CLOEXEC, mode: 0)
+            fd = try system.open(Self.path, flags: O_RDWR | O_CLOEXEC, mode: 0)
         } catch {
             throw IOMMUError(.open, error, IOMMUErrorContext(path: Self.path))
         }
         self.system = system
         do throws(IOMMUError) {
-            let version = try VFIOContainerIOCTL.getAPIVersion(system, fileDescriptor, fileID: #fileID, line: #line)
+            let version = try VFIOContainerIOCTL.getAPIVersion(system, fd, fileID: #fileID, line: #line)
             guard version == Int32(VFIO_API_VERSION) else {
                 throw IOMMUError(.vfioGetAPIVersion, .invalidArgument, IOMMUErrorContext(objectID: UInt32(bitPattern: version), path: Self.path))
             }
@@ -52,13 +54,13 @@ public final class VFIOContainer: Sendable {
                 throw IOMMUError(.vfioCheckExtension, .operationNotSupportedByDevice, IOMMUErrorContext(objectID: UInt32(VFIO_TYPE1v2_IOMMU), path: Self.path))
             }
         } catch {
-            try? system.close(fileDescriptor)
+            try? system.close(fd)
             throw error
         }
     }
 
     deinit {
-        do { try system.close(fileDescriptor) } catch {
+        do { try system.close(fd) } catch {
             logger.debug("closing the VFIO container failed", metadata: ["error": "\(error)"])
         }
     }
@@ -66,14 +68,14 @@ public final class VFIOContainer: Sendable {
     /// `VFIO_CHECK_EXTENSION`: whether the container offers an IOMMU type or extension
     /// (`VFIO_TYPE1v2_IOMMU`, `VFIO_UNMAP_ALL`, `VFIO_UPDATE_VADDR`...).
     public func supports(_ extensionID: UInt) throws(IOMMUError) -> Bool {
-        try VFIOContainerIOCTL.checkExtension(system, fileDescriptor, extensionID, fileID: #fileID, line: #line) > 0
+        try VFIOContainerIOCTL.checkExtension(system, fd, extensionID, fileID: #fileID, line: #line) > 0
     }
 
     /// Records a group that joined; the first one switches the type1v2 IOMMU on.
     func adopt(groupNumber: Int) throws(IOMMUError) {
         try membership.withLock { (state) throws(IOMMUError) in
             if !state.isIOMMUSet {
-                try VFIOContainerIOCTL.setIOMMU(system, fileDescriptor, VFIO_TYPE1v2_IOMMU, fileID: #fileID, line: #line)
+                try VFIOContainerIOCTL.setIOMMU(system, fd, VFIO_TYPE1v2_IOMMU, fileID: #fileID, line: #line)
                 state.isIOMMUSet = true
             }
             state.groupNumbers.append(groupNumber)
@@ -100,7 +102,7 @@ public final class VFIOContainer: Sendable {
     ) throws(IOMMUError) -> DMAMapping {
         let flags = (access.contains(.readable) ? VFIO_DMA_MAP_FLAG_READ : 0) | (access.contains(.writeable) ? VFIO_DMA_MAP_FLAG_WRITE : 0)
         do {
-            try VFIOContainerIOCTL.mapDMA(system, fileDescriptor, flags: flags, userAddress: userAddress, iova: iova.rawValue, size: length,
+            try VFIOContainerIOCTL.mapDMA(system, fd, flags: flags, userAddress: userAddress, iova: iova.rawValue, size: length,
                                           fileID: fileID, line: line)
         } catch {
             var error = error
@@ -116,7 +118,7 @@ public final class VFIOContainer: Sendable {
     public func unmap(_ mapping: DMAMapping, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         let unmapped = try unmap(iova: mapping.iova, length: mapping.length, fileID: fileID, line: line)
         guard unmapped == mapping.length else {
-            var context = IOMMUErrorContext(iova: mapping.iova.rawValue, length: mapping.length, fileDescriptor: fileDescriptor)
+            var context = IOMMUErrorContext(iova: mapping.iova.rawValue, length: mapping.length, fileDescriptor: fd)
             context.reportedLength = unmapped
             throw IOMMUError(.vfioIOMMUUnmapDMA, unmapped == 0 ? .noSuchFileOrDirectory : .ioError, context, fileID: fileID, line: line)
         }
@@ -126,14 +128,14 @@ public final class VFIOContainer: Sendable {
     @discardableResult
     public func unmap(iova: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
         try advising { () throws(IOMMUError) in
-            try VFIOContainerIOCTL.unmapDMA(system, fileDescriptor, flags: 0, iova: iova.rawValue, size: length, fileID: fileID, line: line)
+            try VFIOContainerIOCTL.unmapDMA(system, fd, flags: 0, iova: iova.rawValue, size: length, fileID: fileID, line: line)
         }
     }
 
     /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`, needs the `VFIO_UNMAP_ALL` extension).
     @discardableResult
     public func unmapAll(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
-        try VFIOContainerIOCTL.unmapDMA(system, fileDescriptor, flags: VFIO_DMA_UNMAP_FLAG_ALL, iova: 0, size: 0, fileID: fileID, line: line)
+        try VFIOContainerIOCTL.unmapDMA(system, fd, flags: VFIO_DMA_UNMAP_FLAG_ALL, iova: 0, size: 0, fileID: fileID, line: line)
     }
 
     /// `VFIO_IOMMU_GET_INFO` with its capability chain: page sizes, the valid IOVA
@@ -142,7 +144,7 @@ public final class VFIOContainer: Sendable {
         // Asked with room for the fixed part; with a capability chain, again with the size the kernel wants.
         try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_iommu_type1_info>.size, operation: .vfioIOMMUGetInfo,
                                 fileID: fileID, line: line) { (buffer) throws(IOMMUError) -> SizedAnswer<Type1Info> in
-            let header = try VFIOContainerIOCTL.getInfo(system, fileDescriptor, into: buffer, fileID: fileID, line: line)
+            let header = try VFIOContainerIOCTL.getInfo(system, fd, into: buffer, fileID: fileID, line: line)
             var info = Type1Info(pageSizes: header.iova_pgsizes, iovaRanges: [], availableMappings: nil)
             guard header.flags & VFIO_IOMMU_INFO_CAPS != 0 else { return .complete(info) }
             guard Int(header.argsz) <= buffer.count else { return .needs(byteCount: Int(header.argsz)) }

@@ -15,7 +15,7 @@ extension VFIODevice {
         let count: Int
         do {
             count = try withUnsafeMutableBytes(of: &value) { (bytes) throws(Errno) -> Int in
-                try system.pread(fileDescriptor, into: bytes, offset: Int64(base + offset))
+                try system.pread(fd, into: bytes, offset: Int64(base + offset))
             }
         } catch {
             throw IOMMUError(.pread, error, configurationContext(offset), fileID: fileID, line: line)
@@ -35,7 +35,7 @@ extension VFIODevice {
         let count: Int
         do {
             count = try withUnsafeBytes(of: &littleEndian) { (bytes) throws(Errno) -> Int in
-                try system.pwrite(fileDescriptor, from: bytes, offset: Int64(base + offset))
+                try system.pwrite(fd, from: bytes, offset: Int64(base + offset))
             }
         } catch {
             throw IOMMUError(.pwrite, error, configurationContext(offset), fileID: fileID, line: line)
@@ -73,7 +73,7 @@ extension VFIODevice {
 
     /// `VFIO_DEVICE_RESET`: a function-level (or other) reset, when the device offers one.
     public func reset(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.reset(system, fileDescriptor, fileID: fileID, line: line) }
+        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.reset(system, fd, fileID: fileID, line: line) }
     }
 
     /// Runs one catalogue call and adds the device's path to its error.

@@ -58,20 +58,22 @@ public struct InterruptVectors: ~Copyable, Sendable {
     /// The kind the vectors belong to.
     public let kind: PCIInterruptKind
     /// One eventfd per vector, in vector order.
-    public let eventFileDescriptors: [Int32]
+    public var eventFileDescriptors: [FileDescriptor] { descriptors.map(FileDescriptor.init(rawValue:)) }
+    /// The raw eventfds, for the seam's calls.
+    let descriptors: [Int32]
     let system: any SystemInterface
 
     let logger: Logger
 
     init(kind: PCIInterruptKind, eventFileDescriptors: [Int32], system: any SystemInterface, logger: Logger) {
         self.kind = kind
-        self.eventFileDescriptors = eventFileDescriptors
+        self.descriptors = eventFileDescriptors
         self.system = system
         self.logger = logger
     }
 
     deinit {
-        for fd in eventFileDescriptors {
+        for fd in descriptors {
             do { try system.close(fd) } catch {
                 logger.debug("closing an interrupt eventfd failed", metadata: ["fd": "\(fd)", "error": "\(error)"])
             }
@@ -81,7 +83,7 @@ public struct InterruptVectors: ~Copyable, Sendable {
     /// The interrupts that arrived on `vector` since the last call (0 when none), without
     /// waiting: what a poll-mode driver checks.
     public func takePending(vector: Int = 0) throws(IOMMUError) -> UInt64 {
-        try Self.takePending(eventFileDescriptors[vector], vector: vector, system: system)
+        try Self.takePending(descriptors[vector], vector: vector, system: system)
     }
 
     static func takePending(_ fd: Int32, vector: Int, system: any SystemInterface) throws(IOMMUError) -> UInt64 {
@@ -103,7 +105,7 @@ public struct InterruptVectors: ~Copyable, Sendable {
     /// blocking in `poll(2)` on its eventfd rather than spinning; returns how many arrived,
     /// or 0 on timeout.
     public func wait(vector: Int = 0, timeout: Double?) throws(IOMMUError) -> UInt64 {
-        try Self.wait(eventFileDescriptors[vector], vector: vector, timeout: timeout, system: system)
+        try Self.wait(descriptors[vector], vector: vector, timeout: timeout, system: system)
     }
 
     static func wait(_ fd: Int32, vector: Int, timeout: Double?, system: any SystemInterface) throws(IOMMUError) -> UInt64 {
@@ -134,7 +136,7 @@ public struct InterruptVectors: ~Copyable, Sendable {
     /// async form of ``wait(vector:timeout:)``. The blocking wait runs on a thread of its own,
     /// so no task of the cooperative pool is held.
     public func next(vector: Int = 0) async throws(IOMMUError) -> UInt64 {
-        let (fd, system) = (eventFileDescriptors[vector], system)
+        let (fd, system) = (descriptors[vector], system)
         let outcome: Result<UInt64, IOMMUError> = await withCheckedContinuation { continuation in
             let thread = Thread {
                 continuation.resume(returning: Result { () throws(IOMMUError) in
@@ -151,7 +153,7 @@ extension VFIODevice {
     /// `VFIO_DEVICE_GET_IRQ_INFO` for one interrupt kind.
     public func interruptInfo(_ kind: PCIInterruptKind, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> VFIOInterruptInfo {
         let command = try naming { () throws(IOMMUError) in
-            try VFIODeviceIOCTL.getIRQInfo(system, fileDescriptor, index: kind.rawValue, fileID: fileID, line: line)
+            try VFIODeviceIOCTL.getIRQInfo(system, fd, index: kind.rawValue, fileID: fileID, line: line)
         }
         return VFIOInterruptInfo(kind: kind, flags: command.flags, count: command.count)
     }
@@ -197,7 +199,7 @@ extension VFIODevice {
     /// Disables every vector of `kind` (`DATA_NONE | ACTION_TRIGGER` with count 0).
     public func disableInterrupts(_ kind: PCIInterruptKind, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in
-            try VFIODeviceIOCTL.setIRQs(system, fileDescriptor, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+            try VFIODeviceIOCTL.setIRQs(system, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
                                         start: 0, count: 0, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
         }
     }
@@ -205,7 +207,7 @@ extension VFIODevice {
     /// Unmasks INTx after it was handled (the kernel masks it on delivery).
     public func unmaskINTx(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in
-            try VFIODeviceIOCTL.setIRQs(system, fileDescriptor, index: PCIInterruptKind.intx.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+            try VFIODeviceIOCTL.setIRQs(system, fd, index: PCIInterruptKind.intx.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
                                         start: 0, count: 1, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
         }
     }
@@ -214,7 +216,7 @@ extension VFIODevice {
         let outcome = descriptors.withUnsafeBytes { data in
             Result { () throws(IOMMUError) in
                 try naming { () throws(IOMMUError) in
-                    try VFIODeviceIOCTL.setIRQs(system, fileDescriptor, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                    try VFIODeviceIOCTL.setIRQs(system, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
                                                 start: 0, count: UInt32(descriptors.count), data: data, fileID: fileID, line: line)
                 }
             }

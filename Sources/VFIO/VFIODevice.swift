@@ -27,7 +27,9 @@ public final class VFIODevice: Sendable {
     }
 
     /// The device descriptor.
-    public let fileDescriptor: Int32
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    /// The raw descriptor, for the catalogue's calls.
+    let fd: Int32
     /// The cdev path it was opened from, or `group N: <address>` on the legacy path.
     public let path: String
     /// Which path the descriptor came from.
@@ -86,7 +88,7 @@ public final class VFIODevice: Sendable {
     public init(cdevPath: String, system: any SystemInterface = LinuxSystem(), logger: Logger = IOMMUFD.silentLogger) throws(IOMMUError) {
         self.logger = logger
         do {
-            fileDescriptor = try system.open(cdevPath, flags: O_RDWR | O_CLOEXEC, mode: 0)
+            fd = try system.open(cdevPath, flags: O_RDWR | O_CLOEXEC, mode: 0)
         } catch {
             throw IOMMUError(.open, error, IOMMUErrorContext(path: cdevPath))
         }
@@ -106,7 +108,7 @@ public final class VFIODevice: Sendable {
     /// `virtualFunctionToken` is the PF owner's VF token, needed to open an SR-IOV VF.
     public init(_ address: PCIAddress, group: VFIOGroup, virtualFunctionToken: VFToken? = nil) throws(IOMMUError) {
         self.logger = group.container.logger
-        fileDescriptor = try group.openDevice(address, virtualFunctionToken: virtualFunctionToken)
+        fd = try group.openDevice(address, virtualFunctionToken: virtualFunctionToken)
         self.path = "group \(group.number): \(address)"
         self.openedThrough = .legacyGroup
         self.system = group.system
@@ -139,7 +141,7 @@ public final class VFIODevice: Sendable {
                 logger.debug("clearing Bus Master Enable at close failed", metadata: ["vfio.device": "\(path)", "error": "\(error)"])
             }
         }
-        do { try system.close(fileDescriptor) } catch {
+        do { try system.close(fd) } catch {
             logger.debug("closing the VFIO device failed", metadata: ["vfio.device": "\(path)", "error": "\(error)"])
         }
     }

@@ -13,7 +13,9 @@ public final class VFIOGroup: Sendable {
     /// The IOMMU group number (`/sys/kernel/iommu_groups/<number>`).
     public let number: Int
     /// The group's file descriptor.
-    public let fileDescriptor: Int32
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
+    /// The raw descriptor, for the catalogue's calls.
+    let fd: Int32
     /// The container the group joined (kept alive by the group).
     public let container: VFIOContainer
     let system: any SystemInterface
@@ -37,7 +39,7 @@ public final class VFIOGroup: Sendable {
             throw IOMMUError(.open, error, IOMMUErrorContext(path: path)).advised()
         }
         self.number = number
-        self.fileDescriptor = descriptor
+        self.fd = descriptor
         self.container = container
         self.system = system
         do throws(IOMMUError) {
@@ -48,7 +50,7 @@ public final class VFIOGroup: Sendable {
                 throw IOMMUError(.vfioGroupGetStatus, .notPermitted, IOMMUErrorContext(objectID: UInt32(number), path: path)).advised()
             }
             try withErrorPath(path) { () throws(IOMMUError) in
-                try VFIOGroupIOCTL.setContainer(system, descriptor, group: UInt32(number), container: container.fileDescriptor,
+                try VFIOGroupIOCTL.setContainer(system, descriptor, group: UInt32(number), container: container.fd,
                                                 fileID: #fileID, line: #line)
             }
             try container.adopt(groupNumber: number)
@@ -60,7 +62,7 @@ public final class VFIOGroup: Sendable {
 
     deinit {
         // Closing the group descriptor takes it out of its container.
-        do { try system.close(fileDescriptor) } catch {
+        do { try system.close(fd) } catch {
             container.logger.debug("closing VFIO group failed", metadata: ["vfio.group": "\(number)", "error": "\(error)"])
         }
         container.release(groupNumber: number)
@@ -88,7 +90,7 @@ public final class VFIOGroup: Sendable {
     func openDevice(_ address: PCIAddress, virtualFunctionToken: VFToken? = nil) throws(IOMMUError) -> Int32 {
         var name = address.description
         if let virtualFunctionToken { name += " vf_token=\(virtualFunctionToken)" }
-        return try VFIOGroupIOCTL.getDeviceFD(system, fileDescriptor, group: UInt32(number), name: name, fileID: #fileID, line: #line)
+        return try VFIOGroupIOCTL.getDeviceFD(system, fd, group: UInt32(number), name: name, fileID: #fileID, line: #line)
     }
 
 }

@@ -228,7 +228,7 @@ struct LegacyType1Tests {
             #expect(try !container.supports(VFIO_SPAPR_TCE_IOMMU))
             #expect(errnoOf { try container.map(userAddress: 0x1000, length: 4096, at: IOVA(0)) } == .invalidArgument)
             // SET_IOMMU with no group in the container.
-            #expect(errnoOf { try kernel.ioctl(container.fileDescriptor, VFIO_SET_IOMMU, UnsafeMutableRawPointer(bitPattern: VFIO_TYPE1v2_IOMMU)) } == .invalidArgument)
+            #expect(errnoOf { try kernel.ioctl(container.fileDescriptor.rawValue, VFIO_SET_IOMMU, UnsafeMutableRawPointer(bitPattern: VFIO_TYPE1v2_IOMMU)) } == .invalidArgument)
         }
     }
 
