@@ -22,12 +22,12 @@ extension IOAS {
     /// first answer is `EMSGSIZE` (the kernel then reports how many ranges there are).
     public func iovaRanges(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> IOVARanges {
         let entrySize = MemoryLayout<iommu_iova_range>.stride
-        return try withSizeNegotiation(initialByteCount: 4 * entrySize, operation: .ioasIOVARanges, fileID: fileID, line: line) {
+        return try unsafe withSizeNegotiation(initialByteCount: 4 * entrySize, operation: .ioasIOVARanges, fileID: fileID, line: line) {
             (buffer) throws(IOMMUError) -> SizedAnswer<IOVARanges> in
-            let entries = buffer.bindMemory(to: iommu_iova_range.self)
+            let entries = unsafe buffer.bindMemory(to: iommu_iova_range.self)
             do throws(IOMMUError) {
-                let answer = try IOMMUFDIOCTL.ioasIOVARanges(system, fd, ioas: try liveID(.ioasIOVARanges, fileID: fileID, line: line), into: entries, fileID: fileID, line: line)
-                let ranges = entries.prefix(Int(answer.count)).map { IOVARange(start: IOVA($0.start), last: IOVA($0.last)) }
+                let answer = try unsafe IOMMUFDIOCTL.ioasIOVARanges(system, fd, ioas: try liveID(.ioasIOVARanges, fileID: fileID, line: line), into: entries, fileID: fileID, line: line)
+                let ranges = unsafe entries.prefix(Int(answer.count)).map { IOVARange(start: IOVA($0.start), last: IOVA($0.last)) }
                 return .complete(IOVARanges(ranges: ranges, alignment: answer.alignment))
             } catch {
                 // EMSGSIZE: the kernel said how many there are; ask again with room for them.
@@ -44,8 +44,8 @@ extension IOAS {
     /// - Throws: `EADDRINUSE` when a range intersects a reserved range, `EINVAL` for an empty or overlapping range.
     public func allowIOVAs(_ ranges: [IOVARange], fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         let entries = ranges.map { iommu_iova_range(start: $0.start.rawValue, last: $0.last.rawValue) }
-        try entries.withUnsafeBufferPointer { (pointer) throws(IOMMUError) in
-            try IOMMUFDIOCTL.ioasAllowIOVAs(system, fd, ioas: try liveID(.ioasAllowIOVAs, fileID: fileID, line: line), ranges: pointer, fileID: fileID, line: line)
+        try unsafe entries.withUnsafeBufferPointer { (pointer) throws(IOMMUError) in
+            try unsafe IOMMUFDIOCTL.ioasAllowIOVAs(system, fd, ioas: try liveID(.ioasAllowIOVAs, fileID: fileID, line: line), ranges: pointer, fileID: fileID, line: line)
         }
     }
 

@@ -11,6 +11,14 @@ extension IOAS {
     /// - Throws: `EEXIST` (fixed IOVA overlaps a mapping), `ENOSPC` (no room), `EINVAL`
     ///   (zero or misaligned length/IOVA, reserved range), `EOVERFLOW` (wrap), `EFAULT`
     ///   (memory not mapped), `ENOMEM` (memlock limit; the error carries the current limit).
+    ///
+    /// - Safety: `[userAddress, userAddress + length)` must stay mapped in this process, and
+    ///   must not be handed to any other use that assumes it is private, until the mapping
+    ///   is removed (``unmap(_:fileID:line:)``) and every device that could reach it is
+    ///   quiesced: a device may read or write it at any moment in between, and the kernel
+    ///   keeps its pages pinned even after a `munmap`. The address is not checked beyond
+    ///   what the kernel checks (`EFAULT` for memory that is not mapped now).
+    @unsafe
     public func map(
         userAddress: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
@@ -24,14 +32,16 @@ extension IOAS {
 
     /// Maps a buffer of user memory; see ``map(userAddress:length:at:access:fileID:line:)``.
     ///
-    /// Safety: the memory must stay mapped in this process until the mapping is removed;
-    /// a device may read or write it at any time while it is mapped.
+    /// - Safety: the buffer must stay allocated and mapped until the mapping is removed and
+    ///   the devices that could reach it are quiesced; a device may read or write it at any
+    ///   time while it is mapped, whatever the buffer's Swift owner believes.
+    @unsafe
     public func map(
         _ buffer: UnsafeRawBufferPointer, at iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
         let address = UInt64(UInt(bitPattern: buffer.baseAddress))
-        return try map(userAddress: address, length: UInt64(buffer.count), at: iova, access: access, fileID: fileID, line: line)
+        return try unsafe map(userAddress: address, length: UInt64(buffer.count), at: iova, access: access, fileID: fileID, line: line)
     }
 
     /// Maps `length` bytes of a file (a memfd, or a dma-buf) from `offset`.

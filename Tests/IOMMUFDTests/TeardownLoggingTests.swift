@@ -34,9 +34,8 @@ struct CollectingLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
-        store.add("\(level) \(message)")
+    func log(event: LogEvent) {
+        store.add("\(event.level) \(event.message)")
     }
 }
 

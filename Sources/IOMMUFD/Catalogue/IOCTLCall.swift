@@ -11,9 +11,8 @@ package func issueIOCTL<Command>(
     _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, _ command: inout Command,
     _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) {
-    // The inout-to-pointer conversion lends the command's bytes for the call only, with no
-    // closure (which would copy `system` into its context).
-    let result = system.ioctlResult(fd, request, &command)
+    // The command's bytes are lent for the call only.
+    let result = unsafe withUnsafeMutableBytes(of: &command) { bytes in unsafe system.ioctlResult(fd, request, bytes.baseAddress) }
     if result < 0 {
         throw IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
     }
@@ -27,7 +26,7 @@ package func issueIOCTL(
     _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, argument: UnsafeMutableRawPointer?,
     _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) -> Int32 {
-    let result = system.ioctlResult(fd, request, argument)
+    let result = unsafe system.ioctlResult(fd, request, argument)
     if result < 0 {
         throw IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
     }
@@ -53,10 +52,11 @@ package func withSizeNegotiation<Value>(
 ) throws(IOMMUError) -> Value {
     var byteCount = max(initialByteCount, 8)
     for _ in 0..<8 {
+        // The buffer lives for this try only; `attempt` may not keep it.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount, alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        switch try attempt(buffer) {
+        defer { unsafe buffer.deallocate() }
+        unsafe buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        switch try unsafe attempt(buffer) {
         case .complete(let value):
             return value
         case .needs(let needed):

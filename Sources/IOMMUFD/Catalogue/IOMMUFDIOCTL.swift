@@ -219,7 +219,7 @@ package enum IOMMUFDIOCTL {
     /// numbers). Throws the bare errno: there is no operation to name.
     package static func raw(_ system: any SystemInterface, _ fd: Int32, request: UInt,
                             argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        try system.ioctl(fd, request, argument)
+        try unsafe system.ioctl(fd, request, argument)
     }
 
     /// Adds the memlock limit in force to an `ENOMEM`, so the message can say what it is.
