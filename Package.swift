@@ -38,7 +38,7 @@ let package = Package(
         .target(
             name: "IOMMUFDSystem",
             dependencies: ["CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
         .target(
             name: "IOMMUFD",

@@ -1,7 +1,8 @@
 import CIOMMUFD
 public import SystemPackage
 #if canImport(Glibc)
-@preconcurrency import Glibc
+// `stderr` and friends are global C state; this file touches none of it.
+@preconcurrency @unsafe import Glibc
 #endif
 
 /// The real operating system: the only file in swift-iommufd that makes system calls.
@@ -27,7 +28,7 @@ public struct LinuxSystem: SystemInterface {
     }
 
     public func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 {
-        try valueOrErrno { ciommufd_open(path, flags | O_CLOEXEC, mode) }
+        try valueOrErrno { unsafe ciommufd_open(path, flags | O_CLOEXEC, mode) }
     }
 
     public func close(_ fd: Int32) throws(Errno) {
@@ -36,12 +37,12 @@ public struct LinuxSystem: SystemInterface {
 
     @inline(__always)
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        try valueOrErrno { ciommufd_ioctl(fd, request, argument) }
+        try valueOrErrno { unsafe ciommufd_ioctl(fd, request, argument) }
     }
 
     public func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Int32 {
         while true {
-            let result = ciommufd_ioctl(fd, request, argument)
+            let result = unsafe ciommufd_ioctl(fd, request, argument)
             if result != -1 { return result }
             let error = ciommufd_errno()
             if error != EINTR { return -error }
@@ -49,49 +50,49 @@ public struct LinuxSystem: SystemInterface {
     }
 
     public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        try valueOrErrno { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        try valueOrErrno { unsafe Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     public func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
-        try valueOrErrno { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+        try valueOrErrno { unsafe Glibc.write(fd, buffer.baseAddress, buffer.count) }
     }
 
     public func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-        try valueOrErrno { Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+        try valueOrErrno { unsafe Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
     }
 
     public func pwrite(_ fd: Int32, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-        try valueOrErrno { Glibc.pwrite(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
+        try valueOrErrno { unsafe Glibc.pwrite(fd, buffer.baseAddress, buffer.count, off_t(offset)) }
     }
 
     public func mmap(address: UnsafeMutableRawPointer?, length: Int, protection: Int32, flags: Int32, fd: Int32, offset: Int64) throws(Errno) -> UnsafeMutableRawPointer {
-        let result = ciommufd_mmap(address, length, protection, flags, fd, Int(offset))
-        guard let result, result != ciommufd_map_failed() else {
+        let result = unsafe ciommufd_mmap(address, length, protection, flags, fd, Int(offset))
+        guard let result = unsafe result, unsafe result != ciommufd_map_failed() else {
             throw Errno(rawValue: ciommufd_errno())
         }
-        return result
+        return unsafe result
     }
 
     public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
-        _ = try valueOrErrno { ciommufd_munmap(address, length) }
+        _ = try valueOrErrno { unsafe ciommufd_munmap(address, length) }
     }
 
     public func madvise(_ address: UnsafeMutableRawPointer, length: Int, advice: Int32) throws(Errno) {
-        _ = try valueOrErrno { Glibc.madvise(address, length, advice) }
+        _ = try valueOrErrno { unsafe Glibc.madvise(address, length, advice) }
     }
 
     public func mbind(_ address: UnsafeMutableRawPointer, length: Int, mode: Int32, nodeMask: UInt64, flags: UInt32) throws(Errno) {
-        let result = ciommufd_mbind(address, UInt(length), mode, UInt(nodeMask), flags)
+        let result = unsafe ciommufd_mbind(address, UInt(length), mode, UInt(nodeMask), flags)
         if result != 0 { throw Errno(rawValue: ciommufd_errno()) }
     }
 
     public func pageNodes(_ pages: [UnsafeRawPointer]) throws(Errno) -> [Int32] {
-        guard !pages.isEmpty else { return [] }
-        var addresses = pages.map { UnsafeMutableRawPointer(mutating: $0) as UnsafeMutableRawPointer? }
-        var status = [Int32](repeating: 0, count: pages.count)
-        let result = addresses.withUnsafeMutableBufferPointer { addresses in
-            status.withUnsafeMutableBufferPointer { status in
-                ciommufd_query_page_nodes(UInt(addresses.count), addresses.baseAddress, status.baseAddress)
+        guard unsafe !pages.isEmpty else { return [] }
+        var addresses = unsafe pages.map { unsafe UnsafeMutableRawPointer(mutating: $0) as UnsafeMutableRawPointer? }
+        var status = unsafe [Int32](repeating: 0, count: pages.count)
+        let result = unsafe addresses.withUnsafeMutableBufferPointer { addresses in
+            unsafe status.withUnsafeMutableBufferPointer { status in
+                unsafe ciommufd_query_page_nodes(UInt(addresses.count), addresses.baseAddress, status.baseAddress)
             }
         }
         if result < 0 { throw Errno(rawValue: ciommufd_errno()) }
@@ -108,7 +109,7 @@ public struct LinuxSystem: SystemInterface {
                 let left = deadline > now ? deadline - now : 0
                 milliseconds = Int32(clamping: (left + 999_999) / 1_000_000)
             }
-            let ready = entries.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), milliseconds) }
+            let ready = unsafe entries.withUnsafeMutableBufferPointer { unsafe Glibc.poll($0.baseAddress, nfds_t($0.count), milliseconds) }
             if ready >= 0 {
                 if entries.contains(where: { $0.revents & Int16(POLLNVAL) != 0 }) { throw .badFileDescriptor }
                 return entries.indices.filter { entries[$0].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 }
@@ -122,18 +123,18 @@ public struct LinuxSystem: SystemInterface {
 
     public func monotonicNanoseconds() -> UInt64 {
         var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
+        unsafe clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
     public func sleep(nanoseconds: UInt64) {
         var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         var remaining = timespec()
-        while nanosleep(&request, &remaining) == -1 && ciommufd_errno() == EINTR { request = remaining }
+        while unsafe nanosleep(&request, &remaining) == -1 && ciommufd_errno() == EINTR { request = remaining }
     }
 
     public func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
-        try valueOrErrno { ciommufd_memfd_create(name, flags | CIOMMUFD_MFD_CLOEXEC) }
+        try valueOrErrno { unsafe ciommufd_memfd_create(name, flags | CIOMMUFD_MFD_CLOEXEC) }
     }
 
     public func ftruncate(_ fd: Int32, length: Int64) throws(Errno) {
@@ -149,11 +150,11 @@ public struct LinuxSystem: SystemInterface {
         defer { try? close(fd) }
         var contents: [UInt8] = []
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
-        defer { chunk.deallocate() }
+        defer { unsafe chunk.deallocate() }
         while true {
-            let count = try read(fd, into: chunk)
+            let count = unsafe try read(fd, into: chunk)
             if count == 0 { return contents }
-            contents.append(contentsOf: chunk[0..<count])
+            unsafe contents.append(contentsOf: chunk[0..<count])
         }
     }
 
@@ -170,29 +171,29 @@ public struct LinuxSystem: SystemInterface {
         let fd = try open(path, flags: flags, mode: mode)
         defer { try? close(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
-        defer { buffer.deallocate() }
-        buffer.copyBytes(from: bytes)
-        let written = try write(fd, from: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]))
+        defer { unsafe buffer.deallocate() }
+        unsafe buffer.copyBytes(from: bytes)
+        let written = unsafe try write(fd, from: UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]))
         if written != bytes.count { throw Errno.ioError }
     }
 
     public func removeFile(_ path: String) throws(Errno) {
-        _ = try valueOrErrno { Glibc.unlink(path) }
+        _ = try valueOrErrno { unsafe Glibc.unlink(path) }
     }
 
     public func readLink(_ path: String) throws(Errno) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = try valueOrErrno { Glibc.readlink(path, &buffer, Int(PATH_MAX)) }
+        let count = try valueOrErrno { unsafe Glibc.readlink(path, &buffer, Int(PATH_MAX)) }
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public func listDirectory(_ path: String) throws(Errno) -> [String] {
-        guard let directory = opendir(path) else { throw Errno(rawValue: ciommufd_errno()) }
-        defer { closedir(directory) }
+        guard let directory = unsafe opendir(path) else { throw Errno(rawValue: ciommufd_errno()) }
+        defer { unsafe closedir(directory) }
         var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        while let entry = unsafe readdir(directory) {
+            let name = unsafe withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                unsafe String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
             if name != "." && name != ".." { names.append(name) }
         }
@@ -202,7 +203,7 @@ public struct LinuxSystem: SystemInterface {
     public func memoryLockLimit() throws(Errno) -> ResourceLimit {
         var current: UInt64 = 0
         var maximum: UInt64 = 0
-        _ = try valueOrErrno { ciommufd_getrlimit_memlock(&current, &maximum) }
+        _ = try valueOrErrno { unsafe ciommufd_getrlimit_memlock(&current, &maximum) }
         return ResourceLimit(current: current == .max ? nil : current, maximum: maximum == .max ? nil : maximum)
     }
 

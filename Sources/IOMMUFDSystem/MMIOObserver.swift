@@ -13,6 +13,7 @@
 /// Safety: `context` is not retained. Whoever hands out an observer keeps what
 /// `context` points at alive for as long as the mapping can be used (MockKernel's
 /// context is the kernel itself, which every mapping holds as its system).
+@unsafe
 public struct MMIOObserver: @unchecked Sendable {
     /// Called after a store: `(context, region, offset, width, value)`, where
     /// `offset` is from the start of the mapping, `width` is 1, 2, 4 or 8 bytes, and
@@ -40,10 +41,10 @@ public struct MMIOObserver: @unchecked Sendable {
 
     /// An observer that calls `didWrite` and `didRead` with `context` and `region`.
     public init(context: UnsafeRawPointer, region: UInt64, didWrite: WriteHandler, didRead: ReadHandler) {
-        self.context = context
-        self.region = region
-        self.didWrite = didWrite
-        self.didRead = didRead
+        unsafe self.context = unsafe context
+        unsafe self.region = region
+        unsafe self.didWrite = unsafe didWrite
+        unsafe self.didRead = unsafe didRead
     }
 }
 

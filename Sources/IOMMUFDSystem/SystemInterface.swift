@@ -103,6 +103,6 @@ public struct ResourceLimit: Sendable, Hashable {
 extension SystemInterface {
     /// ``ioctl(_:_:_:)`` with the errno as a negative result.
     public func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Int32 {
-        do { return try ioctl(fd, request, argument) } catch { return -error.rawValue }
+        do { return unsafe try ioctl(fd, request, argument) } catch { return -error.rawValue }
     }
 }

@@ -1,4 +1,4 @@
-public import IOMMUFDSystem
+import IOMMUFDSystem
 public import SystemPackage
 import CIOMMUFD
 #if canImport(Glibc)
