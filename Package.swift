@@ -55,7 +55,7 @@ let package = Package(
             name: "VFIO",
             dependencies: ["IOMMUFD", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
                            .product(name: "Logging", package: "swift-log")],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
         .systemLibrary(
             name: "CLibPCI",
@@ -72,7 +72,7 @@ let package = Package(
             name: "DMAMemory",
             dependencies: ["IOMMUFD", "VFIO", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
                            .product(name: "Logging", package: "swift-log")],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
         .target(
             name: "ProbeKit",
@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "MockKernel",
             dependencies: ["IOMMUFDSystem", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
         .executableTarget(
             name: "iommufd-probe",

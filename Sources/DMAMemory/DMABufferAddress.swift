@@ -12,7 +12,7 @@ public struct DMABufferAddress: Hashable, @unchecked Sendable {
     /// The address of `buffer`.
     @inlinable
     public init(_ buffer: DMABuffer) {
-        bitPattern = UInt(bitPattern: buffer.address)
+        bitPattern = unsafe UInt(bitPattern: buffer.address)
     }
 
     @inlinable
@@ -22,5 +22,5 @@ public struct DMABufferAddress: Hashable, @unchecked Sendable {
 
     /// Where the CPU sees the buffer.
     @inlinable
-    public var pointer: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: bitPattern).unsafelyUnwrapped }
+    public var pointer: UnsafeMutableRawPointer { unsafe UnsafeMutableRawPointer(bitPattern: bitPattern).unsafelyUnwrapped }
 }

@@ -4,6 +4,8 @@
 ///
 /// Not `Sendable` and not copyable: one thread makes it and uses it; when it goes
 /// away its buffers go back to the pool. It keeps the pool alive.
+// @safe: its raw storage is the pool's free stack, used only under its lock.
+@safe
 public struct DMABufferCache: ~Copyable {
     /// The default number of buffers moved at a time (the cache holds up to twice this).
     public static let defaultSize = 256
@@ -29,16 +31,16 @@ public struct DMABufferCache: ~Copyable {
         self.pool = pool
         self.size = size
         capacity = 2 * size
-        slots = .allocate(capacity: 2 * size)
+        unsafe slots = .allocate(capacity: 2 * size)
         count = 0
-        shared = pool.shared
+        unsafe shared = unsafe pool.shared
         translation = pool.translation
         outstanding = pool.outstanding
     }
 
     deinit {
-        if count > 0 { shared.push(from: slots, count: count) }
-        slots.deallocate()
+        if count > 0 { unsafe shared.push(from: slots, count: count) }
+        unsafe slots.deallocate()
     }
 
     /// Buffers held by this cache.
@@ -48,14 +50,14 @@ public struct DMABufferCache: ~Copyable {
     @inlinable
     public mutating func get() -> DMABuffer? {
         if count == 0 {
-            count = shared.pop(upTo: size, into: slots)
+            count = unsafe shared.pop(upTo: size, into: slots)
             if count == 0 { return nil }
         }
         count &-= 1
         #if DEBUG
-        outstanding?.handOut(slots + count, count: 1)
+        unsafe outstanding?.handOut(slots + count, count: 1)
         #endif
-        return translation.buffer(at: slots[count])
+        return unsafe translation.buffer(at: slots[count])
     }
 
     /// Gives one buffer back.
@@ -63,9 +65,9 @@ public struct DMABufferCache: ~Copyable {
     public mutating func put(_ buffer: DMABuffer) {
         precondition(translation.owns(buffer), "the buffer does not belong to this pool, or is not the start of one of its buffers")
         if count == capacity { flush() }
-        slots[count] = UInt(bitPattern: buffer.address)
+        unsafe slots[count] = unsafe UInt(bitPattern: buffer.address)
         #if DEBUG
-        outstanding?.takeBack(slots + count, count: 1)
+        unsafe outstanding?.takeBack(slots + count, count: 1)
         #endif
         count &+= 1
     }
@@ -75,13 +77,13 @@ public struct DMABufferCache: ~Copyable {
     public mutating func get(into buffers: UnsafeMutableBufferPointer<DMABuffer>) -> Bool {
         let n = buffers.count
         guard n > 0, let destination = buffers.baseAddress else { return true }
-        if n > capacity { return pool.get(into: buffers) }
+        if n > capacity { return unsafe pool.get(into: buffers) }
         guard hold(atLeast: n) else { return false }
         count &-= n
         #if DEBUG
-        outstanding?.handOut(slots + count, count: n)
+        unsafe outstanding?.handOut(slots + count, count: n)
         #endif
-        translation.expand(slots + count, into: destination, count: n)
+        unsafe translation.expand(slots + count, into: destination, count: n)
         return true
     }
 
@@ -90,11 +92,11 @@ public struct DMABufferCache: ~Copyable {
     public mutating func put(_ buffers: UnsafeBufferPointer<DMABuffer>) {
         let n = buffers.count
         guard n > 0, let source = buffers.baseAddress else { return }
-        if n > capacity { return pool.put(buffers) }
+        if n > capacity { return unsafe pool.put(buffers) }
         makeRoom(for: n)
-        precondition(translation.compress(source, into: slots + count, count: n), "a buffer does not belong to this pool")
+        unsafe precondition(translation.compress(source, into: slots + count, count: n), "a buffer does not belong to this pool")
         #if DEBUG
-        outstanding?.takeBack(slots + count, count: n)
+        unsafe outstanding?.takeBack(slots + count, count: n)
         #endif
         count &+= n
     }
@@ -106,13 +108,13 @@ public struct DMABufferCache: ~Copyable {
     public mutating func get(into addresses: UnsafeMutableBufferPointer<DMABufferAddress>) -> Bool {
         let n = addresses.count
         guard n > 0, let destination = addresses.baseAddress else { return true }
-        if n > capacity { return pool.get(into: addresses) }
+        if n > capacity { return unsafe pool.get(into: addresses) }
         guard hold(atLeast: n) else { return false }
         count &-= n
         #if DEBUG
-        outstanding?.handOut(slots + count, count: n)
+        unsafe outstanding?.handOut(slots + count, count: n)
         #endif
-        translation.emit(slots + count, into: destination, count: n)
+        unsafe translation.emit(slots + count, into: destination, count: n)
         return true
     }
 
@@ -121,11 +123,11 @@ public struct DMABufferCache: ~Copyable {
     public mutating func put(_ addresses: UnsafeBufferPointer<DMABufferAddress>) {
         let n = addresses.count
         guard n > 0, let source = addresses.baseAddress else { return }
-        if n > capacity { return pool.put(addresses) }
+        if n > capacity { return unsafe pool.put(addresses) }
         makeRoom(for: n)
-        precondition(translation.admit(source, into: slots + count, count: n), "a buffer does not belong to this pool")
+        unsafe precondition(translation.admit(source, into: slots + count, count: n), "a buffer does not belong to this pool")
         #if DEBUG
-        outstanding?.takeBack(slots + count, count: n)
+        unsafe outstanding?.takeBack(slots + count, count: n)
         #endif
         count &+= n
     }
@@ -135,7 +137,7 @@ public struct DMABufferCache: ~Copyable {
     @inlinable @inline(__always)
     mutating func hold(atLeast n: Int) -> Bool {
         if n <= count { return true }
-        count &+= shared.pop(upTo: min(capacity &- count, n &- count &+ size), into: slots + count)
+        unsafe count &+= shared.pop(upTo: min(capacity &- count, n &- count &+ size), into: slots + count)
         return n <= count
     }
 
@@ -150,12 +152,12 @@ public struct DMABufferCache: ~Copyable {
     mutating func flush() {
         let moved = min(size, count)
         count &-= moved
-        shared.push(from: slots + count, count: moved)
+        unsafe shared.push(from: slots + count, count: moved)
     }
 
     /// Gives every cached buffer back to the pool.
     public mutating func flushAll() {
-        if count > 0 { shared.push(from: slots, count: count) }
+        if count > 0 { unsafe shared.push(from: slots, count: count) }
         count = 0
     }
 }

@@ -7,6 +7,9 @@ public import IOMMUFD
 /// The region is mapped once; a buffer is a ``DMABuffer`` value whose IOVA is the
 /// region's IOVA plus its offset, so translation both ways is O(1) arithmetic.
 /// Nothing on the get/put paths allocates or counts a reference.
+// @safe: the free stack's raw storage is used only under its lock, and only for buffers
+// the pool made; what a user does with a buffer's memory is flagged at `DMABuffer.address`.
+@safe
 public final class DMABufferPool: @unchecked Sendable {
     /// Usable bytes per buffer.
     public let bufferSize: Int
@@ -40,10 +43,10 @@ public final class DMABufferPool: @unchecked Sendable {
         self.bufferSize = bufferSize
         self.stride = stride
         self.count = count
-        translation = DMABufferTranslation(baseAddress: UInt(bitPattern: region.address), baseIOVA: region.iova.rawValue,
+        translation = unsafe DMABufferTranslation(baseAddress: UInt(bitPattern: region.address), baseIOVA: region.iova.rawValue,
                               span: UInt(stride * count), bufferSize: bufferSize, stride: stride)
         self.region = region
-        shared = SharedFreeStack(capacity: count)
+        unsafe shared = unsafe SharedFreeStack(capacity: count)
         #if DEBUG
         outstanding = OutstandingBuffers(baseAddress: translation.baseAddress, stride: stride, count: count)
         #else
@@ -51,25 +54,25 @@ public final class DMABufferPool: @unchecked Sendable {
         #endif
         // The lowest buffers on top, so a fresh pool hands them out in address order.
         for index in 0..<count {
-            (shared.slots + index).initialize(to: translation.baseAddress + UInt((count - 1 - index) * stride))
+            unsafe (shared.slots + index).initialize(to: translation.baseAddress + UInt((count - 1 - index) * stride))
         }
-        shared.countPointer.pointee = count
+        unsafe shared.countPointer.pointee = count
     }
 
     deinit {
-        shared.deallocate()
+        unsafe shared.deallocate()
     }
 
     /// Buffers in the common store now (buffers held by caches are not counted).
-    public var availableCount: Int { shared.count }
+    public var availableCount: Int { unsafe shared.count }
 
     /// Takes one buffer from the common store, or `nil` when it is empty.
     @inlinable
     public func get() -> DMABuffer? {
         var address: UInt = 0
-        guard shared.pop(into: &address, count: 1) else { return nil }
+        guard unsafe shared.pop(into: &address, count: 1) else { return nil }
         #if DEBUG
-        outstanding?.handOut(&address, count: 1)
+        unsafe outstanding?.handOut(&address, count: 1)
         #endif
         return translation.buffer(at: address)
     }
@@ -78,23 +81,23 @@ public final class DMABufferPool: @unchecked Sendable {
     @inlinable
     public func put(_ buffer: DMABuffer) {
         precondition(translation.owns(buffer), "the buffer does not belong to this pool, or is not the start of one of its buffers")
-        var address = UInt(bitPattern: buffer.address)
+        var address = unsafe UInt(bitPattern: buffer.address)
         #if DEBUG
-        outstanding?.takeBack(&address, count: 1)
+        unsafe outstanding?.takeBack(&address, count: 1)
         #endif
-        shared.push(from: &address, count: 1)
+        unsafe shared.push(from: &address, count: 1)
     }
 
     /// Fills `buffers` completely from the common store, or takes nothing and returns `false`.
     @inlinable
     public func get(into buffers: UnsafeMutableBufferPointer<DMABuffer>) -> Bool {
         guard let base = buffers.baseAddress, !buffers.isEmpty else { return true }
-        return withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
-            guard shared.pop(into: addresses.baseAddress!, count: buffers.count) else { return false }
+        return unsafe withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
+            guard unsafe shared.pop(into: addresses.baseAddress!, count: buffers.count) else { return false }
             #if DEBUG
-            outstanding?.handOut(addresses.baseAddress!, count: buffers.count)
+            unsafe outstanding?.handOut(addresses.baseAddress!, count: buffers.count)
             #endif
-            translation.expand(addresses.baseAddress!, into: base, count: buffers.count)
+            unsafe translation.expand(addresses.baseAddress!, into: base, count: buffers.count)
             return true
         }
     }
@@ -103,12 +106,12 @@ public final class DMABufferPool: @unchecked Sendable {
     @inlinable
     public func put(_ buffers: UnsafeBufferPointer<DMABuffer>) {
         guard let base = buffers.baseAddress, !buffers.isEmpty else { return }
-        withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
-            precondition(translation.compress(base, into: addresses.baseAddress!, count: buffers.count), "a buffer does not belong to this pool")
+        unsafe withUnsafeTemporaryAllocation(of: UInt.self, capacity: buffers.count) { addresses in
+            unsafe precondition(translation.compress(base, into: addresses.baseAddress!, count: buffers.count), "a buffer does not belong to this pool")
             #if DEBUG
-            outstanding?.takeBack(addresses.baseAddress!, count: buffers.count)
+            unsafe outstanding?.takeBack(addresses.baseAddress!, count: buffers.count)
             #endif
-            shared.push(from: addresses.baseAddress!, count: buffers.count)
+            unsafe shared.push(from: addresses.baseAddress!, count: buffers.count)
         }
     }
 
@@ -117,10 +120,10 @@ public final class DMABufferPool: @unchecked Sendable {
     @inlinable
     public func get(into addresses: UnsafeMutableBufferPointer<DMABufferAddress>) -> Bool {
         guard let base = addresses.baseAddress, !addresses.isEmpty else { return true }
-        return base.withMemoryRebound(to: UInt.self, capacity: addresses.count) { taken in
-            guard shared.pop(into: taken, count: addresses.count) else { return false }
+        return unsafe base.withMemoryRebound(to: UInt.self, capacity: addresses.count) { taken in
+            guard unsafe shared.pop(into: taken, count: addresses.count) else { return false }
             #if DEBUG
-            outstanding?.handOut(taken, count: addresses.count)
+            unsafe outstanding?.handOut(taken, count: addresses.count)
             #endif
             return true
         }
@@ -130,12 +133,12 @@ public final class DMABufferPool: @unchecked Sendable {
     @inlinable
     public func put(_ addresses: UnsafeBufferPointer<DMABufferAddress>) {
         guard let base = addresses.baseAddress, !addresses.isEmpty else { return }
-        withUnsafeTemporaryAllocation(of: UInt.self, capacity: addresses.count) { staged in
-            precondition(translation.admit(base, into: staged.baseAddress!, count: addresses.count), "a buffer does not belong to this pool")
+        unsafe withUnsafeTemporaryAllocation(of: UInt.self, capacity: addresses.count) { staged in
+            unsafe precondition(translation.admit(base, into: staged.baseAddress!, count: addresses.count), "a buffer does not belong to this pool")
             #if DEBUG
-            outstanding?.takeBack(staged.baseAddress!, count: addresses.count)
+            unsafe outstanding?.takeBack(staged.baseAddress!, count: addresses.count)
             #endif
-            shared.push(from: staged.baseAddress!, count: addresses.count)
+            unsafe shared.push(from: staged.baseAddress!, count: addresses.count)
         }
     }
 
@@ -157,7 +160,7 @@ public final class DMABufferPool: @unchecked Sendable {
     public func address(of iova: IOVA) -> UnsafeMutableRawPointer? {
         let offset = iova.rawValue &- translation.baseIOVA
         guard offset < UInt64(translation.span) else { return nil }
-        return UnsafeMutableRawPointer(bitPattern: translation.baseAddress &+ UInt(offset))
+        return unsafe UnsafeMutableRawPointer(bitPattern: translation.baseAddress &+ UInt(offset))
     }
 
     /// The buffer that holds `address` (for example a completion that reports a pointer). O(1).
@@ -169,7 +172,7 @@ public final class DMABufferPool: @unchecked Sendable {
 
     /// The buffer that holds `iova` (for example from a device's completion entry). O(1).
     public func buffer(at iova: IOVA) -> DMABuffer? {
-        guard let address = address(of: iova) else { return nil }
-        return buffer(containing: address)
+        guard let address = unsafe address(of: iova) else { return nil }
+        return unsafe buffer(containing: address)
     }
 }

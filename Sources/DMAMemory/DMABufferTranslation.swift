@@ -57,7 +57,7 @@ public struct DMABufferTranslation: Sendable {
 
     @inlinable @inline(__always)
     func buffer(at address: UInt) -> DMABuffer {
-        DMABuffer(address: UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped,
+        unsafe DMABuffer(address: UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped,
                   iova: IOVA(baseIOVA &+ UInt64(address &- baseAddress)), length: bufferSize)
     }
 
@@ -87,14 +87,14 @@ public struct DMABufferTranslation: Sendable {
 
     @inlinable @inline(__always)
     func owns(_ buffer: DMABuffer) -> Bool {
-        let address = UInt(bitPattern: buffer.address)
+        let address = unsafe UInt(bitPattern: buffer.address)
         return (outsideBits(address) | offBoundaryBits(address)) >> (UInt.bitWidth - 1) == 0
     }
 
     /// Turns `count` stored addresses into buffers.
     @inlinable @inline(__always)
     func expand(_ addresses: UnsafePointer<UInt>, into buffers: UnsafeMutablePointer<DMABuffer>, count: Int) {
-        for index in 0..<count { (buffers + index).initialize(to: buffer(at: addresses[index])) }
+        for index in 0..<count { unsafe (buffers + index).initialize(to: buffer(at: addresses[index])) }
     }
 
     /// Stores the addresses of `count` buffers; `false` (and nothing meaningful stored)
@@ -103,9 +103,9 @@ public struct DMABufferTranslation: Sendable {
     func compress(_ buffers: UnsafePointer<DMABuffer>, into addresses: UnsafeMutablePointer<UInt>, count: Int) -> Bool {
         var outside: UInt = 0
         for index in 0..<count {
-            let address = UInt(bitPattern: buffers[index].address)
+            let address = unsafe UInt(bitPattern: buffers[index].address)
             outside |= outsideBits(address) | offBoundaryBits(address)
-            addresses[index] = address
+            unsafe addresses[index] = address
         }
         return outside >> (UInt.bitWidth - 1) == 0
     }
@@ -116,9 +116,9 @@ public struct DMABufferTranslation: Sendable {
     func admit(_ source: UnsafePointer<DMABufferAddress>, into addresses: UnsafeMutablePointer<UInt>, count: Int) -> Bool {
         var outside: UInt = 0
         for index in 0..<count {
-            let address = source[index].bitPattern
+            let address = unsafe source[index].bitPattern
             outside |= outsideBits(address) | offBoundaryBits(address)
-            addresses[index] = address
+            unsafe addresses[index] = address
         }
         return outside >> (UInt.bitWidth - 1) == 0
     }
@@ -126,6 +126,6 @@ public struct DMABufferTranslation: Sendable {
     /// Copies `count` stored addresses out.
     @inlinable @inline(__always)
     func emit(_ addresses: UnsafePointer<UInt>, into destination: UnsafeMutablePointer<DMABufferAddress>, count: Int) {
-        UnsafeMutableRawPointer(destination).copyMemory(from: addresses, byteCount: count &* MemoryLayout<UInt>.stride)
+        unsafe UnsafeMutableRawPointer(destination).copyMemory(from: addresses, byteCount: count &* MemoryLayout<UInt>.stride)
     }
 }

@@ -12,6 +12,8 @@ import SystemPackage
 ///
 /// Freed IOVAs stay quarantined until ``devicesAreQuiescent()``: a device that still
 /// holds an old IOVA can never write into memory that was handed out again.
+// @safe: its raw storage (the locked allocator) is used only behind this interface.
+@safe
 public final class DMAMemoryManager: Sendable {
     /// Where the regions are mapped.
     public let addressSpace: DMAAddressSpace
@@ -50,7 +52,7 @@ public final class DMAMemoryManager: Sendable {
         self.addressSpace = addressSpace
         self.system = addressSpace.system
         self.logger = addressSpace.logger
-        state = LockedState(State(allocator: IOVAAllocator(ranges: ranges, dmaMask: dmaMask)))
+        unsafe state = unsafe LockedState(State(allocator: IOVAAllocator(ranges: ranges, dmaMask: dmaMask)))
     }
 
     /// Makes a region of at least `length` bytes: memory from `backing` placed by
@@ -70,7 +72,7 @@ public final class DMAMemoryManager: Sendable {
         let size = UInt64(memory.length)
         let range: IOVARange
         do {
-            range = try state.withLock { (state) throws(IOVAAllocator.AllocationError) -> IOVARange in
+            range = unsafe try state.withLock { (state) throws(IOVAAllocator.AllocationError) -> IOVARange in
                 try state.allocator.allocate(size, alignment: state.allocator.naturalAlignment(for: max(size, UInt64(memory.pageSize.bytes))))
             }
         } catch { throw .iovaSpace(error) }
@@ -78,11 +80,11 @@ public final class DMAMemoryManager: Sendable {
         do {
             mapping = try map(memory, at: range.start, access: access)
         } catch {
-            state.withLock { $0.allocator.returnUnused(range) }
+            unsafe state.withLock { $0.allocator.returnUnused(range) }
             throw error
         }
-        let entry = RegionEntry(address: UInt(bitPattern: memory.address), iova: range.start.rawValue, length: size)
-        state.withLock { state in
+        let entry = unsafe RegionEntry(address: UInt(bitPattern: memory.address), iova: range.start.rawValue, length: size)
+        unsafe state.withLock { state in
             state.mappedBytes += size
             let addressIndex = state.byAddress.firstIndex { $0.address > entry.address } ?? state.byAddress.endIndex
             state.byAddress.insert(entry, at: addressIndex)
@@ -98,10 +100,10 @@ public final class DMAMemoryManager: Sendable {
             if case .iommufd(let ioas) = addressSpace, let file = memory.fileDescriptor {
                 return try ioas.mapFile(fileDescriptor: file, offset: 0, length: UInt64(memory.length), at: iova, access: access)
             }
-            return try addressSpace.map(userAddress: UInt64(UInt(bitPattern: memory.address)), length: UInt64(memory.length), at: iova, access: access)
+            return unsafe try addressSpace.map(userAddress: UInt64(UInt(bitPattern: memory.address)), length: UInt64(memory.length), at: iova, access: access)
         } catch {
             if error.errno == .noMemory, let limit = try? system.memoryLockLimit(), let current = limit.current {
-                throw .memoryLockLimit(needed: state.withLock { $0.mappedBytes } + UInt64(memory.length), limit: current, maximum: limit.maximum)
+                throw unsafe .memoryLockLimit(needed: state.withLock { $0.mappedBytes } + UInt64(memory.length), limit: current, maximum: limit.maximum)
             }
             throw .kernel(error)
         }
@@ -112,14 +114,14 @@ public final class DMAMemoryManager: Sendable {
     private func checkMemoryLockLimit(adding bytes: UInt64) throws(DMAMemoryError) {
         if ProcessCapabilities(system: system)?.hasIPCLock == true { return }
         guard let limit = try? system.memoryLockLimit(), let current = limit.current else { return }
-        let needed = state.withLock { $0.mappedBytes } + bytes
+        let needed = unsafe state.withLock { $0.mappedBytes } + bytes
         if needed > current { throw .memoryLockLimit(needed: needed, limit: current, maximum: limit.maximum) }
     }
 
     /// Removes a region's mapping and quarantines its IOVA (called by ``DMARegion``).
     func unmap(_ mapping: DMAMapping, address: UnsafeMutableRawPointer) throws(DMAMemoryError) {
         do { try addressSpace.unmap(mapping) } catch { throw .kernel(error) }
-        state.withLock { state in
+        unsafe state.withLock { state in
             // The IOVA is quarantined; it cannot be a double free, the region owned it.
             try? state.allocator.free(mapping.range)
             state.mappedBytes -= mapping.length
@@ -131,19 +133,19 @@ public final class DMAMemoryManager: Sendable {
     /// Declares that no device of this address space can still use a freed IOVA (bus
     /// mastering off, queues drained, or reset): quarantined IOVAs become reusable.
     public func devicesAreQuiescent() {
-        state.withLock { $0.allocator.releaseQuarantine() }
+        unsafe state.withLock { $0.allocator.releaseQuarantine() }
     }
 
     /// Bytes of IOVA space waiting for ``devicesAreQuiescent()``.
-    public var quarantinedBytes: UInt64 { state.withLock { $0.allocator.quarantinedBytes } }
+    public var quarantinedBytes: UInt64 { unsafe state.withLock { $0.allocator.quarantinedBytes } }
 
     /// Bytes mapped through this manager.
-    public var mappedBytes: UInt64 { state.withLock { $0.mappedBytes } }
+    public var mappedBytes: UInt64 { unsafe state.withLock { $0.mappedBytes } }
 
     /// The IOVA of a byte in any live region, or `nil`. O(log n) in the number of regions.
     public func iova(of address: UnsafeRawPointer) -> IOVA? {
         let key = UInt(bitPattern: address)
-        return state.withLock { state -> IOVA? in
+        return unsafe state.withLock { state -> IOVA? in
             guard let entry = Self.search(state.byAddress, key: UInt64(key), start: { UInt64($0.address) }) else { return nil }
             return IOVA(entry.iova + UInt64(key - entry.address))
         }
@@ -151,9 +153,9 @@ public final class DMAMemoryManager: Sendable {
 
     /// The virtual address of an IOVA in any live region, or `nil`. O(log n).
     public func address(of iova: IOVA) -> UnsafeMutableRawPointer? {
-        state.withLock { state -> UnsafeMutableRawPointer? in
+        unsafe state.withLock { state -> UnsafeMutableRawPointer? in
             guard let entry = Self.search(state.byIOVA, key: iova.rawValue, start: { $0.iova }) else { return nil }
-            return UnsafeMutableRawPointer(bitPattern: entry.address + UInt(iova.rawValue - entry.iova))
+            return unsafe UnsafeMutableRawPointer(bitPattern: entry.address + UInt(iova.rawValue - entry.iova))
         }
     }
 

@@ -27,7 +27,7 @@ public struct DMARegion: ~Copyable, @unchecked Sendable {
     }
 
     /// The first byte.
-    public var address: UnsafeMutableRawPointer { memory.address }
+    public var address: UnsafeMutableRawPointer { unsafe memory.address }
     /// The first IOVA.
     public var iova: IOVA { mapping.iova }
     /// The length in bytes (whole pages).
@@ -36,7 +36,7 @@ public struct DMARegion: ~Copyable, @unchecked Sendable {
     /// The IOVA of `address` (which must lie in the region). O(1).
     @inlinable
     public func iova(of address: UnsafeRawPointer) -> IOVA {
-        let offset = UInt64(UInt(bitPattern: address) &- UInt(bitPattern: self.address))
+        let offset = unsafe UInt64(UInt(bitPattern: address) &- UInt(bitPattern: self.address))
         precondition(offset < UInt64(length), "the address is not in this region")
         return IOVA(mapping.iova.rawValue &+ offset)
     }
@@ -46,19 +46,19 @@ public struct DMARegion: ~Copyable, @unchecked Sendable {
     public func address(of iova: IOVA) -> UnsafeMutableRawPointer {
         let offset = iova.rawValue &- mapping.iova.rawValue
         precondition(offset < UInt64(length), "the IOVA is not in this region")
-        return address + Int(offset)
+        return unsafe address + Int(offset)
     }
 
     /// Removes the mapping now and reports the kernel's error; the memory is unmapped
     /// from the process afterwards either way. When the unmap fails the IOVA is not reused.
     public consuming func release() throws(DMAMemoryError) {
         isMapped = false
-        try manager.unmap(mapping, address: memory.address)
+        unsafe try manager.unmap(mapping, address: memory.address)
     }
 
     deinit {
         if isMapped {
-            do { try manager.unmap(mapping, address: memory.address) } catch {
+            do { unsafe try manager.unmap(mapping, address: memory.address) } catch {
                 manager.logger.debug("removing a region's IOMMU mapping failed", metadata: ["dma.iova": "\(mapping.iova)", "error": "\(error)"])
             }
         }

@@ -146,16 +146,16 @@ public struct IOVAAllocator: Sendable {
         let overlapsFree = low > 0 && free[low - 1].end > span.start
         // The scans below run to the end without branching on what they find, so they
         // vectorize: a double free is the rare case, and the common case reads every entry.
-        let overlapsQuarantine = quarantined.withUnsafeBufferPointer { spans in
+        let overlapsQuarantine = unsafe quarantined.withUnsafeBufferPointer { spans in
             var overlaps: UInt64 = 0
-            for other in spans { overlaps |= (other.start < span.end ? 1 : 0) & (span.start < other.end ? 1 : 0) }
+            for unsafe other in unsafe spans { overlaps |= (other.start < span.end ? 1 : 0) & (span.start < other.end ? 1 : 0) }
             return overlaps != 0
         }
         var inRecycled = false
         for index in recycled.indices where recycled[index].size == length {
-            inRecycled = recycled[index].starts.withUnsafeBufferPointer { starts in
+            inRecycled = unsafe recycled[index].starts.withUnsafeBufferPointer { starts in
                 var found: UInt64 = 0
-                for start in starts { found |= start == span.start ? 1 : 0 }
+                for unsafe start in unsafe starts { found |= start == span.start ? 1 : 0 }
                 return found != 0
             }
             break

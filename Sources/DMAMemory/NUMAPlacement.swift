@@ -85,7 +85,7 @@ enum NUMAPolicy {
         let online = onlineNodes(system: system)
         guard online.contains(node), node < 64 else { throw .numaNodeUnavailable(node, online: online) }
         do {
-            try system.mbind(address, length: length, mode: strict ? CIOMMUFD_MPOL_BIND : CIOMMUFD_MPOL_PREFERRED,
+            unsafe try system.mbind(address, length: length, mode: strict ? CIOMMUFD_MPOL_BIND : CIOMMUFD_MPOL_PREFERRED,
                              nodeMask: 1 << UInt64(node), flags: CIOMMUFD_MPOL_MF_MOVE)
         } catch {
             throw .system(.mbind, error)
@@ -97,15 +97,15 @@ enum NUMAPolicy {
                        system: any SystemInterface) throws(DMAMemoryError) -> NUMAReport {
         let pages = max(1, length / pageSize)
         let step = max(1, pages / maximumSamples)
-        let samples = stride(from: 0, to: pages, by: step).map { UnsafeRawPointer(address + $0 * pageSize) }
+        let samples = unsafe stride(from: 0, to: pages, by: step).map { unsafe UnsafeRawPointer(address + $0 * pageSize) }
         let status: [Int32]
-        do { status = try system.pageNodes(samples) } catch { throw .system(.movePages, error) }
+        do { status = unsafe try system.pageNodes(samples) } catch { throw .system(.movePages, error) }
         var perNode: [Int: Int] = [:]
         var unplaced = 0
         for node in status {
             if node >= 0 { perNode[Int(node), default: 0] += 1 } else { unplaced += 1 }
         }
-        let report = NUMAReport(requestedNode: placement.target?.node, pagesPerNode: perNode, unplacedPages: unplaced, sampledPages: samples.count)
+        let report = unsafe NUMAReport(requestedNode: placement.target?.node, pagesPerNode: perNode, unplacedPages: unplaced, sampledPages: samples.count)
         if let target = placement.target, target.strict, !report.isOnRequestedNode { throw .misplaced(report) }
         return report
     }

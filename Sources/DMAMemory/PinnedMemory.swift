@@ -13,6 +13,9 @@ import Glibc
 /// the process while a device can still reach them.
 // Sendable: one owner (not copyable), so handing it to another thread hands over the only
 // handle; the raw address is what the compiler cannot check.
+// @safe: it owns its mapping; reaching the memory goes through `address`, an unsafe pointer
+// type that is flagged where it is dereferenced.
+@safe
 public struct PinnedMemory: ~Copyable, @unchecked Sendable {
     /// The first byte.
     public let address: UnsafeMutableRawPointer
@@ -36,7 +39,7 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
     public var pageSize: PageSize { store.pageSize }
 
     /// The memory as raw bytes.
-    public var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: address, count: length) }
+    public var bytes: UnsafeMutableRawBufferPointer { unsafe UnsafeMutableRawBufferPointer(start: address, count: length) }
 
     /// Allocates at least `length` bytes: tries the stores of `backing` in order (a missing
     /// hugepage pool, mount or THP moves on to the next and is reported), places the pages
@@ -55,23 +58,23 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
         var fallbacks: [BackingFallback] = []
         for (index, store) in backing.stores.enumerated() {
             do throws(DMAMemoryError) {
-                let made = try Self.make(store, length: length, system: system)
+                let made = unsafe try Self.make(store, length: length, system: system)
                 do throws(DMAMemoryError) {
-                    try NUMAPolicy.apply(placement, address: made.address, length: made.length, system: system)
-                    try Self.prefault(made.address, length: made.length, store: store, system: system, progress: progress)
-                    let report = try NUMAPolicy.verify(placement, address: made.address, length: made.length,
+                    unsafe try NUMAPolicy.apply(placement, address: made.address, length: made.length, system: system)
+                    unsafe try Self.prefault(made.address, length: made.length, store: store, system: system, progress: progress)
+                    let report = unsafe try NUMAPolicy.verify(placement, address: made.address, length: made.length,
                                                        pageSize: store.pageSize.bytes, system: system)
-                    self.address = made.address
-                    self.length = made.length
+                    unsafe self.address = unsafe made.address
+                    self.length = unsafe made.length
                     self.store = store
                     self.fallbacks = fallbacks
                     self.placement = report
-                    self.fd = made.fd
+                    self.fd = unsafe made.fd
                     self.system = system
                     self.logger = logger
                     return
                 } catch {
-                    Self.discard(address: made.address, length: made.length, fd: made.fd, system: system, logger: logger)
+                    unsafe Self.discard(address: made.address, length: made.length, fd: made.fd, system: system, logger: logger)
                     throw error
                 }
             } catch {
@@ -85,13 +88,13 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
     }
 
     deinit {
-        Self.discard(address: address, length: length, fd: fd, system: system, logger: logger)
+        unsafe Self.discard(address: address, length: length, fd: fd, system: system, logger: logger)
     }
 
     /// Unmaps and closes, logging (at debug level) what fails: nothing else can be done about
     /// it at this point.
     static func discard(address: UnsafeMutableRawPointer, length: Int, fd: Int32?, system: any SystemInterface, logger: Logger) {
-        do { try system.munmap(address, length: length) } catch {
+        do { unsafe try system.munmap(address, length: length) } catch {
             logger.debug("unmapping pinned memory failed", metadata: ["length": "\(length)", "error": "\(error)"])
         }
         if let fd {
@@ -114,16 +117,16 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
         if case .anonymous(let thp) = store {
             let address: UnsafeMutableRawPointer
             do {
-                address = try system.mmap(address: nil, length: rounded, protection: PROT_READ | PROT_WRITE,
+                unsafe address = unsafe try system.mmap(address: nil, length: rounded, protection: PROT_READ | PROT_WRITE,
                                           flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
             } catch { throw .system(.mmap, error) }
             if thp {
-                do { try system.madvise(address, length: rounded, advice: CIOMMUFD_MADV_HUGEPAGE) } catch {
-                    try? system.munmap(address, length: rounded)
+                do { unsafe try system.madvise(address, length: rounded, advice: CIOMMUFD_MADV_HUGEPAGE) } catch {
+                    unsafe try? system.munmap(address, length: rounded)
                     throw error == .invalidArgument ? .transparentHugePagesUnavailable : .system(.madvise, error)
                 }
             }
-            return (address, rounded, nil)
+            return unsafe (address, rounded, nil)
         }
         let fd: Int32
         if case .hugetlbfs(_, let mountPoint) = store {
@@ -144,9 +147,9 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
             throw .system(.ftruncate, error)
         }
         do {
-            let address = try system.mmap(address: nil, length: rounded, protection: PROT_READ | PROT_WRITE,
+            let address = unsafe try system.mmap(address: nil, length: rounded, protection: PROT_READ | PROT_WRITE,
                                           flags: MAP_SHARED, fd: fd, offset: 0)
-            return (address, rounded, fd)
+            return unsafe (address, rounded, fd)
         } catch {
             try? system.close(fd)
             // A shared hugetlb mapping reserves its pages at mmap: ENOMEM means the pool ran short meanwhile.
@@ -199,11 +202,11 @@ public struct PinnedMemory: ~Copyable, @unchecked Sendable {
         while done < length {
             let count = min(chunk, length - done)
             do {
-                try system.madvise(address + done, length: count, advice: CIOMMUFD_MADV_POPULATE_WRITE)
+                unsafe try system.madvise(address + done, length: count, advice: CIOMMUFD_MADV_POPULATE_WRITE)
             } catch where error == .invalidArgument {
                 let page = store.pageSize.bytes
                 for offset in stride(from: done, to: done + count, by: page) {
-                    (address + offset).storeBytes(of: (address + offset).load(as: UInt8.self), as: UInt8.self)
+                    unsafe (address + offset).storeBytes(of: (address + offset).load(as: UInt8.self), as: UInt8.self)
                 }
             } catch {
                 if error == .noMemory && store.pageSize != .base { throw hugePagesShort(store.pageSize, length: length, system: system) }

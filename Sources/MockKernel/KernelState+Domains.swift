@@ -128,7 +128,7 @@ extension KernelState {
 
     /// The parts of the kernel selftest command the model implements.
     mutating func selftest(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_test_cmd.self)
+        var cmd = unsafe command.load(iommu_test_cmd.self)
         let aperture = IOMMU_TEST_MOCK_APERTURE_START...IOMMU_TEST_MOCK_APERTURE_LAST
         switch cmd.op {
         case IOMMU_TEST_OP_ADD_RESERVED:
@@ -148,7 +148,7 @@ extension KernelState {
             cmd.mock_domain.out_stdev_id = selftestID
             cmd.mock_domain.out_hwpt_id = hwptID
             cmd.mock_domain.out_idev_id = deviceID
-            command.respond(cmd)
+            unsafe command.respond(cmd)
         case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
             guard case .selftest(let deviceID)? = contexts[contextID]!.objects[cmd.id] else { throw .noSuchFileOrDirectory }
             let target = cmd.mock_domain_replace.pt_id
@@ -173,7 +173,7 @@ extension KernelState {
                 contexts[contextID]!.objects[previous] = .hwptPaging(hwpt)
             }
             cmd.mock_domain_replace.pt_id = hwptID
-            command.respond(cmd)
+            unsafe command.respond(cmd)
         case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
             // The kernel only changes its internal pinning batch size; nothing visible.
             break
@@ -184,7 +184,7 @@ extension KernelState {
             guard check.length != 0 else { throw .invalidArgument }
             var offset: UInt64 = 0
             while offset < check.length {
-                guard let address = translate(contextID: contextID, table: table, iova: check.iova + offset, length: 1, write: false),
+                guard let address = unsafe translate(contextID: contextID, table: table, iova: check.iova + offset, length: 1, write: false),
                       UInt64(UInt(bitPattern: address)) == check.uptr + offset else { throw .invalidArgument }
                 offset += min(pageSize, check.length - offset)
             }
@@ -208,10 +208,10 @@ extension KernelState {
         let offset = area.startByte + (iova - area.start)
         switch pages.source {
         case .user(let base):
-            return UnsafeMutableRawPointer(bitPattern: UInt(base + offset))
+            return unsafe UnsafeMutableRawPointer(bitPattern: UInt(base + offset))
         case .file(let fileID, let start):
             guard let file = memoryFiles[fileID], file.storage != 0 else { return nil }
-            return UnsafeMutableRawPointer(bitPattern: file.storage + UInt(start + offset))
+            return unsafe UnsafeMutableRawPointer(bitPattern: file.storage + UInt(start + offset))
         }
     }
 }

@@ -8,30 +8,30 @@ extension KernelState {
     // MARK: IOVA space
 
     mutating func ioasIOVARanges(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_ioas_iova_ranges.self)
+        var cmd = unsafe command.load(iommu_ioas_iova_ranges.self)
         guard cmd.__reserved == 0 else { throw .notSupported }
         guard let table = contexts[contextID]!.ioas(cmd.ioas_id) else { throw .noSuchFileOrDirectory }
         let capacity = cmd.num_iovas
         let ranges = table.usableRanges
         cmd.out_iova_alignment = table.iovaAlignment
         for (index, range) in ranges.enumerated() where index < capacity {
-            guard let array = UnsafeMutableRawPointer(bitPattern: UInt(cmd.allowed_iovas)) else { throw .badAddress }
-            array.storeBytes(of: iommu_iova_range(start: range.lowerBound, last: range.upperBound),
+            guard let array = unsafe UnsafeMutableRawPointer(bitPattern: UInt(cmd.allowed_iovas)) else { throw .badAddress }
+            unsafe array.storeBytes(of: iommu_iova_range(start: range.lowerBound, last: range.upperBound),
                              toByteOffset: index * MemoryLayout<iommu_iova_range>.stride, as: iommu_iova_range.self)
         }
         cmd.num_iovas = UInt32(ranges.count)
-        command.respond(cmd)
+        unsafe command.respond(cmd)
         if cmd.num_iovas > capacity { errorAfterCommit = .messageTooLong }
     }
 
     mutating func ioasAllowIOVAs(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        let cmd = command.load(iommu_ioas_allow_iovas.self)
+        let cmd = unsafe command.load(iommu_ioas_allow_iovas.self)
         guard cmd.__reserved == 0 else { throw .notSupported }
         guard var table = contexts[contextID]!.ioas(cmd.ioas_id) else { throw .noSuchFileOrDirectory }
         var ranges: [ClosedRange<UInt64>] = []
         for index in 0..<Int(cmd.num_iovas) {
-            guard let array = UnsafeRawPointer(bitPattern: UInt(cmd.allowed_iovas)) else { throw .badAddress }
-            let range = array.load(fromByteOffset: index * MemoryLayout<iommu_iova_range>.stride, as: iommu_iova_range.self)
+            guard let array = unsafe UnsafeRawPointer(bitPattern: UInt(cmd.allowed_iovas)) else { throw .badAddress }
+            let range = unsafe array.load(fromByteOffset: index * MemoryLayout<iommu_iova_range>.stride, as: iommu_iova_range.self)
             guard range.start < range.last else { throw .invalidArgument }
             guard !ranges.contains(where: { $0.overlaps(range.start...range.last) }) else { throw .invalidArgument }
             ranges.append(range.start...range.last)
@@ -54,7 +54,7 @@ extension KernelState {
     }
 
     mutating func ioasMap(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_ioas_map.self)
+        var cmd = unsafe command.load(iommu_ioas_map.self)
         try checkMapArguments(flags: cmd.flags, reserved: cmd.__reserved, values: cmd.iova, cmd.length)
         guard contexts[contextID]!.ioas(cmd.ioas_id) != nil else { throw .noSuchFileOrDirectory }
         // iopt_alloc_user_pages
@@ -68,11 +68,11 @@ extension KernelState {
             writable: cmd.flags & IOMMU_IOAS_MAP_WRITEABLE != 0))
         cmd.iova = try mapPages(contextID, ioasID: cmd.ioas_id, pieces: [(pagesID, startByte, cmd.length)],
                                 length: cmd.length, fixedIOVA: fixed(cmd.flags) ? cmd.iova : nil, flags: cmd.flags)
-        command.respond(cmd)
+        unsafe command.respond(cmd)
     }
 
     mutating func ioasMapFile(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_ioas_map_file.self)
+        var cmd = unsafe command.load(iommu_ioas_map_file.self)
         try checkMapArguments(flags: cmd.flags, values: cmd.iova, cmd.length)
         guard contexts[contextID]!.ioas(cmd.ioas_id) != nil else { throw .noSuchFileOrDirectory }
         guard cmd.length != 0 else { throw .invalidArgument }
@@ -89,11 +89,11 @@ extension KernelState {
         memoryFiles[fileID]?.references += 1
         cmd.iova = try mapPages(contextID, ioasID: cmd.ioas_id, pieces: [(pagesID, startByte, cmd.length)],
                                 length: cmd.length, fixedIOVA: fixed(cmd.flags) ? cmd.iova : nil, flags: cmd.flags)
-        command.respond(cmd)
+        unsafe command.respond(cmd)
     }
 
     mutating func ioasCopy(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_ioas_copy.self)
+        var cmd = unsafe command.load(iommu_ioas_copy.self)
         try checkMapArguments(flags: cmd.flags, values: cmd.length, cmd.src_iova, cmd.dst_iova)
         guard let source = contexts[contextID]!.ioas(cmd.src_ioas_id) else { throw .noSuchFileOrDirectory }
         // iopt_get_pages: the source range must be covered by contiguous areas.
@@ -114,7 +114,7 @@ extension KernelState {
         guard contexts[contextID]!.ioas(cmd.dst_ioas_id) != nil else { throw .noSuchFileOrDirectory }
         cmd.dst_iova = try mapPages(contextID, ioasID: cmd.dst_ioas_id, pieces: pieces, length: cmd.length,
                                     fixedIOVA: fixed(cmd.flags) ? cmd.dst_iova : nil, flags: cmd.flags)
-        command.respond(cmd)
+        unsafe command.respond(cmd)
     }
 
     func fixed(_ flags: UInt32) -> Bool { flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 }
@@ -168,7 +168,7 @@ extension KernelState {
     }
 
     mutating func ioasUnmap(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_ioas_unmap.self)
+        var cmd = unsafe command.load(iommu_ioas_unmap.self)
         guard contexts[contextID]!.ioas(cmd.ioas_id) != nil else { throw .noSuchFileOrDirectory }
         let range: ClosedRange<UInt64>
         let unmapAll = cmd.iova == 0 && cmd.length == .max
@@ -203,7 +203,7 @@ extension KernelState {
         }
         if !unmapAll && unmapped == 0 { throw .noSuchFileOrDirectory }
         cmd.length = unmapped
-        command.respond(cmd)
+        unsafe command.respond(cmd)
     }
 
     mutating func dropPagesReference(_ contextID: Int, _ pagesID: Int) {

@@ -4,17 +4,19 @@ import SystemPackage
 
 /// The user's command buffer after `copy_struct_from_user`: a kernel-sized copy, and
 /// the ability to write the answer back (`iommufd_ucmd_respond`).
+// @unsafe: it holds the caller's pointer and a buffer it frees by hand.
+@unsafe
 struct UserCommand {
     let user: UnsafeMutableRawPointer
     let userSize: Int
     let kernel: UnsafeMutableRawPointer
 
-    func load<T>(_ type: T.Type) -> T { kernel.load(as: T.self) }
+    func load<T>(_ type: T.Type) -> T { unsafe kernel.load(as: T.self) }
 
     func respond<T>(_ value: T) {
         var value = value
-        withUnsafeBytes(of: &value) { bytes in
-            user.copyMemory(from: bytes.baseAddress!, byteCount: min(userSize, bytes.count))
+        unsafe withUnsafeBytes(of: &value) { bytes in
+            unsafe user.copyMemory(from: bytes.baseAddress!, byteCount: min(userSize, bytes.count))
         }
     }
 }
@@ -26,8 +28,8 @@ extension KernelState {
         let tableEnd: UInt32 = configuration.selftestEnabled ? 0xa0 : 0x95
         // Outside the table the kernel tries the VFIO compat ioctls (not built here): ENOTTY.
         guard nr >= 0x80, nr <= tableEnd else { throw .inappropriateIOCTLForDevice }
-        guard let argument else { throw .badAddress }
-        let userSize = Int(argument.loadUnaligned(as: UInt32.self))
+        guard let argument = unsafe argument else { throw .badAddress }
+        let userSize = unsafe Int(argument.loadUnaligned(as: UInt32.self))
         // The kernel's table (iommufd_ioctl_ops), from the toolkit's one descriptor table.
         guard let operation = IOMMUOperation(request: request, family: .iommufd) ?? IOMMUOperation(request: request, family: .selftest),
               let shape = operation.ioctl else { throw .inappropriateIOCTLForDevice }
@@ -36,28 +38,28 @@ extension KernelState {
         guard userSize >= shape.minimumSize else { throw .invalidArgument }
 
         let kernel = UnsafeMutableRawPointer.allocate(byteCount: shape.kernelSize, alignment: 8)
-        defer { kernel.deallocate() }
-        kernel.initializeMemory(as: UInt8.self, repeating: 0, count: shape.kernelSize)
-        kernel.copyMemory(from: argument, byteCount: min(userSize, shape.kernelSize))
+        defer { unsafe kernel.deallocate() }
+        unsafe kernel.initializeMemory(as: UInt8.self, repeating: 0, count: shape.kernelSize)
+        unsafe kernel.copyMemory(from: argument, byteCount: min(userSize, shape.kernelSize))
         if userSize > shape.kernelSize {
-            let tail = UnsafeRawBufferPointer(start: argument + shape.kernelSize, count: userSize - shape.kernelSize)
-            guard tail.allSatisfy({ $0 == 0 }) else { throw .argListTooLong }
+            let tail = unsafe UnsafeRawBufferPointer(start: argument + shape.kernelSize, count: userSize - shape.kernelSize)
+            guard unsafe tail.allSatisfy({ $0 == 0 }) else { throw .argListTooLong }
         }
-        let command = UserCommand(user: argument, userSize: userSize, kernel: kernel)
+        let command = unsafe UserCommand(user: argument, userSize: userSize, kernel: kernel)
         switch operation {
-        case .destroy: try destroy(contextID, command)
-        case .ioasAlloc: try ioasAlloc(contextID, command)
-        case .ioasAllowIOVAs: try ioasAllowIOVAs(contextID, command)
-        case .ioasCopy: try ioasCopy(contextID, command)
-        case .ioasIOVARanges: try ioasIOVARanges(contextID, command)
-        case .ioasMap: try ioasMap(contextID, command)
-        case .ioasUnmap: try ioasUnmap(contextID, command)
-        case .option: try option(contextID, command)
-        case .vfioIOAS: try vfioIOAS(contextID, command)
-        case .ioasMapFile: try ioasMapFile(contextID, command)
-        case .ioasChangeProcess: try ioasChangeProcess(contextID, command)
-        case .testCommand: try selftest(contextID, command)
-        default: try unmodelledCommand(contextID, operation, command)
+        case .destroy: unsafe try destroy(contextID, command)
+        case .ioasAlloc: unsafe try ioasAlloc(contextID, command)
+        case .ioasAllowIOVAs: unsafe try ioasAllowIOVAs(contextID, command)
+        case .ioasCopy: unsafe try ioasCopy(contextID, command)
+        case .ioasIOVARanges: unsafe try ioasIOVARanges(contextID, command)
+        case .ioasMap: unsafe try ioasMap(contextID, command)
+        case .ioasUnmap: unsafe try ioasUnmap(contextID, command)
+        case .option: unsafe try option(contextID, command)
+        case .vfioIOAS: unsafe try vfioIOAS(contextID, command)
+        case .ioasMapFile: unsafe try ioasMapFile(contextID, command)
+        case .ioasChangeProcess: unsafe try ioasChangeProcess(contextID, command)
+        case .testCommand: unsafe try selftest(contextID, command)
+        default: unsafe try unmodelledCommand(contextID, operation, command)
         }
         return 0
     }
@@ -65,7 +67,7 @@ extension KernelState {
     // MARK: Objects
 
     mutating func destroy(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        let id = command.load(iommu_destroy.self).id
+        let id = unsafe command.load(iommu_destroy.self).id
         try destroyObject(contextID, id)
     }
 
@@ -108,9 +110,9 @@ extension KernelState {
     }
 
     mutating func ioasAlloc(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_ioas_alloc.self)
+        var cmd = unsafe command.load(iommu_ioas_alloc.self)
         guard cmd.flags == 0 else { throw .notSupported }
         cmd.out_ioas_id = contexts[contextID]!.insert(.ioas(IOPageTable()))
-        command.respond(cmd)
+        unsafe command.respond(cmd)
     }
 }

@@ -7,7 +7,7 @@ extension KernelState {
     // MARK: Options
 
     mutating func option(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_option.self)
+        var cmd = unsafe command.load(iommu_option.self)
         guard cmd.__reserved == 0 else { throw .notSupported }
         switch cmd.option_id {
         case IOMMU_OPTION_RLIMIT_MODE:
@@ -49,19 +49,19 @@ extension KernelState {
             throw .notSupported
         }
         // iommufd_option writes back val64 only.
-        var answer = command.user.loadUnaligned(as: iommu_option.self)
+        var answer = unsafe command.user.loadUnaligned(as: iommu_option.self)
         answer.val64 = cmd.val64
-        command.user.storeBytes(of: answer.val64, toByteOffset: 16, as: UInt64.self)
+        unsafe command.user.storeBytes(of: answer.val64, toByteOffset: 16, as: UInt64.self)
     }
 
     mutating func vfioIOAS(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        var cmd = command.load(iommu_vfio_ioas.self)
+        var cmd = unsafe command.load(iommu_vfio_ioas.self)
         guard cmd.__reserved == 0 else { throw .notSupported }
         switch cmd.op {
         case IOMMU_VFIO_IOAS_GET:
             guard let id = contexts[contextID]!.vfioIOAS else { throw .noSuchFileOrDirectory }
             cmd.ioas_id = id
-            command.respond(cmd)
+            unsafe command.respond(cmd)
         case IOMMU_VFIO_IOAS_SET:
             guard contexts[contextID]!.ioas(cmd.ioas_id) != nil else { throw .noSuchFileOrDirectory }
             contexts[contextID]!.vfioIOAS = cmd.ioas_id
@@ -73,7 +73,7 @@ extension KernelState {
     }
 
     mutating func ioasChangeProcess(_ contextID: Int, _ command: UserCommand) throws(Errno) {
-        let cmd = command.load(iommu_ioas_change_process.self)
+        let cmd = unsafe command.load(iommu_ioas_change_process.self)
         guard cmd.__reserved == 0 else { throw .notSupported }
         // Only file-backed mappings can move to another process.
         for pages in contexts[contextID]!.pages.values {
@@ -86,12 +86,12 @@ extension KernelState {
     mutating func unmodelledCommand(_ contextID: Int, _ operation: IOMMUOperation, _ command: UserCommand) throws(Errno) {
         switch operation {
         case .hwptAlloc:
-            let cmd = command.load(iommu_hwpt_alloc.self)
+            let cmd = unsafe command.load(iommu_hwpt_alloc.self)
             guard cmd.__reserved == 0 else { throw .notSupported }
             guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
             throw .notSupported
         case .getHWInfo:
-            var cmd = command.load(iommu_hw_info.self)
+            var cmd = unsafe command.load(iommu_hw_info.self)
             guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
             // A VFIO-bound PCI function sits behind the modelled intel-iommu (QEMU's registers).
             guard vfio.deviceFiles.values.contains(where: { $0.boundContext == contextID && $0.boundDeviceID == cmd.dev_id }) else {
@@ -104,18 +104,18 @@ extension KernelState {
             let kernelLength = MemoryLayout<iommu_hw_info_vtd>.size
             if cmd.data_len > 0 {
                 // The buffer is usually on the caller's stack, outside the modelled mmaps: only NULL faults.
-                guard let destination = UnsafeMutableRawPointer(bitPattern: UInt(cmd.data_uptr)) else { throw .badAddress }
+                guard let destination = unsafe UnsafeMutableRawPointer(bitPattern: UInt(cmd.data_uptr)) else { throw .badAddress }
                 let copied = min(Int(cmd.data_len), kernelLength)
-                withUnsafeBytes(of: &vtd) { destination.copyMemory(from: $0.baseAddress!, byteCount: copied) }
+                unsafe withUnsafeBytes(of: &vtd) { unsafe destination.copyMemory(from: $0.baseAddress!, byteCount: copied) }
                 if Int(cmd.data_len) > kernelLength {
-                    (destination + kernelLength).initializeMemory(as: UInt8.self, repeating: 0, count: Int(cmd.data_len) - kernelLength)
+                    unsafe (destination + kernelLength).initializeMemory(as: UInt8.self, repeating: 0, count: Int(cmd.data_len) - kernelLength)
                 }
             }
             cmd.data_len = UInt32(kernelLength)
             cmd.out_data_type = IOMMU_HW_INFO_TYPE_INTEL_VTD
             cmd.out_max_pasid_log2 = 0
             cmd.out_capabilities = 0
-            command.respond(cmd)
+            unsafe command.respond(cmd)
         case .ioasNoIOMMUGetPA:
             throw .notPermitted
         default:

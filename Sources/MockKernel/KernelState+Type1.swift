@@ -21,18 +21,18 @@ extension KernelState {
         guard var group = vfio.groups[number] else { throw .badFileDescriptor }
         switch operation {
         case .vfioGroupGetStatus:
-            guard let argument else { throw .badAddress }
-            var status = argument.loadUnaligned(as: vfio_group_status.self)
+            guard let argument = unsafe argument else { throw .badAddress }
+            var status = unsafe argument.loadUnaligned(as: vfio_group_status.self)
             guard status.argsz >= 8 else { throw .invalidArgument }
             if group.container != nil {
                 status.flags = VFIO_GROUP_FLAGS_VIABLE | VFIO_GROUP_FLAGS_CONTAINER_SET
             } else {
                 status.flags = groupIsViable(number) ? VFIO_GROUP_FLAGS_VIABLE : 0
             }
-            argument.storeBytes(of: status, as: vfio_group_status.self)
+            unsafe argument.storeBytes(of: status, as: vfio_group_status.self)
         case .vfioGroupSetContainer:
-            guard let argument else { throw .badAddress }
-            let fd = argument.loadUnaligned(as: Int32.self)
+            guard let argument = unsafe argument else { throw .badAddress }
+            let fd = unsafe argument.loadUnaligned(as: Int32.self)
             guard let descriptor = descriptors[fd] else { throw .badFileDescriptor }
             guard group.container == nil else { throw .invalidArgument }
             // Neither a container nor an iommufd: "the FD passed is not recognized".
@@ -47,8 +47,8 @@ extension KernelState {
             if vfio.deviceFiles.values.contains(where: { $0.group == number }) { throw .resourceBusy }
             leaveContainer(number, containerID)
         case .vfioGroupGetDeviceFD:
-            guard let argument else { throw .badAddress }
-            let name = readCString(argument, limit: 256)
+            guard let argument = unsafe argument else { throw .badAddress }
+            let name = unsafe readCString(argument, limit: 256)
             guard let containerID = group.container, vfio.containers[containerID]?.iommuSet == true else { throw .invalidArgument }
             let parts = name.split(separator: " ", maxSplits: 1)
             guard let address = parts.first,
@@ -95,7 +95,7 @@ extension KernelState {
     private func readCString(_ pointer: UnsafeMutableRawPointer, limit: Int) -> String {
         var bytes: [UInt8] = []
         for offset in 0..<limit {
-            let byte = pointer.load(fromByteOffset: offset, as: UInt8.self)
+            let byte = unsafe pointer.load(fromByteOffset: offset, as: UInt8.self)
             if byte == 0 { break }
             bytes.append(byte)
         }
@@ -124,11 +124,11 @@ extension KernelState {
         }
         // Everything else goes to the IOMMU driver; without one the container says EINVAL.
         guard container.iommuSet else { throw .invalidArgument }
-        guard let argument else { throw .badAddress }
+        guard let argument = unsafe argument else { throw .badAddress }
         switch operation {
-        case .vfioIOMMUGetInfo: try type1Info(container, argument)
-        case .vfioIOMMUMapDMA: try type1Map(&container, argument)
-        case .vfioIOMMUUnmapDMA: try type1Unmap(&container, argument)
+        case .vfioIOMMUGetInfo: unsafe try type1Info(container, argument)
+        case .vfioIOMMUMapDMA: unsafe try type1Map(&container, argument)
+        case .vfioIOMMUUnmapDMA: unsafe try type1Unmap(&container, argument)
         default: throw .inappropriateIOCTLForDevice
         }
         vfio.containers[containerID] = container
@@ -146,7 +146,7 @@ extension KernelState {
     }
 
     private func type1Info(_ container: ContainerState, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        var info = argument.loadUnaligned(as: vfio_iommu_type1_info.self)
+        var info = unsafe argument.loadUnaligned(as: vfio_iommu_type1_info.self)
         guard info.argsz >= 16 else { throw .invalidArgument }
         info.flags = VFIO_IOMMU_INFO_PGSIZES
         info.iova_pgsizes = 0x4020_1000  // 4 KiB | 2 MiB | 1 GiB
@@ -154,7 +154,7 @@ extension KernelState {
         let ranges = type1Ranges(container)
         var caps: [UInt8] = []
         let fixed = MemoryLayout<vfio_iommu_type1_info>.size
-        func append<T>(_ value: T) { var value = value; withUnsafeBytes(of: &value) { caps += $0 } }
+        func append<T>(_ value: T) { var value = value; unsafe withUnsafeBytes(of: &value) { unsafe caps += $0 } }
         let rangeCapStart = caps.count
         append(vfio_info_cap_header(id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, version: 1, next: 0))
         append(UInt32(ranges.count))
@@ -165,8 +165,8 @@ extension KernelState {
         append(configuration.type1MappingLimit - UInt32(container.mappings.count))
         append(UInt32(0))
         // Chain the headers: `next` is relative to the start of the whole info struct.
-        caps.withUnsafeMutableBytes { bytes in
-            bytes.storeBytes(of: UInt32(fixed + availCapStart), toByteOffset: rangeCapStart + 4, as: UInt32.self)
+        unsafe caps.withUnsafeMutableBytes { bytes in
+            unsafe bytes.storeBytes(of: UInt32(fixed + availCapStart), toByteOffset: rangeCapStart + 4, as: UInt32.self)
         }
         info.flags |= VFIO_IOMMU_INFO_CAPS
         if Int(info.argsz) < fixed + caps.count {
@@ -174,14 +174,14 @@ extension KernelState {
             info.cap_offset = 0
         } else {
             info.cap_offset = UInt32(fixed)
-            caps.withUnsafeBytes { (argument + fixed).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            unsafe caps.withUnsafeBytes { unsafe (argument + fixed).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
-        argument.storeBytes(of: info, as: vfio_iommu_type1_info.self)
+        unsafe argument.storeBytes(of: info, as: vfio_iommu_type1_info.self)
     }
 
     /// `vfio_dma_do_map`, then pinning and accounting (`vfio_pin_map_dma`).
     private mutating func type1Map(_ container: inout ContainerState, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        let map = argument.loadUnaligned(as: vfio_iommu_type1_dma_map.self)
+        let map = unsafe argument.loadUnaligned(as: vfio_iommu_type1_dma_map.self)
         let known = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR
         guard map.argsz >= 32, map.flags & ~known == 0 else { throw .invalidArgument }
         guard map.size != 0 else { throw .invalidArgument }
@@ -211,7 +211,7 @@ extension KernelState {
 
     /// `vfio_dma_do_unmap` with the v2 rule: a range may not cut a mapping.
     private mutating func type1Unmap(_ container: inout ContainerState, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        var unmap = argument.loadUnaligned(as: vfio_iommu_type1_dma_unmap.self)
+        var unmap = unsafe argument.loadUnaligned(as: vfio_iommu_type1_dma_unmap.self)
         let known = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR
         guard unmap.argsz >= 24, unmap.flags & ~known == 0 else { throw .invalidArgument }
         guard unmap.flags & (VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_VADDR) == 0 else { throw .invalidArgument }
@@ -238,7 +238,7 @@ extension KernelState {
             container.mappings[iova] = nil
         }
         unmap.size = unmapped
-        argument.storeBytes(of: unmap, as: vfio_iommu_type1_dma_unmap.self)
+        unsafe argument.storeBytes(of: unmap, as: vfio_iommu_type1_dma_unmap.self)
     }
 
     // MARK: Device DMA through a container
@@ -251,6 +251,6 @@ extension KernelState {
               write ? mapping.writable : mapping.readable else { return nil }
         let address = mapping.userAddress + (iova - mapping.iova)
         guard memoryIsMapped(start: address & ~(pageSize - 1), length: ((address + length + pageSize - 1) & ~(pageSize - 1)) - (address & ~(pageSize - 1)), writable: false) else { return nil }
-        return UnsafeMutableRawPointer(bitPattern: UInt(address))
+        return unsafe UnsafeMutableRawPointer(bitPattern: UInt(address))
     }
 }

@@ -12,7 +12,7 @@ extension KernelState {
 
     /// `vfio_df_ioctl_bind_iommufd`.
     mutating func bind(_ file: inout DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        var command = argument.loadUnaligned(as: vfio_device_bind_iommufd.self)
+        var command = unsafe argument.loadUnaligned(as: vfio_device_bind_iommufd.self)
         guard command.argsz >= 16, command.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN == 0 else { throw .invalidArgument }
         guard file.group == nil, file.boundDeviceID == nil else { throw .invalidArgument }
         let device = configuration.pciDevices[file.deviceIndex]
@@ -29,12 +29,12 @@ extension KernelState {
         file.boundDeviceID = deviceID
         vfio.devices[file.deviceIndex]!.boundCdevs += 1
         command.out_devid = deviceID
-        argument.storeBytes(of: command, as: vfio_device_bind_iommufd.self)
+        unsafe argument.storeBytes(of: command, as: vfio_device_bind_iommufd.self)
     }
 
     /// `vfio_df_ioctl_attach_pt`: attach, or replace when already attached.
     mutating func attach(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        var command = argument.loadUnaligned(as: vfio_device_attach_iommufd_pt.self)
+        var command = unsafe argument.loadUnaligned(as: vfio_device_attach_iommufd_pt.self)
         guard command.argsz >= 12, command.flags & ~VFIO_DEVICE_ATTACH_PASID == 0 else { throw .invalidArgument }
         guard let contextID = file.boundContext, let deviceID = file.boundDeviceID else { throw .invalidArgument }
         // The mock's functions have no PASID capability.
@@ -44,7 +44,7 @@ extension KernelState {
         if let previous = bound.attachedHWPT {
             if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[previous], hwpt.ioasID == command.pt_id || previous == command.pt_id {
                 command.pt_id = previous
-                argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
+                unsafe argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
                 return
             }
             detachDevice(contextID, deviceID)
@@ -58,11 +58,11 @@ extension KernelState {
             contexts[contextID]!.objects[hwpt.ioasID] = .ioas(table)
         }
         command.pt_id = hwptID
-        argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
+        unsafe argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
     }
 
     mutating func detach(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        let command = argument.loadUnaligned(as: vfio_device_detach_iommufd_pt.self)
+        let command = unsafe argument.loadUnaligned(as: vfio_device_detach_iommufd_pt.self)
         guard command.argsz >= 8, command.flags & ~VFIO_DEVICE_DETACH_PASID == 0 else { throw .invalidArgument }
         guard let contextID = file.boundContext, let deviceID = file.boundDeviceID else { throw .invalidArgument }
         detachDevice(contextID, deviceID)

@@ -19,19 +19,19 @@ extension KernelState {
         guard var file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
         // A cdev does nothing but bind until it is bound (`access_granted`).
         if file.group == nil && file.boundDeviceID == nil && operation != .vfioDeviceBindIOMMUFD { throw .invalidArgument }
-        guard let argument else { throw operation == .vfioDeviceReset ? .inappropriateIOCTLForDevice : .badAddress }
+        guard let argument = unsafe argument else { throw operation == .vfioDeviceReset ? .inappropriateIOCTLForDevice : .badAddress }
         let device = configuration.pciDevices[file.deviceIndex]
         switch operation {
-        case .vfioDeviceGetInfo: try deviceInfo(device, argument)
-        case .vfioDeviceGetRegionInfo: try regionInfo(device, argument)
-        case .vfioDeviceGetIRQInfo: try interruptInfo(device, argument)
-        case .vfioDeviceSetIRQs: try setInterrupts(file.deviceIndex, argument)
-        case .vfioDeviceGetPCIHotResetInfo: try hotResetInfo(file, argument)
+        case .vfioDeviceGetInfo: unsafe try deviceInfo(device, argument)
+        case .vfioDeviceGetRegionInfo: unsafe try regionInfo(device, argument)
+        case .vfioDeviceGetIRQInfo: unsafe try interruptInfo(device, argument)
+        case .vfioDeviceSetIRQs: unsafe try setInterrupts(file.deviceIndex, argument)
+        case .vfioDeviceGetPCIHotResetInfo: unsafe try hotResetInfo(file, argument)
         case .vfioDeviceBindIOMMUFD:
-            try bind(&file, argument)
+            unsafe try bind(&file, argument)
             vfio.deviceFiles[fileID] = file
-        case .vfioDeviceAttachIOMMUFDPT: try attach(file, argument)
-        case .vfioDeviceDetachIOMMUFDPT: try detach(file, argument)
+        case .vfioDeviceAttachIOMMUFDPT: unsafe try attach(file, argument)
+        case .vfioDeviceDetachIOMMUFDPT: unsafe try detach(file, argument)
         default: throw .inappropriateIOCTLForDevice
         }
         return 0
@@ -47,22 +47,22 @@ extension KernelState {
         runtime.configuration[0x04] = 0
         runtime.configuration[0x05] = 0
         for (index, base) in runtime.barStorage.enumerated() where base != 0 {
-            UnsafeMutableRawPointer(bitPattern: base)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(device.barSizes[index]))
+            unsafe UnsafeMutableRawPointer(bitPattern: base)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(device.barSizes[index]))
         }
         vfio.devices[file.deviceIndex] = runtime
     }
 
     private func deviceInfo(_ device: MockKernel.PCIDevice, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        var info = argument.loadUnaligned(as: vfio_device_info.self)
+        var info = unsafe argument.loadUnaligned(as: vfio_device_info.self)
         guard info.argsz >= 16 else { throw .invalidArgument }
         info.flags = VFIO_DEVICE_FLAGS_PCI | (device.resetMethod != nil ? VFIO_DEVICE_FLAGS_RESET : 0)
         info.num_regions = VFIO_PCI_NUM_REGIONS
         info.num_irqs = VFIO_PCI_NUM_IRQS
-        withUnsafeBytes(of: &info) { argument.copyMemory(from: $0.baseAddress!, byteCount: 16) }
+        unsafe withUnsafeBytes(of: &info) { unsafe argument.copyMemory(from: $0.baseAddress!, byteCount: 16) }
     }
 
     private func regionInfo(_ device: MockKernel.PCIDevice, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        var info = argument.loadUnaligned(as: vfio_region_info.self)
+        var info = unsafe argument.loadUnaligned(as: vfio_region_info.self)
         let fixed = MemoryLayout<vfio_region_info>.size
         guard info.argsz >= UInt32(fixed) else { throw .invalidArgument }
         guard info.index < VFIO_PCI_NUM_REGIONS, info.index != VFIO_PCI_VGA_REGION_INDEX else { throw .invalidArgument }
@@ -88,7 +88,7 @@ extension KernelState {
                 var header = vfio_info_cap_header()
                 header.id = VFIO_REGION_INFO_CAP_MSIX_MAPPABLE
                 header.version = 1
-                capability = withUnsafeBytes(of: &header) { Array($0) }
+                capability = unsafe withUnsafeBytes(of: &header) { unsafe Array($0) }
             }
         }
         if !capability.isEmpty {
@@ -98,10 +98,10 @@ extension KernelState {
                 info.argsz = needed
             } else {
                 info.cap_offset = UInt32(fixed)
-                capability.withUnsafeBytes { (argument + fixed).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                unsafe capability.withUnsafeBytes { unsafe (argument + fixed).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             }
         }
-        withUnsafeBytes(of: &info) { argument.copyMemory(from: $0.baseAddress!, byteCount: fixed) }
+        unsafe withUnsafeBytes(of: &info) { unsafe argument.copyMemory(from: $0.baseAddress!, byteCount: fixed) }
     }
 
     /// How many vectors an interrupt kind has on the device (`vfio_pci_get_irq_count`).
@@ -116,7 +116,7 @@ extension KernelState {
     }
 
     private func interruptInfo(_ device: MockKernel.PCIDevice, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        var info = argument.loadUnaligned(as: vfio_irq_info.self)
+        var info = unsafe argument.loadUnaligned(as: vfio_irq_info.self)
         guard info.argsz >= 16, info.index < VFIO_PCI_NUM_IRQS else { throw .invalidArgument }
         // Not PCI Express: no AER error interrupt.
         guard info.index != VFIO_PCI_ERR_IRQ_INDEX else { throw .invalidArgument }
@@ -127,12 +127,12 @@ extension KernelState {
             info.flags |= VFIO_IRQ_INFO_NORESIZE
         }
         info.count = interruptCount(device, info.index)
-        argument.storeBytes(of: info, as: vfio_irq_info.self)
+        unsafe argument.storeBytes(of: info, as: vfio_irq_info.self)
     }
 
     /// `vfio_set_irqs_validate_and_prepare`, then `vfio_pci_set_irqs_ioctl`.
     private mutating func setInterrupts(_ deviceIndex: Int, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        let header = argument.loadUnaligned(as: vfio_irq_set.self)
+        let header = unsafe argument.loadUnaligned(as: vfio_irq_set.self)
         let minimum = MemoryLayout<vfio_irq_set>.size
         let dataTypes = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD
         let actions = VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER
@@ -158,7 +158,7 @@ extension KernelState {
             var triggers = runtime.interruptKind == header.index ? runtime.triggers : []
             if triggers.count < Int(maximum) { triggers += Array(repeating: -1, count: Int(maximum) - triggers.count) }
             for offset in 0..<Int(header.count) {
-                let fd = argument.loadUnaligned(fromByteOffset: minimum + offset * 4, as: Int32.self)
+                let fd = unsafe argument.loadUnaligned(fromByteOffset: minimum + offset * 4, as: Int32.self)
                 if fd >= 0 {
                     guard let descriptor = descriptors[fd] else { throw .badFileDescriptor }
                     guard case .eventCounter = descriptor else { throw .invalidArgument }
@@ -176,7 +176,7 @@ extension KernelState {
             // DATA_NONE/BOOL with a count: a loopback trigger of the wired vectors.
             guard runtime.interruptKind == header.index else { throw .invalidArgument }
             for vector in Int(header.start)..<Int(header.start + header.count) {
-                let fire = header.flags & VFIO_IRQ_SET_DATA_BOOL == 0
+                let fire = unsafe header.flags & VFIO_IRQ_SET_DATA_BOOL == 0
                     || argument.load(fromByteOffset: minimum + vector - Int(header.start), as: UInt8.self) != 0
                 if fire { signal(runtime.triggers[vector]) }
             }
@@ -191,7 +191,7 @@ extension KernelState {
     }
 
     private func hotResetInfo(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
-        var header = argument.loadUnaligned(as: vfio_pci_hot_reset_info.self)
+        var header = unsafe argument.loadUnaligned(as: vfio_pci_hot_reset_info.self)
         let fixed = MemoryLayout<vfio_pci_hot_reset_info>.size
         guard header.argsz >= UInt32(fixed) else { throw .invalidArgument }
         let device = configuration.pciDevices[file.deviceIndex]
@@ -205,10 +205,10 @@ extension KernelState {
         header.flags = file.group == nil ? VFIO_PCI_HOT_RESET_FLAG_DEV_ID : 0
         let needed = fixed + affected.count * MemoryLayout<vfio_pci_dependent_device>.size
         guard Int(header.argsz) >= needed else {
-            argument.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
+            unsafe argument.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
             throw .noSpace
         }
-        argument.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
+        unsafe argument.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
         for (slot, index) in affected.enumerated() {
             let other = configuration.pciDevices[index]
             let address = (try? PCIAddress(parsing: other.address)) ?? PCIAddress(bus: 0, device: 0, function: 0)
@@ -223,10 +223,10 @@ extension KernelState {
                 id = UInt32(other.iommuGroup ?? 0)
             }
             let offset = fixed + slot * MemoryLayout<vfio_pci_dependent_device>.size
-            argument.storeBytes(of: id, toByteOffset: offset, as: UInt32.self)
-            argument.storeBytes(of: segment, toByteOffset: offset + 4, as: UInt16.self)
-            argument.storeBytes(of: busNumber, toByteOffset: offset + 6, as: UInt8.self)
-            argument.storeBytes(of: devfn, toByteOffset: offset + 7, as: UInt8.self)
+            unsafe argument.storeBytes(of: id, toByteOffset: offset, as: UInt32.self)
+            unsafe argument.storeBytes(of: segment, toByteOffset: offset + 4, as: UInt16.self)
+            unsafe argument.storeBytes(of: busNumber, toByteOffset: offset + 6, as: UInt8.self)
+            unsafe argument.storeBytes(of: devfn, toByteOffset: offset + 7, as: UInt8.self)
         }
     }
 }

@@ -56,7 +56,7 @@ extension KernelState {
             guard size > 0 else { return 0 }
             let rounded = Int((size + pageSize - 1) & ~(pageSize - 1))
             let base = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: Int(pageSize))
-            base.initializeMemory(as: UInt8.self, repeating: 0, count: rounded)
+            unsafe base.initializeMemory(as: UInt8.self, repeating: 0, count: rounded)
             return UInt(bitPattern: base)
         }
         vfio.devices[index] = DeviceRuntime(configuration: device.initialConfiguration, barStorage: storage)

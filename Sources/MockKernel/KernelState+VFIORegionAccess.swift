@@ -33,11 +33,11 @@ extension KernelState {
         let runtime = vfio.devices[deviceIndex]!
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
             let count = min(buffer.count, 256 - start)
-            runtime.configuration.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: count) }
+            unsafe runtime.configuration.withUnsafeBytes { unsafe buffer.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: count) }
             return count
         }
         let count = min(buffer.count, Int(configuration.pciDevices[deviceIndex].barSizes[index]) - start)
-        buffer.baseAddress!.copyMemory(from: UnsafeRawPointer(bitPattern: runtime.barStorage[index])! + start, byteCount: count)
+        unsafe buffer.baseAddress!.copyMemory(from: UnsafeRawPointer(bitPattern: runtime.barStorage[index])! + start, byteCount: count)
         return count
     }
 
@@ -51,13 +51,13 @@ extension KernelState {
             let msi = MockKernel.PCIDevice.msiCapabilityOffset, msix = MockKernel.PCIDevice.msixCapabilityOffset
             let writable: Set<Int> = [0x04, 0x05, msi + 2, msi + 3, msix + 2, msix + 3]
             for byte in 0..<count where writable.contains(start + byte) {
-                vfio.devices[deviceIndex]!.configuration[start + byte] = buffer[byte]
+                vfio.devices[deviceIndex]!.configuration[start + byte] = unsafe buffer[byte]
             }
             return count
         }
         let count = min(buffer.count, Int(configuration.pciDevices[deviceIndex].barSizes[index]) - start)
-        let storage = UnsafeMutableRawPointer(bitPattern: vfio.devices[deviceIndex]!.barStorage[index])!
-        (storage + start).copyMemory(from: buffer.baseAddress!, byteCount: count)
+        let storage = unsafe UnsafeMutableRawPointer(bitPattern: vfio.devices[deviceIndex]!.barStorage[index])!
+        unsafe (storage + start).copyMemory(from: buffer.baseAddress!, byteCount: count)
         return count
     }
 

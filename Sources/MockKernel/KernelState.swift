@@ -61,7 +61,7 @@ struct KernelState {
             let frees = scratch.pendingFrees
             scratch.pendingFrees.removeAll()
             self = scratch
-            for base in frees { UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+            for base in frees { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
             record(name, deferred)
             if let deferred { throw deferred }
             return value

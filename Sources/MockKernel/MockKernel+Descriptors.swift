@@ -9,7 +9,7 @@ import Glibc
 // pwrite, eventfd and poll.
 extension MockKernel {
     public func open(_ path: String, flags: Int32, mode: UInt32) throws(Errno) -> Int32 {
-        try state.withLock { (state) throws(Errno) -> Int32 in
+        unsafe try state.withLock { (state) throws(Errno) -> Int32 in
             try state.run("open") { (state) throws(Errno) -> Int32 in
                 let descriptor: OpenDescriptor
                 if path == "/dev/iommu" {
@@ -40,7 +40,7 @@ extension MockKernel {
     }
 
     public func close(_ fd: Int32) throws(Errno) {
-        let freed = try state.withLock { (state) throws(Errno) -> [UInt] in
+        let freed = unsafe try state.withLock { (state) throws(Errno) -> [UInt] in
             // Linux releases the descriptor even when close reports an error.
             let injected = state.enter("close")
             guard let descriptor = state.descriptors.removeValue(forKey: fd) else {
@@ -72,29 +72,29 @@ extension MockKernel {
             if let injected { throw injected }
             return freed
         }
-        for base in freed { UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+        for base in freed { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
     }
 
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        defer { state.broadcast() }  // VFIO_DEVICE_SET_IRQS with DATA_BOOL can signal an eventfd
-        return try state.withLock { (state) throws(Errno) -> Int32 in
+        defer { unsafe state.broadcast() }  // VFIO_DEVICE_SET_IRQS with DATA_BOOL can signal an eventfd
+        return unsafe try state.withLock { (state) throws(Errno) -> Int32 in
             let name = state.ioctlName(request, on: state.descriptors[fd])
             return try state.run(name) { (state) throws(Errno) -> Int32 in
                 switch state.descriptors[fd] {
                 case nil:
                     throw .badFileDescriptor
                 case .iommufd(let contextID)?:
-                    return try state.iommufdIoctl(contextID: contextID, request: request, argument: argument)
+                    return unsafe try state.iommufdIoctl(contextID: contextID, request: request, argument: argument)
                 case .vfioContainer(let id)?:
-                    return try state.vfioContainerIoctl(id, request: request, argument: argument)
+                    return unsafe try state.vfioContainerIoctl(id, request: request, argument: argument)
                 case .vfioGroup(let number)?:
-                    return try state.vfioGroupIoctl(number, request: request, argument: argument)
+                    return unsafe try state.vfioGroupIoctl(number, request: request, argument: argument)
                 case .vfioDevice(let fileID)?:
                     if request == VFIO_DEVICE_RESET {
                         try state.resetDevice(fileID)
                         return 0
                     }
-                    return try state.vfioDeviceIoctl(fileID, request: request, argument: argument)
+                    return unsafe try state.vfioDeviceIoctl(fileID, request: request, argument: argument)
                 default:
                     throw .inappropriateIOCTLForDevice
                 }
@@ -103,18 +103,18 @@ extension MockKernel {
     }
 
     public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        try state.withLock { (state) throws(Errno) -> Int in
+        unsafe try state.withLock { (state) throws(Errno) -> Int in
             try state.run("read") { (state) throws(Errno) -> Int in
                 switch state.descriptors[fd] {
                 case .eventCounter(let value)?:
                     guard buffer.count >= 8 else { throw .invalidArgument }
                     guard value > 0 else { throw .wouldBlock }
-                    buffer.storeBytes(of: value, as: UInt64.self)
+                    unsafe buffer.storeBytes(of: value, as: UInt64.self)
                     state.descriptors[fd] = .eventCounter(value: 0)
                     return 8
                 case .regularFile(let path, let contents)?:
                     let count = min(buffer.count, contents.count)
-                    buffer.copyBytes(from: contents.prefix(count))
+                    unsafe buffer.copyBytes(from: contents.prefix(count))
                     state.descriptors[fd] = .regularFile(path: path, contents: Array(contents.dropFirst(count)))
                     return count
                 case nil: throw .badFileDescriptor
@@ -125,16 +125,16 @@ extension MockKernel {
     }
 
     public func write(_ fd: Int32, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
-        defer { state.broadcast() }  // an eventfd may have become readable
-        return try state.withLock { (state) throws(Errno) -> Int in
+        defer { unsafe state.broadcast() }  // an eventfd may have become readable
+        return unsafe try state.withLock { (state) throws(Errno) -> Int in
             try state.run("write") { (state) throws(Errno) -> Int in
                 switch state.descriptors[fd] {
                 case .eventCounter(let value)?:
                     guard buffer.count == 8 else { throw .invalidArgument }
-                    state.descriptors[fd] = .eventCounter(value: value &+ buffer.loadUnaligned(as: UInt64.self))
+                    state.descriptors[fd] = unsafe .eventCounter(value: value &+ buffer.loadUnaligned(as: UInt64.self))
                     return 8
                 case .regularFile(let path, _)?:
-                    state.configuration.files[path] = Array(buffer)
+                    state.configuration.files[path] = unsafe Array(buffer)
                     return buffer.count
                 case nil: throw .badFileDescriptor
                 default: throw .invalidArgument
@@ -144,7 +144,7 @@ extension MockKernel {
     }
 
     public func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-        try state.withLock { (state) throws(Errno) -> Int in
+        unsafe try state.withLock { (state) throws(Errno) -> Int in
             try state.run("pread") { (state) throws(Errno) -> Int in
                 switch state.descriptors[fd] {
                 case .regularFile(let path, _)?:
@@ -152,19 +152,19 @@ extension MockKernel {
                     guard offset >= 0 else { throw .invalidArgument }
                     let start = min(Int(offset), contents.count)
                     let count = min(buffer.count, contents.count - start)
-                    buffer.copyBytes(from: contents[start..<(start + count)])
+                    unsafe buffer.copyBytes(from: contents[start..<(start + count)])
                     return count
                 case .memoryFile(let id)?:
                     guard let file = state.memoryFiles[id], offset >= 0 else { throw .invalidArgument }
                     let start = min(UInt64(offset), file.size)
                     let count = Int(min(UInt64(buffer.count), file.size - start))
-                    if count > 0, let base = UnsafeRawPointer(bitPattern: file.storage) {
-                        buffer.baseAddress!.copyMemory(from: base + Int(start), byteCount: count)
+                    if count > 0, let base = unsafe UnsafeRawPointer(bitPattern: file.storage) {
+                        unsafe buffer.baseAddress!.copyMemory(from: base + Int(start), byteCount: count)
                     }
                     return count
                 case .vfioDevice(let fileID)?:
                     guard offset >= 0, buffer.count > 0 else { throw .invalidArgument }
-                    return try state.deviceRead(fileID, into: buffer, offset: offset)
+                    return unsafe try state.deviceRead(fileID, into: buffer, offset: offset)
                 case nil: throw .badFileDescriptor
                 default: throw .illegalSeek
                 }
@@ -173,24 +173,24 @@ extension MockKernel {
     }
 
     public func pwrite(_ fd: Int32, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-        try state.withLock { (state) throws(Errno) -> Int in
+        unsafe try state.withLock { (state) throws(Errno) -> Int in
             try state.run("pwrite") { (state) throws(Errno) -> Int in
                 switch state.descriptors[fd] {
                 case .memoryFile(let id)?:
                     guard let file = state.memoryFiles[id], offset >= 0 else { throw .invalidArgument }
                     guard UInt64(offset) + UInt64(buffer.count) <= file.size else { throw .noSpace }
-                    if buffer.count > 0, let base = UnsafeMutableRawPointer(bitPattern: file.storage) {
-                        (base + Int(offset)).copyMemory(from: buffer.baseAddress!, byteCount: buffer.count)
+                    if buffer.count > 0, let base = unsafe UnsafeMutableRawPointer(bitPattern: file.storage) {
+                        unsafe (base + Int(offset)).copyMemory(from: buffer.baseAddress!, byteCount: buffer.count)
                     }
                     return buffer.count
                 case .vfioDevice(let fileID)?:
                     guard offset >= 0, buffer.count > 0 else { throw .invalidArgument }
-                    return try state.deviceWrite(fileID, from: buffer, offset: offset)
+                    return unsafe try state.deviceWrite(fileID, from: buffer, offset: offset)
                 case .regularFile(let path, _)?:
                     var contents = state.configuration.files[path] ?? []
                     let end = Int(offset) + buffer.count
                     if contents.count < end { contents += [UInt8](repeating: 0, count: end - contents.count) }
-                    contents.replaceSubrange(Int(offset)..<end, with: buffer)
+                    unsafe contents.replaceSubrange(Int(offset)..<end, with: buffer)
                     state.configuration.files[path] = contents
                     return buffer.count
                 case nil: throw .badFileDescriptor
@@ -201,7 +201,7 @@ extension MockKernel {
     }
 
     public func eventfd(initialValue: UInt32, flags: Int32) throws(Errno) -> Int32 {
-        try state.withLock { (state) throws(Errno) -> Int32 in
+        unsafe try state.withLock { (state) throws(Errno) -> Int32 in
             try state.run("eventfd") { (state) throws(Errno) -> Int32 in
                 if flags & Int32(EFD_CLOEXEC) == 0 { state.descriptorsWithoutCloexec += 1 }
                 let fd = state.lowestFreeDescriptor()
@@ -216,7 +216,7 @@ extension MockKernel {
     /// `POLLNVAL`, which ``LinuxSystem`` reports the same way). The wait really blocks, until
     /// an interrupt, a write or an ioctl makes a counter non-zero, or the timeout passes.
     public func waitReadable(_ fds: [Int32], timeoutNanoseconds: UInt64?) throws(Errno) -> [Int] {
-        try state.withLock { (state) throws(Errno) in
+        unsafe try state.withLock { (state) throws(Errno) in
             try state.run("poll") { (state) throws(Errno) in
                 for fd in fds {
                     switch state.descriptors[fd] {
@@ -227,7 +227,7 @@ extension MockKernel {
                 }
             }
         }
-        return state.wait(timeoutNanoseconds: timeoutNanoseconds) { state -> [Int]? in
+        return unsafe state.wait(timeoutNanoseconds: timeoutNanoseconds) { state -> [Int]? in
             let ready = fds.indices.filter { index in
                 switch state.descriptors[fds[index]] {
                 case .eventCounter(let value)?: value > 0

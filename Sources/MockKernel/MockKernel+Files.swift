@@ -9,7 +9,7 @@ import Glibc
 // directories, created and removed files.
 extension MockKernel {
     public func readFile(_ path: String) throws(Errno) -> [UInt8] {
-        try state.withLock { (state) throws(Errno) -> [UInt8] in
+        unsafe try state.withLock { (state) throws(Errno) -> [UInt8] in
             // Named apart from read(2) on a descriptor (an eventfd's counter), so a trace or a
             // fault rule can tell a sysfs attribute from an interrupt.
             try state.run("readFile") { (state) throws(Errno) -> [UInt8] in
@@ -21,7 +21,7 @@ extension MockKernel {
     }
 
     public func writeFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
-        try state.withLock { (state) throws(Errno) in
+        unsafe try state.withLock { (state) throws(Errno) in
             try state.run("writeFile") { (state) throws(Errno) in
                 if try state.writePCIAttribute(path, bytes) { return }
                 guard state.configuration.files[path] != nil else { throw .noSuchFileOrDirectory }
@@ -31,7 +31,7 @@ extension MockKernel {
     }
 
     public func createFile(_ path: String, _ bytes: [UInt8]) throws(Errno) {
-        try state.withLock { (state) throws(Errno) in
+        unsafe try state.withLock { (state) throws(Errno) in
             try state.run("open") { (state) throws(Errno) in
                 // sysfs and procfs do not make new files.
                 guard !path.hasPrefix("/sys/"), !path.hasPrefix("/proc/") else { throw .permissionDenied }
@@ -41,7 +41,7 @@ extension MockKernel {
     }
 
     public func removeFile(_ path: String) throws(Errno) {
-        try state.withLock { (state) throws(Errno) in
+        unsafe try state.withLock { (state) throws(Errno) in
             try state.run("unlink") { (state) throws(Errno) in
                 guard !path.hasPrefix("/sys/"), !path.hasPrefix("/proc/") else { throw .permissionDenied }
                 if let id = state.hugetlbfsFiles.removeValue(forKey: path) {
@@ -55,7 +55,7 @@ extension MockKernel {
     }
 
     public func readLink(_ path: String) throws(Errno) -> String {
-        try state.withLock { (state) throws(Errno) -> String in
+        unsafe try state.withLock { (state) throws(Errno) -> String in
             try state.run("readlink") { (state) throws(Errno) -> String in
                 if let target = state.configuration.links[path] { return target }
                 throw state.configuration.files[path] != nil ? .invalidArgument : .noSuchFileOrDirectory
@@ -64,7 +64,7 @@ extension MockKernel {
     }
 
     public func listDirectory(_ path: String) throws(Errno) -> [String] {
-        try state.withLock { (state) throws(Errno) -> [String] in
+        unsafe try state.withLock { (state) throws(Errno) -> [String] in
             try state.run("opendir") { (state) throws(Errno) -> [String] in
                 let prefix = path.hasSuffix("/") ? path : path + "/"
                 var names = Set<String>(state.hugePageDirectory(path))

@@ -13,16 +13,16 @@ extension MockKernel {
         let anonymous = flags & MAP_ANONYMOUS != 0
         let rounded = (UInt64(max(length, 0)) + pageSize - 1) & ~(pageSize - 1)
         var fresh: UnsafeMutableRawPointer?
-        defer { _ = fresh }
+        defer { _ = unsafe fresh }
         if anonymous && length > 0 && length < Int.max / 2 {
-            fresh = UnsafeMutableRawPointer.allocate(byteCount: Int(rounded), alignment: Int(pageSize))
-            fresh!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(rounded))
+            unsafe fresh = UnsafeMutableRawPointer.allocate(byteCount: Int(rounded), alignment: Int(pageSize))
+            unsafe fresh!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(rounded))
         }
-        let freshBase = fresh.map { UInt(bitPattern: $0) }
+        let freshBase = unsafe fresh.map { UInt(bitPattern: $0) }
         do {
-            let address = try state.withLock { (state) throws(Errno) -> UInt in
+            let address = unsafe try state.withLock { (state) throws(Errno) -> UInt in
                 try state.run("mmap") { (state) throws(Errno) -> UInt in
-                    guard length > 0, address == nil, flags & MAP_FIXED == 0 else { throw .invalidArgument }
+                    guard length > 0, unsafe address == nil, flags & MAP_FIXED == 0 else { throw .invalidArgument }
                     let writable = protection & PROT_WRITE != 0
                     if let freshBase {
                         let base = freshBase
@@ -54,15 +54,15 @@ extension MockKernel {
                     return UInt(start)
                 }
             }
-            return UnsafeMutableRawPointer(bitPattern: address)!
+            return unsafe UnsafeMutableRawPointer(bitPattern: address)!
         } catch {
-            fresh?.deallocate()
+            unsafe fresh?.deallocate()
             throw error
         }
     }
 
     public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
-        let freed = try state.withLock { (state) throws(Errno) -> [UInt] in
+        let freed = unsafe try state.withLock { (state) throws(Errno) -> [UInt] in
             try state.run("munmap") { (state) throws(Errno) -> [UInt] in
                 let start = UInt64(UInt(bitPattern: address))
                 guard length > 0, start % pageSize == 0 else { throw .invalidArgument }
@@ -70,11 +70,11 @@ extension MockKernel {
                 return state.unmapMemory(start...(start + rounded - 1))
             }
         }
-        for base in freed { UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+        for base in freed { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
     }
 
     public func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
-        try state.withLock { (state) throws(Errno) -> Int32 in
+        unsafe try state.withLock { (state) throws(Errno) -> Int32 in
             try state.run("memfd_create") { (state) throws(Errno) -> Int32 in
                 let sizeBits = CIOMMUFD_MFD_HUGE_MASK << CIOMMUFD_MFD_HUGE_SHIFT
                 guard flags & ~(CIOMMUFD_MFD_CLOEXEC | CIOMMUFD_MFD_ALLOW_SEALING | CIOMMUFD_MFD_HUGETLB | sizeBits) == 0 else { throw .invalidArgument }
@@ -99,7 +99,7 @@ extension MockKernel {
     }
 
     public func ftruncate(_ fd: Int32, length: Int64) throws(Errno) {
-        try state.withLock { (state) throws(Errno) in
+        unsafe try state.withLock { (state) throws(Errno) in
             try state.run("ftruncate") { (state) throws(Errno) in
                 guard case .memoryFile(let id)? = state.descriptors[fd], var file = state.memoryFiles[id] else { throw .badFileDescriptor }
                 guard length >= 0 else { throw .invalidArgument }
@@ -113,10 +113,10 @@ extension MockKernel {
                     guard !mapped else { throw .noMemory }
                     let capacity = (size + unit - 1) & ~(unit - 1)
                     let storage = UnsafeMutableRawPointer.allocate(byteCount: Int(capacity), alignment: Int(unit))
-                    storage.initializeMemory(as: UInt8.self, repeating: 0, count: Int(capacity))
-                    if let old = UnsafeMutableRawPointer(bitPattern: file.storage) {
-                        storage.copyMemory(from: old, byteCount: Int(file.size))
-                        old.deallocate()
+                    unsafe storage.initializeMemory(as: UInt8.self, repeating: 0, count: Int(capacity))
+                    if let old = unsafe UnsafeMutableRawPointer(bitPattern: file.storage) {
+                        unsafe storage.copyMemory(from: old, byteCount: Int(file.size))
+                        unsafe old.deallocate()
                     }
                     file.storage = UInt(bitPattern: storage)
                     file.capacity = capacity

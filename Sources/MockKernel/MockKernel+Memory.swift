@@ -8,7 +8,7 @@ import Glibc
 // Process memory beyond mmap: madvise, NUMA policy and placement, hugepage pools.
 extension MockKernel {
     public func madvise(_ address: UnsafeMutableRawPointer, length: Int, advice: Int32) throws(Errno) {
-        try state.withLock { (state) throws(Errno) in
+        unsafe try state.withLock { (state) throws(Errno) in
             try state.run("madvise") { (state) throws(Errno) in
                 let start = UInt64(UInt(bitPattern: address))
                 guard start % pageSize == 0, length >= 0 else { throw .invalidArgument }
@@ -39,7 +39,7 @@ extension MockKernel {
     }
 
     public func mbind(_ address: UnsafeMutableRawPointer, length: Int, mode: Int32, nodeMask: UInt64, flags: UInt32) throws(Errno) {
-        try state.withLock { (state) throws(Errno) in
+        unsafe try state.withLock { (state) throws(Errno) in
             try state.run("mbind") { (state) throws(Errno) in
                 let start = UInt64(UInt(bitPattern: address))
                 guard start % pageSize == 0, length > 0 else { throw .invalidArgument }
@@ -71,9 +71,9 @@ extension MockKernel {
     }
 
     public func pageNodes(_ pages: [UnsafeRawPointer]) throws(Errno) -> [Int32] {
-        try state.withLock { (state) throws(Errno) -> [Int32] in
+        unsafe try state.withLock { (state) throws(Errno) -> [Int32] in
             try state.run("move_pages") { (state) throws(Errno) -> [Int32] in
-                pages.map { page in
+                unsafe pages.map { page in
                     let address = UInt64(UInt(bitPattern: page))
                     guard let area = state.areasOfMemory.first(where: { $0.start <= address && address <= $0.last }) else { return -EFAULT }
                     return area.populated ? (area.numaNode ?? 0) : -ENOENT
@@ -84,7 +84,7 @@ extension MockKernel {
 
     /// Pages free in the hugepage pool of `pageSize` bytes.
     public func freeHugePages(_ pageSize: UInt64) -> Int {
-        state.withLock { $0.freeHugePages(pageSize) }
+        unsafe state.withLock { $0.freeHugePages(pageSize) }
     }
 }
 

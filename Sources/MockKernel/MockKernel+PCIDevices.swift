@@ -10,7 +10,7 @@ extension MockKernel {
     ///
     /// Safety: the pointer is valid only while the mapping exists and its memory stays mapped.
     public func pciDeviceMemory(_ address: String, iova: UInt64, length: Int, write: Bool) -> UnsafeMutableRawPointer? {
-        state.withLock { state in
+        unsafe state.withLock { state in
             guard let index = state.configuration.pciDevices.firstIndex(where: { $0.address == address }),
                   let runtime = state.vfio.devices[index],
                   UInt16(runtime.configuration[0x04]) & PCICommand.busMaster != 0 else { return nil }
@@ -21,13 +21,13 @@ extension MockKernel {
                       let hwptID = bound.attachedHWPT,
                       case .hwptPaging(let hwpt)? = state.contexts[contextID]?.objects[hwptID],
                       let table = state.contexts[contextID]?.ioas(hwpt.ioasID) else { continue }
-                return state.translate(contextID: contextID, table: table, iova: iova, length: UInt64(length), write: write)
+                return unsafe state.translate(contextID: contextID, table: table, iova: iova, length: UInt64(length), write: write)
             }
             // Through the legacy group's container.
             if let group = state.configuration.pciDevices[index].iommuGroup,
                let containerID = state.vfio.groups[group]?.container,
                let container = state.vfio.containers[containerID], container.iommuSet {
-                return state.type1Translate(container, iova: iova, length: UInt64(length), write: write)
+                return unsafe state.type1Translate(container, iova: iova, length: UInt64(length), write: write)
             }
             return nil
         }
@@ -35,15 +35,15 @@ extension MockKernel {
 
     /// A mock function writes `bytes` at `iova` by DMA; `false` when the IOMMU would block it.
     public func pciDeviceWrite(_ address: String, iova: UInt64, bytes: [UInt8]) -> Bool {
-        guard let target = pciDeviceMemory(address, iova: iova, length: bytes.count, write: true) else { return false }
-        bytes.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        guard let target = unsafe pciDeviceMemory(address, iova: iova, length: bytes.count, write: true) else { return false }
+        unsafe bytes.withUnsafeBytes { unsafe target.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return true
     }
 
     /// A mock function reads `length` bytes at `iova` by DMA; `nil` when the IOMMU would block it.
     public func pciDeviceRead(_ address: String, iova: UInt64, length: Int) -> [UInt8]? {
-        guard let source = pciDeviceMemory(address, iova: iova, length: length, write: false) else { return nil }
-        return Array(UnsafeRawBufferPointer(start: source, count: length))
+        guard let source = unsafe pciDeviceMemory(address, iova: iova, length: length, write: false) else { return nil }
+        return unsafe Array(UnsafeRawBufferPointer(start: source, count: length))
     }
 
     /// A mock function raises interrupt `vector` of the kind VFIO enabled. MSI and MSI-X
@@ -51,8 +51,8 @@ extension MockKernel {
     /// an eventfd was signalled.
     @discardableResult
     public func raiseInterrupt(_ address: String, vector: Int = 0) -> Bool {
-        defer { state.broadcast() }  // wake a thread waiting on the eventfd
-        return state.withLock { state in
+        defer { unsafe state.broadcast() }  // wake a thread waiting on the eventfd
+        return unsafe state.withLock { state in
             guard let index = state.configuration.pciDevices.firstIndex(where: { $0.address == address }),
                   let runtime = state.vfio.devices[index], let kind = runtime.interruptKind,
                   runtime.triggers.indices.contains(vector), runtime.triggers[vector] >= 0 else { return false }
@@ -65,17 +65,17 @@ extension MockKernel {
     /// A mock function's BAR as the device sees its own registers (nil before the
     /// function was first opened, or for an absent BAR).
     public func barMemory(_ address: String, bar: Int) -> UnsafeMutableRawBufferPointer? {
-        state.withLock { state in
+        unsafe state.withLock { state in
             guard let index = state.configuration.pciDevices.firstIndex(where: { $0.address == address }),
                   let runtime = state.vfio.devices[index], runtime.barStorage.indices.contains(bar),
-                  let base = UnsafeMutableRawPointer(bitPattern: runtime.barStorage[bar]) else { return nil }
-            return UnsafeMutableRawBufferPointer(start: base, count: Int(state.configuration.pciDevices[index].barSizes[bar]))
+                  let base = unsafe UnsafeMutableRawPointer(bitPattern: runtime.barStorage[bar]) else { return nil }
+            return unsafe UnsafeMutableRawBufferPointer(start: base, count: Int(state.configuration.pciDevices[index].barSizes[bar]))
         }
     }
 
     /// A mock function's live config space (nil before it was first opened).
     public func configurationSpace(_ address: String) -> [UInt8]? {
-        state.withLock { state in
+        unsafe state.withLock { state in
             guard let index = state.configuration.pciDevices.firstIndex(where: { $0.address == address }) else { return nil }
             return state.vfio.devices[index]?.configuration
         }
@@ -84,7 +84,7 @@ extension MockKernel {
     /// Changes the driver a function is bound to (as `driver_override` + `drivers_probe`
     /// would), which decides its group's viability.
     public func setDriver(_ driver: String?, of address: String) {
-        state.withLock { state in
+        unsafe state.withLock { state in
             guard let index = state.configuration.pciDevices.firstIndex(where: { $0.address == address }) else { return }
             state.configuration.setDriver(driver, ofDeviceAt: index)
         }

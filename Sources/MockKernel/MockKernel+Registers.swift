@@ -55,7 +55,7 @@ extension MockKernel {
     /// handler covers only change the BAR's memory, as before.
     public func onRegisterWrite(_ address: String, bar: Int, offsets: Range<UInt64>, _ handler: @escaping RegisterWriteHandler) {
         let index = deviceIndex(address, bar: bar)
-        registerHandlers.withLock {
+        unsafe registerHandlers.withLock {
             $0.writes.append(.init(deviceIndex: index, address: address, bar: bar, offsets: offsets, handler: handler))
         }
     }
@@ -71,7 +71,7 @@ extension MockKernel {
     /// value the one before it decided.
     public func onRegisterRead(_ address: String, bar: Int, offsets: Range<UInt64>, _ handler: @escaping RegisterReadHandler) {
         let index = deviceIndex(address, bar: bar)
-        registerHandlers.withLock {
+        unsafe registerHandlers.withLock {
             $0.reads.append(.init(deviceIndex: index, address: address, bar: bar, offsets: offsets, handler: handler))
         }
     }
@@ -83,7 +83,7 @@ extension MockKernel {
 
     /// Forgets every register handler of the function at `address`.
     public func removeRegisterHandlers(_ address: String) {
-        registerHandlers.withLock { handlers in
+        unsafe registerHandlers.withLock { handlers in
             handlers.writes.removeAll { $0.address == address }
             handlers.reads.removeAll { $0.address == address }
         }
@@ -91,7 +91,7 @@ extension MockKernel {
 
     /// A test naming a function or BAR the machine does not have is a mistake in the test.
     private func deviceIndex(_ address: String, bar: Int) -> Int {
-        state.withLock { state in
+        unsafe state.withLock { state in
             guard let index = state.configuration.pciDevices.firstIndex(where: { $0.address == address }) else {
                 preconditionFailure("no mock PCI function at \(address)")
             }
@@ -108,20 +108,20 @@ extension MockKernel {
     /// region offset packed as `deviceIndex << 48 | offset` (a region offset is
     /// `bar << 40 | start`). `nil` for any other descriptor.
     public func mmioObserver(fd: Int32, offset: Int64) -> MMIOObserver? {
-        let deviceIndex: Int? = state.withLock { state in
+        let deviceIndex: Int? = unsafe state.withLock { state in
             guard case .vfioDevice(let fileID)? = state.descriptors[fd], let file = state.vfio.deviceFiles[fileID] else { return nil }
             return file.deviceIndex
         }
         guard let deviceIndex, offset >= 0, UInt64(offset) >> vfioRegionShift < 6 else { return nil }
-        return MMIOObserver(
+        return unsafe MMIOObserver(
             context: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()),
             region: UInt64(deviceIndex) << 48 | UInt64(offset),
             didWrite: { context, region, offset, width, value in
-                Unmanaged<MockKernel>.fromOpaque(context).takeUnretainedValue()
+                unsafe Unmanaged<MockKernel>.fromOpaque(context).takeUnretainedValue()
                     .registerWritten(region: region, offset: offset, width: width, value: value)
             },
             didRead: { context, region, offset, width, value in
-                Unmanaged<MockKernel>.fromOpaque(context).takeUnretainedValue()
+                unsafe Unmanaged<MockKernel>.fromOpaque(context).takeUnretainedValue()
                     .registerRead(region: region, offset: offset, width: width, value: value)
             })
     }
@@ -134,7 +134,7 @@ extension MockKernel {
 
     private func registerWritten(region: UInt64, offset: UInt64, width: Int, value: UInt64) {
         let (deviceIndex, bar, barOffset) = locate(region, offset)
-        let matching = registerHandlers.withLock { $0.writes.filter { $0.matches(deviceIndex, bar, barOffset, width) } }
+        let matching = unsafe registerHandlers.withLock { $0.writes.filter { $0.matches(deviceIndex, bar, barOffset, width) } }
         for entry in matching {
             entry.handler(self, RegisterAccess(device: entry.address, bar: bar, offset: barOffset, width: width, value: value))
         }
@@ -142,7 +142,7 @@ extension MockKernel {
 
     private func registerRead(region: UInt64, offset: UInt64, width: Int, value: UInt64) -> UInt64 {
         let (deviceIndex, bar, barOffset) = locate(region, offset)
-        let matching = registerHandlers.withLock { $0.reads.filter { $0.matches(deviceIndex, bar, barOffset, width) } }
+        let matching = unsafe registerHandlers.withLock { $0.reads.filter { $0.matches(deviceIndex, bar, barOffset, width) } }
         let mask: UInt64 = width >= 8 ? .max : (1 << UInt64(width * 8)) - 1
         var result = value
         for entry in matching {

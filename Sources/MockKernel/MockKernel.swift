@@ -16,33 +16,36 @@ public import SystemPackage
 ///
 /// Every call is recorded in ``trace``; ``failNthCall(_:with:operation:)`` makes a chosen
 /// call fail before it has any effect; ``leaks`` reports what is still held.
+// @safe: the model's raw storage (the locked state) is used only behind this interface;
+// the seam's calls that take raw pointers are unsafe at their own declarations.
+@safe
 public final class MockKernel: SystemInterface, Sendable {
     let state: LockedState<KernelState>
     /// What mock devices do on register accesses (see ``onRegisterWrite(_:bar:offsets:_:)``).
-    let registerHandlers = LockedState(RegisterHandlers())
+    let registerHandlers = unsafe LockedState(RegisterHandlers())
 
     /// Creates a model of a machine described by `configuration`: no descriptors open, no objects, no mappings.
     public init(configuration: Configuration = Configuration()) {
-        state = LockedState(KernelState(configuration: configuration))
+        unsafe state = unsafe LockedState(KernelState(configuration: configuration))
     }
 
     deinit {
-        state.withLock { state in
+        unsafe state.withLock { state in
             for base in state.allocations.keys {
-                UnsafeMutableRawPointer(bitPattern: base)?.deallocate()
+                unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate()
             }
             for file in state.memoryFiles.values where file.storage != 0 {
-                UnsafeMutableRawPointer(bitPattern: file.storage)?.deallocate()
+                unsafe UnsafeMutableRawPointer(bitPattern: file.storage)?.deallocate()
             }
             for device in state.vfio.devices.values {
-                for base in device.barStorage where base != 0 { UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+                for base in device.barStorage where base != 0 { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
             }
         }
     }
 
     /// Changes the modelled machine (for example the memlock limit) between calls.
     public func reconfigure(_ change: (inout Configuration) -> Void) {
-        state.withLock { change(&$0.configuration) }
+        unsafe state.withLock { change(&$0.configuration) }
     }
 
     // MARK: Observability
@@ -57,10 +60,10 @@ public final class MockKernel: SystemInterface, Sendable {
     }
 
     /// Every call so far, in order.
-    public var trace: [Call] { state.withLock { $0.trace } }
+    public var trace: [Call] { unsafe state.withLock { $0.trace } }
 
     /// Forgets the trace.
-    public func clearTrace() { state.withLock { $0.trace.removeAll() } }
+    public func clearTrace() { unsafe state.withLock { $0.trace.removeAll() } }
 
     /// What the process still holds in the model.
     public struct Leaks: Sendable, Hashable, CustomStringConvertible {
@@ -83,7 +86,7 @@ public final class MockKernel: SystemInterface, Sendable {
 
     /// The leak counters.
     public var leaks: Leaks {
-        state.withLock { state in
+        unsafe state.withLock { state in
             Leaks(
                 openFileDescriptors: state.descriptors.count,
                 liveObjects: state.contexts.values.reduce(0) { $0 + $1.objects.count },
@@ -94,7 +97,7 @@ public final class MockKernel: SystemInterface, Sendable {
 
     /// Pages currently pinned by iommufd (charged or not), over all contexts.
     public var pinnedPageCount: UInt64 {
-        state.withLock { state in
+        unsafe state.withLock { state in
             state.contexts.values.reduce(0) { total, context in
                 total + context.pinned.values.reduce(0) { $0 + $1.count }
             }
@@ -102,7 +105,7 @@ public final class MockKernel: SystemInterface, Sendable {
     }
 
     /// Descriptors that were opened without `O_CLOEXEC` (must stay zero).
-    public var descriptorsWithoutCloseOnExec: Int { state.withLock { $0.descriptorsWithoutCloexec } }
+    public var descriptorsWithoutCloseOnExec: Int { unsafe state.withLock { $0.descriptorsWithoutCloexec } }
 
     // MARK: Fault injection
 
@@ -120,14 +123,14 @@ public final class MockKernel: SystemInterface, Sendable {
     /// before it has any effect. `close` still releases the descriptor, as Linux does.
     public func failNthCall(_ n: Int, with errno: Errno, operation: String? = nil) {
         precondition(n >= 1, "calls are counted from 1")
-        state.withLock { $0.faults.append(FaultRule(operation: operation, remaining: n, errno: errno)) }
+        unsafe state.withLock { $0.faults.append(FaultRule(operation: operation, remaining: n, errno: errno)) }
     }
 
     /// Removes every pending fault rule.
-    public func clearFaults() { state.withLock { $0.faults.removeAll() } }
+    public func clearFaults() { unsafe state.withLock { $0.faults.removeAll() } }
 
     /// The number of calls made so far (all kinds).
-    public var callCount: Int { state.withLock { $0.totalCalls } }
+    public var callCount: Int { unsafe state.withLock { $0.totalCalls } }
 }
 
 extension KernelState {

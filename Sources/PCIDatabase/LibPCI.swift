@@ -1,6 +1,6 @@
 import IOMMUFDSystem
 import CLibPCI
-public import VFIO
+import VFIO
 #if canImport(Glibc)
 import Glibc
 #endif

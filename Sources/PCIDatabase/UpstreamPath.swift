@@ -1,5 +1,5 @@
 public import IOMMUFD
-public import VFIO
+import VFIO
 
 /// The bridges between a PCI function and its root complex, nearest first, from the
 /// function's sysfs link (`/sys/bus/pci/devices/<address>` points into

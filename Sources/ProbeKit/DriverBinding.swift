@@ -1,6 +1,6 @@
 import IOMMUFD
 public import SystemPackage
-public import VFIO
+import VFIO
 
 /// Moves a PCI function between drivers the way the kernel documents it
 /// (Documentation/ABI/testing/sysfs-bus-pci): `driver_override`, `<driver>/unbind`,

@@ -4,7 +4,10 @@ import CIOMMUFD
 /// `vfio_info_cap_header` whose `next` is an offset from the start of the whole answer
 /// (0 ends the chain). Iteration stops at the first entry that would leave the buffer
 /// or point backwards, so a malformed answer cannot loop or read out of bounds.
-struct CapabilityChain: Sequence {
+// @unsafe: a view over a buffer it does not own; valid only while that buffer is.
+@unsafe
+struct CapabilityChain: @unsafe Sequence {
+    @unsafe
     struct Capability {
         var id: UInt16
         var version: UInt16
@@ -16,25 +19,26 @@ struct CapabilityChain: Sequence {
     let first: UInt32
 
     init(_ buffer: UnsafeRawBufferPointer, first: UInt32) {
-        self.buffer = buffer
-        self.first = first
+        unsafe self.buffer = unsafe buffer
+        unsafe self.first = first
     }
 
-    struct Iterator: IteratorProtocol {
+    @unsafe
+    struct Iterator: @unsafe IteratorProtocol {
         let buffer: UnsafeRawBufferPointer
         var offset: Int
         var visited = 0
 
         mutating func next() -> Capability? {
             let headerSize = MemoryLayout<vfio_info_cap_header>.size
-            guard offset != 0, offset >= headerSize, offset + headerSize <= buffer.count, visited < 64 else { return nil }
-            let header = buffer.loadUnaligned(fromByteOffset: offset, as: vfio_info_cap_header.self)
-            let body = UnsafeRawBufferPointer(rebasing: buffer[(offset + headerSize)...])
-            visited += 1
-            offset = Int(header.next) > offset ? Int(header.next) : 0
-            return Capability(id: header.id, version: header.version, body: body)
+            guard unsafe offset != 0, unsafe offset >= headerSize, unsafe offset + headerSize <= buffer.count, unsafe visited < 64 else { return nil }
+            let header = unsafe buffer.loadUnaligned(fromByteOffset: offset, as: vfio_info_cap_header.self)
+            let body = unsafe UnsafeRawBufferPointer(rebasing: buffer[(offset + headerSize)...])
+            unsafe visited += 1
+            unsafe offset = unsafe Int(header.next) > offset ? Int(header.next) : 0
+            return unsafe Capability(id: header.id, version: header.version, body: body)
         }
     }
 
-    func makeIterator() -> Iterator { Iterator(buffer: buffer, offset: Int(first)) }
+    func makeIterator() -> Iterator { unsafe Iterator(buffer: buffer, offset: Int(first)) }
 }

@@ -40,26 +40,35 @@ public enum DMAAddressSpace: Sendable {
 
     /// Maps user memory at a fixed IOVA for the devices of this space.
     ///
-    /// Safety: the memory must stay mapped in this process until the mapping is removed,
-    /// and every device that could reach it must be quiesced before it is unmapped.
+    /// - Safety: `[userAddress, userAddress + length)` must stay mapped in this process, and
+    ///   must not be handed to any other use that assumes it is private, until the mapping is
+    ///   removed and every device that could reach it is quiesced: a device may read or write
+    ///   it at any moment in between, and the kernel keeps its pages pinned even after a
+    ///   `munmap`.
+    @unsafe
     public func map(
         userAddress: UInt64, length: UInt64, at iova: IOVA, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> DMAMapping {
         switch self {
         case .iommufd(let ioas):
-            try ioas.map(userAddress: userAddress, length: length, at: iova, access: access, fileID: fileID, line: line)
+            unsafe try ioas.map(userAddress: userAddress, length: length, at: iova, access: access, fileID: fileID, line: line)
         case .type1(let container):
-            try container.map(userAddress: userAddress, length: length, at: iova, access: access, fileID: fileID, line: line)
+            unsafe try container.map(userAddress: userAddress, length: length, at: iova, access: access, fileID: fileID, line: line)
         }
     }
 
     /// Maps a buffer; see ``map(userAddress:length:at:access:fileID:line:)``.
+    ///
+    /// - Safety: the buffer must stay allocated and mapped until the mapping is removed and
+    ///   the devices that could reach it are quiesced; a device may read or write it at any
+    ///   time while it is mapped, whatever the buffer's Swift owner believes.
+    @unsafe
     public func map(
         _ buffer: UnsafeRawBufferPointer, at iova: IOVA, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> DMAMapping {
-        try map(userAddress: UInt64(UInt(bitPattern: buffer.baseAddress)), length: UInt64(buffer.count), at: iova,
+        try unsafe map(userAddress: UInt64(UInt(bitPattern: buffer.baseAddress)), length: UInt64(buffer.count), at: iova,
                 access: access, fileID: fileID, line: line)
     }
 

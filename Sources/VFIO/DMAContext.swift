@@ -10,6 +10,8 @@ public import IOMMUFD
 /// ``VFIOPCIDevice/init(_:path:virtualFunctionToken:iommuPath:system:environment:)``
 /// keeps making one context per device; ``claim(_:virtualFunctionToken:)`` adds devices to
 /// this one. The context lives as long as any of its devices.
+// @safe: its raw storage (the locked device list) is used only behind this interface.
+@safe
 public final class DMAContext: Sendable {
     /// Where the devices' DMA addresses are translated.
     public let addressSpace: DMAAddressSpace
@@ -19,7 +21,7 @@ public final class DMAContext: Sendable {
     public let logger: Logger
     /// The legacy path's open groups, by number: a group opens once, so two devices of one
     /// group share it.
-    private let groups = LockedState([Int: VFIOGroup]())
+    private let groups = unsafe LockedState([Int: VFIOGroup]())
 
     /// Opens a context on the path `choice` leads to (see ``VFIOPCIDevice/resolve(_:iommuPath:system:environment:)``):
     /// `/dev/iommu` and a fresh IOAS, or the legacy container.
@@ -62,7 +64,7 @@ public final class DMAContext: Sendable {
             return device
         case .type1(let container):
             let number = try VFIOGroup.number(of: address, system: system)
-            let group = try groups.withLock { (groups) throws(IOMMUError) -> VFIOGroup in
+            let group = unsafe try groups.withLock { (groups) throws(IOMMUError) -> VFIOGroup in
                 if let open = groups[number] { return open }
                 let group = try VFIOGroup(number: number, container: container)
                 groups[number] = group

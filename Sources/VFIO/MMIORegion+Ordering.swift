@@ -27,7 +27,7 @@ extension MMIORegion {
     public func writeDoorbell32(_ value: UInt32, at offset: UInt64) {
         check(offset, 4)
         ciommufd_wmb()
-        ciommufd_mmio_write32(base, offset, value.littleEndian)
+        unsafe ciommufd_mmio_write32(base, offset, value.littleEndian)
         observed(write: UInt64(value), offset, 4)
     }
 
@@ -37,7 +37,7 @@ extension MMIORegion {
     public func writeDoorbell64(_ value: UInt64, at offset: UInt64) {
         check(offset, 8)
         ciommufd_wmb()
-        ciommufd_mmio_write64(base, offset, value.littleEndian)
+        unsafe ciommufd_mmio_write64(base, offset, value.littleEndian)
         observed(write: value, offset, 8)
     }
 

@@ -31,6 +31,9 @@ public import IOMMUFD
 /// and an access is the volatile load or store plus one never-taken branch.
 // Sendable: the mapping has one owner (it cannot be copied), so moving it to another thread
 // moves the only handle; the raw base pointer is what keeps the compiler from proving it.
+// @safe: every access is bounds- and alignment-checked against `length` before it touches
+// `base`, and the region cannot outlive its mapping (it owns it).
+@safe
 public struct MMIORegion: ~Copyable, @unchecked Sendable {
     /// The first byte of the mapping. Not public: drivers go through the accessors.
     @usableFromInline let base: UnsafeMutableRawPointer
@@ -45,9 +48,9 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     private let device: VFIODevice
 
     init(base: UnsafeMutableRawPointer, length: Int, observer: MMIOObserver?, device: VFIODevice) {
-        self.base = base
+        unsafe self.base = unsafe base
         self.length = length
-        self.observer = observer
+        unsafe self.observer = unsafe observer
         self.system = device.system
         self.device = device
     }
@@ -56,14 +59,14 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     public var owner: VFIODevice { device }
 
     deinit {
-        do { try system.munmap(base, length: length) } catch {
+        do { unsafe try system.munmap(base, length: length) } catch {
             device.logger.debug("unmapping a BAR failed", metadata: ["vfio.device": "\(device.path)", "error": "\(error)"])
         }
     }
 
     /// Whether a model of the system watches the accesses (a MockKernel device); never
     /// on ``LinuxSystem``.
-    public var isObserved: Bool { observer != nil }
+    public var isObserved: Bool { unsafe observer != nil }
 
     @inlinable @inline(__always)
     func check(_ offset: UInt64, _ width: UInt64) {
@@ -77,28 +80,28 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     @inlinable
     public func read8(at offset: UInt64) -> UInt8 {
         check(offset, 1)
-        return UInt8(truncatingIfNeeded: observed(read: UInt64(ciommufd_mmio_read8(base, offset)), offset, 1))
+        return unsafe UInt8(truncatingIfNeeded: observed(read: UInt64(ciommufd_mmio_read8(base, offset)), offset, 1))
     }
 
     /// Reads the little-endian 16-bit register at `offset` (aligned to 2).
     @inlinable
     public func read16(at offset: UInt64) -> UInt16 {
         check(offset, 2)
-        return UInt16(truncatingIfNeeded: observed(read: UInt64(UInt16(littleEndian: ciommufd_mmio_read16(base, offset))), offset, 2))
+        return unsafe UInt16(truncatingIfNeeded: observed(read: UInt64(UInt16(littleEndian: ciommufd_mmio_read16(base, offset))), offset, 2))
     }
 
     /// Reads the little-endian 32-bit register at `offset` (aligned to 4).
     @inlinable
     public func read32(at offset: UInt64) -> UInt32 {
         check(offset, 4)
-        return UInt32(truncatingIfNeeded: observed(read: UInt64(UInt32(littleEndian: ciommufd_mmio_read32(base, offset))), offset, 4))
+        return unsafe UInt32(truncatingIfNeeded: observed(read: UInt64(UInt32(littleEndian: ciommufd_mmio_read32(base, offset))), offset, 4))
     }
 
     /// Reads the little-endian 64-bit register at `offset` (aligned to 8) in one access.
     @inlinable
     public func read64(at offset: UInt64) -> UInt64 {
         check(offset, 8)
-        return observed(read: UInt64(littleEndian: ciommufd_mmio_read64(base, offset)), offset, 8)
+        return unsafe observed(read: UInt64(littleEndian: ciommufd_mmio_read64(base, offset)), offset, 8)
     }
 
     // MARK: Writes
@@ -107,7 +110,7 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     @inlinable
     public func write8(_ value: UInt8, at offset: UInt64) {
         check(offset, 1)
-        ciommufd_mmio_write8(base, offset, value)
+        unsafe ciommufd_mmio_write8(base, offset, value)
         observed(write: UInt64(value), offset, 1)
     }
 
@@ -115,7 +118,7 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     @inlinable
     public func write16(_ value: UInt16, at offset: UInt64) {
         check(offset, 2)
-        ciommufd_mmio_write16(base, offset, value.littleEndian)
+        unsafe ciommufd_mmio_write16(base, offset, value.littleEndian)
         observed(write: UInt64(value), offset, 2)
     }
 
@@ -123,7 +126,7 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     @inlinable
     public func write32(_ value: UInt32, at offset: UInt64) {
         check(offset, 4)
-        ciommufd_mmio_write32(base, offset, value.littleEndian)
+        unsafe ciommufd_mmio_write32(base, offset, value.littleEndian)
         observed(write: UInt64(value), offset, 4)
     }
 
@@ -132,7 +135,7 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     @inlinable
     public func write64(_ value: UInt64, at offset: UInt64) {
         check(offset, 8)
-        ciommufd_mmio_write64(base, offset, value.littleEndian)
+        unsafe ciommufd_mmio_write64(base, offset, value.littleEndian)
         observed(write: value, offset, 8)
     }
 
@@ -142,24 +145,24 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     /// the driver reads. Without an observer: one compare and branch, not taken.
     @inlinable @inline(__always)
     func observed(read value: UInt64, _ offset: UInt64, _ width: Int) -> UInt64 {
-        guard let observer else { return value }
-        return Self.report(observer, read: value, offset, width)
+        guard let observer = unsafe observer else { return value }
+        return unsafe Self.report(observer, read: value, offset, width)
     }
 
     /// Tells the observer, if any, of a store of `value`.
     @inlinable @inline(__always)
     func observed(write value: UInt64, _ offset: UInt64, _ width: Int) {
-        if let observer { Self.report(observer, write: value, offset, width) }
+        if let observer = unsafe observer { unsafe Self.report(observer, write: value, offset, width) }
     }
 
     // Out of line, so a real-hardware access carries only the branch.
     @usableFromInline @inline(never)
     static func report(_ observer: MMIOObserver, read value: UInt64, _ offset: UInt64, _ width: Int) -> UInt64 {
-        observer.didRead(observer.context, observer.region, offset, width, value)
+        unsafe observer.didRead(observer.context, observer.region, offset, width, value)
     }
 
     @usableFromInline @inline(never)
     static func report(_ observer: MMIOObserver, write value: UInt64, _ offset: UInt64, _ width: Int) {
-        observer.didWrite(observer.context, observer.region, offset, width, value)
+        unsafe observer.didWrite(observer.context, observer.region, offset, width, value)
     }
 }

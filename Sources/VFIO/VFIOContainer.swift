@@ -12,6 +12,9 @@ import Glibc
 /// The order the kernel insists on is kept by construction: a container is opened and
 /// checked (API version, type1v2), groups join it (``VFIOGroup``), the first group
 /// switches the IOMMU on (`VFIO_SET_IOMMU`), and only then can memory be mapped.
+// @safe: its raw storage (the locked membership) is used only behind this interface; the
+// one call that can break memory safety, `map(userAddress:)`, is itself @unsafe.
+@safe
 public final class VFIOContainer: Sendable {
     /// The container's file descriptor.
     public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
@@ -21,12 +24,12 @@ public final class VFIOContainer: Sendable {
     /// Where the container and its groups log teardown failures.
     let logger: Logger
     /// Whether the type1v2 IOMMU was switched on (by the first group that joined).
-    public var isIOMMUSet: Bool { membership.withLock { $0.isIOMMUSet } }
+    public var isIOMMUSet: Bool { unsafe membership.withLock { $0.isIOMMUSet } }
     /// The groups in the container, in the order they joined.
-    public var groupNumbers: [Int] { membership.withLock { $0.groupNumbers } }
+    public var groupNumbers: [Int] { unsafe membership.withLock { $0.groupNumbers } }
     /// Whether the IOMMU is set and which groups joined, behind a lock: groups join and
     /// leave from any thread.
-    private let membership = LockedState((isIOMMUSet: false, groupNumbers: [Int]()))
+    private let membership = unsafe LockedState((isIOMMUSet: false, groupNumbers: [Int]()))
 
     /// The container node.
     public static let path = "/dev/vfio/vfio"
@@ -73,7 +76,7 @@ public final class VFIOContainer: Sendable {
 
     /// Records a group that joined; the first one switches the type1v2 IOMMU on.
     func adopt(groupNumber: Int) throws(IOMMUError) {
-        try membership.withLock { (state) throws(IOMMUError) in
+        unsafe try membership.withLock { (state) throws(IOMMUError) in
             if !state.isIOMMUSet {
                 try VFIOContainerIOCTL.setIOMMU(system, fd, VFIO_TYPE1v2_IOMMU, fileID: #fileID, line: #line)
                 state.isIOMMUSet = true
@@ -84,7 +87,7 @@ public final class VFIOContainer: Sendable {
 
     /// Forgets a group whose descriptor was closed (the kernel took it out of the container).
     func release(groupNumber: Int) {
-        membership.withLock { $0.groupNumbers.removeAll { $0 == groupNumber } }
+        unsafe membership.withLock { $0.groupNumbers.removeAll { $0 == groupNumber } }
     }
 
     // MARK: DMA
@@ -96,6 +99,12 @@ public final class VFIOContainer: Sendable {
     ///   or an IOVA outside the valid ranges; `EEXIST` when it overlaps a mapping; `ENOSPC`
     ///   when `dma_entry_limit` is used up; `ENOMEM` at the memlock limit; `EFAULT` for
     ///   memory that is not mapped.
+    /// - Safety: `[userAddress, userAddress + length)` must stay mapped in this process, and
+    ///   must not be handed to any other use that assumes it is private, until the mapping is
+    ///   removed and every device of the container's groups that could reach it is quiesced:
+    ///   a device may read or write it at any moment in between, and type1 keeps its pages
+    ///   pinned even after a `munmap`.
+    @unsafe
     public func map(
         userAddress: UInt64, length: UInt64, at iova: IOVA, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
@@ -142,26 +151,26 @@ public final class VFIOContainer: Sendable {
     /// ranges and how many more mappings `dma_entry_limit` allows.
     public func info(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Type1Info {
         // Asked with room for the fixed part; with a capability chain, again with the size the kernel wants.
-        try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_iommu_type1_info>.size, operation: .vfioIOMMUGetInfo,
+        unsafe try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_iommu_type1_info>.size, operation: .vfioIOMMUGetInfo,
                                 fileID: fileID, line: line) { (buffer) throws(IOMMUError) -> SizedAnswer<Type1Info> in
-            let header = try VFIOContainerIOCTL.getInfo(system, fd, into: buffer, fileID: fileID, line: line)
+            let header = unsafe try VFIOContainerIOCTL.getInfo(system, fd, into: buffer, fileID: fileID, line: line)
             var info = Type1Info(pageSizes: header.iova_pgsizes, iovaRanges: [], availableMappings: nil)
             guard header.flags & VFIO_IOMMU_INFO_CAPS != 0 else { return .complete(info) }
             guard Int(header.argsz) <= buffer.count else { return .needs(byteCount: Int(header.argsz)) }
             guard header.cap_offset != 0 else { return .complete(info) }
-            for capability in CapabilityChain(UnsafeRawBufferPointer(buffer), first: header.cap_offset) {
-                switch capability.id {
+            for unsafe capability in unsafe CapabilityChain(UnsafeRawBufferPointer(buffer), first: header.cap_offset) {
+                switch unsafe capability.id {
                 case VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE:
-                    let count = Int(capability.body.load(fromByteOffset: 0, as: UInt32.self))
+                    let count = unsafe Int(capability.body.load(fromByteOffset: 0, as: UInt32.self))
                     let rangesStart = MemoryLayout<vfio_iommu_type1_info_cap_iova_range>.size - MemoryLayout<vfio_info_cap_header>.size
                     for index in 0..<count {
                         let offset = rangesStart + index * MemoryLayout<vfio_iova_range>.size
-                        guard offset + MemoryLayout<vfio_iova_range>.size <= capability.body.count else { break }
-                        let range = capability.body.loadUnaligned(fromByteOffset: offset, as: vfio_iova_range.self)
+                        guard unsafe offset + MemoryLayout<vfio_iova_range>.size <= capability.body.count else { break }
+                        let range = unsafe capability.body.loadUnaligned(fromByteOffset: offset, as: vfio_iova_range.self)
                         info.iovaRanges.append(IOVARange(start: IOVA(range.start), last: IOVA(range.end)))
                     }
                 case VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL:
-                    info.availableMappings = capability.body.load(fromByteOffset: 0, as: UInt32.self)
+                    info.availableMappings = unsafe capability.body.load(fromByteOffset: 0, as: UInt32.self)
                 default:
                     break
                 }

@@ -14,8 +14,8 @@ extension VFIODevice {
         var value = Value.zero
         let count: Int
         do {
-            count = try withUnsafeMutableBytes(of: &value) { (bytes) throws(Errno) -> Int in
-                try system.pread(fd, into: bytes, offset: Int64(base + offset))
+            count = unsafe try withUnsafeMutableBytes(of: &value) { (bytes) throws(Errno) -> Int in
+                unsafe try system.pread(fd, into: bytes, offset: Int64(base + offset))
             }
         } catch {
             throw IOMMUError(.pread, error, configurationContext(offset), fileID: fileID, line: line)
@@ -34,8 +34,8 @@ extension VFIODevice {
         var littleEndian = value.littleEndian
         let count: Int
         do {
-            count = try withUnsafeBytes(of: &littleEndian) { (bytes) throws(Errno) -> Int in
-                try system.pwrite(fd, from: bytes, offset: Int64(base + offset))
+            count = unsafe try withUnsafeBytes(of: &littleEndian) { (bytes) throws(Errno) -> Int in
+                unsafe try system.pwrite(fd, from: bytes, offset: Int64(base + offset))
             }
         } catch {
             throw IOMMUError(.pwrite, error, configurationContext(offset), fileID: fileID, line: line)

@@ -27,12 +27,12 @@ extension VFIODevice {
         let entrySize = MemoryLayout<vfio_pci_dependent_device>.size
         // Asked with room for the header only; ENOSPC says how many entries to make room for.
         let (answer, entries) = try naming { () throws(IOMMUError) in
-            try withSizeNegotiation(initialByteCount: headerSize, operation: .vfioDeviceGetPCIHotResetInfo, fileID: fileID, line: line) {
+            unsafe try withSizeNegotiation(initialByteCount: headerSize, operation: .vfioDeviceGetPCIHotResetInfo, fileID: fileID, line: line) {
                 (buffer) throws(IOMMUError) -> SizedAnswer<(vfio_pci_hot_reset_info, [vfio_pci_dependent_device])> in
                 do throws(IOMMUError) {
-                    let answer = try VFIODeviceIOCTL.getPCIHotResetInfo(system, fd, into: buffer, fileID: fileID, line: line)
+                    let answer = unsafe try VFIODeviceIOCTL.getPCIHotResetInfo(system, fd, into: buffer, fileID: fileID, line: line)
                     let count = min(Int(answer.count), (buffer.count - headerSize) / entrySize)
-                    let entries = (0..<count).map { buffer.loadUnaligned(fromByteOffset: headerSize + $0 * entrySize, as: vfio_pci_dependent_device.self) }
+                    let entries = (0..<count).map { unsafe buffer.loadUnaligned(fromByteOffset: headerSize + $0 * entrySize, as: vfio_pci_dependent_device.self) }
                     return .complete((answer, entries))
                 } catch {
                     guard error.errno == .noSpace, let count = error.context.reportedCount else { throw error }

@@ -22,10 +22,10 @@ extension VFIODevice {
             throw IOMMUError(.vfioDeviceBindIOMMUFD, .inappropriateIOCTLForDevice, IOMMUErrorContext(path: path), fileID: fileID, line: line)
         }
         var token: (UInt64, UInt64) = (0, 0)
-        let deviceID = try withUnsafeMutableBytes(of: &token) { (tokenBytes) throws(IOMMUError) -> UInt32 in
+        let deviceID = unsafe try withUnsafeMutableBytes(of: &token) { (tokenBytes) throws(IOMMUError) -> UInt32 in
             var tokenAddress: UInt64 = 0
             if let virtualFunctionToken {
-                tokenBytes.copyBytes(from: virtualFunctionToken.bytes)
+                unsafe tokenBytes.copyBytes(from: virtualFunctionToken.bytes)
                 tokenAddress = UInt64(UInt(bitPattern: tokenBytes.baseAddress))
             }
             return try naming { () throws(IOMMUError) in

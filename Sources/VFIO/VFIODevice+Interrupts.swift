@@ -89,8 +89,8 @@ public struct InterruptVectors: ~Copyable, Sendable {
     static func takePending(_ fd: Int32, vector: Int, system: any SystemInterface) throws(IOMMUError) -> UInt64 {
         var value: UInt64 = 0
         do {
-            _ = try withUnsafeMutableBytes(of: &value) { (bytes) throws(Errno) -> Int in
-                try system.read(fd, into: bytes)
+            _ = unsafe try withUnsafeMutableBytes(of: &value) { (bytes) throws(Errno) -> Int in
+                unsafe try system.read(fd, into: bytes)
             }
             return value
         } catch {
@@ -199,7 +199,7 @@ extension VFIODevice {
     /// Disables every vector of `kind` (`DATA_NONE | ACTION_TRIGGER` with count 0).
     public func disableInterrupts(_ kind: PCIInterruptKind, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in
-            try VFIODeviceIOCTL.setIRQs(system, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+            unsafe try VFIODeviceIOCTL.setIRQs(system, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
                                         start: 0, count: 0, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
         }
     }
@@ -207,16 +207,16 @@ extension VFIODevice {
     /// Unmasks INTx after it was handled (the kernel masks it on delivery).
     public func unmaskINTx(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in
-            try VFIODeviceIOCTL.setIRQs(system, fd, index: PCIInterruptKind.intx.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+            unsafe try VFIODeviceIOCTL.setIRQs(system, fd, index: PCIInterruptKind.intx.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
                                         start: 0, count: 1, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
         }
     }
 
     private func setInterruptTriggers(_ kind: PCIInterruptKind, _ descriptors: [Int32], fileID: StaticString, line: Int) throws(IOMMUError) {
-        let outcome = descriptors.withUnsafeBytes { data in
+        let outcome = unsafe descriptors.withUnsafeBytes { data in
             Result { () throws(IOMMUError) in
                 try naming { () throws(IOMMUError) in
-                    try VFIODeviceIOCTL.setIRQs(system, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                    unsafe try VFIODeviceIOCTL.setIRQs(system, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
                                                 start: 0, count: UInt32(descriptors.count), data: data, fileID: fileID, line: line)
                 }
             }

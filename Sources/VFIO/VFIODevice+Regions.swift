@@ -18,14 +18,14 @@ extension VFIODevice {
     public func region(_ index: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> VFIORegion {
         // Asked with room for the fixed part; with a capability chain, again with the size the kernel wants.
         try naming { () throws(IOMMUError) in
-            try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_region_info>.size, operation: .vfioDeviceGetRegionInfo,
+            unsafe try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_region_info>.size, operation: .vfioDeviceGetRegionInfo,
                                     fileID: fileID, line: line) { (buffer) throws(IOMMUError) -> SizedAnswer<VFIORegion> in
-                let answer = try VFIODeviceIOCTL.getRegionInfo(system, fd, index: index, into: buffer, fileID: fileID, line: line)
+                let answer = unsafe try VFIODeviceIOCTL.getRegionInfo(system, fd, index: index, into: buffer, fileID: fileID, line: line)
                 var region = VFIORegion(index: index, flags: answer.flags, size: answer.size, offset: answer.offset)
                 guard answer.flags & VFIO_REGION_INFO_FLAG_CAPS != 0 else { return .complete(region) }
                 guard Int(answer.argsz) <= buffer.count else { return .needs(byteCount: Int(answer.argsz)) }
                 if answer.cap_offset != 0 {
-                    region.capabilities = VFIORegionCapabilities(chain: CapabilityChain(UnsafeRawBufferPointer(buffer), first: answer.cap_offset))
+                    region.capabilities = unsafe VFIORegionCapabilities(chain: CapabilityChain(UnsafeRawBufferPointer(buffer), first: answer.cap_offset))
                 }
                 return .complete(region)
             }
@@ -42,10 +42,10 @@ extension VFIODevice {
             throw IOMMUError(.mmap, .invalidArgument, context, fileID: fileID, line: line)
         }
         do {
-            let base = try system.mmap(address: nil, length: Int(region.size), protection: PROT_READ | PROT_WRITE,
+            let base = unsafe try system.mmap(address: nil, length: Int(region.size), protection: PROT_READ | PROT_WRITE,
                                        flags: MAP_SHARED, fd: fd, offset: Int64(region.offset))
-            let observer = system.mmioObserver(fd: fd, offset: Int64(region.offset))
-            return MMIORegion(base: base, length: Int(region.size), observer: observer, device: self)
+            let observer = unsafe system.mmioObserver(fd: fd, offset: Int64(region.offset))
+            return unsafe MMIORegion(base: base, length: Int(region.size), observer: observer, device: self)
         } catch {
             var context = IOMMUErrorContext(length: region.size, path: path)
             context.regionIndex = region.index
@@ -129,24 +129,24 @@ public struct VFIORegionCapabilities: Sendable, Hashable {
     public init() {}
 
     init(chain: CapabilityChain) {
-        for capability in chain {
-            switch capability.id {
+        for unsafe capability in unsafe chain {
+            switch unsafe capability.id {
             case VFIO_REGION_INFO_CAP_SPARSE_MMAP:
-                guard capability.body.count >= 8 else { continue }
-                let count = Int(capability.body.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+                guard unsafe capability.body.count >= 8 else { continue }
+                let count = unsafe Int(capability.body.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
                 var areas: [Area] = []
                 for index in 0..<count {
                     let offset = 8 + index * MemoryLayout<vfio_region_sparse_mmap_area>.size
-                    guard offset + MemoryLayout<vfio_region_sparse_mmap_area>.size <= capability.body.count else { break }
-                    let area = capability.body.loadUnaligned(fromByteOffset: offset, as: vfio_region_sparse_mmap_area.self)
+                    guard unsafe offset + MemoryLayout<vfio_region_sparse_mmap_area>.size <= capability.body.count else { break }
+                    let area = unsafe capability.body.loadUnaligned(fromByteOffset: offset, as: vfio_region_sparse_mmap_area.self)
                     areas.append(Area(offset: area.offset, size: area.size))
                 }
                 sparseAreas = areas
             case VFIO_REGION_INFO_CAP_MSIX_MAPPABLE:
                 msixMappable = true
             case VFIO_REGION_INFO_CAP_TYPE:
-                guard capability.body.count >= 8 else { continue }
-                type = RegionType(type: capability.body.loadUnaligned(fromByteOffset: 0, as: UInt32.self),
+                guard unsafe capability.body.count >= 8 else { continue }
+                type = unsafe RegionType(type: capability.body.loadUnaligned(fromByteOffset: 0, as: UInt32.self),
                                   subtype: capability.body.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
             default:
                 continue

@@ -17,6 +17,8 @@ import Glibc
 /// Closing the device (when the value goes away) clears Bus Master Enable if this
 /// value set it, so the device is quiesced before anything it could reach is freed;
 /// then the descriptor is closed, which unbinds it (cdev) or releases it (group).
+// @safe: its raw storage (the seam, the locked state) is used only behind this interface.
+@safe
 public final class VFIODevice: Sendable {
     /// How a device descriptor was obtained.
     public enum Path: String, Sendable, Hashable {
@@ -49,39 +51,39 @@ public final class VFIODevice: Sendable {
         var configurationOffset: UInt64?
         var enabledBusMaster = false
     }
-    private let mutable = LockedState(MutableState())
+    private let mutable = unsafe LockedState(MutableState())
 
     /// The iommufd the device is bound to, once bound.
     public internal(set) var iommufd: IOMMUFD? {
-        get { mutable.withLock { $0.iommufd } }
-        set { mutable.withLock { $0.iommufd = newValue } }
+        get { unsafe mutable.withLock { $0.iommufd } }
+        set { unsafe mutable.withLock { $0.iommufd = newValue } }
     }
     /// The device's id in that iommufd, once bound.
     public internal(set) var deviceID: IOMMUObjectID<DeviceObject>? {
-        get { mutable.withLock { $0.deviceID } }
-        set { mutable.withLock { $0.deviceID = newValue } }
+        get { unsafe mutable.withLock { $0.deviceID } }
+        set { unsafe mutable.withLock { $0.deviceID = newValue } }
     }
     /// The page table the device is attached to (an automatic or explicit HWPT), if any.
     public internal(set) var attachedPageTable: HWPTID? {
-        get { mutable.withLock { $0.attachedPageTable } }
-        set { mutable.withLock { $0.attachedPageTable = newValue } }
+        get { unsafe mutable.withLock { $0.attachedPageTable } }
+        set { unsafe mutable.withLock { $0.attachedPageTable = newValue } }
     }
     /// The IOAS the device is attached to, kept alive until the device is closed (an
     /// IOAS cannot be destroyed while a device uses it).
     public internal(set) var attachedIOAS: IOAS? {
-        get { mutable.withLock { $0.attachedIOAS } }
-        set { mutable.withLock { $0.attachedIOAS = newValue } }
+        get { unsafe mutable.withLock { $0.attachedIOAS } }
+        set { unsafe mutable.withLock { $0.attachedIOAS = newValue } }
     }
     /// Where config space starts in the device descriptor: asked once, then kept (it
     /// does not change while the descriptor is open).
     var configurationOffset: UInt64? {
-        get { mutable.withLock { $0.configurationOffset } }
-        set { mutable.withLock { $0.configurationOffset = newValue } }
+        get { unsafe mutable.withLock { $0.configurationOffset } }
+        set { unsafe mutable.withLock { $0.configurationOffset = newValue } }
     }
     /// Whether this value turned Bus Master Enable on (and so must turn it off).
     var enabledBusMaster: Bool {
-        get { mutable.withLock { $0.enabledBusMaster } }
-        set { mutable.withLock { $0.enabledBusMaster = newValue } }
+        get { unsafe mutable.withLock { $0.enabledBusMaster } }
+        set { unsafe mutable.withLock { $0.enabledBusMaster = newValue } }
     }
 
     /// Opens a VFIO device cdev read-write with `O_CLOEXEC`.

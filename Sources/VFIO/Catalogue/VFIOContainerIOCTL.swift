@@ -12,13 +12,13 @@ package enum VFIOContainerIOCTL {
 
     /// `VFIO_CHECK_EXTENSION`: a positive answer means the extension (or IOMMU type) is offered.
     package static func checkExtension(_ system: any SystemInterface, _ fd: Int32, _ extensionID: UInt, fileID: StaticString, line: Int) throws(IOMMUError) -> Int32 {
-        try issueIOCTL(system, fd, VFIO_CHECK_EXTENSION, .vfioCheckExtension, argument: UnsafeMutableRawPointer(bitPattern: extensionID),
+        unsafe try issueIOCTL(system, fd, VFIO_CHECK_EXTENSION, .vfioCheckExtension, argument: UnsafeMutableRawPointer(bitPattern: extensionID),
                        IOMMUErrorContext(objectID: UInt32(truncatingIfNeeded: extensionID)), fileID: fileID, line: line)
     }
 
     /// `VFIO_SET_IOMMU`: chooses the IOMMU backend (`VFIO_TYPE1v2_IOMMU`) once a group joined.
     package static func setIOMMU(_ system: any SystemInterface, _ fd: Int32, _ type: UInt, fileID: StaticString, line: Int) throws(IOMMUError) {
-        _ = try issueIOCTL(system, fd, VFIO_SET_IOMMU, .vfioSetIOMMU, argument: UnsafeMutableRawPointer(bitPattern: type),
+        _ = unsafe try issueIOCTL(system, fd, VFIO_SET_IOMMU, .vfioSetIOMMU, argument: UnsafeMutableRawPointer(bitPattern: type),
                            IOMMUErrorContext(objectID: UInt32(truncatingIfNeeded: type)), fileID: fileID, line: line)
     }
 
@@ -28,10 +28,10 @@ package enum VFIOContainerIOCTL {
                                 fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_iommu_type1_info {
         var header = vfio_iommu_type1_info()
         header.argsz = UInt32(buffer.count)
-        buffer.storeBytes(of: header, as: vfio_iommu_type1_info.self)
-        _ = try issueIOCTL(system, fd, VFIO_IOMMU_GET_INFO, .vfioIOMMUGetInfo, argument: buffer.baseAddress,
+        unsafe buffer.storeBytes(of: header, as: vfio_iommu_type1_info.self)
+        _ = unsafe try issueIOCTL(system, fd, VFIO_IOMMU_GET_INFO, .vfioIOMMUGetInfo, argument: buffer.baseAddress,
                            IOMMUErrorContext(length: UInt64(buffer.count), fileDescriptor: fd), fileID: fileID, line: line)
-        return buffer.load(as: vfio_iommu_type1_info.self)
+        return unsafe buffer.load(as: vfio_iommu_type1_info.self)
     }
 
     /// `VFIO_IOMMU_MAP_DMA`: maps `[userAddress, userAddress + size)` at `iova`.

@@ -68,12 +68,12 @@ package enum VFIODeviceIOCTL {
         var header = vfio_region_info()
         header.argsz = UInt32(buffer.count)
         header.index = index
-        buffer.storeBytes(of: header, as: vfio_region_info.self)
+        unsafe buffer.storeBytes(of: header, as: vfio_region_info.self)
         var context = IOMMUErrorContext(length: UInt64(buffer.count))
         context.regionIndex = index
-        _ = try issueIOCTL(system, fd, VFIO_DEVICE_GET_REGION_INFO, .vfioDeviceGetRegionInfo, argument: buffer.baseAddress,
+        _ = unsafe try issueIOCTL(system, fd, VFIO_DEVICE_GET_REGION_INFO, .vfioDeviceGetRegionInfo, argument: buffer.baseAddress,
                            context, fileID: fileID, line: line)
-        return buffer.load(as: vfio_region_info.self)
+        return unsafe buffer.load(as: vfio_region_info.self)
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO` for one interrupt index.
@@ -92,16 +92,16 @@ package enum VFIODeviceIOCTL {
                                 data: UnsafeRawBufferPointer, fileID: StaticString, line: Int) throws(IOMMUError) {
         let headerSize = MemoryLayout<vfio_irq_set>.size
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: headerSize + data.count, alignment: 8)
-        defer { buffer.deallocate() }
+        defer { unsafe buffer.deallocate() }
         var header = vfio_irq_set()
         header.argsz = UInt32(buffer.count)
         header.flags = flags
         header.index = index
         header.start = start
         header.count = count
-        buffer.storeBytes(of: header, as: vfio_irq_set.self)
-        if !data.isEmpty { UnsafeMutableRawBufferPointer(rebasing: buffer[headerSize...]).copyMemory(from: data) }
-        _ = try issueIOCTL(system, fd, VFIO_DEVICE_SET_IRQS, .vfioDeviceSetIRQs, argument: buffer.baseAddress,
+        unsafe buffer.storeBytes(of: header, as: vfio_irq_set.self)
+        if unsafe !data.isEmpty { unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[headerSize...]).copyMemory(from: data) }
+        _ = unsafe try issueIOCTL(system, fd, VFIO_DEVICE_SET_IRQS, .vfioDeviceSetIRQs, argument: buffer.baseAddress,
                            IOMMUErrorContext(objectID: index, length: UInt64(count)), fileID: fileID, line: line)
     }
 
@@ -117,15 +117,15 @@ package enum VFIODeviceIOCTL {
                                            fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_pci_hot_reset_info {
         var header = vfio_pci_hot_reset_info()
         header.argsz = UInt32(buffer.count)
-        buffer.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
+        unsafe buffer.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
         do {
-            _ = try issueIOCTL(system, fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, .vfioDeviceGetPCIHotResetInfo, argument: buffer.baseAddress,
+            _ = unsafe try issueIOCTL(system, fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, .vfioDeviceGetPCIHotResetInfo, argument: buffer.baseAddress,
                                IOMMUErrorContext(length: UInt64(buffer.count)), fileID: fileID, line: line)
         } catch {
             var error = error
-            error.context.reportedCount = buffer.load(as: vfio_pci_hot_reset_info.self).count
+            error.context.reportedCount = unsafe buffer.load(as: vfio_pci_hot_reset_info.self).count
             throw error
         }
-        return buffer.load(as: vfio_pci_hot_reset_info.self)
+        return unsafe buffer.load(as: vfio_pci_hot_reset_info.self)
     }
 }

@@ -32,9 +32,9 @@ package enum VFIOGroupIOCTL {
                                     fileID: StaticString, line: Int) throws(IOMMUError) -> Int32 {
         let characters = Array(name.utf8) + [0]
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: characters.count, alignment: 1)
-        defer { buffer.deallocate() }
-        buffer.copyBytes(from: characters)
-        return try issueIOCTL(system, fd, VFIO_GROUP_GET_DEVICE_FD, .vfioGroupGetDeviceFD, argument: buffer.baseAddress,
+        defer { unsafe buffer.deallocate() }
+        unsafe buffer.copyBytes(from: characters)
+        return unsafe try issueIOCTL(system, fd, VFIO_GROUP_GET_DEVICE_FD, .vfioGroupGetDeviceFD, argument: buffer.baseAddress,
                               IOMMUErrorContext(objectID: group, path: name), fileID: fileID, line: line)
     }
 }
