@@ -26,7 +26,7 @@ extension IOAS {
             (buffer) throws(IOMMUError) -> SizedAnswer<IOVARanges> in
             let entries = unsafe buffer.bindMemory(to: iommu_iova_range.self)
             do throws(IOMMUError) {
-                let answer = try unsafe IOMMUFDIOCTL.ioasIOVARanges(system, fd, ioas: try liveID(.ioasIOVARanges, fileID: fileID, line: line), into: entries, fileID: fileID, line: line)
+                let answer = try unsafe IOMMUFDIOCTL.ioasIOVARanges(seam, fd, ioas: try liveID(.ioasIOVARanges, fileID: fileID, line: line), into: entries, fileID: fileID, line: line)
                 let ranges = unsafe entries.prefix(Int(answer.count)).map { IOVARange(start: IOVA($0.start), last: IOVA($0.last)) }
                 return .complete(IOVARanges(ranges: ranges, alignment: answer.alignment))
             } catch {
@@ -45,14 +45,14 @@ extension IOAS {
     public func allowIOVAs(_ ranges: [IOVARange], fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         let entries = ranges.map { iommu_iova_range(start: $0.start.rawValue, last: $0.last.rawValue) }
         try unsafe entries.withUnsafeBufferPointer { (pointer) throws(IOMMUError) in
-            try unsafe IOMMUFDIOCTL.ioasAllowIOVAs(system, fd, ioas: try liveID(.ioasAllowIOVAs, fileID: fileID, line: line), ranges: pointer, fileID: fileID, line: line)
+            try unsafe IOMMUFDIOCTL.ioasAllowIOVAs(seam, fd, ioas: try liveID(.ioasAllowIOVAs, fileID: fileID, line: line), ranges: pointer, fileID: fileID, line: line)
         }
     }
 
     /// Whether the IOMMU may combine pages into large IOPTEs for this IOAS (the default).
     /// The corresponding ioctl is `IOMMU_OPTION` with `IOMMU_OPTION_HUGE_PAGES`.
     public func hugePagesEnabled(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
-        try IOMMUFDIOCTL.option(system, fd, option: IOMMU_OPTION_HUGE_PAGES, op: IOMMU_OPTION_OP_GET,
+        try IOMMUFDIOCTL.option(seam, fd, option: IOMMU_OPTION_HUGE_PAGES, op: IOMMU_OPTION_OP_GET,
                                 object: try liveID(.option, fileID: fileID, line: line), value: 0, fileID: fileID, line: line) != 0
     }
 

@@ -23,10 +23,12 @@ extension IOAS {
         userAddress: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        let mapped = try IOMMUFDIOCTL.ioasMap(system, fd, ioas: try liveID(.ioasMap, fileID: fileID, line: line),
-                                              flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA),
-                                              userAddress: userAddress, length: length, iova: iova?.rawValue ?? 0,
-                                              fileID: fileID, line: line)
+        // The handle is checked before the seam is read, so that the seam is passed borrowed
+        // (an argument after a `try` makes the compiler copy the existential first).
+        let ioas = try liveID(.ioasMap, fileID: fileID, line: line)
+        let flags = access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA)
+        let mapped = try IOMMUFDIOCTL.ioasMap(seam, fd, ioas: ioas, flags: flags, userAddress: userAddress, length: length,
+                                              iova: iova?.rawValue ?? 0, fileID: fileID, line: line)
         return IOASMapping(iova: IOVA(mapped), length: length)
     }
 
@@ -54,7 +56,7 @@ extension IOAS {
         fileDescriptor: FileDescriptor, offset: UInt64, length: UInt64, at iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        let mapped = try IOMMUFDIOCTL.ioasMapFile(system, self.fd, ioas: try liveID(.ioasMapFile, fileID: fileID, line: line),
+        let mapped = try IOMMUFDIOCTL.ioasMapFile(seam, self.fd, ioas: try liveID(.ioasMapFile, fileID: fileID, line: line),
                                                   flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA),
                                                   fileDescriptor: fileDescriptor.rawValue, start: offset, length: length, iova: iova?.rawValue ?? 0,
                                                   fileID: fileID, line: line)
@@ -69,8 +71,9 @@ extension IOAS {
         from source: IOAS, iova sourceIOVA: IOVA, length: UInt64, to iova: IOVA? = nil, access: MapAccess = .readWrite,
         fileID: StaticString = #fileID, line: Int = #line
     ) throws(IOMMUError) -> IOASMapping {
-        let mapped = try IOMMUFDIOCTL.ioasCopy(system, fd, destination: try liveID(.ioasCopy, fileID: fileID, line: line),
-                                               source: try source.liveID(.ioasCopy, fileID: fileID, line: line),
+        let destination = try liveID(.ioasCopy, fileID: fileID, line: line)
+        let sourceID = try source.liveID(.ioasCopy, fileID: fileID, line: line)
+        let mapped = try IOMMUFDIOCTL.ioasCopy(seam, fd, destination: destination, source: sourceID,
                                                flags: access.rawValue | (iova == nil ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA), length: length,
                                                destinationIOVA: iova?.rawValue ?? 0, sourceIOVA: sourceIOVA.rawValue,
                                                fileID: fileID, line: line)
@@ -86,7 +89,8 @@ extension IOAS {
     ///   length 0, `EOVERFLOW` when the range wraps.
     @inline(__always)
     public func unmap(iova: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
-        try IOMMUFDIOCTL.ioasUnmap(system, fd, ioas: try liveID(.ioasUnmap, fileID: fileID, line: line), iova: iova.rawValue, length: length, fileID: fileID, line: line)
+        let ioas = try liveID(.ioasUnmap, fileID: fileID, line: line)  // first: see map(userAddress:)
+        return try IOMMUFDIOCTL.ioasUnmap(seam, fd, ioas: ioas, iova: iova.rawValue, length: length, fileID: fileID, line: line)
     }
 
     /// Unmaps exactly one mapping and checks that the kernel removed exactly its length.

@@ -15,6 +15,8 @@ public final class IOAS: Sendable {
     /// The context's descriptor and system, copied here so hot calls need not go through `iommufd`.
     let fd: Int32
     let system: any SystemInterface
+    /// The system as the ioctl catalogue calls it.
+    package let seam: IOCTLSeam
     let destroyed = Atomic<Bool>(false)
     /// Whether the last reference destroys the kernel object (false only for a wrapped id
     /// this handle did not allocate).
@@ -26,6 +28,7 @@ public final class IOAS: Sendable {
         self.destroysOnDeinit = destroysOnDeinit
         self.fd = iommufd.fd
         self.system = iommufd.system
+        seam = iommufd.seam
         iommufd.logger.debug("IOAS allocated", metadata: ["ioas.id": "\(id.rawValue)"])
     }
 

@@ -7,7 +7,7 @@ extension IOMMUFD {
     ///
     /// - Throws: any other errno (for example `EFAULT`), which means the probe itself went wrong.
     public func supports(_ command: IOMMUOperation, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
-        try IOMMUFDIOCTL.probe(system, fd, command, fileID: fileID, line: line)
+        try IOMMUFDIOCTL.probe(seam, fd, command, fileID: fileID, line: line)
     }
 
     /// Every iommufd command 0x80-0x95 (``IOMMUOperation/iommufdCommands``) this kernel implements.
@@ -29,7 +29,7 @@ extension IOMMUFD {
 
     /// The context's accounting mode. The corresponding ioctl is `IOMMU_OPTION` with `IOMMU_OPTION_RLIMIT_MODE`.
     public func accountingMode(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> AccountingMode {
-        let value = try IOMMUFDIOCTL.option(system, fd, option: IOMMU_OPTION_RLIMIT_MODE, op: IOMMU_OPTION_OP_GET,
+        let value = try IOMMUFDIOCTL.option(seam, fd, option: IOMMU_OPTION_RLIMIT_MODE, op: IOMMU_OPTION_OP_GET,
                                             object: 0, value: 0, fileID: fileID, line: line)
         return AccountingMode(rawValue: value) ?? .user
     }
@@ -43,7 +43,7 @@ extension IOMMUFD {
 
     /// Sets a raw `IOMMU_OPTION` value (for options and values this layer does not model).
     public func setOption(_ optionID: UInt32, objectID: UInt32, value: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        _ = try IOMMUFDIOCTL.option(system, fd, option: optionID, op: IOMMU_OPTION_OP_SET,
+        _ = try IOMMUFDIOCTL.option(seam, fd, option: optionID, op: IOMMU_OPTION_OP_SET,
                                     object: objectID, value: value, fileID: fileID, line: line)
     }
 }

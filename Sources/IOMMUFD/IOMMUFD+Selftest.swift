@@ -20,7 +20,7 @@ extension IOAS {
     /// with `IOMMU_TEST_OP_MOCK_DOMAIN`.
     @_spi(Selftest)
     public func selftestAttachMockDomain(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> SelftestMockDevice {
-        let answer = try SelftestIOCTL.mockDomain(system, fd, pageTable: try liveID(.testCommand, fileID: fileID, line: line), fileID: fileID, line: line)
+        let answer = try SelftestIOCTL.mockDomain(seam, fd, pageTable: try liveID(.testCommand, fileID: fileID, line: line), fileID: fileID, line: line)
         return SelftestMockDevice(
             selftestID: SelftestID(rawValue: answer.selftestID),
             hwptID: HWPTID(rawValue: answer.hwptID),
@@ -31,7 +31,7 @@ extension IOAS {
     /// The corresponding ioctl is `IOMMU_TEST_CMD` with `IOMMU_TEST_OP_ADD_RESERVED`.
     @_spi(Selftest)
     public func selftestAddReserved(start: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try SelftestIOCTL.addReserved(system, fd, ioas: try liveID(.testCommand, fileID: fileID, line: line), start: start.rawValue, length: length,
+        try SelftestIOCTL.addReserved(seam, fd, ioas: try liveID(.testCommand, fileID: fileID, line: line), start: start.rawValue, length: length,
                                       fileID: fileID, line: line)
     }
 }
@@ -44,7 +44,7 @@ extension IOMMUFD {
     @_spi(Selftest)
     public func selftestCheckMap(_ device: SelftestMockDevice, iova: IOVA, length: UInt64, address: UnsafeRawPointer,
                                  fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try SelftestIOCTL.checkMap(system, fd, hwpt: device.hwptID.rawValue, iova: iova.rawValue, length: length,
+        try SelftestIOCTL.checkMap(seam, fd, hwpt: device.hwptID.rawValue, iova: iova.rawValue, length: length,
                                    userAddress: UInt64(UInt(bitPattern: address)), fileID: fileID, line: line)
     }
 }
@@ -60,7 +60,7 @@ extension IOMMUFD {
     @_spi(Selftest)
     public func selftestCheckRefs(address: UnsafeRawPointer, length: UInt64, refs: UInt32,
                                   fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try SelftestIOCTL.checkRefs(system, fd, userAddress: UInt64(UInt(bitPattern: address)), length: length, refs: refs,
+        try SelftestIOCTL.checkRefs(seam, fd, userAddress: UInt64(UInt(bitPattern: address)), length: length, refs: refs,
                                     fileID: fileID, line: line)
     }
 }

@@ -13,6 +13,8 @@ import Glibc
 public final class IOMMUFD: Sendable {
     /// The system the context talks to (``LinuxSystem`` or a mock).
     public let system: any SystemInterface
+    /// The system as the ioctl catalogue calls it.
+    package let seam: IOCTLSeam
     /// The `/dev/iommu` descriptor.
     public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
     /// The raw descriptor, for the catalogue's calls.
@@ -40,6 +42,7 @@ public final class IOMMUFD: Sendable {
     /// Adopts an already open iommufd (for example one passed by a privileged parent, as QEMU's `-object iommufd,fd=` does).
     public init(adopting descriptor: FileDescriptor, system: any SystemInterface = LinuxSystem(), closeOnDeinit: Bool = true, logger: Logger = IOMMUFD.silentLogger) {
         self.system = system
+        seam = IOCTLSeam(system)
         self.fd = descriptor.rawValue
         self.closesOnDeinit = closeOnDeinit
         var logger = logger
@@ -70,12 +73,12 @@ public final class IOMMUFD: Sendable {
 
     /// Destroys an object given by its raw kernel id (for ids received from elsewhere).
     public func destroy(rawID: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try IOMMUFDIOCTL.destroy(system, fd, id: rawID, fileID: fileID, line: line)
+        try IOMMUFDIOCTL.destroy(seam, fd, id: rawID, fileID: fileID, line: line)
     }
 
     /// Allocates a new, empty I/O address space. The corresponding ioctl is `IOMMU_IOAS_ALLOC`.
     public func allocateIOAS(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> IOAS {
-        let id = try IOMMUFDIOCTL.ioasAlloc(system, fd, fileID: fileID, line: line)
+        let id = try IOMMUFDIOCTL.ioasAlloc(seam, fd, fileID: fileID, line: line)
         return IOAS(iommufd: self, id: IOASID(rawValue: id))
     }
 }

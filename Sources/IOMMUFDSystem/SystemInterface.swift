@@ -22,6 +22,11 @@ public protocol SystemInterface: Sendable {
     /// otherwise `-errno`. The ioctl catalogue uses it so that a failing call throws once,
     /// as its typed error, rather than twice. The default calls ``ioctl(_:_:_:)``.
     func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Int32
+    /// Whether this is the real kernel reached through ``LinuxSystem/ioctlInPlace(_:_:_:)``:
+    /// the ioctl catalogue then issues the call in place instead of through
+    /// ``ioctlResult(_:_:_:)``. Only ``LinuxSystem`` answers `true`; the default is `false`,
+    /// so a model or a wrapper of the seam sees every ioctl.
+    var issuesIOCTLsInPlace: Bool { get }
     /// The corresponding call is `read(2)`.
     func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
     /// The corresponding call is `write(2)`.
@@ -101,6 +106,9 @@ public struct ResourceLimit: Sendable, Hashable {
 }
 
 extension SystemInterface {
+    /// `false`: every ioctl goes through ``ioctlResult(_:_:_:)``.
+    public var issuesIOCTLsInPlace: Bool { false }
+
     /// ``ioctl(_:_:_:)`` with the errno as a negative result.
     public func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Int32 {
         do { return unsafe try ioctl(fd, request, argument) } catch { return -error.rawValue }

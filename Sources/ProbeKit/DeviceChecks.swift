@@ -212,7 +212,7 @@ struct DeepProbe {
         var answer: IOMMUFDIOCTL.HardwareInfoAnswer?
         withUnsafeMutableBytes(of: &data) { bytes in
             do throws(IOMMUError) {
-                answer = try IOMMUFDIOCTL.getHardwareInfo(iommufd.system, iommufd.fileDescriptor.rawValue, device: deviceID, flags: 0, dataType: 0,
+                answer = try IOMMUFDIOCTL.getHardwareInfo(iommufd.seam, iommufd.fileDescriptor.rawValue, device: deviceID, flags: 0, dataType: 0,
                                                           into: bytes, fileID: #fileID, line: #line)
             } catch {
                 failure = error.description

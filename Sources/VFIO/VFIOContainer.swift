@@ -21,6 +21,8 @@ public final class VFIOContainer: Sendable {
     /// The raw descriptor, for the catalogue's calls.
     let fd: Int32
     let system: any SystemInterface
+    /// The system as the ioctl catalogue calls it.
+    package let seam: IOCTLSeam
     /// Where the container and its groups log teardown failures.
     let logger: Logger
     /// Whether the type1v2 IOMMU was switched on (by the first group that joined).
@@ -48,8 +50,9 @@ public final class VFIOContainer: Sendable {
             throw IOMMUError(.open, error, IOMMUErrorContext(path: Self.path))
         }
         self.system = system
+        seam = IOCTLSeam(system)
         do throws(IOMMUError) {
-            let version = try VFIOContainerIOCTL.getAPIVersion(system, fd, fileID: #fileID, line: #line)
+            let version = try VFIOContainerIOCTL.getAPIVersion(seam, fd, fileID: #fileID, line: #line)
             guard version == Int32(VFIO_API_VERSION) else {
                 throw IOMMUError(.vfioGetAPIVersion, .invalidArgument, IOMMUErrorContext(objectID: UInt32(bitPattern: version), path: Self.path))
             }
@@ -71,14 +74,14 @@ public final class VFIOContainer: Sendable {
     /// `VFIO_CHECK_EXTENSION`: whether the container offers an IOMMU type or extension
     /// (`VFIO_TYPE1v2_IOMMU`, `VFIO_UNMAP_ALL`, `VFIO_UPDATE_VADDR`...).
     public func supports(_ extensionID: UInt) throws(IOMMUError) -> Bool {
-        try VFIOContainerIOCTL.checkExtension(system, fd, extensionID, fileID: #fileID, line: #line) > 0
+        try VFIOContainerIOCTL.checkExtension(seam, fd, extensionID, fileID: #fileID, line: #line) > 0
     }
 
     /// Records a group that joined; the first one switches the type1v2 IOMMU on.
     func adopt(groupNumber: Int) throws(IOMMUError) {
         unsafe try membership.withLock { (state) throws(IOMMUError) in
             if !state.isIOMMUSet {
-                try VFIOContainerIOCTL.setIOMMU(system, fd, VFIO_TYPE1v2_IOMMU, fileID: #fileID, line: #line)
+                try VFIOContainerIOCTL.setIOMMU(seam, fd, VFIO_TYPE1v2_IOMMU, fileID: #fileID, line: #line)
                 state.isIOMMUSet = true
             }
             state.groupNumbers.append(groupNumber)
@@ -111,7 +114,7 @@ public final class VFIOContainer: Sendable {
     ) throws(IOMMUError) -> DMAMapping {
         let flags = (access.contains(.readable) ? VFIO_DMA_MAP_FLAG_READ : 0) | (access.contains(.writeable) ? VFIO_DMA_MAP_FLAG_WRITE : 0)
         do {
-            try VFIOContainerIOCTL.mapDMA(system, fd, flags: flags, userAddress: userAddress, iova: iova.rawValue, size: length,
+            try VFIOContainerIOCTL.mapDMA(seam, fd, flags: flags, userAddress: userAddress, iova: iova.rawValue, size: length,
                                           fileID: fileID, line: line)
         } catch {
             var error = error
@@ -137,14 +140,14 @@ public final class VFIOContainer: Sendable {
     @discardableResult
     public func unmap(iova: IOVA, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
         try advising { () throws(IOMMUError) in
-            try VFIOContainerIOCTL.unmapDMA(system, fd, flags: 0, iova: iova.rawValue, size: length, fileID: fileID, line: line)
+            try VFIOContainerIOCTL.unmapDMA(seam, fd, flags: 0, iova: iova.rawValue, size: length, fileID: fileID, line: line)
         }
     }
 
     /// Unmaps everything (`VFIO_DMA_UNMAP_FLAG_ALL`, needs the `VFIO_UNMAP_ALL` extension).
     @discardableResult
     public func unmapAll(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
-        try VFIOContainerIOCTL.unmapDMA(system, fd, flags: VFIO_DMA_UNMAP_FLAG_ALL, iova: 0, size: 0, fileID: fileID, line: line)
+        try VFIOContainerIOCTL.unmapDMA(seam, fd, flags: VFIO_DMA_UNMAP_FLAG_ALL, iova: 0, size: 0, fileID: fileID, line: line)
     }
 
     /// `VFIO_IOMMU_GET_INFO` with its capability chain: page sizes, the valid IOVA
@@ -153,7 +156,7 @@ public final class VFIOContainer: Sendable {
         // Asked with room for the fixed part; with a capability chain, again with the size the kernel wants.
         unsafe try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_iommu_type1_info>.size, operation: .vfioIOMMUGetInfo,
                                 fileID: fileID, line: line) { (buffer) throws(IOMMUError) -> SizedAnswer<Type1Info> in
-            let header = unsafe try VFIOContainerIOCTL.getInfo(system, fd, into: buffer, fileID: fileID, line: line)
+            let header = unsafe try VFIOContainerIOCTL.getInfo(seam, fd, into: buffer, fileID: fileID, line: line)
             var info = Type1Info(pageSizes: header.iova_pgsizes, iovaRanges: [], availableMappings: nil)
             guard header.flags & VFIO_IOMMU_INFO_CAPS != 0 else { return .complete(info) }
             guard Int(header.argsz) <= buffer.count else { return .needs(byteCount: Int(header.argsz)) }

@@ -73,7 +73,7 @@ extension VFIODevice {
 
     /// `VFIO_DEVICE_RESET`: a function-level (or other) reset, when the device offers one.
     public func reset(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.reset(system, fd, fileID: fileID, line: line) }
+        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.reset(seam, fd, fileID: fileID, line: line) }
     }
 
     /// Runs one catalogue call and adds the device's path to its error.

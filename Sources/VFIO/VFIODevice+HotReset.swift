@@ -30,7 +30,7 @@ extension VFIODevice {
             unsafe try withSizeNegotiation(initialByteCount: headerSize, operation: .vfioDeviceGetPCIHotResetInfo, fileID: fileID, line: line) {
                 (buffer) throws(IOMMUError) -> SizedAnswer<(vfio_pci_hot_reset_info, [vfio_pci_dependent_device])> in
                 do throws(IOMMUError) {
-                    let answer = unsafe try VFIODeviceIOCTL.getPCIHotResetInfo(system, fd, into: buffer, fileID: fileID, line: line)
+                    let answer = unsafe try VFIODeviceIOCTL.getPCIHotResetInfo(seam, fd, into: buffer, fileID: fileID, line: line)
                     let count = min(Int(answer.count), (buffer.count - headerSize) / entrySize)
                     let entries = (0..<count).map { unsafe buffer.loadUnaligned(fromByteOffset: headerSize + $0 * entrySize, as: vfio_pci_dependent_device.self) }
                     return .complete((answer, entries))

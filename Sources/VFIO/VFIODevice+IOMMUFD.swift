@@ -29,7 +29,7 @@ extension VFIODevice {
                 tokenAddress = UInt64(UInt(bitPattern: tokenBytes.baseAddress))
             }
             return try naming { () throws(IOMMUError) in
-                try VFIODeviceIOCTL.bind(system, fd, iommufd: iommufd.fileDescriptor.rawValue, token: tokenAddress, fileID: fileID, line: line)
+                try VFIODeviceIOCTL.bind(seam, fd, iommufd: iommufd.fileDescriptor.rawValue, token: tokenAddress, fileID: fileID, line: line)
             }
         }
         self.iommufd = iommufd
@@ -58,7 +58,7 @@ extension VFIODevice {
     @discardableResult
     public func attach(pageTable rawID: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
         let hwpt = HWPTID(rawValue: try naming { () throws(IOMMUError) in
-            try VFIODeviceIOCTL.attach(system, fd, pageTable: rawID, fileID: fileID, line: line)
+            try VFIODeviceIOCTL.attach(seam, fd, pageTable: rawID, fileID: fileID, line: line)
         })
         attachedPageTable = hwpt
         attachedIOAS = nil
@@ -67,7 +67,7 @@ extension VFIODevice {
 
     /// Detaches the device from its page table; its DMA is blocked afterwards.
     public func detach(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.detach(system, fd, fileID: fileID, line: line) }
+        try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.detach(seam, fd, fileID: fileID, line: line) }
         attachedPageTable = nil
         attachedIOAS = nil
     }

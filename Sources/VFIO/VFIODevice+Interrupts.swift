@@ -62,6 +62,8 @@ public struct InterruptVectors: ~Copyable, Sendable {
     /// The raw eventfds, for the seam's calls.
     let descriptors: [Int32]
     let system: any SystemInterface
+    /// The system as the ioctl catalogue calls it.
+    package let seam: IOCTLSeam
 
     let logger: Logger
 
@@ -69,6 +71,7 @@ public struct InterruptVectors: ~Copyable, Sendable {
         self.kind = kind
         self.descriptors = eventFileDescriptors
         self.system = system
+        seam = IOCTLSeam(system)
         self.logger = logger
     }
 
@@ -153,7 +156,7 @@ extension VFIODevice {
     /// `VFIO_DEVICE_GET_IRQ_INFO` for one interrupt kind.
     public func interruptInfo(_ kind: PCIInterruptKind, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> VFIOInterruptInfo {
         let command = try naming { () throws(IOMMUError) in
-            try VFIODeviceIOCTL.getIRQInfo(system, fd, index: kind.rawValue, fileID: fileID, line: line)
+            try VFIODeviceIOCTL.getIRQInfo(seam, fd, index: kind.rawValue, fileID: fileID, line: line)
         }
         return VFIOInterruptInfo(kind: kind, flags: command.flags, count: command.count)
     }
@@ -199,7 +202,7 @@ extension VFIODevice {
     /// Disables every vector of `kind` (`DATA_NONE | ACTION_TRIGGER` with count 0).
     public func disableInterrupts(_ kind: PCIInterruptKind, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in
-            unsafe try VFIODeviceIOCTL.setIRQs(system, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+            unsafe try VFIODeviceIOCTL.setIRQs(seam, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
                                         start: 0, count: 0, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
         }
     }
@@ -207,7 +210,7 @@ extension VFIODevice {
     /// Unmasks INTx after it was handled (the kernel masks it on delivery).
     public func unmaskINTx(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try naming { () throws(IOMMUError) in
-            unsafe try VFIODeviceIOCTL.setIRQs(system, fd, index: PCIInterruptKind.intx.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+            unsafe try VFIODeviceIOCTL.setIRQs(seam, fd, index: PCIInterruptKind.intx.rawValue, flags: VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
                                         start: 0, count: 1, data: UnsafeRawBufferPointer(start: nil, count: 0), fileID: fileID, line: line)
         }
     }
@@ -216,7 +219,7 @@ extension VFIODevice {
         let outcome = unsafe descriptors.withUnsafeBytes { data in
             Result { () throws(IOMMUError) in
                 try naming { () throws(IOMMUError) in
-                    unsafe try VFIODeviceIOCTL.setIRQs(system, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                    unsafe try VFIODeviceIOCTL.setIRQs(seam, fd, index: kind.rawValue, flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
                                                 start: 0, count: UInt32(descriptors.count), data: data, fileID: fileID, line: line)
                 }
             }

@@ -10,7 +10,7 @@ extension VFIODevice {
 
     /// `VFIO_DEVICE_GET_INFO`.
     public func info(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> VFIODeviceInfo {
-        let command = try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.getInfo(system, fd, fileID: fileID, line: line) }
+        let command = try naming { () throws(IOMMUError) in try VFIODeviceIOCTL.getInfo(seam, fd, fileID: fileID, line: line) }
         return VFIODeviceInfo(flags: command.flags, regionCount: command.num_regions, interruptCount: command.num_irqs)
     }
 
@@ -20,7 +20,7 @@ extension VFIODevice {
         try naming { () throws(IOMMUError) in
             unsafe try withSizeNegotiation(initialByteCount: MemoryLayout<vfio_region_info>.size, operation: .vfioDeviceGetRegionInfo,
                                     fileID: fileID, line: line) { (buffer) throws(IOMMUError) -> SizedAnswer<VFIORegion> in
-                let answer = unsafe try VFIODeviceIOCTL.getRegionInfo(system, fd, index: index, into: buffer, fileID: fileID, line: line)
+                let answer = unsafe try VFIODeviceIOCTL.getRegionInfo(seam, fd, index: index, into: buffer, fileID: fileID, line: line)
                 var region = VFIORegion(index: index, flags: answer.flags, size: answer.size, offset: answer.offset)
                 guard answer.flags & VFIO_REGION_INFO_FLAG_CAPS != 0 else { return .complete(region) }
                 guard Int(answer.argsz) <= buffer.count else { return .needs(byteCount: Int(answer.argsz)) }

@@ -37,6 +37,8 @@ public final class VFIODevice: Sendable {
     /// Which path the descriptor came from.
     public let openedThrough: Path
     let system: any SystemInterface
+    /// The system as the ioctl catalogue calls it.
+    package let seam: IOCTLSeam
     /// Where the device, its BAR mappings and interrupt vectors log teardown failures.
     let logger: Logger
     /// The legacy group the descriptor came from (kept alive with the device).
@@ -97,6 +99,7 @@ public final class VFIODevice: Sendable {
         self.path = cdevPath
         self.openedThrough = .iommufdCdev
         self.system = system
+        seam = IOCTLSeam(system)
         self.group = nil
     }
 
@@ -114,6 +117,7 @@ public final class VFIODevice: Sendable {
         self.path = "group \(group.number): \(address)"
         self.openedThrough = .legacyGroup
         self.system = group.system
+        seam = group.seam
         self.group = group
     }
 

@@ -19,6 +19,8 @@ public final class VFIOGroup: Sendable {
     /// The container the group joined (kept alive by the group).
     public let container: VFIOContainer
     let system: any SystemInterface
+    /// The system as the ioctl catalogue calls it.
+    package let seam: IOCTLSeam
 
     /// The group node's path.
     public var path: String { "/dev/vfio/\(number)" }
@@ -42,15 +44,16 @@ public final class VFIOGroup: Sendable {
         self.fd = descriptor
         self.container = container
         self.system = system
+        seam = IOCTLSeam(system)
         do throws(IOMMUError) {
             let flags = try withErrorPath(path) { () throws(IOMMUError) in
-                try VFIOGroupIOCTL.getStatus(system, descriptor, group: UInt32(number), fileID: #fileID, line: #line)
+                try VFIOGroupIOCTL.getStatus(seam, descriptor, group: UInt32(number), fileID: #fileID, line: #line)
             }
             guard flags & VFIO_GROUP_FLAGS_VIABLE != 0 else {
                 throw IOMMUError(.vfioGroupGetStatus, .notPermitted, IOMMUErrorContext(objectID: UInt32(number), path: path)).advised()
             }
             try withErrorPath(path) { () throws(IOMMUError) in
-                try VFIOGroupIOCTL.setContainer(system, descriptor, group: UInt32(number), container: container.fd,
+                try VFIOGroupIOCTL.setContainer(seam, descriptor, group: UInt32(number), container: container.fd,
                                                 fileID: #fileID, line: #line)
             }
             try container.adopt(groupNumber: number)
@@ -90,7 +93,7 @@ public final class VFIOGroup: Sendable {
     func openDevice(_ address: PCIAddress, virtualFunctionToken: VFToken? = nil) throws(IOMMUError) -> Int32 {
         var name = address.description
         if let virtualFunctionToken { name += " vf_token=\(virtualFunctionToken)" }
-        return try VFIOGroupIOCTL.getDeviceFD(system, fd, group: UInt32(number), name: name, fileID: #fileID, line: #line)
+        return try VFIOGroupIOCTL.getDeviceFD(seam, fd, group: UInt32(number), name: name, fileID: #fileID, line: #line)
     }
 
 }

@@ -49,25 +49,25 @@ struct IOCTLCatalogueTests {
             #expect(kernel.trace.last?.name == expected.name)
         }
         var ranges = [iommu_iova_range](repeating: iommu_iova_range(), count: 2)
-        let ioas = try IOMMUFDIOCTL.ioasAlloc(kernel, fd, fileID: #fileID, line: #line)
+        let ioas = try IOMMUFDIOCTL.ioasAlloc(IOCTLSeam(kernel), fd, fileID: #fileID, line: #line)
         #expect(kernel.trace.last?.name == IOMMUOperation.ioasAlloc.name)
-        issued(.ioasMap) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.ioasMap(kernel, fd, ioas: ioas, flags: 0, userAddress: 0, length: 0, iova: 0, fileID: #fileID, line: #line) }
-        issued(.ioasMapFile) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.ioasMapFile(kernel, fd, ioas: ioas, flags: 0, fileDescriptor: -1, start: 0, length: 0, iova: 0, fileID: #fileID, line: #line) }
-        issued(.ioasCopy) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.ioasCopy(kernel, fd, destination: ioas, source: ioas, flags: 0, length: 0, destinationIOVA: 0, sourceIOVA: 0, fileID: #fileID, line: #line) }
-        issued(.ioasUnmap) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.ioasUnmap(kernel, fd, ioas: ioas, iova: 0, length: 0, fileID: #fileID, line: #line) }
+        issued(.ioasMap) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.ioasMap(IOCTLSeam(kernel), fd, ioas: ioas, flags: 0, userAddress: 0, length: 0, iova: 0, fileID: #fileID, line: #line) }
+        issued(.ioasMapFile) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.ioasMapFile(IOCTLSeam(kernel), fd, ioas: ioas, flags: 0, fileDescriptor: -1, start: 0, length: 0, iova: 0, fileID: #fileID, line: #line) }
+        issued(.ioasCopy) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.ioasCopy(IOCTLSeam(kernel), fd, destination: ioas, source: ioas, flags: 0, length: 0, destinationIOVA: 0, sourceIOVA: 0, fileID: #fileID, line: #line) }
+        issued(.ioasUnmap) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.ioasUnmap(IOCTLSeam(kernel), fd, ioas: ioas, iova: 0, length: 0, fileID: #fileID, line: #line) }
         issued(.ioasIOVARanges) { () throws(IOMMUError) in
             _ = try ranges.withUnsafeMutableBufferPointer { (entries) throws(IOMMUError) in
-                try IOMMUFDIOCTL.ioasIOVARanges(kernel, fd, ioas: ioas, into: entries, fileID: #fileID, line: #line)
+                try IOMMUFDIOCTL.ioasIOVARanges(IOCTLSeam(kernel), fd, ioas: ioas, into: entries, fileID: #fileID, line: #line)
             }
         }
         issued(.ioasAllowIOVAs) { () throws(IOMMUError) in
-            try IOMMUFDIOCTL.ioasAllowIOVAs(kernel, fd, ioas: ioas, ranges: UnsafeBufferPointer(start: nil, count: 0), fileID: #fileID, line: #line)
+            try IOMMUFDIOCTL.ioasAllowIOVAs(IOCTLSeam(kernel), fd, ioas: ioas, ranges: UnsafeBufferPointer(start: nil, count: 0), fileID: #fileID, line: #line)
         }
-        issued(.option) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.option(kernel, fd, option: IOMMU_OPTION_HUGE_PAGES, op: IOMMU_OPTION_OP_GET, object: ioas, value: 0, fileID: #fileID, line: #line) }
-        issued(.getHWInfo) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.getHardwareInfo(kernel, fd, device: 99, flags: 0, dataType: 0, into: UnsafeMutableRawBufferPointer(start: nil, count: 0), fileID: #fileID, line: #line) }
-        issued(.testCommand) { () throws(IOMMUError) in try SelftestIOCTL.addReserved(kernel, fd, ioas: ioas, start: 0x7000_0000, length: 4096, fileID: #fileID, line: #line) }
-        issued(.testCommand) { () throws(IOMMUError) in _ = try SelftestIOCTL.mockDomain(kernel, fd, pageTable: ioas, fileID: #fileID, line: #line) }
-        issued(.destroy) { () throws(IOMMUError) in try IOMMUFDIOCTL.destroy(kernel, fd, id: 999, fileID: #fileID, line: #line) }
+        issued(.option) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.option(IOCTLSeam(kernel), fd, option: IOMMU_OPTION_HUGE_PAGES, op: IOMMU_OPTION_OP_GET, object: ioas, value: 0, fileID: #fileID, line: #line) }
+        issued(.getHWInfo) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.getHardwareInfo(IOCTLSeam(kernel), fd, device: 99, flags: 0, dataType: 0, into: UnsafeMutableRawBufferPointer(start: nil, count: 0), fileID: #fileID, line: #line) }
+        issued(.testCommand) { () throws(IOMMUError) in try SelftestIOCTL.addReserved(IOCTLSeam(kernel), fd, ioas: ioas, start: 0x7000_0000, length: 4096, fileID: #fileID, line: #line) }
+        issued(.testCommand) { () throws(IOMMUError) in _ = try SelftestIOCTL.mockDomain(IOCTLSeam(kernel), fd, pageTable: ioas, fileID: #fileID, line: #line) }
+        issued(.destroy) { () throws(IOMMUError) in try IOMMUFDIOCTL.destroy(IOCTLSeam(kernel), fd, id: 999, fileID: #fileID, line: #line) }
     }
 
     @Test("the size negotiation asks again with the size the kernel wants, and gives up when it keeps growing")

@@ -1,6 +1,7 @@
 import CIOMMUFD
 import Foundation
 import IOMMUFD
+import MockKernel
 import SystemPackage
 import Testing
 
@@ -18,6 +19,29 @@ struct LinuxSystemTests {
         // And through the typed layer, as an IOMMUError with the operation.
         let iommufd = IOMMUFD(adopting: FileDescriptor(rawValue: fd), system: system, closeOnDeinit: false)
         #expect(errnoOf { try iommufd.allocateIOAS() } == .inappropriateIOCTLForDevice)
+    }
+
+    @Test("the real kernel is called in place: -errno, errno untouched, EINTR retried; a model is reached through the seam")
+    func ioctlInPlace() throws {
+        let fd = try system.open("/dev/null", flags: O_RDWR, mode: 0)
+        defer { try? system.close(fd) }
+        var command = iommu_ioas_unmap(size: 24, ioas_id: 1, iova: 0x100000, length: 0x1000)
+        errno = 0
+        let result = LinuxSystem.ioctlInPlace(fd, IOMMU_IOAS_UNMAP, &command)
+        #expect(result == -Errno.inappropriateIOCTLForDevice.rawValue)
+        #expect(errno == 0, "the in-place call answers -errno and leaves errno alone")
+        #expect(system.ioctlResult(fd, IOMMU_IOAS_UNMAP, &command) == result)
+        #expect(LinuxSystem.ioctlInPlace(-1, IOMMU_IOAS_UNMAP, &command) == -Errno.badFileDescriptor.rawValue)
+        // Only LinuxSystem issues in place; MockKernel (and any other seam) is asked through
+        // ioctlResult, which the mock records in its trace.
+        #expect(system.issuesIOCTLsInPlace)
+        let kernel = MockKernel()
+        #expect(!kernel.issuesIOCTLsInPlace)
+        #expect(IOCTLSeam(system).inPlace && !IOCTLSeam(kernel).inPlace)
+        let iommufd = try IOMMUFD(system: kernel)
+        let before = kernel.trace.count
+        _ = try iommufd.allocateIOAS()
+        #expect(kernel.trace.count > before)
     }
 
     @Test("every descriptor LinuxSystem opens is close-on-exec")

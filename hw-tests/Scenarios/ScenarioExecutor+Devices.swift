@@ -14,7 +14,7 @@ extension ScenarioExecutor {
     func mockDomain(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("mock_domain IOAS NAME") }
         let fd = try session.context(step)
-        let answer = try SelftestIOCTL.mockDomain(session.system, fd, pageTable: try session.objectID(step.words[0]), fileID: #fileID, line: step.line)
+        let answer = try SelftestIOCTL.mockDomain(session.seam, fd, pageTable: try session.objectID(step.words[0]), fileID: #fileID, line: step.line)
         let name = step.words[1]
         let context = step.arguments["in"] ?? ScenarioSession.defaultContext
         session.bind(name, id: answer.selftestID, context: context)
@@ -28,7 +28,7 @@ extension ScenarioExecutor {
     func replace(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("replace DEVICE PT") }
         let fd = try session.context(step)
-        let hwpt = try SelftestIOCTL.mockDomainReplace(session.system, fd, device: try session.objectID(step.words[0]),
+        let hwpt = try SelftestIOCTL.mockDomainReplace(session.seam, fd, device: try session.objectID(step.words[0]),
                                                        pageTable: try session.objectID(step.words[1]), fileID: #fileID, line: step.line)
         session.bind(step.words[0] + ".hwpt", id: hwpt, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
         return Outcome(outputs: ["hwpt": "\(hwpt)"])

@@ -18,7 +18,7 @@ extension ScenarioExecutor {
         let id = try session.objectID(ioas)
         let outcome = storage.withUnsafeMutableBufferPointer { entries in
             Result { () throws(IOMMUError) in
-                try IOMMUFDIOCTL.ioasIOVARanges(session.system, fd, ioas: id, into: UnsafeMutableBufferPointer(rebasing: entries[0..<capacity]),
+                try IOMMUFDIOCTL.ioasIOVARanges(session.seam, fd, ioas: id, into: UnsafeMutableBufferPointer(rebasing: entries[0..<capacity]),
                                                 fileID: #fileID, line: step.line)
             }
         }
@@ -53,7 +53,7 @@ extension ScenarioExecutor {
         let id = try session.objectID(ioas)
         let outcome = ranges.withUnsafeBufferPointer { entries in
             Result { () throws(IOMMUError) in
-                try IOMMUFDIOCTL.ioasAllowIOVAs(session.system, fd, ioas: id, ranges: entries, fileID: #fileID, line: step.line)
+                try IOMMUFDIOCTL.ioasAllowIOVAs(session.seam, fd, ioas: id, ranges: entries, fileID: #fileID, line: step.line)
             }
         }
         if case .failure(let error) = outcome { return Outcome(errno: error.errno) }
@@ -64,7 +64,7 @@ extension ScenarioExecutor {
     func addReserved(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let ioas = step.words.first else { throw session.fail("reserve IOAS start= length=") }
         let fd = try session.context(step)
-        try SelftestIOCTL.addReserved(session.system, fd, ioas: try session.objectID(ioas), start: try session.argument(step, "start"),
+        try SelftestIOCTL.addReserved(session.seam, fd, ioas: try session.objectID(ioas), start: try session.argument(step, "start"),
                                       length: try session.argument(step, "length"), fileID: #fileID, line: step.line)
         return Outcome()
     }
@@ -81,12 +81,12 @@ extension ScenarioExecutor {
         case let other: option = UInt32(truncatingIfNeeded: try session.number(other))
         }
         if let value = step.arguments["set"] {
-            _ = try IOMMUFDIOCTL.option(session.system, fd, option: option, op: IOMMU_OPTION_OP_SET, object: object,
+            _ = try IOMMUFDIOCTL.option(session.seam, fd, option: option, op: IOMMU_OPTION_OP_SET, object: object,
                                         value: try session.number(value), fileID: #fileID, line: step.line)
             return Outcome()
         }
         guard step.has("get") else { throw session.fail("option needs get or set=N") }
-        let value = try IOMMUFDIOCTL.option(session.system, fd, option: option, op: IOMMU_OPTION_OP_GET, object: object, value: 0,
+        let value = try IOMMUFDIOCTL.option(session.seam, fd, option: option, op: IOMMU_OPTION_OP_GET, object: object, value: 0,
                                             fileID: #fileID, line: step.line)
         return Outcome(outputs: ["value": "\(value)"])
     }

@@ -22,7 +22,7 @@ extension ScenarioExecutor {
             userAddress = UInt64(UInt(bitPattern: buffer.baseAddress)) + offset
             length = try session.argument(step, "length", default: UInt64(buffer.count) &- offset)
         }
-        let iova = try IOMMUFDIOCTL.ioasMap(session.system, fd, ioas: try session.objectID(step.words[0]), flags: try session.mapFlags(step),
+        let iova = try IOMMUFDIOCTL.ioasMap(session.seam, fd, ioas: try session.objectID(step.words[0]), flags: try session.mapFlags(step),
                                             userAddress: userAddress, length: length, iova: try session.argument(step, "iova", default: 0),
                                             fileID: #fileID, line: step.line)
         return Outcome(outputs: ["iova": ScenarioSession.hex(iova)])
@@ -38,7 +38,7 @@ extension ScenarioExecutor {
         } else {
             file = try session.memoryFile(step.words[1])
         }
-        let iova = try IOMMUFDIOCTL.ioasMapFile(session.system, fd, ioas: try session.objectID(step.words[0]), flags: try session.mapFlags(step),
+        let iova = try IOMMUFDIOCTL.ioasMapFile(session.seam, fd, ioas: try session.objectID(step.words[0]), flags: try session.mapFlags(step),
                                                 fileDescriptor: file, start: try session.argument(step, "start", default: 0),
                                                 length: try session.argument(step, "length"), iova: try session.argument(step, "iova", default: 0),
                                                 fileID: #fileID, line: step.line)
@@ -49,7 +49,7 @@ extension ScenarioExecutor {
     func copy(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("copy DST SRC") }
         let fd = try session.context(step)
-        let iova = try IOMMUFDIOCTL.ioasCopy(session.system, fd, destination: try session.objectID(step.words[0]),
+        let iova = try IOMMUFDIOCTL.ioasCopy(session.seam, fd, destination: try session.objectID(step.words[0]),
                                              source: try session.objectID(step.words[1]), flags: try session.mapFlags(step),
                                              length: try session.argument(step, "length"), destinationIOVA: try session.argument(step, "iova", default: 0),
                                              sourceIOVA: try session.argument(step, "src"), fileID: #fileID, line: step.line)
@@ -60,7 +60,7 @@ extension ScenarioExecutor {
     func unmap(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let ioas = step.words.first else { throw session.fail("unmap IOAS") }
         let fd = try session.context(step)
-        let unmapped = try IOMMUFDIOCTL.ioasUnmap(session.system, fd, ioas: try session.objectID(ioas), iova: try session.argument(step, "iova"),
+        let unmapped = try IOMMUFDIOCTL.ioasUnmap(session.seam, fd, ioas: try session.objectID(ioas), iova: try session.argument(step, "iova"),
                                                   length: try session.argument(step, "length"), fileID: #fileID, line: step.line)
         return Outcome(outputs: ["length": ScenarioSession.hex(unmapped)])
     }

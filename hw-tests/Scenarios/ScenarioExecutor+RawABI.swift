@@ -33,12 +33,12 @@ extension ScenarioExecutor {
             }
         }
         if step.has("null") {
-            _ = try IOMMUFDIOCTL.raw(session.system, fd, request: request, argument: nil)
+            _ = try IOMMUFDIOCTL.raw(session.seam, fd, request: request, argument: nil)
             return Outcome()
         }
         var errno: Errno?
         bytes.withUnsafeMutableBytes { buffer in
-            do throws(Errno) { _ = try IOMMUFDIOCTL.raw(session.system, fd, request: request, argument: buffer.baseAddress) } catch { errno = error }
+            do throws(Errno) { _ = try IOMMUFDIOCTL.raw(session.seam, fd, request: request, argument: buffer.baseAddress) } catch { errno = error }
         }
         return Outcome(errno: errno)
     }

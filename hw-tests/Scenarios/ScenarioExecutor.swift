@@ -106,7 +106,7 @@ public struct ScenarioExecutor: Sendable {
     func allocateIOAS(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let name = step.words.first else { throw session.fail("ioas NAME") }
         let fd = try session.context(step)
-        let id = try IOMMUFDIOCTL.ioasAlloc(session.system, fd, fileID: #fileID, line: step.line)
+        let id = try IOMMUFDIOCTL.ioasAlloc(session.seam, fd, fileID: #fileID, line: step.line)
         session.bind(name, id: id, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
         return Outcome(outputs: ["id": "\(id)"])
     }
@@ -114,7 +114,7 @@ public struct ScenarioExecutor: Sendable {
     func destroy(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let word = step.words.first else { throw session.fail("destroy NAME|ID") }
         let fd = try session.context(step)
-        try IOMMUFDIOCTL.destroy(session.system, fd, id: try session.objectID(word), fileID: #fileID, line: step.line)
+        try IOMMUFDIOCTL.destroy(session.seam, fd, id: try session.objectID(word), fileID: #fileID, line: step.line)
         return Outcome()
     }
 }

@@ -15,6 +15,8 @@ public struct ScriptError: Error, CustomStringConvertible {
 /// given back by `tearDown`, so scenarios cannot affect each other on a real kernel.
 final class ScenarioSession {
     let system: any SystemInterface
+    /// The system as the ioctl catalogue calls it.
+    let seam: IOCTLSeam
     let devicePath: String
     var contexts: [String: Int32] = [:]
     var objectIDs: [String: UInt32] = [:]
@@ -30,6 +32,7 @@ final class ScenarioSession {
 
     init(system: any SystemInterface, devicePath: String) {
         self.system = system
+        seam = IOCTLSeam(system)
         self.devicePath = devicePath
     }
 

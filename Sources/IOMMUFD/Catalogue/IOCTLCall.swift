@@ -1,5 +1,27 @@
 import SystemPackage
 
+/// What a catalogue function issues its ioctl through: the system, and whether that is the
+/// real kernel called in place (``SystemInterface/issuesIOCTLsInPlace``), asked once when a
+/// handle is made. A class, so that passing it is passing a reference the caller already
+/// holds: the seam's existential, passed by value, was copied on entry (value-witness
+/// calls), and asking it on every call costs a projection and a witness call; together they
+/// were most of what the typed layer added to a successful map + unmap
+/// (`iommufd-bench ioctl --success`).
+@usableFromInline
+package final class IOCTLSeam: Sendable {
+    /// Whether calls go to the real kernel in place (``LinuxSystem/ioctlInPlace(_:_:_:)``).
+    @usableFromInline package let inPlace: Bool
+    /// The system every call goes to.
+    @usableFromInline package let system: any SystemInterface
+
+    /// The seam of `system`.
+    @inlinable
+    package init(_ system: any SystemInterface) {
+        self.system = system
+        inPlace = system.issuesIOCTLsInPlace
+    }
+}
+
 /// Issues one ioctl whose argument is `command`, and turns a failure into an ``IOMMUError``
 /// naming `operation`: the one place the catalogue files call ``SystemInterface/ioctl(_:_:_:)``
 /// with a struct. `request` is the C constant of `operation` (passed as a constant so the hot
@@ -8,14 +30,53 @@ import SystemPackage
 /// passing them down keeps reference counting off the hot path.
 @inlinable @inline(__always)
 package func issueIOCTL<Command>(
-    _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, _ command: inout Command,
-    _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
+    _ seam: IOCTLSeam, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, _ command: inout Command,
+    _ context: @autoclosure () -> IOMMUErrorContext, reportsMemlockLimit: Bool = false, fileID: StaticString, line: Int
 ) throws(IOMMUError) {
-    // The command's bytes are lent for the call only.
-    let result = unsafe withUnsafeMutableBytes(of: &command) { bytes in unsafe system.ioctlResult(fd, request, bytes.baseAddress) }
-    if result < 0 {
-        throw IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
+    // The command's bytes are lent for the call only. The real kernel is called in place:
+    // no frame between the caller and the system call (see `LinuxSystem.ioctlInPlace`), and
+    // the seam's existential is not touched. Any other system is reached out of line.
+    if seam.inPlace {
+        let result = unsafe withUnsafeMutableBytes(of: &command) { bytes in unsafe LinuxSystem.ioctlInPlace(fd, request, bytes.baseAddress) }
+        if result < 0 {
+            if reportsMemlockLimit {
+                throw withLinuxMemlockLimit(IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line))
+            }
+            throw IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
+        }
+    } else {
+        try seamIOCTL(seam, fd, request, &command, operation, context(), reportsMemlockLimit: reportsMemlockLimit, fileID: fileID, line: line)
     }
+}
+
+/// `error` with the memlock limit in force when it is an `ENOMEM` of a map command issued in
+/// place (only `LinuxSystem` issues in place, so the limit is read from it), so the message
+/// can say what it is. Out of line: only failures get here.
+@usableFromInline @inline(never)
+func withLinuxMemlockLimit(_ error: IOMMUError) -> IOMMUError {
+    guard error.errno == .noMemory else { return error }
+    var error = error
+    error.context.memlockLimit = (try? LinuxSystem().memoryLockLimit())?.current
+    return error
+}
+
+/// The ioctl issued through the seam (`SystemInterface.ioctlResult`): MockKernel, or any
+/// wrapper of the seam. The same errors as in place, the memlock limit read from the seam's
+/// system. Out of line, and without a closure over the seam, so that the in-place path never
+/// makes the caller keep a copy of it.
+@usableFromInline @inline(never)
+func seamIOCTL<Command>(
+    _ seam: IOCTLSeam, _ fd: Int32, _ request: UInt, _ command: inout Command, _ operation: IOMMUOperation,
+    _ context: @autoclosure () -> IOMMUErrorContext, reportsMemlockLimit: Bool, fileID: StaticString, line: Int
+) throws(IOMMUError) {
+    let system = seam.system
+    let result = unsafe withUnsafeMutableBytes(of: &command) { bytes in unsafe system.ioctlResult(fd, request, bytes.baseAddress) }
+    guard result < 0 else { return }
+    var error = IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
+    if reportsMemlockLimit, error.errno == .noMemory {
+        error.context.memlockLimit = (try? system.memoryLockLimit())?.current
+    }
+    throw error
 }
 
 /// Issues an ioctl whose argument is not a struct: an integer, a pointer to bytes the
@@ -23,10 +84,11 @@ package func issueIOCTL<Command>(
 /// version, a yes/no).
 @inlinable
 package func issueIOCTL(
-    _ system: any SystemInterface, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, argument: UnsafeMutableRawPointer?,
+    _ seam: IOCTLSeam, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, argument: UnsafeMutableRawPointer?,
     _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) -> Int32 {
-    let result = unsafe system.ioctlResult(fd, request, argument)
+    let result = seam.inPlace ? unsafe LinuxSystem.ioctlInPlace(fd, request, argument)
+                              : unsafe seam.system.ioctlResult(fd, request, argument)
     if result < 0 {
         throw IOMMUError(operation, Errno(rawValue: -result), context(), fileID: fileID, line: line)
     }

@@ -9,24 +9,24 @@ import SystemPackage
 package enum IOMMUFDIOCTL {
     /// `IOMMU_DESTROY`: destroys any object by id.
     @inlinable
-    package static func destroy(_ system: any SystemInterface, _ fd: Int32, id: UInt32,
+    package static func destroy(_ seam: IOCTLSeam, _ fd: Int32, id: UInt32,
                                 fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = iommu_destroy(size: UInt32(MemoryLayout<iommu_destroy>.size), id: id)
-        try issueIOCTL(system, fd, IOMMU_DESTROY, .destroy, &command, IOMMUErrorContext(objectID: id), fileID: fileID, line: line)
+        try issueIOCTL(seam, fd, IOMMU_DESTROY, .destroy, &command, IOMMUErrorContext(objectID: id), fileID: fileID, line: line)
     }
 
     /// `IOMMU_IOAS_ALLOC`: a new, empty IOAS; returns its id.
     @inlinable
-    package static func ioasAlloc(_ system: any SystemInterface, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+    package static func ioasAlloc(_ seam: IOCTLSeam, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var command = iommu_ioas_alloc()
         command.size = UInt32(MemoryLayout<iommu_ioas_alloc>.size)
-        try issueIOCTL(system, fd, IOMMU_IOAS_ALLOC, .ioasAlloc, &command, IOMMUErrorContext(), fileID: fileID, line: line)
+        try issueIOCTL(seam, fd, IOMMU_IOAS_ALLOC, .ioasAlloc, &command, IOMMUErrorContext(), fileID: fileID, line: line)
         return command.out_ioas_id
     }
 
     /// `IOMMU_IOAS_ALLOW_IOVAS`: replaces the IOAS's allowed ranges with `ranges` (none clears them).
     @inlinable
-    package static func ioasAllowIOVAs(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32,
+    package static func ioasAllowIOVAs(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32,
                                        ranges: UnsafeBufferPointer<iommu_iova_range>,
                                        fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = iommu_ioas_allow_iovas()
@@ -34,14 +34,14 @@ package enum IOMMUFDIOCTL {
         command.ioas_id = ioas
         command.num_iovas = UInt32(ranges.count)
         command.allowed_iovas = UInt64(UInt(bitPattern: ranges.baseAddress))
-        try issueIOCTL(system, fd, IOMMU_IOAS_ALLOW_IOVAS, .ioasAllowIOVAs, &command, IOMMUErrorContext(objectID: ioas),
+        try issueIOCTL(seam, fd, IOMMU_IOAS_ALLOW_IOVAS, .ioasAllowIOVAs, &command, IOMMUErrorContext(objectID: ioas),
                        fileID: fileID, line: line)
     }
 
     /// `IOMMU_IOAS_COPY`: maps the pages behind `[sourceIOVA, sourceIOVA + length)` of `source`
     /// into `destination`; returns the destination IOVA.
-    @inlinable
-    package static func ioasCopy(_ system: any SystemInterface, _ fd: Int32, destination: UInt32, source: UInt32,
+    @inlinable @inline(__always)
+    package static func ioasCopy(_ seam: IOCTLSeam, _ fd: Int32, destination: UInt32, source: UInt32,
                                  flags: UInt32, length: UInt64, destinationIOVA: UInt64, sourceIOVA: UInt64,
                                  fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_ioas_copy()
@@ -52,13 +52,9 @@ package enum IOMMUFDIOCTL {
         command.length = length
         command.dst_iova = destinationIOVA
         command.src_iova = sourceIOVA
-        do {
-            try issueIOCTL(system, fd, IOMMU_IOAS_COPY, .ioasCopy, &command,
-                           IOMMUErrorContext(objectID: destination, otherObjectID: source, iova: sourceIOVA, length: length),
-                           fileID: fileID, line: line)
-        } catch {
-            throw withMemlockLimit(error, system)
-        }
+        try issueIOCTL(seam, fd, IOMMU_IOAS_COPY, .ioasCopy, &command,
+                       IOMMUErrorContext(objectID: destination, otherObjectID: source, iova: sourceIOVA, length: length),
+                       reportsMemlockLimit: true, fileID: fileID, line: line)
         return command.dst_iova
     }
 
@@ -74,7 +70,7 @@ package enum IOMMUFDIOCTL {
     /// fit, the kernel answers `EMSGSIZE` and the error's `context.reportedCount` says how
     /// many there are (see ``IOAS/iovaRanges(fileID:line:)`` for the two-call exchange).
     @inlinable
-    package static func ioasIOVARanges(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32,
+    package static func ioasIOVARanges(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32,
                                        into entries: UnsafeMutableBufferPointer<iommu_iova_range>,
                                        fileID: StaticString, line: Int) throws(IOMMUError) -> IOVARangesAnswer {
         var command = iommu_ioas_iova_ranges()
@@ -83,7 +79,7 @@ package enum IOMMUFDIOCTL {
         command.num_iovas = UInt32(entries.count)
         command.allowed_iovas = entries.isEmpty ? 0 : UInt64(UInt(bitPattern: entries.baseAddress))
         do {
-            try issueIOCTL(system, fd, IOMMU_IOAS_IOVA_RANGES, .ioasIOVARanges, &command, IOMMUErrorContext(objectID: ioas),
+            try issueIOCTL(seam, fd, IOMMU_IOAS_IOVA_RANGES, .ioasIOVARanges, &command, IOMMUErrorContext(objectID: ioas),
                            fileID: fileID, line: line)
         } catch {
             var error = error
@@ -96,31 +92,22 @@ package enum IOMMUFDIOCTL {
     /// `IOMMU_IOAS_MAP`: maps `[userAddress, userAddress + length)`; returns the IOVA (the
     /// kernel's choice unless `flags` has `IOMMU_IOAS_MAP_FIXED_IOVA`). An `ENOMEM` carries
     /// the memlock limit in force.
-    @inlinable
-    package static func ioasMap(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, flags: UInt32,
+    @inlinable @inline(__always)
+    package static func ioasMap(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32, flags: UInt32,
                                 userAddress: UInt64, length: UInt64, iova: UInt64,
                                 fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
-        var command = iommu_ioas_map()
-        command.size = UInt32(MemoryLayout<iommu_ioas_map>.size)
-        command.flags = flags
-        command.ioas_id = ioas
-        command.user_va = userAddress
-        command.length = length
-        command.iova = iova
-        do {
-            try issueIOCTL(system, fd, IOMMU_IOAS_MAP, .ioasMap, &command,
-                           IOMMUErrorContext(objectID: ioas, iova: flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 ? iova : nil,
-                                             length: length, userAddress: userAddress),
-                           fileID: fileID, line: line)
-        } catch {
-            throw withMemlockLimit(error, system)
-        }
+        var command = iommu_ioas_map(size: UInt32(MemoryLayout<iommu_ioas_map>.size), flags: flags, ioas_id: ioas, __reserved: 0,
+                                     user_va: userAddress, length: length, iova: iova)
+        try issueIOCTL(seam, fd, IOMMU_IOAS_MAP, .ioasMap, &command,
+                       IOMMUErrorContext(objectID: ioas, iova: flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 ? iova : nil,
+                                         length: length, userAddress: userAddress),
+                       reportsMemlockLimit: true, fileID: fileID, line: line)
         return command.iova
     }
 
     /// `IOMMU_IOAS_MAP_FILE`: maps `[start, start + length)` of a memfd or dma-buf; returns the IOVA.
-    @inlinable
-    package static func ioasMapFile(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, flags: UInt32,
+    @inlinable @inline(__always)
+    package static func ioasMapFile(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32, flags: UInt32,
                                     fileDescriptor: Int32, start: UInt64, length: UInt64, iova: UInt64,
                                     fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_ioas_map_file()
@@ -131,23 +118,19 @@ package enum IOMMUFDIOCTL {
         command.start = start
         command.length = length
         command.iova = iova
-        do {
-            try issueIOCTL(system, fd, IOMMU_IOAS_MAP_FILE, .ioasMapFile, &command,
-                           IOMMUErrorContext(objectID: ioas, iova: flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 ? iova : nil,
-                                             length: length, fileDescriptor: fileDescriptor),
-                           fileID: fileID, line: line)
-        } catch {
-            throw withMemlockLimit(error, system)
-        }
+        try issueIOCTL(seam, fd, IOMMU_IOAS_MAP_FILE, .ioasMapFile, &command,
+                       IOMMUErrorContext(objectID: ioas, iova: flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 ? iova : nil,
+                                         length: length, fileDescriptor: fileDescriptor),
+                       reportsMemlockLimit: true, fileID: fileID, line: line)
         return command.iova
     }
 
     /// `IOMMU_IOAS_UNMAP`: unmaps every mapping inside `[iova, iova + length)`; returns the bytes unmapped.
     @inlinable @inline(__always)
-    package static func ioasUnmap(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, iova: UInt64, length: UInt64,
+    package static func ioasUnmap(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32, iova: UInt64, length: UInt64,
                                   fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_ioas_unmap(size: UInt32(MemoryLayout<iommu_ioas_unmap>.size), ioas_id: ioas, iova: iova, length: length)
-        try issueIOCTL(system, fd, IOMMU_IOAS_UNMAP, .ioasUnmap, &command, IOMMUErrorContext(objectID: ioas, iova: iova, length: length),
+        try issueIOCTL(seam, fd, IOMMU_IOAS_UNMAP, .ioasUnmap, &command, IOMMUErrorContext(objectID: ioas, iova: iova, length: length),
                        fileID: fileID, line: line)
         return command.length
     }
@@ -155,7 +138,7 @@ package enum IOMMUFDIOCTL {
     /// `IOMMU_OPTION`: gets (`op` = `IOMMU_OPTION_OP_GET`) or sets an option of the context
     /// (`object` 0) or of an object; returns `val64` as the kernel left it.
     @inlinable
-    package static func option(_ system: any SystemInterface, _ fd: Int32, option: UInt32, op: UInt16, object: UInt32, value: UInt64,
+    package static func option(_ seam: IOCTLSeam, _ fd: Int32, option: UInt32, op: UInt16, object: UInt32, value: UInt64,
                                fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
         var command = iommu_option()
         command.size = UInt32(MemoryLayout<iommu_option>.size)
@@ -163,7 +146,7 @@ package enum IOMMUFDIOCTL {
         command.op = op
         command.object_id = object
         command.val64 = value
-        try issueIOCTL(system, fd, IOMMU_OPTION, .option, &command, IOMMUErrorContext(objectID: object), fileID: fileID, line: line)
+        try issueIOCTL(seam, fd, IOMMU_OPTION, .option, &command, IOMMUErrorContext(objectID: object), fileID: fileID, line: line)
         return command.val64
     }
 
@@ -181,7 +164,7 @@ package enum IOMMUFDIOCTL {
 
     /// `IOMMU_GET_HW_INFO`: the IOMMU's registers for a bound device, into `data`.
     @inlinable
-    package static func getHardwareInfo(_ system: any SystemInterface, _ fd: Int32, device: UInt32, flags: UInt32, dataType: UInt32,
+    package static func getHardwareInfo(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, flags: UInt32, dataType: UInt32,
                                         into data: UnsafeMutableRawBufferPointer,
                                         fileID: StaticString, line: Int) throws(IOMMUError) -> HardwareInfoAnswer {
         var command = iommu_hw_info()
@@ -191,7 +174,7 @@ package enum IOMMUFDIOCTL {
         command.data_len = UInt32(data.count)
         command.data_uptr = UInt64(UInt(bitPattern: data.baseAddress))
         command.in_data_type = dataType
-        try issueIOCTL(system, fd, IOMMU_GET_HW_INFO, .getHWInfo, &command, IOMMUErrorContext(objectID: device), fileID: fileID, line: line)
+        try issueIOCTL(seam, fd, IOMMU_GET_HW_INFO, .getHWInfo, &command, IOMMUErrorContext(objectID: device), fileID: fileID, line: line)
         return HardwareInfoAnswer(dataType: command.out_data_type, dataLength: command.data_len,
                                   capabilities: command.out_capabilities, maxPASIDLog2: command.out_max_pasid_log2)
     }
@@ -199,12 +182,12 @@ package enum IOMMUFDIOCTL {
     /// The documented presence probe: `operation` with `size = 0` over zeroed room for the
     /// largest command. Returns `true` when the kernel knows the command (`EINVAL`), `false`
     /// for `ENOTTY`; throws anything else.
-    package static func probe(_ system: any SystemInterface, _ fd: Int32, _ operation: IOMMUOperation,
+    package static func probe(_ seam: IOCTLSeam, _ fd: Int32, _ operation: IOMMUOperation,
                               fileID: StaticString, line: Int) throws(IOMMUError) -> Bool {
         guard let descriptor = operation.ioctl else { preconditionFailure("\(operation) is not an ioctl") }
         var room = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         do {
-            try issueIOCTL(system, fd, descriptor.request, operation, &room, IOMMUErrorContext(), fileID: fileID, line: line)
+            try issueIOCTL(seam, fd, descriptor.request, operation, &room, IOMMUErrorContext(), fileID: fileID, line: line)
         } catch let error where error.errno == .invalidArgument {
             return true
         } catch let error where error.errno == .inappropriateIOCTLForDevice {
@@ -217,17 +200,8 @@ package enum IOMMUFDIOCTL {
     /// Any request on any descriptor with the caller's bytes, for the size-field ABI tests
     /// and the scenarios' `raw` step (undersized, oversized and NULL arguments, unknown
     /// numbers). Throws the bare errno: there is no operation to name.
-    package static func raw(_ system: any SystemInterface, _ fd: Int32, request: UInt,
+    package static func raw(_ seam: IOCTLSeam, _ fd: Int32, request: UInt,
                             argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        try unsafe system.ioctl(fd, request, argument)
-    }
-
-    /// Adds the memlock limit in force to an `ENOMEM`, so the message can say what it is.
-    @usableFromInline
-    static func withMemlockLimit(_ error: IOMMUError, _ system: any SystemInterface) -> IOMMUError {
-        guard error.errno == .noMemory else { return error }
-        var error = error
-        error.context.memlockLimit = (try? system.memoryLockLimit())?.current
-        return error
+        try unsafe seam.system.ioctl(fd, request, argument)
     }
 }

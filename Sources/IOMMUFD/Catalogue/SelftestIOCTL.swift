@@ -26,56 +26,56 @@ package enum SelftestIOCTL {
     }
 
     /// `IOMMU_TEST_OP_ADD_RESERVED`: reserves `[start, start + length)` in an IOAS.
-    package static func addReserved(_ system: any SystemInterface, _ fd: Int32, ioas: UInt32, start: UInt64, length: UInt64,
+    package static func addReserved(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32, start: UInt64, length: UInt64,
                                     fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = command(IOMMU_TEST_OP_ADD_RESERVED, id: ioas)
         command.add_reserved.start = start
         command.add_reserved.length = length
-        try issueIOCTL(system, fd, IOMMU_TEST_CMD, .testCommand, &command,
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
                        IOMMUErrorContext(objectID: ioas, iova: start, length: length), fileID: fileID, line: line)
     }
 
     /// `IOMMU_TEST_OP_MOCK_DOMAIN`: a mock device attached to `pageTable` (an IOAS or a HWPT).
-    package static func mockDomain(_ system: any SystemInterface, _ fd: Int32, pageTable: UInt32,
+    package static func mockDomain(_ seam: IOCTLSeam, _ fd: Int32, pageTable: UInt32,
                                    fileID: StaticString, line: Int) throws(IOMMUError) -> MockDomainAnswer {
         var command = command(IOMMU_TEST_OP_MOCK_DOMAIN, id: pageTable)
-        try issueIOCTL(system, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: pageTable), fileID: fileID, line: line)
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: pageTable), fileID: fileID, line: line)
         return MockDomainAnswer(selftestID: command.mock_domain.out_stdev_id, hwptID: command.mock_domain.out_hwpt_id,
                                 deviceID: command.mock_domain.out_idev_id)
     }
 
     /// `IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`: moves a mock device to another IOAS or HWPT;
     /// returns the page table it is attached to now.
-    package static func mockDomainReplace(_ system: any SystemInterface, _ fd: Int32, device: UInt32, pageTable: UInt32,
+    package static func mockDomainReplace(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, pageTable: UInt32,
                                           fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var command = command(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, id: device)
         command.mock_domain_replace.pt_id = pageTable
-        try issueIOCTL(system, fd, IOMMU_TEST_CMD, .testCommand, &command,
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
                        IOMMUErrorContext(objectID: device, otherObjectID: pageTable), fileID: fileID, line: line)
         return command.mock_domain_replace.pt_id
     }
 
     /// `IOMMU_TEST_OP_MD_CHECK_MAP`: whether the mock domain `hwpt` translates
     /// `[iova, iova + length)` to the pages behind `userAddress` (`EINVAL` when a page differs).
-    package static func checkMap(_ system: any SystemInterface, _ fd: Int32, hwpt: UInt32, iova: UInt64, length: UInt64, userAddress: UInt64,
+    package static func checkMap(_ seam: IOCTLSeam, _ fd: Int32, hwpt: UInt32, iova: UInt64, length: UInt64, userAddress: UInt64,
                                  fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = command(IOMMU_TEST_OP_MD_CHECK_MAP, id: hwpt)
         command.check_map.iova = iova
         command.check_map.length = length
         command.check_map.uptr = userAddress
-        try issueIOCTL(system, fd, IOMMU_TEST_CMD, .testCommand, &command,
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
                        IOMMUErrorContext(objectID: hwpt, iova: iova, length: length, userAddress: userAddress), fileID: fileID, line: line)
     }
 
     /// `IOMMU_TEST_OP_MD_CHECK_REFS`: whether every base page of `[userAddress, userAddress + length)`
     /// is pinned exactly `refs` times (`EIO` when one is not).
-    package static func checkRefs(_ system: any SystemInterface, _ fd: Int32, userAddress: UInt64, length: UInt64, refs: UInt32,
+    package static func checkRefs(_ seam: IOCTLSeam, _ fd: Int32, userAddress: UInt64, length: UInt64, refs: UInt32,
                                   fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = command(IOMMU_TEST_OP_MD_CHECK_REFS, id: 0)
         command.check_refs.uptr = userAddress
         command.check_refs.length = length
         command.check_refs.refs = refs
-        try issueIOCTL(system, fd, IOMMU_TEST_CMD, .testCommand, &command,
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
                        IOMMUErrorContext(length: length, userAddress: userAddress), fileID: fileID, line: line)
     }
 }

@@ -9,7 +9,7 @@ import SystemPackage
 package enum VFIODeviceIOCTL {
     /// `VFIO_DEVICE_BIND_IOMMUFD`: binds the cdev to `iommufd`; returns the iommufd device id.
     /// `token` is the address of a 16-byte VF token, or 0 for none.
-    package static func bind(_ system: any SystemInterface, _ fd: Int32, iommufd: Int32, token: UInt64,
+    package static func bind(_ seam: IOCTLSeam, _ fd: Int32, iommufd: Int32, token: UInt64,
                              fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var command = vfio_device_bind_iommufd()
         command.argsz = UInt32(MemoryLayout<vfio_device_bind_iommufd>.size)
@@ -18,14 +18,14 @@ package enum VFIODeviceIOCTL {
             command.flags = VFIO_DEVICE_BIND_FLAG_TOKEN
             command.token_uuid_ptr = token
         }
-        try issueIOCTL(system, fd, VFIO_DEVICE_BIND_IOMMUFD, .vfioDeviceBindIOMMUFD, &command,
+        try issueIOCTL(seam, fd, VFIO_DEVICE_BIND_IOMMUFD, .vfioDeviceBindIOMMUFD, &command,
                        IOMMUErrorContext(fileDescriptor: iommufd), fileID: fileID, line: line)
         return command.out_devid
     }
 
     /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`: attaches (or replaces) the device's RID, or one PASID
     /// when `pasid` is given, to an IOAS or HWPT; returns the HWPT it is attached to.
-    package static func attach(_ system: any SystemInterface, _ fd: Int32, pageTable: UInt32, pasid: UInt32? = nil,
+    package static func attach(_ seam: IOCTLSeam, _ fd: Int32, pageTable: UInt32, pasid: UInt32? = nil,
                                fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var command = vfio_device_attach_iommufd_pt()
         command.argsz = UInt32(MemoryLayout<vfio_device_attach_iommufd_pt>.size)
@@ -34,13 +34,13 @@ package enum VFIODeviceIOCTL {
             command.flags = VFIO_DEVICE_ATTACH_PASID
             command.pasid = pasid
         }
-        try issueIOCTL(system, fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, .vfioDeviceAttachIOMMUFDPT, &command,
+        try issueIOCTL(seam, fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, .vfioDeviceAttachIOMMUFDPT, &command,
                        IOMMUErrorContext(objectID: pageTable), fileID: fileID, line: line)
         return command.pt_id
     }
 
     /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`: detaches the RID, or one PASID.
-    package static func detach(_ system: any SystemInterface, _ fd: Int32, pasid: UInt32? = nil,
+    package static func detach(_ seam: IOCTLSeam, _ fd: Int32, pasid: UInt32? = nil,
                                fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = vfio_device_detach_iommufd_pt()
         command.argsz = UInt32(MemoryLayout<vfio_device_detach_iommufd_pt>.size)
@@ -48,22 +48,22 @@ package enum VFIODeviceIOCTL {
             command.flags = VFIO_DEVICE_DETACH_PASID
             command.pasid = pasid
         }
-        try issueIOCTL(system, fd, VFIO_DEVICE_DETACH_IOMMUFD_PT, .vfioDeviceDetachIOMMUFDPT, &command,
+        try issueIOCTL(seam, fd, VFIO_DEVICE_DETACH_IOMMUFD_PT, .vfioDeviceDetachIOMMUFDPT, &command,
                        IOMMUErrorContext(), fileID: fileID, line: line)
     }
 
     /// `VFIO_DEVICE_GET_INFO`.
-    package static func getInfo(_ system: any SystemInterface, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_device_info {
+    package static func getInfo(_ seam: IOCTLSeam, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_device_info {
         var command = vfio_device_info()
         command.argsz = UInt32(MemoryLayout<vfio_device_info>.size)
-        try issueIOCTL(system, fd, VFIO_DEVICE_GET_INFO, .vfioDeviceGetInfo, &command, IOMMUErrorContext(), fileID: fileID, line: line)
+        try issueIOCTL(seam, fd, VFIO_DEVICE_GET_INFO, .vfioDeviceGetInfo, &command, IOMMUErrorContext(), fileID: fileID, line: line)
         return command
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO` into `buffer` (at least `sizeof(vfio_region_info)`, room
     /// after it for the capability chain); returns the header as the kernel left it, whose
     /// `argsz` says how much room the whole answer needs.
-    package static func getRegionInfo(_ system: any SystemInterface, _ fd: Int32, index: UInt32, into buffer: UnsafeMutableRawBufferPointer,
+    package static func getRegionInfo(_ seam: IOCTLSeam, _ fd: Int32, index: UInt32, into buffer: UnsafeMutableRawBufferPointer,
                                       fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_region_info {
         var header = vfio_region_info()
         header.argsz = UInt32(buffer.count)
@@ -71,24 +71,24 @@ package enum VFIODeviceIOCTL {
         unsafe buffer.storeBytes(of: header, as: vfio_region_info.self)
         var context = IOMMUErrorContext(length: UInt64(buffer.count))
         context.regionIndex = index
-        _ = unsafe try issueIOCTL(system, fd, VFIO_DEVICE_GET_REGION_INFO, .vfioDeviceGetRegionInfo, argument: buffer.baseAddress,
+        _ = unsafe try issueIOCTL(seam, fd, VFIO_DEVICE_GET_REGION_INFO, .vfioDeviceGetRegionInfo, argument: buffer.baseAddress,
                            context, fileID: fileID, line: line)
         return unsafe buffer.load(as: vfio_region_info.self)
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO` for one interrupt index.
-    package static func getIRQInfo(_ system: any SystemInterface, _ fd: Int32, index: UInt32, fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_irq_info {
+    package static func getIRQInfo(_ seam: IOCTLSeam, _ fd: Int32, index: UInt32, fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_irq_info {
         var command = vfio_irq_info()
         command.argsz = UInt32(MemoryLayout<vfio_irq_info>.size)
         command.index = index
-        try issueIOCTL(system, fd, VFIO_DEVICE_GET_IRQ_INFO, .vfioDeviceGetIRQInfo, &command,
+        try issueIOCTL(seam, fd, VFIO_DEVICE_GET_IRQ_INFO, .vfioDeviceGetIRQInfo, &command,
                        IOMMUErrorContext(objectID: index), fileID: fileID, line: line)
         return command
     }
 
     /// `VFIO_DEVICE_SET_IRQS`: `flags` (data type | action) for vectors `[start, start + count)`
     /// of `index`, followed by `data` (eventfds as `Int32`s, or bools as bytes; empty for `DATA_NONE`).
-    package static func setIRQs(_ system: any SystemInterface, _ fd: Int32, index: UInt32, flags: UInt32, start: UInt32, count: UInt32,
+    package static func setIRQs(_ seam: IOCTLSeam, _ fd: Int32, index: UInt32, flags: UInt32, start: UInt32, count: UInt32,
                                 data: UnsafeRawBufferPointer, fileID: StaticString, line: Int) throws(IOMMUError) {
         let headerSize = MemoryLayout<vfio_irq_set>.size
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: headerSize + data.count, alignment: 8)
@@ -101,25 +101,25 @@ package enum VFIODeviceIOCTL {
         header.count = count
         unsafe buffer.storeBytes(of: header, as: vfio_irq_set.self)
         if unsafe !data.isEmpty { unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[headerSize...]).copyMemory(from: data) }
-        _ = unsafe try issueIOCTL(system, fd, VFIO_DEVICE_SET_IRQS, .vfioDeviceSetIRQs, argument: buffer.baseAddress,
+        _ = unsafe try issueIOCTL(seam, fd, VFIO_DEVICE_SET_IRQS, .vfioDeviceSetIRQs, argument: buffer.baseAddress,
                            IOMMUErrorContext(objectID: index, length: UInt64(count)), fileID: fileID, line: line)
     }
 
     /// `VFIO_DEVICE_RESET`.
-    package static func reset(_ system: any SystemInterface, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) {
-        _ = try issueIOCTL(system, fd, VFIO_DEVICE_RESET, .vfioDeviceReset, argument: nil, IOMMUErrorContext(), fileID: fileID, line: line)
+    package static func reset(_ seam: IOCTLSeam, _ fd: Int32, fileID: StaticString, line: Int) throws(IOMMUError) {
+        _ = try issueIOCTL(seam, fd, VFIO_DEVICE_RESET, .vfioDeviceReset, argument: nil, IOMMUErrorContext(), fileID: fileID, line: line)
     }
 
     /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` into `buffer` (the header, then room for the
     /// dependent devices); returns the header. When they do not fit the kernel answers
     /// `ENOSPC` and the error's `context.reportedCount` says how many there are.
-    package static func getPCIHotResetInfo(_ system: any SystemInterface, _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer,
+    package static func getPCIHotResetInfo(_ seam: IOCTLSeam, _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer,
                                            fileID: StaticString, line: Int) throws(IOMMUError) -> vfio_pci_hot_reset_info {
         var header = vfio_pci_hot_reset_info()
         header.argsz = UInt32(buffer.count)
         unsafe buffer.storeBytes(of: header, as: vfio_pci_hot_reset_info.self)
         do {
-            _ = unsafe try issueIOCTL(system, fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, .vfioDeviceGetPCIHotResetInfo, argument: buffer.baseAddress,
+            _ = unsafe try issueIOCTL(seam, fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, .vfioDeviceGetPCIHotResetInfo, argument: buffer.baseAddress,
                                IOMMUErrorContext(length: UInt64(buffer.count)), fileID: fileID, line: line)
         } catch {
             var error = error
