@@ -101,26 +101,45 @@ public struct DMABufferTranslation: Sendable {
     /// when one of them is not the pool's.
     @inlinable @inline(__always)
     func compress(_ buffers: UnsafePointer<DMABuffer>, into addresses: UnsafeMutablePointer<UInt>, count: Int) -> Bool {
-        var outside: UInt = 0
-        for index in 0..<count {
-            let address = unsafe UInt(bitPattern: buffers[index].address)
-            outside |= outsideBits(address) | offBoundaryBits(address)
-            unsafe addresses[index] = address
-        }
-        return outside >> (UInt.bitWidth - 1) == 0
+        unsafe admitAll(count: count, { unsafe UInt(bitPattern: buffers[$0].address) }, into: addresses)
     }
 
     /// Copies `count` addresses; `false` (and nothing meaningful stored) when one of them
     /// is not the pool's.
     @inlinable @inline(__always)
     func admit(_ source: UnsafePointer<DMABufferAddress>, into addresses: UnsafeMutablePointer<UInt>, count: Int) -> Bool {
+        unsafe admitAll(count: count, { unsafe source[$0].bitPattern }, into: addresses)
+    }
+
+    /// Copies `count` addresses out of `address(index)` and checks, once for the whole burst,
+    /// that each is the start of one of the pool's buffers. The loop body has no branch and
+    /// no comparison per address (the range check is two subtractions' sign bits, the
+    /// boundary check ORs the low bits and keeps the largest quotient, compared once at the
+    /// end), so it vectorizes; a power-of-two stride, the usual case, skips the multiply.
+    @inlinable @inline(__always)
+    func admitAll(count: Int, _ address: (Int) -> UInt, into addresses: UnsafeMutablePointer<UInt>) -> Bool {
         var outside: UInt = 0
-        for index in 0..<count {
-            let address = unsafe source[index].bitPattern
-            outside |= outsideBits(address) | offBoundaryBits(address)
-            unsafe addresses[index] = address
+        var lowBits: UInt = 0
+        let lowMask = (1 &<< strideShift) &- 1
+        if oddInverse == 1 {
+            for index in 0..<count {
+                let value = address(index)
+                outside |= outsideBits(value)
+                lowBits |= (value &- baseAddress) & lowMask
+                unsafe addresses[index] = value
+            }
+            return outside >> (UInt.bitWidth - 1) == 0 && lowBits == 0
         }
-        return outside >> (UInt.bitWidth - 1) == 0
+        var largestQuotient: UInt = 0
+        for index in 0..<count {
+            let value = address(index)
+            let offset = value &- baseAddress
+            outside |= outsideBits(value)
+            lowBits |= offset & lowMask
+            largestQuotient = Swift.max(largestQuotient, (offset &>> strideShift) &* oddInverse)
+            unsafe addresses[index] = value
+        }
+        return outside >> (UInt.bitWidth - 1) == 0 && lowBits == 0 && largestQuotient <= quotientLimit
     }
 
     /// Copies `count` stored addresses out.

@@ -122,7 +122,7 @@ struct DMABufferPoolTests {
         await #expect(processExitsWith: .failure) { putOffBoundaryAddress() }
     }
 
-    @Test("the boundary check knows every buffer start and nothing between, for odd and power-of-two strides",
+    @Test("the boundary check knows every buffer start and nothing between, for odd and power-of-two strides, one at a time and in bursts",
           arguments: [(1500, 64), (64, 64), (1000, 8), (2048, 64), (3, 1)])
     func boundaryCheck(bufferSize: Int, alignment: Int) {
         let stride = (bufferSize + alignment - 1) & ~(alignment - 1)
@@ -131,12 +131,28 @@ struct DMABufferPoolTests {
         let translation = DMABufferTranslation(baseAddress: base, baseIOVA: 0x10_0000, span: UInt(stride * count),
                                                bufferSize: bufferSize, stride: stride)
         var wrong: [Int] = []
-        for offset in 0..<(stride * count) {
-            let address = UnsafeMutableRawPointer(bitPattern: base + UInt(offset))!
-            let owned = translation.owns(DMABuffer(address: address, iova: IOVA(0), length: bufferSize))
-            if owned != (offset % stride == 0) { wrong.append(offset) }
+        var wrongInBurst: [Int] = []
+        // A burst of valid starts around the address under test, so that the burst checks
+        // (one loop for power-of-two strides, one for the others) see it among good ones.
+        var burst = [DMABufferAddress](repeating: DMABufferAddress(bitPattern: base), count: 9)
+        var buffers = [DMABuffer](repeating: translation.buffer(DMABufferAddress(bitPattern: base)), count: 9)
+        var staged = [UInt](repeating: 0, count: 9)
+        for offset in -stride..<(stride * (count + 1)) {
+            let address = UInt(Int(base) + offset)
+            let expected = offset >= 0 && offset < stride * count && offset % stride == 0
+            if offset >= 0, offset < stride * count {
+                let owned = translation.owns(DMABuffer(address: UnsafeMutableRawPointer(bitPattern: address)!, iova: IOVA(0), length: bufferSize))
+                if owned != expected { wrong.append(offset) }
+            }
+            for index in 0..<9 { burst[index] = DMABufferAddress(bitPattern: base + UInt((index * 5 % count) * stride)) }
+            burst[4] = DMABufferAddress(bitPattern: address)
+            for index in 0..<9 { buffers[index] = DMABuffer(address: UnsafeMutableRawPointer(bitPattern: burst[index].bitPattern)!, iova: IOVA(0), length: bufferSize) }
+            let admitted = translation.admit(burst, into: &staged, count: 9)
+            let compressed = translation.compress(buffers, into: &staged, count: 9)
+            if admitted != expected || compressed != expected { wrongInBurst.append(offset) }
         }
         #expect(wrong.count == 0, "offsets judged wrongly, the first: \(Array(wrong.prefix(8)))")
+        #expect(wrongInBurst.count == 0, "offsets judged wrongly in a burst, the first: \(Array(wrongInBurst.prefix(8)))")
     }
 
     @Test("the last byte of the last buffer is inside: its buffer goes back")
