@@ -42,7 +42,7 @@ public final class DMAMemoryManager: Sendable {
 
     /// A manager over `addressSpace`; `dmaMask` limits IOVAs for devices that cannot
     /// address 64 bits (`0xffff_ffff` for a 32-bit device). Memory comes from the system
-    /// the address space talks to (``DMAAddressSpace/system``), so a manager over a mock
+    /// the address space talks to (`DMAAddressSpace.system`), so a manager over a mock
     /// IOAS never maps real memory.
     ///
     /// - Throws: the kernel's error reading the IOVA ranges.

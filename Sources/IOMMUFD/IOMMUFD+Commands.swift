@@ -10,7 +10,7 @@ extension IOMMUFD {
         try IOMMUFDIOCTL.probe(seam, fd, command, fileID: fileID, line: line)
     }
 
-    /// Every iommufd command 0x80-0x95 (``IOMMUOperation/iommufdCommands``) this kernel implements.
+    /// Every iommufd command 0x80-0x95 (`IOMMUOperation.iommufdCommands`) this kernel implements.
     public func supportedCommands() throws(IOMMUError) -> Set<IOMMUOperation> {
         var supported: Set<IOMMUOperation> = []
         for command in IOMMUOperation.iommufdCommands where try supports(command) {

@@ -11,7 +11,7 @@ import Glibc
 /// Closing it (when the last reference goes) makes the kernel destroy every
 /// object it still holds, so children keep a strong reference to it.
 public final class IOMMUFD: Sendable {
-    /// The system the context talks to (``LinuxSystem`` or a mock).
+    /// The system the context talks to (`LinuxSystem` or a mock).
     public let system: any SystemInterface
     /// The system as the ioctl catalogue calls it.
     package let seam: IOCTLSeam

@@ -217,7 +217,7 @@ public enum IOMMUOperation: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-    /// The iommufd commands 0x80-0x95, in number order (what ``IOMMUFD/supportedCommands()`` probes).
+    /// The iommufd commands 0x80-0x95, in number order (what `IOMMUFD.supportedCommands()` probes).
     public static let iommufdCommands: [IOMMUOperation] = allCases.filter { $0.ioctl?.family == .iommufd }
 
     /// The ioctl that `request` means on a descriptor of `family` (VFIO reuses numbers: 12-14

@@ -213,7 +213,7 @@ extension MockKernel {
 
     /// `poll(2)` for `POLLIN`: an eventfd is readable while its counter is non-zero, a
     /// regular file always; an fd the model does not know is `EBADF` (the kernel's
-    /// `POLLNVAL`, which ``LinuxSystem`` reports the same way). The wait really blocks, until
+    /// `POLLNVAL`, which `LinuxSystem` reports the same way). The wait really blocks, until
     /// an interrupt, a write or an ioctl makes a counter non-zero, or the timeout passes.
     public func waitReadable(_ fds: [Int32], timeoutNanoseconds: UInt64?) throws(Errno) -> [Int] {
         unsafe try state.withLock { (state) throws(Errno) in

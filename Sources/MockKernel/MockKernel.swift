@@ -2,7 +2,7 @@ public import IOMMUFDSystem
 public import SystemPackage
 
 /// A model of the Linux kernel's iommufd (and the process memory around it) that
-/// implements ``SystemInterface``, so the same typed code path, struct marshalling
+/// implements `SystemInterface`, so the same typed code path, struct marshalling
 /// included, runs in CI without `/dev/iommu`.
 ///
 /// It is a model, not a script: object ids and types, per-IOAS interval maps,

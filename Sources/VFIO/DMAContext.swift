@@ -7,7 +7,7 @@ public import IOMMUFD
 /// the groups of its devices. A buffer mapped once is then reachable by every device of
 /// the context at the same IOVA, as a NIC and an NVMe controller sharing a buffer pool need.
 ///
-/// ``VFIOPCIDevice/init(_:path:virtualFunctionToken:iommuPath:system:environment:)``
+/// ``VFIOPCIDevice/init(_:path:virtualFunctionToken:iommuPath:system:environment:logger:)``
 /// keeps making one context per device; ``claim(_:virtualFunctionToken:)`` adds devices to
 /// this one. The context lives as long as any of its devices.
 // @safe: its raw storage (the locked device list) is used only behind this interface.

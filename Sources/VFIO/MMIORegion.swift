@@ -26,8 +26,8 @@ public import IOMMUFD
 /// that is read next, use ``readCompletion32(at:)``; ``MemoryBarrier`` has the rest.
 ///
 /// **Models.** On a model of the system (MockKernel) the region is ordinary memory;
-/// the mapping then carries the model's ``MMIOObserver``, told of each access after it
-/// is made, so a mock device can react to a doorbell. On ``LinuxSystem`` there is none
+/// the mapping then carries the model's `MMIOObserver`, told of each access after it
+/// is made, so a mock device can react to a doorbell. On `LinuxSystem` there is none
 /// and an access is the volatile load or store plus one never-taken branch.
 // Sendable: the mapping has one owner (it cannot be copied), so moving it to another thread
 // moves the only handle; the raw base pointer is what keeps the compiler from proving it.
@@ -65,7 +65,7 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
     }
 
     /// Whether a model of the system watches the accesses (a MockKernel device); never
-    /// on ``LinuxSystem``.
+    /// on `LinuxSystem`.
     public var isObserved: Bool { unsafe observer != nil }
 
     @inlinable @inline(__always)

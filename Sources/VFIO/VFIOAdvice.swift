@@ -4,7 +4,7 @@ import SystemPackage
 /// What the VFIO layer knows about its own failures: the meaning and the fix for the VFIO
 /// ioctls and nodes an operator meets first (group viability, a device on its kernel driver,
 /// a device claimed twice, interrupt remapping, type1's limits). The core's
-/// ``IOMMUError/explanation`` returns it (from ``IOMMUErrorContext/advice``) for every error
+/// `IOMMUError.explanation` returns it (from `IOMMUErrorContext.advice`) for every error
 /// the VFIO layer throws.
 extension IOMMUError {
     /// This error with the VFIO layer's advice attached, when it has some.

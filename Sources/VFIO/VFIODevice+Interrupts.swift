@@ -52,7 +52,7 @@ public struct VFIOInterruptInfo: Sendable, Hashable {
 /// so no second handle can read (and so steal) a vector's count or keep a closed descriptor.
 /// Each vector's eventfd counts the interrupts that arrived since it was last read. The
 /// descriptors are non-blocking and close-on-exec, and are closed when the value goes away;
-/// disable the interrupts on the device first (``VFIODevice/disableInterrupts(_:)``), as
+/// disable the interrupts on the device first (``VFIODevice/disableInterrupts(_:fileID:line:)``), as
 /// ``VFIODevice`` does when it closes.
 public struct InterruptVectors: ~Copyable, Sendable {
     /// The kind the vectors belong to.

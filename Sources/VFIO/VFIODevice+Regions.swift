@@ -34,7 +34,7 @@ extension VFIODevice {
 
     /// Maps a region (a BAR with the mmap flag) into this process. The region's
     /// accessors are little-endian; on a model of the system (MockKernel) they also
-    /// report to the model's ``MMIOObserver``, asked for here, once.
+    /// report to the model's `MMIOObserver`, asked for here, once.
     public func map(_ region: VFIORegion, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> MMIORegion {
         guard region.isMappable, region.size > 0 else {
             var context = IOMMUErrorContext(length: region.size, path: path)

@@ -32,7 +32,7 @@ public final class VFIOGroup: Sendable {
     /// - Throws: `ENOENT` (no such group, or it has no device bound to vfio-pci),
     ///   `EBUSY` (open elsewhere, or a device of it is bound to an iommufd through its
     ///   cdev), `EPERM` against `VFIO_GROUP_GET_STATUS` when the group is not viable, with
-    ///   the fix in ``IOMMUError/explanation``.
+    ///   the fix in `IOMMUError.explanation`.
     public init(number: Int, container: VFIOContainer) throws(IOMMUError) {
         let system = container.system
         let path = "/dev/vfio/\(number)"

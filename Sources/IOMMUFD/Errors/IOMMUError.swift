@@ -10,7 +10,7 @@ public import SystemPackage
 /// The value is cheap to build (no string formatting until it is printed), so
 /// that a failing ioctl costs no more than the system call itself.
 public struct IOMMUError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The operation that failed, e.g. ``IOMMUOperation/ioasMap``.
+    /// The operation that failed, e.g. `IOMMUOperation.ioasMap`.
     public var operation: IOMMUOperation
     /// The errno the kernel returned.
     public var errno: Errno

@@ -4,7 +4,7 @@ import SystemPackage
 
 /// The VFIO device family of the ioctl catalogue: exactly one function per ioctl on a device
 /// descriptor (a cdev, or a group's device descriptor). Each fills its struct (with `argsz`),
-/// issues it through the seam, and returns the out-fields or an ``IOMMUError`` carrying the
+/// issues it through the seam, and returns the out-fields or an `IOMMUError` carrying the
 /// arguments it was given. Nothing else in the toolkit issues a VFIO device ioctl.
 package enum VFIODeviceIOCTL {
     /// `VFIO_DEVICE_BIND_IOMMUFD`: binds the cdev to `iommufd`; returns the iommufd device id.
