@@ -25,8 +25,14 @@ extension MockKernel {
         public var hasIPCLock = false
         /// Whether the process holds `CAP_SYS_RESOURCE` (needed to change the accounting mode).
         public var hasSysResource = false
+        /// Whether the process holds `CAP_SYS_RAWIO` (needed for `IOMMU_IOAS_NOIOMMU_GET_PA`).
+        public var hasSysRawIO = false
         /// Whether the kernel was built with `CONFIG_IOMMUFD_TEST` (answers `IOMMU_TEST_CMD`).
         public var selftestEnabled = true
+        /// Whether the kernel was built with `CONFIG_IOMMUFD_NOIOMMU` (the no-IOMMU cdev mode;
+        /// the VM lane's kernel is): without it `IOMMU_IOAS_NOIOMMU_GET_PA` is `EOPNOTSUPP`
+        /// (iommufd_private.h:360-367).
+        public var noIOMMUEnabled = true
         /// The iommufd commands the modelled kernel implements (0x80...0x95 by default).
         public var supportedCommands: ClosedRange<UInt32> = 0x80...0x95
         /// Files visible to `open`/`readFile`/`readLink`/`listDirectory` (a fake sysfs/proc tree).

@@ -153,6 +153,10 @@ extension KernelState {
         }
         var cursor = iova
         for piece in pieces {
+            // iopt_insert_area (io_pagetable.c:216-220): a writeable area needs pages that were
+            // pinned writable (an IOAS_COPY from a read-only mapping into a WRITEABLE one is
+            // EPERM), then the page offset must suit the IOVA alignment.
+            if flags & IOMMU_IOAS_MAP_WRITEABLE != 0 && !contexts[contextID]!.pages[piece.pagesID]!.writable { throw .notPermitted }
             if (piece.startByte % pageSize) & (alignment - 1) != 0 { throw .invalidArgument }
             let (last, overflow) = cursor.addingReportingOverflow(piece.length - 1)
             if overflow { throw .overflow }

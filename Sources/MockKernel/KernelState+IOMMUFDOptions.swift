@@ -59,7 +59,8 @@ extension KernelState {
         guard cmd.__reserved == 0 else { throw .notSupported }
         switch cmd.op {
         case IOMMU_VFIO_IOAS_GET:
-            guard let id = contexts[contextID]!.vfioIOAS else { throw .noSuchFileOrDirectory }
+            // get_compat_ioas (vfio_compat.c:15-26): no compat IOAS is ENODEV.
+            guard let id = contexts[contextID]!.vfioIOAS else { throw .operationNotSupportedByDevice }
             cmd.ioas_id = id
             unsafe command.respond(cmd)
         case IOMMU_VFIO_IOAS_SET:
@@ -81,45 +82,93 @@ extension KernelState {
         }
     }
 
-    /// Commands that need real devices or vIOMMUs, which the model does not have yet:
-    /// their generic argument checks, then the answer of a kernel without such a device.
+    /// The commands the model answers only as far as the kernel's argument checks go; past
+    /// them, it refuses loudly: `ENOSYS` (no kernel answers an implemented iommufd command
+    /// that way) and the call is recorded in ``MockKernel/unmodelledCalls``, so a test that
+    /// leans on one fails visibly instead of learning an invented answer.
     mutating func unmodelledCommand(_ contextID: Int, _ operation: IOMMUOperation, _ command: UserCommand) throws(Errno) {
         switch operation {
         case .hwptAlloc:
+            // iommufd_hwpt_alloc (hw_pagetable.c): __reserved, the data type/length pair, then
+            // the device; what follows (the page table) is not modelled.
             let cmd = unsafe command.load(iommu_hwpt_alloc.self)
             guard cmd.__reserved == 0 else { throw .notSupported }
+            guard (cmd.data_type == IOMMU_HWPT_DATA_NONE) == (cmd.data_len == 0) else { throw .invalidArgument }
             guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
-            throw .notSupported
         case .getHWInfo:
-            var cmd = unsafe command.load(iommu_hw_info.self)
-            guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
-            // A VFIO-bound PCI function sits behind the modelled intel-iommu (QEMU's registers).
-            guard vfio.deviceFiles.values.contains(where: { $0.boundContext == contextID && $0.boundDeviceID == cmd.dev_id }) else {
-                throw .notSupported
-            }
-            guard cmd.flags == 0, cmd.__reserved == (0, 0, 0) else { throw .notSupported }
-            var vtd = iommu_hw_info_vtd()
-            vtd.cap_reg = 0xd2_008c_2226_0206
-            vtd.ecap_reg = 0xf0_0f4a
-            let kernelLength = MemoryLayout<iommu_hw_info_vtd>.size
-            if cmd.data_len > 0 {
-                // The buffer is usually on the caller's stack, outside the modelled mmaps: only NULL faults.
-                guard let destination = unsafe UnsafeMutableRawPointer(bitPattern: UInt(cmd.data_uptr)) else { throw .badAddress }
-                let copied = min(Int(cmd.data_len), kernelLength)
-                unsafe withUnsafeBytes(of: &vtd) { unsafe destination.copyMemory(from: $0.baseAddress!, byteCount: copied) }
-                if Int(cmd.data_len) > kernelLength {
-                    unsafe (destination + kernelLength).initializeMemory(as: UInt8.self, repeating: 0, count: Int(cmd.data_len) - kernelLength)
-                }
-            }
-            cmd.data_len = UInt32(kernelLength)
-            cmd.out_data_type = IOMMU_HW_INFO_TYPE_INTEL_VTD
-            cmd.out_max_pasid_log2 = 0
-            cmd.out_capabilities = 0
-            unsafe command.respond(cmd)
+            return unsafe try getHardwareInfo(contextID, command)
         case .ioasNoIOMMUGetPA:
-            throw .notPermitted
+            // iommufd_ioas_noiommu_get_pa (ioas.c:379-396): the kernel's configuration, the
+            // capability, the arguments, the IOAS; the physical address is not modelled.
+            guard configuration.noIOMMUEnabled else { throw .notSupported }
+            guard configuration.hasSysRawIO else { throw .notPermitted }
+            let cmd = unsafe command.load(iommu_ioas_noiommu_get_pa.self)
+            guard cmd.flags == 0, cmd.__reserved == 0 else { throw .notSupported }
+            guard cmd.length != 0 else { throw .invalidArgument }
+            guard cmd.iova < ulongMax else { throw .overflow }
+            guard contexts[contextID]!.ioas(cmd.ioas_id) != nil else { throw .noSuchFileOrDirectory }
         default:
-            throw .noSuchFileOrDirectory
+            break
         }
+        unmodelledCalls.append(operation)
+        throw .noFunction
     }
+
+    /// `IOMMU_GET_HW_INFO`, in the order of `iommufd_get_hw_info` (device.c:1629-1745): flags
+    /// and `__reserved` (EOPNOTSUPP), the device (ENOENT), the driver's `hw_info` with the
+    /// requested type (EOPNOTSUPP for a type it does not serve), the copy to the user's
+    /// buffer with the rest of a larger buffer zeroed, `data_len` rewritten to the driver's
+    /// length, then the capabilities. Two drivers are modelled: the selftest mock IOMMU
+    /// (`mock_domain_hw_info`, selftest.c:304-321: type 0xfeedbeef, `test_reg` 0xdeadbeef;
+    /// dirty tracking capable, no ATS) and QEMU's intel-iommu for a VFIO-bound function
+    /// (`intel_iommu_hw_info`, intel/iommu.c:3709-3730: the errata flag, QEMU 7.2's CAP and
+    /// ECAP; no second-stage dirty tracking without scalable mode, no ATS on the emulated
+    /// devices, no PASID).
+    mutating func getHardwareInfo(_ contextID: Int, _ command: UserCommand) throws(Errno) {
+        var cmd = unsafe command.load(iommu_hw_info.self)
+        guard cmd.flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 else { throw .notSupported }
+        guard cmd.__reserved == (0, 0, 0) else { throw .notSupported }
+        if cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 { cmd.in_data_type = IOMMU_HW_INFO_TYPE_DEFAULT }
+        guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
+        let isVFIOFunction = vfio.deviceFiles.values.contains { $0.boundContext == contextID && $0.boundDeviceID == cmd.dev_id }
+        var data: [UInt8]
+        let dataType: UInt32
+        var capabilities = IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED
+        if isVFIOFunction {
+            guard cmd.in_data_type == IOMMU_HW_INFO_TYPE_DEFAULT || cmd.in_data_type == IOMMU_HW_INFO_TYPE_INTEL_VTD else { throw .notSupported }
+            var vtd = iommu_hw_info_vtd()
+            vtd.flags = IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17
+            vtd.cap_reg = Self.qemuVTdCapability
+            vtd.ecap_reg = Self.qemuVTdExtendedCapability
+            data = unsafe withUnsafeBytes(of: vtd) { unsafe Array($0) }
+            dataType = IOMMU_HW_INFO_TYPE_INTEL_VTD
+        } else {
+            guard cmd.in_data_type == IOMMU_HW_INFO_TYPE_DEFAULT || cmd.in_data_type == Self.selftestHardwareInfoType else { throw .notSupported }
+            // struct iommu_test_hw_info { __u32 flags; __u32 test_reg; } (iommufd_test.h:208-211)
+            data = unsafe withUnsafeBytes(of: (UInt32(0), Self.selftestHardwareInfoRegister)) { unsafe Array($0) }
+            dataType = Self.selftestHardwareInfoType
+            capabilities |= IOMMU_HW_CAP_DIRTY_TRACKING
+        }
+        let copied = min(Int(cmd.data_len), data.count)
+        if cmd.data_len > 0 {
+            // The buffer is usually on the caller's stack, outside the modelled mmaps: only NULL faults.
+            guard let destination = unsafe UnsafeMutableRawPointer(bitPattern: UInt(cmd.data_uptr)) else { throw .badAddress }
+            unsafe data.withUnsafeBytes { unsafe destination.copyMemory(from: $0.baseAddress!, byteCount: copied) }
+            if Int(cmd.data_len) > copied {
+                unsafe (destination + copied).initializeMemory(as: UInt8.self, repeating: 0, count: Int(cmd.data_len) - copied)
+            }
+        }
+        cmd.data_len = UInt32(data.count)
+        cmd.out_data_type = dataType
+        cmd.out_capabilities = capabilities
+        cmd.out_max_pasid_log2 = 0
+        unsafe command.respond(cmd)
+    }
+
+    /// `IOMMU_HW_INFO_TYPE_SELFTEST` and `IOMMU_HW_INFO_SELFTEST_REGVAL` (iommufd_test.h:205-206).
+    static let selftestHardwareInfoType: UInt32 = 0xfeed_beef
+    static let selftestHardwareInfoRegister: UInt32 = 0xdead_beef
+    /// QEMU 7.2's intel-iommu registers as the VM lane's guest reads them (`/sys/class/iommu/dmar0/intel-iommu/cap`, `ecap`).
+    static let qemuVTdCapability: UInt64 = 0xd2_008c_2226_0206
+    static let qemuVTdExtendedCapability: UInt64 = 0xf0_0f4a
 }

@@ -1,3 +1,4 @@
+import IOMMUFDSystem
 import SystemPackage
 
 /// The page size of the modelled machine.
@@ -33,6 +34,8 @@ struct KernelState {
 
     // Observability.
     var trace: [MockKernel.Call] = []
+    /// The calls refused as not modelled (`ENOSYS`), in order.
+    var unmodelledCalls: [IOMMUOperation] = []
     var faults: [MockKernel.FaultRule] = []
     var callCounts: [String: Int] = [:]
     var totalCalls = 0
@@ -66,6 +69,8 @@ struct KernelState {
             if let deferred { throw deferred }
             return value
         } catch {
+            // A refusal as unmodelled is remembered even though the call's effects are not.
+            if scratch.unmodelledCalls.count > unmodelledCalls.count { unmodelledCalls = scratch.unmodelledCalls }
             record(name, error)
             throw error
         }

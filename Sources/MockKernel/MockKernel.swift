@@ -62,6 +62,12 @@ public final class MockKernel: SystemInterface, Sendable {
     /// Every call so far, in order.
     public var trace: [Call] { unsafe state.withLock { $0.trace } }
 
+    /// The commands the model refused because it does not model what the kernel does past
+    /// their argument checks (answered `ENOSYS`, which the kernel never gives for them), in
+    /// order. Empty in a test that only uses what the model knows; a test that leans on one
+    /// of these learns nothing about the kernel, so it should fail.
+    public var unmodelledCalls: [IOMMUOperation] { unsafe state.withLock { $0.unmodelledCalls } }
+
     /// Forgets the trace.
     public func clearTrace() { unsafe state.withLock { $0.trace.removeAll() } }
 

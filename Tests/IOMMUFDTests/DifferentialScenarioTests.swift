@@ -1,4 +1,5 @@
 import IOMMUFD
+import IOMMUFDSystem
 import MockKernel
 import Scenarios
 import Testing
@@ -20,6 +21,28 @@ struct DifferentialScenarioTests {
         #expect(scenarios.count >= 100)
         let groups = Set(scenarios.map(\.group))
         for group in "ABCDEFH" { #expect(groups.contains(group), "no scenario for group \(group)") }
+    }
+
+    @Test("the ABI scenarios' sizes follow the descriptor table: A1 one below the minimum, A2 one past the struct, A4 the struct")
+    func abiScenarioSizes() throws {
+        let abi = try ScenarioLibrary.load(directory: Self.directory).filter { ["A1", "A2", "A4"].contains($0.name.prefix(2)) }
+        #expect(abi.count >= 3 * 9, "three per iommufd command the scenarios cover")
+        var wrong: [String] = []
+        for scenario in abi {
+            for step in scenario.steps where step.verb == "raw" {
+                guard let number = UInt(step.words[0].dropFirst(2), radix: 16), let size = step.arguments["size"].flatMap({ Int($0) }) else { continue }
+                guard let descriptor = IOMMUOperation.allCases.compactMap(\.ioctl).first(where: { $0.family == .iommufd && $0.request & 0xff == number }) else {
+                    wrong.append("\(scenario.name): no command 0x\(String(number, radix: 16))"); continue
+                }
+                let expected = switch scenario.name.prefix(2) {
+                case "A1": descriptor.minimumSize - 1
+                case "A2": descriptor.kernelSize + 1
+                default: descriptor.kernelSize
+                }
+                if size != expected { wrong.append("\(scenario.name): size=\(size), the table says \(expected)") }
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong)")
     }
 
     @Test("every scenario gives its expected results on MockKernel", arguments: scenarios.map(\.name))

@@ -67,6 +67,7 @@ struct IOCTLCatalogueTests {
         issued(.getHWInfo) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.getHardwareInfo(IOCTLSeam(kernel), fd, device: 99, flags: 0, dataType: 0, into: UnsafeMutableRawBufferPointer(start: nil, count: 0), fileID: #fileID, line: #line) }
         issued(.testCommand) { () throws(IOMMUError) in try SelftestIOCTL.addReserved(IOCTLSeam(kernel), fd, ioas: ioas, start: 0x7000_0000, length: 4096, fileID: #fileID, line: #line) }
         issued(.testCommand) { () throws(IOMMUError) in _ = try SelftestIOCTL.mockDomain(IOCTLSeam(kernel), fd, pageTable: ioas, fileID: #fileID, line: #line) }
+        issued(.vfioIOAS) { () throws(IOMMUError) in _ = try IOMMUFDIOCTL.vfioIOAS(IOCTLSeam(kernel), fd, op: IOMMU_VFIO_IOAS_GET, ioas: 0, fileID: #fileID, line: #line) }
         issued(.destroy) { () throws(IOMMUError) in try IOMMUFDIOCTL.destroy(IOCTLSeam(kernel), fd, id: 999, fileID: #fileID, line: #line) }
     }
 

@@ -124,11 +124,11 @@ struct MockKernelTests {
         #expect(throws: Errno.noSuchFileOrDirectory) { try kernel.readFile("/sys/nope") }
     }
 
-    @Test("IOMMU_VFIO_IOAS sets, gets and clears the compat IOAS")
+    @Test("IOMMU_VFIO_IOAS sets, gets and clears the compat IOAS; GET with none is ENODEV (vfio_compat.c:15-26)")
     func vfioIOAS() throws {
         try withMockWorld { world in
             var command = vfioIOASCommand(op: 0, id: 0)
-            #expect(world.rawIoctl(0x3b88, &command) == .noSuchFileOrDirectory)
+            #expect(world.rawIoctl(0x3b88, &command) == .operationNotSupportedByDevice)
             command = vfioIOASCommand(op: 1, id: world.ioas.id.rawValue)
             #expect(world.rawIoctl(0x3b88, &command) == nil)
             command = vfioIOASCommand(op: 0, id: 0)
@@ -136,6 +136,8 @@ struct MockKernelTests {
             #expect(command.ioas_id == world.ioas.id.rawValue)
             command = vfioIOASCommand(op: 2, id: 0)
             #expect(world.rawIoctl(0x3b88, &command) == nil)
+            command = vfioIOASCommand(op: 0, id: 0)
+            #expect(world.rawIoctl(0x3b88, &command) == .operationNotSupportedByDevice, "cleared, there is none again")
         }
     }
 

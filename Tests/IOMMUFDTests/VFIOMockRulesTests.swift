@@ -232,16 +232,4 @@ struct VFIOMockRulesTests {
         #expect(throws: Errno.permissionDenied) { try kernel.createFile("/sys/bus/pci/new_id", []) }
         #expect(throws: Errno.noSuchFileOrDirectory) { try kernel.removeFile("/etc/driverctl.d/pci-0000:00:02.0") }
     }
-
-    @Test("GET_HW_INFO on a selftest mock device has no vendor data here (EOPNOTSUPP); a VFIO-bound function's answer is checked by the D13 deep-probe test")
-    func hardwareInfo() throws {
-        try withMockWorld { world in
-            let mock = try world.ioas.selftestAttachMockDomain()
-            var command = iommu_hw_info()
-            command.size = UInt32(MemoryLayout<iommu_hw_info>.size)
-            command.dev_id = mock.deviceID.rawValue
-            #expect(world.rawIoctl(IOMMU_GET_HW_INFO, &command) == .notSupported)
-            try world.ioas.iommufd.destroy(mock.selftestID)
-        }
-    }
 }

@@ -43,4 +43,48 @@ extension ScenarioExecutor {
         try session.system.setMemoryLockLimit(ResourceLimit(current: try session.argument(step, "memlock"), maximum: limit.maximum))
         return Outcome()
     }
+
+    /// `hw_info DEVICE [flags=] [type=] [len=] [reserved]`: `IOMMU_GET_HW_INFO` into a buffer
+    /// of `len` bytes (default 64) filled with 0xff first. Outputs the type, the length the
+    /// kernel wrote back, the capabilities, the PASID width, `word0`/`word1` (the first two
+    /// 32-bit words of the data) and `tail` (whether every byte past the kernel's length
+    /// was zeroed).
+    func hardwareInfo(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 1 else { throw session.fail("hw_info DEVICE") }
+        let fd = try session.context(step)
+        let length = Int(try session.argument(step, "len", default: 64))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(length, 8), alignment: 8)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0xff)
+        let flags = UInt32(truncatingIfNeeded: try session.argument(step, "flags", default: 0))
+        let type = UInt32(truncatingIfNeeded: try session.argument(step, "type", default: 0))
+        let answer = try IOMMUFDIOCTL.getHardwareInfo(session.seam, fd, device: try session.objectID(step.words[0]), flags: flags, dataType: type,
+                                                      into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), fileID: #fileID, line: step.line)
+        let written = min(Int(answer.dataLength), length)
+        let tailZeroed = buffer[written..<length].allSatisfy { $0 == 0 }
+        return Outcome(outputs: [
+            "type": ScenarioSession.hex(UInt64(answer.dataType)), "len": "\(answer.dataLength)",
+            "caps": ScenarioSession.hex(answer.capabilities), "pasid": "\(answer.maxPASIDLog2)",
+            "word0": ScenarioSession.hex(UInt64(buffer.load(fromByteOffset: 0, as: UInt32.self))),
+            "word1": ScenarioSession.hex(UInt64(buffer.load(fromByteOffset: 4, as: UInt32.self))),
+            "tail": tailZeroed ? "zeroed" : "kept",
+        ])
+    }
+
+    /// `vfio_ioas get|set|clear [IOAS]`: `IOMMU_VFIO_IOAS`; outputs `ioas`, the id the kernel
+    /// left in the command.
+    func vfioIOAS(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 1 else { throw session.fail("vfio_ioas get|set|clear [IOAS]") }
+        let fd = try session.context(step)
+        let op: UInt16
+        switch step.words[0] {
+        case "get": op = UInt16(IOMMU_VFIO_IOAS_GET)
+        case "set": op = UInt16(IOMMU_VFIO_IOAS_SET)
+        case "clear": op = UInt16(IOMMU_VFIO_IOAS_CLEAR)
+        case let other: throw session.fail("vfio_ioas \(other): use get, set or clear")
+        }
+        let ioas = step.words.count >= 2 ? try session.objectID(step.words[1]) : 0
+        let answer = try IOMMUFDIOCTL.vfioIOAS(session.seam, fd, op: op, ioas: ioas, fileID: #fileID, line: step.line)
+        return Outcome(outputs: ["ioas": "\(answer)"])
+    }
 }

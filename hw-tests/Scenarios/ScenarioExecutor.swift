@@ -84,6 +84,8 @@ public struct ScenarioExecutor: Sendable {
         case "replace": return try replace(step, session)
         case "rlimit": return try setMemlock(step, session)
         case "raw": return try raw(step, session)
+        case "hw_info": return try hardwareInfo(step, session)
+        case "vfio_ioas": return try vfioIOAS(step, session)
         default: throw session.fail("unknown step `\(step.verb)`")
         }
     }

@@ -135,6 +135,16 @@ package enum IOMMUFDIOCTL {
         return command.length
     }
 
+    /// `IOMMU_VFIO_IOAS`: gets (`op` = `IOMMU_VFIO_IOAS_GET`), sets or clears
+    /// the IOAS that the type1 compatibility layer uses; returns `ioas_id` as the kernel left it.
+    @inlinable
+    package static func vfioIOAS(_ seam: IOCTLSeam, _ fd: Int32, op: UInt16, ioas: UInt32,
+                                 fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+        var command = iommu_vfio_ioas(size: UInt32(MemoryLayout<iommu_vfio_ioas>.size), ioas_id: ioas, op: op, __reserved: 0)
+        try issueIOCTL(seam, fd, IOMMU_VFIO_IOAS, .vfioIOAS, &command, IOMMUErrorContext(objectID: ioas), fileID: fileID, line: line)
+        return command.ioas_id
+    }
+
     /// `IOMMU_OPTION`: gets (`op` = `IOMMU_OPTION_OP_GET`) or sets an option of the context
     /// (`object` 0) or of an object; returns `val64` as the kernel left it.
     @inlinable

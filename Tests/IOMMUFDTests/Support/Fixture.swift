@@ -41,9 +41,12 @@ struct MockWorld {
     }
 }
 
-/// Runs `body` in a fresh world and then checks that everything was released.
+/// Runs `body` in a fresh world and then checks that everything was released, and that
+/// the model refused as unmodelled exactly the commands in `unmodelled` (none by default:
+/// a test that leans on an unmodelled command learns nothing about the kernel).
 func withMockWorld(
     configure: (inout MockKernel.Configuration) -> Void = { _ in },
+    unmodelled: [IOMMUOperation] = [],
     sourceLocation: SourceLocation = #_sourceLocation,
     _ body: (MockWorld) throws -> Void
 ) throws {
@@ -57,6 +60,7 @@ func withMockWorld(
     }
     #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)", sourceLocation: sourceLocation)
     #expect(kernel.descriptorsWithoutCloseOnExec == 0, sourceLocation: sourceLocation)
+    #expect(kernel.unmodelledCalls == unmodelled, "refused as unmodelled: \(kernel.unmodelledCalls)", sourceLocation: sourceLocation)
 }
 
 /// The errno of a throwing iommufd call, or nil when it succeeded.
