@@ -1,0 +1,61 @@
+import CIOMMUFD
+import IOMMUFD
+import MockKernel
+import SystemPackage
+import Testing
+import VFIO
+
+extension HardwareSuite {
+    /// `IOMMU_GET_HW_INFO` for a function behind QEMU's intel-iommu, on this kernel and on
+    /// MockKernel's model of the same machine: the two answers must be the same.
+    @Suite("Hardware: GET_HW_INFO for a VFIO-bound function, kernel and mock", .enabled(if: Hardware.eduDevice != nil, Hardware.eduReason))
+    struct HardwareInfoTests {
+        /// What GET_HW_INFO answers for a device, with a 64-byte buffer filled with 0xff first.
+        struct Answer: Equatable, CustomStringConvertible {
+            var type: UInt32, length: UInt32, capabilities: UInt64, pasidWidth: UInt8
+            var flags: UInt32, capabilityRegister: UInt64, extendedCapabilityRegister: UInt64, tailZeroed: Bool
+            var description: String {
+                "type \(type) len \(length) caps 0x\(String(capabilities, radix: 16)) pasid \(pasidWidth) flags 0x\(String(flags, radix: 16)) "
+                    + "cap 0x\(String(capabilityRegister, radix: 16)) ecap 0x\(String(extendedCapabilityRegister, radix: 16)) tail \(tailZeroed ? "zeroed" : "kept")"
+            }
+
+            init(_ owned: VFIOPCIDevice) throws {
+                guard case .iommufd(let ioas) = owned.context.addressSpace, let device = owned.device.deviceID else {
+                    throw HardwareInfoTests.NotThroughIOMMUFD()
+                }
+                var bytes = [UInt8](repeating: 0xff, count: 64)
+                let answer = try bytes.withUnsafeMutableBytes { (buffer) throws(IOMMUError) in
+                    try IOMMUFDIOCTL.getHardwareInfo(ioas.iommufd.seam, ioas.iommufd.fileDescriptor.rawValue, device: device.rawValue, flags: 0,
+                                                     dataType: 0, into: buffer, fileID: #fileID, line: #line)
+                }
+                let vtd = bytes.withUnsafeBytes { $0.loadUnaligned(as: iommu_hw_info_vtd.self) }
+                type = answer.dataType
+                length = answer.dataLength
+                capabilities = answer.capabilities
+                pasidWidth = answer.maxPASIDLog2
+                flags = vtd.flags
+                capabilityRegister = vtd.cap_reg
+                extendedCapabilityRegister = vtd.ecap_reg
+                tailZeroed = bytes[Int(min(answer.dataLength, 64))...].allSatisfy { $0 == 0 }
+            }
+        }
+
+        struct NotThroughIOMMUFD: Error {}
+
+        @Test("edu through the cdev: VT-d data with the errata flag and QEMU's registers, no ATS, no PASID; MockKernel answers the same")
+        func vtdAnswerMatchesTheMock() throws {
+            let address = try #require(Hardware.eduDevice)
+            let kernelAnswer = try Answer(try VFIOPCIDevice(address, path: .only(.iommufdCdev)))
+            #expect(kernelAnswer.type == IOMMU_HW_INFO_TYPE_INTEL_VTD)
+            #expect(kernelAnswer.length == UInt32(MemoryLayout<iommu_hw_info_vtd>.size))
+            #expect(kernelAnswer.flags == IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, "intel_iommu_hw_info always sets the errata flag")
+            #expect(kernelAnswer.tailZeroed)
+
+            var configuration = MockKernel.Configuration()
+            configuration.addPCIDevice(.edu(address: address.description))
+            let mock = MockKernel(configuration: configuration)
+            let mockAnswer = try Answer(try VFIOPCIDevice(address, path: .only(.iommufdCdev), system: mock))
+            #expect(mockAnswer == kernelAnswer, "kernel: \(kernelAnswer)\nmock:   \(mockAnswer)")
+        }
+    }
+}
