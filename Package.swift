@@ -134,7 +134,7 @@ let package = Package(
         ),
         .target(
             name: "Scenarios",
-            dependencies: ["IOMMUFD", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "VFIO", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             path: "hw-tests/Scenarios",
             swiftSettings: strictSettings
         ),

@@ -15,10 +15,11 @@ extension KernelState {
     // MARK: ioctl
 
     mutating func vfioDeviceIoctl(_ fileID: Int, request: UInt, argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
-        guard let operation = IOMMUOperation(request: request, family: .vfioDevice) else { throw .inappropriateIOCTLForDevice }
         guard var file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
-        // A cdev does nothing but bind until it is bound (`access_granted`).
-        if file.group == nil && file.boundDeviceID == nil && operation != .vfioDeviceBindIOMMUFD { throw .invalidArgument }
+        // A cdev does nothing but bind until it is bound: every other request, known or not,
+        // is EINVAL (`access_granted`, vfio_main.c:1377-1382).
+        if file.group == nil && file.boundDeviceID == nil && request != VFIO_DEVICE_BIND_IOMMUFD { throw .invalidArgument }
+        guard let operation = IOMMUOperation(request: request, family: .vfioDevice) else { throw .inappropriateIOCTLForDevice }
         guard let argument = unsafe argument else { throw operation == .vfioDeviceReset ? .inappropriateIOCTLForDevice : .badAddress }
         let device = configuration.pciDevices[file.deviceIndex]
         switch operation {

@@ -1,6 +1,7 @@
 import CIOMMUFD
 import IOMMUFD
 import MockKernel
+import Scenarios
 import SystemPackage
 import Testing
 import VFIO
@@ -56,6 +57,23 @@ extension HardwareSuite {
             let mock = MockKernel(configuration: configuration)
             let mockAnswer = try Answer(try VFIOPCIDevice(address, path: .only(.iommufdCdev), system: mock))
             #expect(mockAnswer == kernelAnswer, "kernel: \(kernelAnswer)\nmock:   \(mockAnswer)")
+        }
+    }
+}
+
+extension HardwareSuite {
+    /// A VFIO device cdev opened but not bound, on this kernel and on MockKernel.
+    @Suite("Hardware: an unbound device cdev, kernel and mock", .enabled(if: Hardware.eduDevice != nil, Hardware.eduReason))
+    struct UnboundCdevTests {
+        @Test("before VFIO_DEVICE_BIND_IOMMUFD every request, known or not, is EINVAL (vfio_main.c:1377-1382); the mock agrees")
+        func unboundCdevRefusesEverything() throws {
+            let address = try #require(Hardware.eduDevice)
+            var configuration = MockKernel.Configuration()
+            configuration.addPCIDevice(.edu(address: address.description))
+            let kernelAnswers = try UnboundCdevProbe.answers(address, system: LinuxSystem())
+            let mockAnswers = try UnboundCdevProbe.answers(address, system: MockKernel(configuration: configuration))
+            #expect(kernelAnswers == UnboundCdevProbe.expected, "kernel: \(kernelAnswers)")
+            #expect(mockAnswers == kernelAnswers, "mock: \(mockAnswers)")
         }
     }
 }
