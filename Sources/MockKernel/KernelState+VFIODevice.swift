@@ -74,16 +74,21 @@ extension KernelState {
         var capability: [UInt8] = []
         switch info.index {
         case VFIO_PCI_CONFIG_REGION_INDEX:
-            info.size = 256
+            // vfio_pci_core.c:1140-1145: the function's cfg_size.
+            info.size = UInt64(device.configurationSize)
             info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
         case VFIO_PCI_ROM_REGION_INDEX:
-            break
+            // vfio_pci_core.c:1166-1189: a ROM that maps reports its BAR's size, read-only.
+            guard device.romSize > 0 else { break }
+            info.size = device.romSize
+            info.flags = VFIO_REGION_INFO_FLAG_READ
         default:
             let size = device.barSizes[Int(info.index)]
             guard size > 0 else { break }
             info.size = size
             info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE
-            if size >= pageSize { info.flags |= VFIO_REGION_INFO_FLAG_MMAP }
+            // Only memory BARs of at least a page are mappable (bar_mmap_supported).
+            if size >= pageSize && !device.ioBARs.contains(Int(info.index)) { info.flags |= VFIO_REGION_INFO_FLAG_MMAP }
             if device.msixVectors > 0 && Int(info.index) == device.msixBAR {
                 // msix_mmappable_cap: a bare header.
                 var header = vfio_info_cap_header()
@@ -111,20 +116,22 @@ extension KernelState {
         case VFIO_PCI_INTX_IRQ_INDEX: device.hasINTx ? 1 : 0
         case VFIO_PCI_MSI_IRQ_INDEX: device.msiVectors
         case VFIO_PCI_MSIX_IRQ_INDEX: device.msixVectors
-        case VFIO_PCI_REQ_IRQ_INDEX: 1
+        case VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX: 1  // vfio_pci_get_irq_count (vfio_pci_core.c:858-889)
         default: 0
         }
     }
 
     private func interruptInfo(_ device: MockKernel.PCIDevice, _ argument: UnsafeMutableRawPointer) throws(Errno) {
         var info = unsafe argument.loadUnaligned(as: vfio_irq_info.self)
+        // vfio_pci_ioctl_get_irq_info (vfio_pci_core.c:1245-1277): every index 0-4, the error
+        // index included whatever the function; MSI-X resizable where the MSI domain can
+        // allocate vectors dynamically (has_dyn_msix: x86 with interrupt remapping, as here).
         guard info.argsz >= 16, info.index < VFIO_PCI_NUM_IRQS else { throw .invalidArgument }
-        // Not PCI Express: no AER error interrupt.
-        guard info.index != VFIO_PCI_ERR_IRQ_INDEX else { throw .invalidArgument }
         info.flags = VFIO_IRQ_INFO_EVENTFD
         if info.index == VFIO_PCI_INTX_IRQ_INDEX {
             info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED
-        } else {
+        } else if info.index != VFIO_PCI_MSIX_IRQ_INDEX || device.msixVectors == 0 {
+            // has_dyn_msix is set only for a function with an MSI-X capability (vfio_pci_core.c:650-660).
             info.flags |= VFIO_IRQ_INFO_NORESIZE
         }
         info.count = interruptCount(device, info.index)

@@ -19,8 +19,11 @@ extension KernelState {
         let device = configuration.pciDevices[file.deviceIndex]
         let size: Int
         switch index {
-        case Int(VFIO_PCI_CONFIG_REGION_INDEX): size = 256
+        case Int(VFIO_PCI_CONFIG_REGION_INDEX): size = device.configurationSize
         case 0..<6: size = Int(device.barSizes[index])
+        case Int(VFIO_PCI_ROM_REGION_INDEX) where device.romSize > 0:
+            // The ROM's contents are not modelled.
+            throw .noFunction
         default: throw .invalidArgument
         }
         guard start < size else { throw .invalidArgument }
@@ -32,7 +35,7 @@ extension KernelState {
         let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
         let runtime = vfio.devices[deviceIndex]!
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
-            let count = min(buffer.count, 256 - start)
+            let count = min(buffer.count, runtime.configuration.count - start)
             unsafe runtime.configuration.withUnsafeBytes { unsafe buffer.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: count) }
             return count
         }
@@ -47,7 +50,7 @@ extension KernelState {
         let (index, start) = try deviceAccess(fileID, offset: offset)
         let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
-            let count = min(buffer.count, 256 - start)
+            let count = min(buffer.count, vfio.devices[deviceIndex]!.configuration.count - start)
             let msi = MockKernel.PCIDevice.msiCapabilityOffset, msix = MockKernel.PCIDevice.msixCapabilityOffset
             let writable: Set<Int> = [0x04, 0x05, msi + 2, msi + 3, msix + 2, msix + 3]
             for byte in 0..<count where writable.contains(start + byte) {

@@ -17,8 +17,16 @@ extension MockKernel {
         public var driver: String?
         /// The driver the kernel binds on `drivers_probe` without an override (`nil`: none matches).
         public var hostDriver: String?
-        /// The sizes of memory BAR0...BAR5 (0: not implemented).
+        /// The sizes of BAR0...BAR5 (0: not implemented).
         public var barSizes: [UInt64]
+        /// The BARs (0-5) that decode I/O ports rather than memory: readable and writable
+        /// through the descriptor, never mappable.
+        public var ioBARs: Set<Int>
+        /// The expansion ROM BAR's size (0: none); its region reports this size, read-only.
+        public var romSize: UInt64
+        /// The configuration space's size: 4096 for a PCI Express function whose extended
+        /// space answers, else 256 (the kernel's `pdev->cfg_size`, the config region's size).
+        public var configurationSize: Int
         /// MSI vectors (0: no MSI capability).
         public var msiVectors: UInt32
         /// MSI-X vectors (0: no MSI-X capability); the table sits at the start of ``msixBAR``.
@@ -39,11 +47,12 @@ extension MockKernel {
         /// Creates a function at `address` (`dddd:bb:dd.f`) with the given IDs. The defaults describe an unclassified
         /// device (class 0x00ff00) on vfio-pci, in no IOMMU group, with a 4 KiB BAR0, one MSI vector, INTx and FLR,
         /// no NUMA node, the x86 MSI window reserved and a 48-bit IOVA space. `barSizes` is padded with zeros (or cut)
-        /// to six BARs; `hostDriver` defaults to `driver` unless that is vfio-pci.
+        /// to six BARs; `hostDriver` defaults to `driver` unless that is vfio-pci. No I/O BARs, no ROM, 256 bytes
+        /// of configuration space unless said otherwise.
         public init(
             address: String, vendorID: UInt16, deviceID: UInt16, classCode: UInt32 = 0x00ff00,
             iommuGroup: Int? = nil, driver: String? = "vfio-pci", hostDriver: String? = nil, barSizes: [UInt64] = [0x1000],
-            msiVectors: UInt32 = 1, msixVectors: UInt32 = 0, msixBAR: Int = 0, hasINTx: Bool = true,
+            ioBARs: Set<Int> = [], romSize: UInt64 = 0, configurationSize: Int = 256, msiVectors: UInt32 = 1, msixVectors: UInt32 = 0, msixBAR: Int = 0, hasINTx: Bool = true,
             resetMethod: String? = "flr", numaNode: Int = -1,
             reservedRegions: [ClosedRange<UInt64>] = [0xfee0_0000...0xfeef_ffff], addressWidth: Int = 48
         ) {
@@ -55,6 +64,9 @@ extension MockKernel {
             self.driver = driver
             self.hostDriver = hostDriver ?? (driver == "vfio-pci" ? nil : driver)
             self.barSizes = Array((barSizes + Array(repeating: 0, count: 6)).prefix(6))
+            self.ioBARs = ioBARs
+            self.romSize = romSize
+            self.configurationSize = configurationSize
             self.msiVectors = msiVectors
             self.msixVectors = msixVectors
             self.msixBAR = msixBAR
@@ -71,16 +83,21 @@ extension MockKernel {
                       barSizes: [0x10_0000], msiVectors: 1, resetMethod: nil)
         }
 
-        /// An Intel 82574L (e1000e) as QEMU models it: MSI-X with 5 vectors in BAR3.
+        /// An Intel 82574L (e1000e) as QEMU 7.2 models it on q35 (as the VM lane's kernel reports it): memory
+        /// BAR0 and BAR1, a 32-byte I/O BAR2, MSI-X with 5 vectors in BAR3, a 256 KiB option ROM, 4 KiB of
+        /// PCI Express configuration space.
         public static func e1000e(address: String = "0000:00:03.0", group: Int = 3) -> PCIDevice {
             PCIDevice(address: address, vendorID: 0x8086, deviceID: 0x10d3, classCode: 0x020000, iommuGroup: group,
-                      hostDriver: "e1000e", barSizes: [0x20000, 0x20000, 0, 0x4000], msiVectors: 1, msixVectors: 5, msixBAR: 3, resetMethod: "pm")
+                      hostDriver: "e1000e", barSizes: [0x20000, 0x20000, 0x20, 0x4000], ioBARs: [2], romSize: 0x40000,
+                      configurationSize: 4096, msiVectors: 1, msixVectors: 5, msixBAR: 3, resetMethod: "pm")
         }
 
-        /// An NVMe controller (1b36:0010, QEMU's): MSI-X with 65 vectors in BAR0.
+        /// An NVMe controller (1b36:0010, QEMU's): MSI-X with 65 vectors in BAR0, 4 KiB of PCI Express
+        /// configuration space.
         public static func nvme(address: String = "0000:00:04.0", group: Int = 4) -> PCIDevice {
             PCIDevice(address: address, vendorID: 0x1b36, deviceID: 0x0010, classCode: 0x010802, iommuGroup: group,
-                      hostDriver: "nvme", barSizes: [0x4000], msiVectors: 0, msixVectors: 65, msixBAR: 0, resetMethod: "flr")
+                      hostDriver: "nvme", barSizes: [0x4000], configurationSize: 4096, msiVectors: 0, msixVectors: 65, msixBAR: 0,
+                      resetMethod: "flr")
         }
 
         /// The PCI capabilities' positions in the mock's config space.
@@ -89,7 +106,7 @@ extension MockKernel {
 
         /// The power-on config space: header, BARs, and a capability list with MSI and MSI-X.
         var initialConfiguration: [UInt8] {
-            var bytes = [UInt8](repeating: 0, count: 256)
+            var bytes = [UInt8](repeating: 0, count: configurationSize)
             func put16(_ value: UInt16, _ offset: Int) { bytes[offset] = UInt8(value & 0xff); bytes[offset + 1] = UInt8(value >> 8) }
             func put32(_ value: UInt32, _ offset: Int) { put16(UInt16(value & 0xffff), offset); put16(UInt16(value >> 16), offset + 2) }
             put16(vendorID, 0x00)
@@ -99,8 +116,9 @@ extension MockKernel {
             bytes[0x0a] = UInt8((classCode >> 8) & 0xff)
             bytes[0x0b] = UInt8((classCode >> 16) & 0xff)
             for (index, size) in barSizes.enumerated() where size > 0 {
-                put32(0xfe00_0000 &+ UInt32(index) << 20, 0x10 + 4 * index)
+                put32(ioBARs.contains(index) ? 0xc000 &+ UInt32(index) << 8 | 1 : 0xfe00_0000 &+ UInt32(index) << 20, 0x10 + 4 * index)
             }
+            if romSize > 0 { put32(0xfd00_0000, 0x30) }
             put16(vendorID, 0x2c)
             put16(deviceID, 0x2e)
             bytes[0x3d] = hasINTx ? 1 : 0

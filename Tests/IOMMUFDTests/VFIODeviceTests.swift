@@ -160,13 +160,17 @@ struct VFIODeviceTests {
         }
     }
 
-    @Test("the MSI-X BAR reports the MSIX_MAPPABLE capability; other BARs have no chain")
+    @Test("the MSI-X BAR reports the MSIX_MAPPABLE capability; other BARs have no chain; e1000e's I/O BAR2 is not mappable, its ROM read-only, its config space 4 KiB")
     func regionCapabilities() throws {
         try withPCIMachine { kernel in
             let nic = try VFIOPCIDevice(e1000e, system: kernel, environment: [:])
             #expect(try nic.device.region(3).capabilities.msixMappable)
             #expect(try !nic.device.region(0).capabilities.msixMappable)
-            #expect(try nic.device.region(2).size == 0)
+            let io = try nic.device.region(2)
+            #expect(io.size == 0x20 && io.isReadable && io.isWritable && !io.isMappable)
+            let rom = try nic.device.region(VFIO_PCI_ROM_REGION_INDEX)
+            #expect(rom.size == 0x40000 && rom.isReadable && !rom.isWritable)
+            #expect(try nic.device.region(VFIO_PCI_CONFIG_REGION_INDEX).size == 4096)
         }
     }
 

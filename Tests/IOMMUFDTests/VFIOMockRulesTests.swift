@@ -130,7 +130,7 @@ struct VFIOMockRulesTests {
         try world.close()
     }
 
-    @Test("device: region index 8 (VGA) and 9 EINVAL, argsz below the fixed part EINVAL, ERR interrupt info EINVAL (not PCIe), mmap without MAP_SHARED EINVAL")
+    @Test("device: region index 8 (VGA) and 9 EINVAL, argsz below the fixed part EINVAL, the ERR interrupt index offered to every function (one vector, as 7.3's vfio_pci_get_irq_count), mmap without MAP_SHARED EINVAL")
     func deviceArguments() throws {
         let world = try Legacy()
         for index: UInt32 in [VFIO_PCI_VGA_REGION_INDEX, VFIO_PCI_NUM_REGIONS] {
@@ -145,6 +145,9 @@ struct VFIOMockRulesTests {
         var error = vfio_irq_info()
         error.argsz = UInt32(MemoryLayout<vfio_irq_info>.size)
         error.index = VFIO_PCI_ERR_IRQ_INDEX
+        #expect(errno { try world.kernel.ioctl(world.device, VFIO_DEVICE_GET_IRQ_INFO, &error) } == nil)
+        #expect(error.count == 1 && error.flags == VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE)
+        error.index = VFIO_PCI_NUM_IRQS
         #expect(errno { try world.kernel.ioctl(world.device, VFIO_DEVICE_GET_IRQ_INFO, &error) } == .invalidArgument)
         #expect(throws: Errno.invalidArgument) {
             try world.kernel.mmap(address: nil, length: 4096, protection: PROT_READ, flags: MAP_PRIVATE, fd: world.device, offset: 0)

@@ -77,3 +77,28 @@ extension HardwareSuite {
         }
     }
 }
+
+extension HardwareSuite {
+    /// edu, e1000e and nvme as VFIO describes them, on this kernel and on MockKernel's
+    /// presets of the same devices.
+    @Suite("Hardware: device, region and interrupt info, kernel and mock",
+           .enabled(if: Hardware.eduDevice != nil && Hardware.e1000eDevice != nil && Hardware.nvmeDevice != nil, Hardware.qemuDevicesReason))
+    struct DeviceDescriptionTests {
+        @Test("every line of the device's description (info, regions, interrupt indexes) is the same on the kernel and on the mock",
+              arguments: ["edu", "e1000e", "nvme"])
+        func descriptionsAgree(_ name: String) throws {
+            let address: PCIAddress, preset: MockKernel.PCIDevice
+            switch name {
+            case "edu": address = try #require(Hardware.eduDevice); preset = .edu(address: address.description)
+            case "e1000e": address = try #require(Hardware.e1000eDevice); preset = .e1000e(address: address.description)
+            default: address = try #require(Hardware.nvmeDevice); preset = .nvme(address: address.description)
+            }
+            var configuration = MockKernel.Configuration()
+            configuration.addPCIDevice(preset)
+            let kernelLines = try DeviceDescriptionProbe.lines(address, system: LinuxSystem())
+            let mockLines = try DeviceDescriptionProbe.lines(address, system: MockKernel(configuration: configuration))
+            let differences = zip(kernelLines, mockLines).filter { $0 != $1 }.map { "kernel: \($0)\n  mock: \($1)" }
+            #expect(kernelLines.count == mockLines.count && differences.isEmpty, Comment(rawValue: "\(name):\n" + differences.joined(separator: "\n")))
+        }
+    }
+}
