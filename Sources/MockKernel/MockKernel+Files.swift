@@ -14,6 +14,7 @@ extension MockKernel {
             // fault rule can tell a sysfs attribute from an interrupt.
             try state.run("readFile") { (state) throws(Errno) -> [UInt8] in
                 if let attribute = state.hugePageAttribute(path) { return attribute }
+                if path == "/proc/self/status", state.configuration.files[path] == nil { return state.processStatus() }
                 guard let contents = state.configuration.files[path] else { throw .noSuchFileOrDirectory }
                 return contents
             }

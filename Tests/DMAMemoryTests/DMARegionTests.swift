@@ -103,6 +103,22 @@ struct DMARegionTests {
         }
     }
 
+    @Test("a CAP_IPC_LOCK process is not held to RLIMIT_MEMLOCK: the mock's /proc/self/status says so (CapEff bit 14), and a region beyond the limit is made")
+    func ipcLockLiftsTheLimit() throws {
+        var configuration = MockKernel.Configuration()
+        configuration.memlockLimit = 1 << 20
+        configuration.memlockMaximum = 1 << 20
+        configuration.hasIPCLock = true
+        let kernel = MockKernel(configuration: configuration)
+        #expect(ProcessCapabilities(system: kernel)?.hasIPCLock == true)
+        try withManager(kernel) { manager, _ in
+            let region = try manager.makeRegion(length: 4 << 20, backing: .exactly(.memfd))
+            #expect(region.length == 4 << 20)
+            let status = String(decoding: try kernel.readFile("/proc/self/status"), as: UTF8.self)
+            #expect(status.contains("CapEff:\t0000000000004000"))
+        }
+    }
+
     @Test("a map the kernel refuses for memlock (pins elsewhere in the process) is the memlock error, memory freed")
     func memlockAtMap() throws {
         let kernel = memoryMachine(memlock: 2 << 20)

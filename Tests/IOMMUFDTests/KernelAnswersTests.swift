@@ -142,3 +142,24 @@ func hardwareInfoCommand(device: UInt32, flags: UInt32 = 0, type: UInt32 = 0) ->
     command.in_data_type = type
     return command
 }
+
+@Suite("MockKernel's /proc/self/status")
+struct ProcessStatusTests {
+    @Test("pid, VmPin for iommufd's pins, VmLck 0 with no type1 mapping, and CapEff from the configured capabilities")
+    func status() throws {
+        try withMockWorld(configure: { $0.hasSysResource = true; $0.hasSysRawIO = true }) { world in
+            let memory = try world.memory(pages: 16)
+            defer { try? world.release(memory, pages: 16) }
+            let device = try world.ioas.selftestAttachMockDomain()
+            let mapping = try world.ioas.map(userAddress: world.address(memory), length: 16 * page)
+            let status = String(decoding: try world.kernel.readFile("/proc/self/status"), as: UTF8.self)
+            #expect(status.contains("Pid:\t4242\n"))
+            #expect(status.contains("VmPin:\t64 kB\n"), "16 pinned pages: \(status)")
+            #expect(status.contains("VmLck:\t0 kB\n"))
+            #expect(status.contains("CapEff:\t0000000001020000\n"), "CAP_SYS_RAWIO and CAP_SYS_RESOURCE")
+            #expect(ProcessCapabilities(system: world.kernel)?.hasIPCLock == false)
+            try world.ioas.unmap(mapping)
+            try world.iommufd.destroy(device.selftestID)
+        }
+    }
+}

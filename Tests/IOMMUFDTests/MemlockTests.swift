@@ -187,6 +187,10 @@ struct MemlockLimitChangeTests {
         configuration.files["/proc/self/status"] = Array("Name:\tx\nCapEff:\t0000000001004000\n".utf8)
         let capabilities = try #require(ProcessCapabilities(system: MockKernel(configuration: configuration)))
         #expect(capabilities.hasIPCLock && capabilities.hasSysResource && !capabilities.isUnprivileged)
-        #expect(ProcessCapabilities(system: MockKernel()) == nil)
+        // The model serves its own status when the configuration gives none: no capabilities by default.
+        #expect(ProcessCapabilities(system: MockKernel())?.isUnprivileged == true)
+        var unreadable = MockKernel.Configuration()
+        unreadable.files["/proc/self/status"] = Array("Name:\tx\n".utf8)
+        #expect(ProcessCapabilities(system: MockKernel(configuration: unreadable)) == nil, "no CapEff line")
     }
 }

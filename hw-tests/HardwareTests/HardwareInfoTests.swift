@@ -1,5 +1,6 @@
 import CIOMMUFD
-import IOMMUFD
+import Glibc
+@_spi(Selftest) import IOMMUFD
 import MockKernel
 import Scenarios
 import SystemPackage
@@ -99,6 +100,47 @@ extension HardwareSuite {
             let mockLines = try DeviceDescriptionProbe.lines(address, system: MockKernel(configuration: configuration))
             let differences = zip(kernelLines, mockLines).filter { $0 != $1 }.map { "kernel: \($0)\n  mock: \($1)" }
             #expect(kernelLines.count == mockLines.count && differences.isEmpty, Comment(rawValue: "\(name):\n" + differences.joined(separator: "\n")))
+        }
+    }
+}
+
+extension HardwareSuite {
+    /// `/proc/self/status` as iommufd changes it, on this kernel and on MockKernel.
+    @Suite("Hardware: VmPin and VmLck follow iommufd's pins, kernel and mock", .enabled(if: Hardware.hasSelftest, Hardware.selftestReason), .serialized)
+    struct ProcessStatusTests {
+        /// The `VmPin` and `VmLck` lines of `system`'s `/proc/self/status`, in kB.
+        static func pinnedAndLocked(_ system: any SystemInterface) throws -> (pinned: Int, locked: Int) {
+            let text = String(decoding: try system.readFile("/proc/self/status"), as: UTF8.self)
+            func field(_ name: String) -> Int {
+                text.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                    .flatMap { Int($0.dropFirst(name.count + 1).filter(\.isNumber)) } ?? -1
+            }
+            return (field("VmPin"), field("VmLck"))
+        }
+
+        /// Maps 16 pages on a mock domain and reports how VmPin and VmLck moved, then moves back.
+        static func deltas(_ system: any SystemInterface) throws -> [Int] {
+            let iommufd = try IOMMUFD(system: system)
+            let ioas = try iommufd.allocateIOAS()
+            let device = try ioas.selftestAttachMockDomain()
+            let length = 16 * 4096
+            let memory = try system.mmap(address: nil, length: length, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+            defer { try? system.munmap(memory, length: length) }
+            let before = try pinnedAndLocked(system)
+            let mapping = try ioas.map(userAddress: UInt64(UInt(bitPattern: memory)), length: UInt64(length))
+            let during = try pinnedAndLocked(system)
+            try ioas.unmap(mapping)
+            let after = try pinnedAndLocked(system)
+            try iommufd.destroy(device.selftestID)
+            return [during.pinned - before.pinned, during.locked - before.locked, after.pinned - before.pinned]
+        }
+
+        @Test("16 pages mapped on a mock domain: VmPin +64 kB, VmLck unchanged, back after the unmap, on both")
+        func pinsShowInVmPin() throws {
+            let kernel = try Self.deltas(LinuxSystem())
+            let mock = try Self.deltas(MockKernel())
+            #expect(kernel == [64, 0, 0])
+            #expect(mock == kernel)
         }
     }
 }
