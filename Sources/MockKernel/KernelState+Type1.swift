@@ -249,8 +249,9 @@ extension KernelState {
         let (last, overflow) = iova.addingReportingOverflow(length - 1)
         guard !overflow, let mapping = container.mappings.values.first(where: { $0.iova <= iova && last <= $0.last }),
               write ? mapping.writable : mapping.readable else { return nil }
+        // The pages were pinned at map time and stay pinned (and alive) until the unmap, even
+        // after the process unmaps them: the device reaches them regardless.
         let address = mapping.userAddress + (iova - mapping.iova)
-        guard memoryIsMapped(start: address & ~(pageSize - 1), length: ((address + length + pageSize - 1) & ~(pageSize - 1)) - (address & ~(pageSize - 1)), writable: false) else { return nil }
         return unsafe UnsafeMutableRawPointer(bitPattern: UInt(address))
     }
 }

@@ -61,7 +61,7 @@ struct KernelState {
             let value = try body(&scratch)
             let deferred = scratch.errorAfterCommit
             scratch.errorAfterCommit = nil
-            let frees = scratch.pendingFrees
+            let frees = scratch.pendingFrees + scratch.releaseUnreferencedMemory()
             scratch.pendingFrees.removeAll()
             self = scratch
             for base in frees { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }

@@ -68,6 +68,8 @@ extension MockKernel {
             case .vfioDevice(let fileID):
                 state.closeDeviceFile(fileID)
             }
+            // Closing can drop pins (a context, a container): memory only they kept goes now.
+            freed += state.releaseUnreferencedMemory()
             state.record("close", injected)
             if let injected { throw injected }
             return freed

@@ -168,19 +168,58 @@ extension KernelState {
             }
         }
         areasOfMemory = kept
+        for (id, dropped) in touchedFiles where dropped != 0 {
+            memoryFiles[id]?.references -= dropped
+        }
+        return releaseUnreferencedMemory()
+    }
+
+    /// Frees what nothing holds any more: anonymous memory with no mapping left and memfds
+    /// with no descriptor, mapping or pin, unless a pin still holds their pages. The kernel
+    /// keeps pinned pages alive after `munmap` (iommufd's for a domain, type1's from map
+    /// time): a device still reaches them at their IOVA, the process no longer sees them,
+    /// and they go when the pin goes. Called after every call, so memory a pin kept is
+    /// freed by the call that drops the pin.
+    mutating func releaseUnreferencedMemory() -> [UInt] {
         var freed: [UInt] = []
-        for base in Array(allocations.keys) {
-            let inUse = areasOfMemory.contains { $0.backing == .anonymous(allocationBase: base) }
-            if !inUse {
+        for (base, allocation) in allocations {
+            let mapped = areasOfMemory.contains { $0.backing == .anonymous(allocationBase: base) }
+            if !mapped && !pinsHostMemory(UInt64(base)...UInt64(base) + UInt64(allocation.byteCount) - 1) {
                 allocations[base] = nil
                 freed.append(base)
             }
         }
-        for (id, dropped) in touchedFiles where dropped != 0 {
-            memoryFiles[id]?.references -= dropped
+        for (id, file) in memoryFiles where file.references <= 0 {
             freed += collectMemoryFile(id)
         }
         return freed
+    }
+
+    /// Anonymous allocations with no mapping and memfds with no reference: what only pins keep.
+    var retainedMemoryCount: Int {
+        allocations.keys.filter { base in !areasOfMemory.contains { $0.backing == .anonymous(allocationBase: base) } }.count
+            + memoryFiles.values.filter { $0.references <= 0 }.count
+    }
+
+    /// Whether a pin holds any byte of `range` of the process's memory: a page of an
+    /// iommufd area pinned for a domain (by its user address), or a type1 mapping (pinned
+    /// whole at `VFIO_IOMMU_MAP_DMA`).
+    func pinsHostMemory(_ range: ClosedRange<UInt64>) -> Bool {
+        func overlaps(_ low: UInt64, _ high: UInt64) -> Bool { low <= range.upperBound && range.lowerBound <= high }
+        for context in contexts.values {
+            for (pagesID, pinned) in context.pinned {
+                guard let pages = context.pages[pagesID], case .user(let base) = pages.source else { continue }
+                for interval in pinned.intervals where overlaps(base + interval.lowerBound * pageSize, base + (interval.upperBound + 1) * pageSize - 1) {
+                    return true
+                }
+            }
+        }
+        for container in vfio.containers.values {
+            for mapping in container.mappings.values where overlaps(mapping.userAddress, mapping.userAddress + mapping.size - 1) {
+                return true
+            }
+        }
+        return false
     }
 
     /// Drops one reference to a memfd (its descriptor) and returns storage to free.
@@ -191,6 +230,7 @@ extension KernelState {
 
     mutating func collectMemoryFile(_ id: Int) -> [UInt] {
         guard let file = memoryFiles[id], file.references <= 0 else { return [] }
+        if file.storage != 0 && file.capacity > 0 && pinsHostMemory(UInt64(file.storage)...UInt64(file.storage) + file.capacity - 1) { return [] }
         memoryFiles[id] = nil
         if file.reservedHugePages > 0 { hugePagesInUse[file.hugePageSize, default: 0] -= file.reservedHugePages }
         return file.storage == 0 ? [] : [file.storage]

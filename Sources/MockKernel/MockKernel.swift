@@ -81,12 +81,16 @@ public final class MockKernel: SystemInterface, Sendable {
         public var pinnedPages: UInt64
         /// Live `mmap`s.
         public var memoryMappings: Int
+        /// Memory the process unmapped (or whose memfd it closed) that pins still keep alive.
+        public var retainedMemory: Int = 0
 
-        /// Whether nothing is held: no descriptor, object, pinned page or mapping.
-        public var isEmpty: Bool { openFileDescriptors == 0 && liveObjects == 0 && pinnedPages == 0 && memoryMappings == 0 }
+        /// Whether nothing is held: no descriptor, object, pinned page, mapping or retained memory.
+        public var isEmpty: Bool {
+            openFileDescriptors == 0 && liveObjects == 0 && pinnedPages == 0 && memoryMappings == 0 && retainedMemory == 0
+        }
 
         public var description: String {
-            "fds=\(openFileDescriptors) objects=\(liveObjects) pinned-pages=\(pinnedPages) mmaps=\(memoryMappings)"
+            "fds=\(openFileDescriptors) objects=\(liveObjects) pinned-pages=\(pinnedPages) mmaps=\(memoryMappings) retained=\(retainedMemory)"
         }
     }
 
@@ -97,7 +101,8 @@ public final class MockKernel: SystemInterface, Sendable {
                 openFileDescriptors: state.descriptors.count,
                 liveObjects: state.contexts.values.reduce(0) { $0 + $1.objects.count },
                 pinnedPages: state.chargedPages,
-                memoryMappings: state.areasOfMemory.count)
+                memoryMappings: state.areasOfMemory.count,
+                retainedMemory: state.retainedMemoryCount)
         }
     }
 

@@ -3,6 +3,9 @@ import CIOMMUFD
 import MockKernel
 import SystemPackage
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where the model used to drift from Linux 7.3 with nothing comparing it: each test asserts
 /// the kernel's answer, with the kernel's file and lines. The VM lane runs the same rules as
@@ -161,5 +164,69 @@ struct ProcessStatusTests {
             try world.ioas.unmap(mapping)
             try world.iommufd.destroy(device.selftestID)
         }
+    }
+}
+
+@Suite("pinned pages outlive munmap, as the kernel keeps them")
+struct PinnedPagesOutliveMunmapTests {
+    @Test("iommufd: a buffer unmapped by the process while mapped for a domain stays alive; a device still writes it at its IOVA; it goes with the IOMMU unmap")
+    func iommufdKeepsPinnedPages() throws {
+        try withMockWorld { world in
+            let device = try world.ioas.selftestAttachMockDomain()
+            let memory = try world.memory(pages: 4)
+            let mapping = try world.ioas.map(userAddress: world.address(memory), length: 4 * page)
+            try world.release(memory, pages: 4)
+            #expect(world.kernel.leaks.retainedMemory == 1, "the pages are pinned: the kernel keeps them")
+            #expect(world.kernel.deviceWrite(iommufd: world.fd, ioas: world.ioas.id.rawValue, iova: mapping.iova.rawValue + 8, bytes: [1, 2, 3]))
+            #expect(world.kernel.deviceRead(iommufd: world.fd, ioas: world.ioas.id.rawValue, iova: mapping.iova.rawValue + 8, length: 3) == [1, 2, 3])
+            try world.ioas.unmap(mapping)
+            #expect(world.kernel.leaks.retainedMemory == 0, "unpinned, freed")
+            try world.iommufd.destroy(device.selftestID)
+        }
+    }
+
+    @Test("iommufd without a domain pins nothing: an unmapped buffer is gone, and attaching a domain then is EFAULT")
+    func iommufdWithoutDomainPinsNothing() throws {
+        try withMockWorld { world in
+            let memory = try world.memory(pages: 4)
+            let mapping = try world.ioas.map(userAddress: world.address(memory), length: 4 * page, at: IOVA(IOMMU_TEST_MOCK_APERTURE_START))
+            try world.release(memory, pages: 4)
+            #expect(world.kernel.leaks.retainedMemory == 0)
+            #expect(errnoOf { try world.ioas.selftestAttachMockDomain() } == .badAddress)
+            try world.ioas.unmap(mapping)
+        }
+    }
+
+    @Test("type1: the pages pinned at MAP_DMA stay alive after munmap and the device still reaches them; they go with UNMAP_DMA")
+    func type1KeepsPinnedPages() throws {
+        let kernel = pciMachine()
+        let container = try kernel.open("/dev/vfio/vfio", flags: O_RDWR | O_CLOEXEC, mode: 0)
+        let group = try kernel.open("/dev/vfio/2", flags: O_RDWR | O_CLOEXEC, mode: 0)
+        var fd = container
+        _ = try kernel.ioctl(group, VFIO_GROUP_SET_CONTAINER, &fd)
+        _ = try kernel.ioctl(container, VFIO_SET_IOMMU, UnsafeMutableRawPointer(bitPattern: VFIO_TYPE1v2_IOMMU))
+        let memory = try kernel.mmap(address: nil, length: 16384, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+        var map = vfio_iommu_type1_dma_map()
+        map.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_map>.size)
+        map.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE
+        map.vaddr = UInt64(UInt(bitPattern: memory))
+        map.iova = 0x10_0000
+        map.size = 16384
+        _ = try kernel.ioctl(container, VFIO_IOMMU_MAP_DMA, &map)
+        let device = try VFIOMockRulesTests.Legacy.getDevice(kernel, group, "0000:00:02.0")
+        let busMaster: [UInt8] = [0x4, 0]  // the command register: Bus Master Enable
+        _ = try busMaster.withUnsafeBytes { try kernel.pwrite(device, from: $0, offset: Int64(VFIO_PCI_CONFIG_REGION_INDEX) << 40 | 4) }
+        try kernel.munmap(memory, length: 16384)
+        #expect(kernel.leaks.retainedMemory == 1)
+        #expect(kernel.pciDeviceWrite("0000:00:02.0", iova: 0x10_0010, bytes: [7, 7]))
+        #expect(kernel.pciDeviceRead("0000:00:02.0", iova: 0x10_0010, length: 2) == [7, 7])
+        var unmap = vfio_iommu_type1_dma_unmap()
+        unmap.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_unmap>.size)
+        unmap.iova = 0x10_0000
+        unmap.size = 16384
+        _ = try kernel.ioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap)
+        #expect(kernel.leaks.retainedMemory == 0)
+        for descriptor in [device, group, container] { try kernel.close(descriptor) }
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }

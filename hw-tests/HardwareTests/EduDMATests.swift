@@ -157,3 +157,32 @@ extension HardwareSuite {
         }
     }
 }
+
+extension HardwareSuite.EduDMATests {
+    @Test("a buffer the process unmaps while it is mapped for the device: the kernel keeps its pinned pages, edu still reads what was there, and the pins go with the IOMMU unmap (the mock's rule: KernelAnswersTests)",
+          arguments: paths)
+    func pinnedPagesOutliveMunmap(path: VFIODevice.Path) throws {
+        let address = try #require(Hardware.eduDevice)
+        let owned = try VFIOPCIDevice(address, path: .only(path))
+        try owned.device.setBusMaster(true)
+        let edu = try EduDevice(owned.device)
+        let system = LinuxSystem()
+        let source = try system.mmap(address: nil, length: 4096, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+        for index in 0..<4096 { source.storeBytes(of: UInt8(truncatingIfNeeded: index &* 13 &+ 5), toByteOffset: index, as: UInt8.self) }
+        let sourceMapping = try owned.addressSpace.map(UnsafeRawBufferPointer(start: source, count: 4096), at: IOVA(0x10_0000), access: .readable)
+        try system.munmap(source, length: 4096)
+
+        let destination = Hardware.pinnableBuffer(byteCount: 4096)
+        destination.initializeMemory(as: UInt8.self, repeating: 0)
+        let destinationMapping = try owned.addressSpace.map(UnsafeRawBufferPointer(destination), at: IOVA(0x20_0000))
+        let count = Int(EduDevice.maximumTransfer)
+        try edu.copyToDevice(from: sourceMapping.iova, count: UInt64(count))
+        try edu.copyToHost(to: destinationMapping.iova, count: UInt64(count))
+        let differing = (0..<count).filter { destination[$0] != UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }.count
+        #expect(differing == 0, "\(differing) bytes differ: the pinned pages were not what the process had written (\(path))")
+
+        try owned.device.setBusMaster(false)
+        try owned.addressSpace.unmap(sourceMapping)
+        try owned.addressSpace.unmap(destinationMapping)
+    }
+}
