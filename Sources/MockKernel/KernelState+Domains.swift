@@ -32,7 +32,10 @@ extension KernelState {
                         guard memoryIsMapped(start: start, length: length, writable: pages.writable) else { throw .badAddress }
                     case .file(let fileID, let start):
                         let size = memoryFiles[fileID]?.size ?? 0
-                        guard start + (range.upperBound + 1) * pageSize <= (size + pageSize - 1) & ~(pageSize - 1) else { throw .invalidArgument }
+                        // pin_memfd_pages (iommufd/pages.c:823-842) asks memfd_pin_folios for whole
+                        // pages, which refuses any that reach i_size (mm/gup.c:3457-3458): a
+                        // partial last page cannot be pinned.
+                        guard start + (range.upperBound + 1) * pageSize <= size else { throw .invalidArgument }
                     }
                 }
             }
