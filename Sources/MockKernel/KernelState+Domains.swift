@@ -1,4 +1,5 @@
 import CIOMMUFD
+import IOMMUFDSystem
 import SystemPackage
 
 extension KernelState {
@@ -130,19 +131,33 @@ extension KernelState {
     // MARK: IOMMU_TEST_CMD
 
     /// The parts of the kernel selftest command the model implements.
+    /// The last `IOMMU_TEST_OP_*` of 7.3 (`IOMMU_TEST_OP_DMABUF_REVOKE`, iommufd_test.h:33).
+    static let lastSelftestOperation: UInt32 = 23
+    /// `MOCK_FLAGS_DEVICE_NO_DIRTY` and `MOCK_FLAGS_DEVICE_PASID` (iommufd_test.h:64-65).
+    static let mockDeviceNoDirty: UInt32 = 1 << 0
+    static let mockDevicePASID: UInt32 = 1 << 2
+
     mutating func selftest(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = unsafe command.load(iommu_test_cmd.self)
         let aperture = IOMMU_TEST_MOCK_APERTURE_START...IOMMU_TEST_MOCK_APERTURE_LAST
         switch cmd.op {
         case IOMMU_TEST_OP_ADD_RESERVED:
-            guard var table = contexts[contextID]!.ioas(cmd.id) else { throw .noSuchFileOrDirectory }
+            // iommufd_test_add_reserved (selftest.c:1163-1184): the range first, then the IOAS.
             let length = cmd.add_reserved.length
             guard length != 0 else { throw .invalidArgument }
             let (last, overflow) = cmd.add_reserved.start.addingReportingOverflow(length - 1)
             guard !overflow else { throw .overflow }
+            guard var table = contexts[contextID]!.ioas(cmd.id) else { throw .noSuchFileOrDirectory }
             if let error = table.reserve(cmd.add_reserved.start...last, owner: .selftest) { throw error }
             contexts[contextID]!.objects[cmd.id] = .ioas(table)
         case IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
+            // mock_dev_create (selftest.c:983-995): only NO_DIRTY and PASID are device flags;
+            // what they change (dirty tracking, a PASID width) is not modelled.
+            if cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS {
+                let flags = cmd.mock_domain_flags.dev_flags
+                guard flags & ~(Self.mockDeviceNoDirty | Self.mockDevicePASID) == 0 else { throw .invalidArgument }
+                if flags != 0 { unmodelledCalls.append(.testCommand); throw .noFunction }
+            }
             // Ids in the kernel's order: the selftest object, the bound device, then the HWPT.
             let selftestID = contexts[contextID]!.insert(.selftest(deviceID: 0))
             let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice()))
@@ -178,19 +193,31 @@ extension KernelState {
             cmd.mock_domain_replace.pt_id = hwptID
             unsafe command.respond(cmd)
         case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
-            // The kernel only changes its internal pinning batch size; nothing visible.
-            break
+            // selftest.c:2151-2157: at least one batch element (an unsigned long and a u32);
+            // past that the kernel changes only its internal pinning batch size.
+            guard cmd.memory_limit.limit >= 12 else { throw .invalidArgument }
         case IOMMU_TEST_OP_MD_CHECK_MAP:
+            // iommufd_test_md_check_pa (selftest.c:1187-1240): IOVA, length and user address
+            // in mock I/O pages (2 KiB), no wrap; length 0 checks nothing; each page's user
+            // address must be mapped (EFAULT) and translate to the same memory (EINVAL).
             guard case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[cmd.id],
                   let table = contexts[contextID]!.ioas(hwpt.ioasID) else { throw .noSuchFileOrDirectory }
             let check = cmd.check_map
-            guard check.length != 0 else { throw .invalidArgument }
+            let ioPage = IOMMU_TEST_MOCK_PAGE_SIZE
+            guard check.iova % ioPage == 0, check.length % ioPage == 0, check.uptr % ioPage == 0,
+                  !check.uptr.addingReportingOverflow(check.length).overflow else { throw .invalidArgument }
             var offset: UInt64 = 0
             while offset < check.length {
+                guard memoryIsMapped(start: (check.uptr + offset) & ~(pageSize - 1), length: pageSize, writable: false) else { throw .badAddress }
                 guard let address = unsafe translate(contextID: contextID, table: table, iova: check.iova + offset, length: 1, write: false),
                       UInt64(UInt(bitPattern: address)) == check.uptr + offset else { throw .invalidArgument }
-                offset += min(pageSize, check.length - offset)
+                offset += ioPage
             }
+        case 1...Self.lastSelftestOperation:
+            // Implemented by the kernel (iommufd_test, selftest.c:2096-2186), not by the model:
+            // the pin-count oracle, accesses, dirty tracking, faults, PASIDs, dma-bufs.
+            unmodelledCalls.append(.testCommand)
+            throw .noFunction
         default:
             throw .notSupported
         }

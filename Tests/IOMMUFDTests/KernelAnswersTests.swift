@@ -230,3 +230,24 @@ struct PinnedPagesOutliveMunmapTests {
         #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }
+
+@Suite("the selftest operations MockKernel does not model are refused loudly")
+struct SelftestOperationsTests {
+    @Test("MD_CHECK_REFS (the kernel's pin-count oracle) and the other implemented ops answer ENOSYS and are recorded; an op number the kernel does not know is EOPNOTSUPP (selftest.c:2183)")
+    func unmodelledSelftestOperations() throws {
+        try withMockWorld(unmodelled: [.testCommand, .testCommand, .testCommand]) { world in
+            let seam = IOCTLSeam(world.kernel)
+            #expect(errnoOf { try SelftestIOCTL.checkRefs(seam, world.fd, userAddress: 0x1000, length: 4096, refs: 0, fileID: #fileID, line: #line) } == .noFunction)
+            for op: UInt32 in [5, 23] {  // CREATE_ACCESS, DMABUF_REVOKE
+                var command = iommu_test_cmd()
+                command.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
+                command.op = op
+                #expect(world.rawIoctl(IOMMU_TEST_CMD, &command) == .noFunction)
+            }
+            var unknown = iommu_test_cmd()
+            unknown.size = UInt32(MemoryLayout<iommu_test_cmd>.size)
+            unknown.op = 24
+            #expect(world.rawIoctl(IOMMU_TEST_CMD, &unknown) == .notSupported)
+        }
+    }
+}

@@ -14,7 +14,13 @@ extension ScenarioExecutor {
     func mockDomain(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("mock_domain IOAS NAME") }
         let fd = try session.context(step)
-        let answer = try SelftestIOCTL.mockDomain(session.seam, fd, pageTable: try session.objectID(step.words[0]), fileID: #fileID, line: step.line)
+        let pageTable = try session.objectID(step.words[0])
+        let answer = if let flags = step.arguments["flags"] {
+            try SelftestIOCTL.mockDomainFlags(session.seam, fd, pageTable: pageTable, flags: UInt32(truncatingIfNeeded: try session.number(flags)),
+                                              fileID: #fileID, line: step.line)
+        } else {
+            try SelftestIOCTL.mockDomain(session.seam, fd, pageTable: pageTable, fileID: #fileID, line: step.line)
+        }
         let name = step.words[1]
         let context = step.arguments["in"] ?? ScenarioSession.defaultContext
         session.bind(name, id: answer.selftestID, context: context)
@@ -86,5 +92,27 @@ extension ScenarioExecutor {
         let ioas = step.words.count >= 2 ? try session.objectID(step.words[1]) : 0
         let answer = try IOMMUFDIOCTL.vfioIOAS(session.seam, fd, op: op, ioas: ioas, fileID: #fileID, line: step.line)
         return Outcome(outputs: ["ioas": "\(answer)"])
+    }
+
+    /// `check_map HWPT BUFFER [offset=] [iova=] [length=]`: `IOMMU_TEST_OP_MD_CHECK_MAP`, whether
+    /// the mock domain translates the IOVAs to the buffer's pages.
+    func checkMap(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 2 else { throw session.fail("check_map HWPT BUFFER") }
+        let fd = try session.context(step)
+        let buffer = try session.buffer(step.words[1])
+        let offset = try session.argument(step, "offset", default: 0)
+        try SelftestIOCTL.checkMap(session.seam, fd, hwpt: try session.objectID(step.words[0]), iova: try session.argument(step, "iova"),
+                                   length: try session.argument(step, "length", default: UInt64(buffer.count) &- offset),
+                                   userAddress: UInt64(UInt(bitPattern: buffer.baseAddress)) &+ offset, fileID: #fileID, line: step.line)
+        return Outcome(outputs: [:])
+    }
+
+    /// `temp_memory_limit BYTES`: `IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT`.
+    func temporaryMemoryLimit(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 1 else { throw session.fail("temp_memory_limit BYTES") }
+        let fd = try session.context(step)
+        try SelftestIOCTL.setTemporaryMemoryLimit(session.seam, fd, limit: UInt32(truncatingIfNeeded: try session.number(step.words[0])),
+                                                  fileID: #fileID, line: step.line)
+        return Outcome(outputs: [:])
     }
 }

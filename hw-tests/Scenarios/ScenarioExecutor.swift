@@ -86,6 +86,8 @@ public struct ScenarioExecutor: Sendable {
         case "raw": return try raw(step, session)
         case "hw_info": return try hardwareInfo(step, session)
         case "vfio_ioas": return try vfioIOAS(step, session)
+        case "check_map": return try checkMap(step, session)
+        case "temp_memory_limit": return try temporaryMemoryLimit(step, session)
         default: throw session.fail("unknown step `\(step.verb)`")
         }
     }

@@ -44,6 +44,26 @@ package enum SelftestIOCTL {
                                 deviceID: command.mock_domain.out_idev_id)
     }
 
+    /// `IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS`: as ``mockDomain(_:_:pageTable:fileID:line:)`` with
+    /// device flags (`MOCK_FLAGS_DEVICE_NO_DIRTY` 1, `MOCK_FLAGS_DEVICE_PASID` 4).
+    package static func mockDomainFlags(_ seam: IOCTLSeam, _ fd: Int32, pageTable: UInt32, flags: UInt32,
+                                        fileID: StaticString, line: Int) throws(IOMMUError) -> MockDomainAnswer {
+        var command = command(IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, id: pageTable)
+        command.mock_domain_flags.dev_flags = flags
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: pageTable), fileID: fileID, line: line)
+        return MockDomainAnswer(selftestID: command.mock_domain_flags.out_stdev_id, hwptID: command.mock_domain_flags.out_hwpt_id,
+                                deviceID: command.mock_domain_flags.out_idev_id)
+    }
+
+    /// `IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT`: the kernel's pinning batch size in bytes (at
+    /// least 12), for exercising its batch boundaries.
+    package static func setTemporaryMemoryLimit(_ seam: IOCTLSeam, _ fd: Int32, limit: UInt32,
+                                                fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = command(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, id: 0)
+        command.memory_limit.limit = limit
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(), fileID: fileID, line: line)
+    }
+
     /// `IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`: moves a mock device to another IOAS or HWPT;
     /// returns the page table it is attached to now.
     package static func mockDomainReplace(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, pageTable: UInt32,
