@@ -138,10 +138,14 @@ struct MemlockTests {
         }
     }
 
-    @Test("H7: the selftest's temporary memory limit is accepted")
+    @Test("H7: the selftest's temporary memory limit has a floor of one batch element (12 bytes, selftest.c:2151-2157)")
     func temporaryMemoryLimit() throws {
         try withMockWorld { world in
-            var command = iommu_test_cmd_for_limit(pages: 16)
+            var command = iommu_test_cmd_for_limit(pages: 11)
+            #expect(world.rawIoctl(0x3ba0, &command) == .invalidArgument)
+            command = iommu_test_cmd_for_limit(pages: 12)
+            #expect(world.rawIoctl(0x3ba0, &command) == nil)
+            command = iommu_test_cmd_for_limit(pages: 65536)
             #expect(world.rawIoctl(0x3ba0, &command) == nil)
         }
     }
