@@ -26,8 +26,9 @@ extension KernelState {
     mutating func iommufdIoctl(contextID: Int, request: UInt, argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {
         let nr = UInt32(request & 0xff)
         let tableEnd: UInt32 = configuration.selftestEnabled ? 0xa0 : 0x95
-        // Outside the table the kernel tries the VFIO compat ioctls (not built here): ENOTTY.
-        guard nr >= 0x80, nr <= tableEnd else { throw .inappropriateIOCTLForDevice }
+        // Outside the table the kernel serves the type1 compatibility ioctls
+        // (iommufd_vfio_ioctl, vfio_compat.c:513-536); anything else is ENOTTY.
+        guard nr >= 0x80, nr <= tableEnd else { return try vfioCompatibilityIoctl(contextID, request: request, argument: UInt(bitPattern: argument)) }
         guard let argument = unsafe argument else { throw .badAddress }
         let userSize = unsafe Int(argument.loadUnaligned(as: UInt32.self))
         // The kernel's table (iommufd_ioctl_ops), from the toolkit's one descriptor table.
@@ -114,5 +115,36 @@ extension KernelState {
         guard cmd.flags == 0 else { throw .notSupported }
         cmd.out_ioas_id = contexts[contextID]!.insert(.ioas(IOPageTable()))
         unsafe command.respond(cmd)
+    }
+}
+
+extension KernelState {
+    /// `iommufd_vfio_ioctl` (vfio_compat.c:513-536): `/dev/iommu` answers the type1 container
+    /// ioctls, so a VFIO program can use it as its container. The version and the
+    /// extension query are modelled; setting the IOMMU, its info and DMA mapping through the
+    /// compat layer are not (ENOSYS, recorded); any other request is ENOTTY.
+    mutating func vfioCompatibilityIoctl(_ contextID: Int, request: UInt, argument: UInt) throws(Errno) -> Int32 {
+        switch request {
+        case VFIO_GET_API_VERSION:
+            return VFIO_API_VERSION
+        case VFIO_CHECK_EXTENSION:
+            // iommufd_vfio_check_extension (vfio_compat.c:279-308), outside no-IOMMU mode.
+            switch argument {
+            case UInt(VFIO_TYPE1_IOMMU), UInt(VFIO_TYPE1v2_IOMMU), UInt(VFIO_UNMAP_ALL): return 1
+            case UInt(VFIO_NOIOMMU_IOMMU): return configuration.noIOMMUEnabled ? 1 : 0
+            case UInt(VFIO_DMA_CC_IOMMU):
+                // iommufd_vfio_cc_iommu: needs the compat IOAS (ENODEV without); the modelled
+                // domains all enforce cache coherency.
+                guard contexts[contextID]!.vfioIOAS != nil else { throw .operationNotSupportedByDevice }
+                return 1
+            default: return 0
+            }
+        case VFIO_SET_IOMMU, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA:
+            let operation = IOMMUOperation(request: request, family: .vfioContainer)
+            unmodelledCalls.append(operation ?? .vfioSetIOMMU)
+            throw .noFunction
+        default:
+            throw .inappropriateIOCTLForDevice
+        }
     }
 }

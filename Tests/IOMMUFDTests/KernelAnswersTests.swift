@@ -251,3 +251,21 @@ struct SelftestOperationsTests {
         }
     }
 }
+
+@Suite("/dev/iommu as a type1 container")
+struct CompatibilityContainerTests {
+    @Test("the version and extension queries are answered; setting the IOMMU and mapping through the compat layer are refused loudly (ENOSYS, recorded); other requests below 0x80 are ENOTTY")
+    func compatibilityIoctls() throws {
+        try withMockWorld(unmodelled: [.vfioSetIOMMU, .vfioIOMMUMapDMA]) { world in
+            let version = try world.kernel.ioctl(world.fd, VFIO_GET_API_VERSION, nil)
+            #expect(version == 0)
+            let typeOneV2 = try world.kernel.ioctl(world.fd, VFIO_CHECK_EXTENSION, UnsafeMutableRawPointer(bitPattern: VFIO_TYPE1v2_IOMMU))
+            #expect(typeOneV2 == 1)
+            #expect(world.rawIoctl(VFIO_SET_IOMMU, UnsafeMutableRawPointer(bitPattern: VFIO_TYPE1v2_IOMMU)) == .noFunction)
+            var map = vfio_iommu_type1_dma_map()
+            map.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_map>.size)
+            #expect(world.rawIoctl(VFIO_IOMMU_MAP_DMA, &map) == .noFunction)
+            #expect(world.rawIoctl(0x3b7e, nil) == .inappropriateIOCTLForDevice)
+        }
+    }
+}

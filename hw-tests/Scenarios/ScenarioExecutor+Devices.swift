@@ -1,6 +1,7 @@
 import CIOMMUFD
 import Glibc
 import IOMMUFD
+import VFIO
 import MockKernel
 import SystemPackage
 
@@ -114,5 +115,23 @@ extension ScenarioExecutor {
         try SelftestIOCTL.setTemporaryMemoryLimit(session.seam, fd, limit: UInt32(truncatingIfNeeded: try session.number(step.words[0])),
                                                   fileID: #fileID, line: step.line)
         return Outcome(outputs: [:])
+    }
+
+    /// `compat version` or `compat extension N`: the type1 container ioctls that `/dev/iommu`
+    /// answers itself (`VFIO_GET_API_VERSION`, `VFIO_CHECK_EXTENSION`); outputs `value`.
+    func compatibility(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 1 else { throw session.fail("compat version | compat extension N") }
+        let fd = try session.context(step)
+        let value: Int32
+        switch step.words[0] {
+        case "version":
+            value = try VFIOContainerIOCTL.getAPIVersion(session.seam, fd, fileID: #fileID, line: step.line)
+        case "extension":
+            guard step.words.count >= 2 else { throw session.fail("compat extension N") }
+            value = try VFIOContainerIOCTL.checkExtension(session.seam, fd, UInt(try session.number(step.words[1])), fileID: #fileID, line: step.line)
+        case let other:
+            throw session.fail("compat \(other): use version or extension N")
+        }
+        return Outcome(outputs: ["value": "\(value)"])
     }
 }

@@ -87,6 +87,7 @@ public struct ScenarioExecutor: Sendable {
         case "hw_info": return try hardwareInfo(step, session)
         case "vfio_ioas": return try vfioIOAS(step, session)
         case "check_map": return try checkMap(step, session)
+        case "compat": return try compatibility(step, session)
         case "temp_memory_limit": return try temporaryMemoryLimit(step, session)
         default: throw session.fail("unknown step `\(step.verb)`")
         }
