@@ -68,6 +68,10 @@ struct PagesObject {
         case user(base: UInt64)
         /// A memfd from this page-aligned offset.
         case file(memoryFileID: Int, start: UInt64)
+        /// A file that is neither a memfd nor a dma-buf: `MAP_FILE` takes it, but its pages
+        /// cannot be pinned (memfd_pin_folios refuses a file that is not shmem or hugetlbfs,
+        /// mm/gup.c:3448-3455), so a domain that needs them is EINVAL.
+        case unpinnableFile(start: UInt64)
     }
 
     var source: Source

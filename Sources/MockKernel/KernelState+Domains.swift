@@ -37,6 +37,8 @@ extension KernelState {
                         // pages, which refuses any that reach i_size (mm/gup.c:3457-3458): a
                         // partial last page cannot be pinned.
                         guard start + (range.upperBound + 1) * pageSize <= size else { throw .invalidArgument }
+                    case .unpinnableFile:
+                        throw .invalidArgument
                     }
                 }
             }
@@ -242,6 +244,8 @@ extension KernelState {
         case .file(let fileID, let start):
             guard let file = memoryFiles[fileID], file.storage != 0 else { return nil }
             return unsafe UnsafeMutableRawPointer(bitPattern: file.storage + UInt(start + offset))
+        case .unpinnableFile:
+            return nil  // never pinned, so never in a domain
         }
     }
 }

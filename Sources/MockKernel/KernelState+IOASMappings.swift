@@ -78,15 +78,21 @@ extension KernelState {
         guard cmd.length != 0 else { throw .invalidArgument }
         let (_, wraps) = cmd.start.addingReportingOverflow(cmd.length - 1)
         guard !wraps else { throw .overflow }
-        guard case .memoryFile(let fileID)? = descriptors[cmd.fd] else {
-            throw descriptors[cmd.fd] == nil ? .badFileDescriptor : .invalidArgument
-        }
+        // iopt_map_file_pages (io_pagetable.c:482-522): any open file is taken here; only a
+        // memfd's pages can be pinned later (repin: EINVAL for the others).
+        guard let descriptor = descriptors[cmd.fd] else { throw .badFileDescriptor }
         let startByte = cmd.start % pageSize
+        let source: PagesObject.Source
+        if case .memoryFile(let fileID) = descriptor {
+            source = .file(memoryFileID: fileID, start: cmd.start - startByte)
+            memoryFiles[fileID]?.references += 1
+        } else {
+            source = .unpinnableFile(start: cmd.start - startByte)
+        }
         let pagesID = newPages(contextID, PagesObject(
-            source: .file(memoryFileID: fileID, start: cmd.start - startByte),
+            source: source,
             pageCount: (cmd.length + startByte + pageSize - 1) / pageSize,
             writable: cmd.flags & IOMMU_IOAS_MAP_WRITEABLE != 0))
-        memoryFiles[fileID]?.references += 1
         cmd.iova = try mapPages(contextID, ioasID: cmd.ioas_id, pieces: [(pagesID, startByte, cmd.length)],
                                 length: cmd.length, fixedIOVA: fixed(cmd.flags) ? cmd.iova : nil, flags: cmd.flags)
         unsafe command.respond(cmd)
@@ -144,7 +150,7 @@ extension KernelState {
             let sourceStart: UInt64
             switch pages.source {
             case .user(let base): sourceStart = base &+ first.startByte
-            case .file(_, let start): sourceStart = start &+ first.startByte
+            case .file(_, let start), .unpinnableFile(let start): sourceStart = start &+ first.startByte
             }
             switch table.allocate(length: length, address: sourceStart) {
             case .success(let chosen): iova = chosen

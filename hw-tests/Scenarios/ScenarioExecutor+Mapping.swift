@@ -28,12 +28,14 @@ extension ScenarioExecutor {
         return Outcome(outputs: ["iova": ScenarioSession.hex(iova)])
     }
 
-    /// `mapfile IOAS MEMFD [start=] [length=] [iova=] [fixed] [access=] [fd=] [flags=]`
+    /// `mapfile IOAS MEMFD [start=] [length=] [iova=] [fixed] [access=] [fd=N|iommufd] [flags=]`
     func mapFile(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 2 else { throw session.fail("mapfile IOAS MEMFD") }
         let fd = try session.context(step)
         let file: Int32
-        if let raw = step.arguments["fd"] {
+        if step.arguments["fd"] == "iommufd" {
+            file = fd  // a file that is neither a memfd nor a dma-buf: the context's own descriptor
+        } else if let raw = step.arguments["fd"] {
             file = Int32(truncatingIfNeeded: Int64(bitPattern: try session.number(raw)))
         } else {
             file = try session.memoryFile(step.words[1])
