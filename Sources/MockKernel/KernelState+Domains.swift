@@ -7,48 +7,60 @@ extension KernelState {
 
     /// Brings the pinned pages of a context in line with its areas and domains: a page is
     /// pinned while an area in an IOAS with at least one domain covers it. Newly pinned
-    /// pages must be backed (`EFAULT`, or `EINVAL` past the end of a file) and fit the
-    /// memlock limit (`ENOMEM`), as `iopt_area_fill_domains` and `incr_user_locked_vm` check.
+    /// pages are filled area by area in IOVA order, as `iopt_fill_domain` walks them: each
+    /// area's pages must be backed (`EFAULT`, or `EINVAL` for file pages the kernel cannot
+    /// pin) and then fit the memlock limit (`ENOMEM`, `incr_user_locked_vm`), so the first
+    /// area that fails decides the error.
     mutating func repin(_ contextID: Int) throws(Errno) {
         guard let context = contexts[contextID] else { return }
         var wanted: [Int: IntervalSet] = [:]
+        var filled: [MappedArea] = []
         for object in context.objects.values {
             guard case .ioas(let table) = object, !table.domains.isEmpty else { continue }
             for area in table.areas(overlapping: 0...ulongMax) {
                 wanted[area.pagesID, default: IntervalSet()].insert(area.firstPageIndex...area.lastPageIndex)
+                filled.append(area)
             }
         }
-        var added: UInt64 = 0
         var removed: UInt64 = 0
+        var remaining: [Int: IntervalSet] = [:]
         for pagesID in Set(wanted.keys).union(context.pinned.keys) {
             let now = context.pinned[pagesID] ?? IntervalSet()
             let next = wanted[pagesID] ?? IntervalSet()
-            let newlyPinned = next.subtracting(now)
-            if !newlyPinned.isEmpty, let pages = context.pages[pagesID] {
-                for range in newlyPinned.intervals {
-                    switch pages.source {
-                    case .user(let base):
-                        let start = base + range.lowerBound * pageSize
-                        let length = (range.upperBound - range.lowerBound + 1) * pageSize
-                        guard memoryIsMapped(start: start, length: length, writable: pages.writable) else { throw .badAddress }
-                    case .file(let fileID, let start):
-                        let size = memoryFiles[fileID]?.size ?? 0
-                        // pin_memfd_pages (iommufd/pages.c:823-842) asks memfd_pin_folios for whole
-                        // pages, which refuses any that reach i_size (mm/gup.c:3457-3458): a
-                        // partial last page cannot be pinned.
-                        guard start + (range.upperBound + 1) * pageSize <= size else { throw .invalidArgument }
-                    case .unpinnableFile:
-                        throw .invalidArgument
-                    }
-                }
-            }
-            added += newlyPinned.count
+            remaining[pagesID] = next.subtracting(now)
             removed += now.subtracting(next).count
         }
-        if !configuration.hasIPCLock {
+        let charging = !configuration.hasIPCLock
+        let limitPages = configuration.memlockLimit.map { $0 / pageSize } ?? .max
+        var added: UInt64 = 0
+        for area in filled.sorted(by: { $0.start < $1.start }) {
+            guard let todo = remaining[area.pagesID], !todo.isEmpty, let pages = context.pages[area.pagesID] else { continue }
+            var span = IntervalSet()
+            span.insert(area.firstPageIndex...area.lastPageIndex)
+            let piece = todo.subtracting(todo.subtracting(span))
+            guard !piece.isEmpty else { continue }
+            for range in piece.intervals {
+                switch pages.source {
+                case .user(let base):
+                    let start = base + range.lowerBound * pageSize
+                    let length = (range.upperBound - range.lowerBound + 1) * pageSize
+                    guard memoryIsMapped(start: start, length: length, writable: pages.writable) else { throw .badAddress }
+                case .file(let fileID, let start):
+                    let size = memoryFiles[fileID]?.size ?? 0
+                    // pin_memfd_pages (iommufd/pages.c:823-842) asks memfd_pin_folios for whole
+                    // pages, which refuses any that reach i_size (mm/gup.c:3457-3458): a
+                    // partial last page cannot be pinned.
+                    guard start + (range.upperBound + 1) * pageSize <= size else { throw .invalidArgument }
+                case .unpinnableFile:
+                    throw .invalidArgument
+                }
+            }
+            added += piece.count
+            remaining[area.pagesID] = todo.subtracting(piece)
+            if charging && added > removed && chargedPages + (added - removed) > limitPages { throw .noMemory }
+        }
+        if charging {
             if added > removed {
-                let limitPages = configuration.memlockLimit.map { $0 / pageSize } ?? .max
-                if chargedPages + (added - removed) > limitPages { throw .noMemory }
                 chargedPages += added - removed
             } else {
                 chargedPages -= min(chargedPages, removed - added)
