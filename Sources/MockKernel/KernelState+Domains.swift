@@ -103,17 +103,25 @@ extension KernelState {
         case nil:
             throw .noSuchFileOrDirectory
         case .ioas?:
-            let existing = contexts[contextID]!.objects.first { _, object in
-                if case .hwptPaging(let hwpt) = object { return hwpt.ioasID == ptID && hwpt.autoDomain }
+            // iommufd_device_auto_get_domain: an automatic domain of the IOAS is reused only
+            // when the device can attach to it (the same IOMMU driver and geometry; another
+            // driver's domain refuses the attach with EINVAL and the next is tried); else a
+            // new one is made. The model knows a driver by its domains' geometry.
+            let existing = contexts[contextID]!.objects.filter { _, object in
+                if case .hwptPaging(let hwpt) = object {
+                    return hwpt.ioasID == ptID && hwpt.autoDomain && hwpt.ioPageSize == ioPageSize && hwpt.aperture == aperture
+                }
                 return false
-            }?.key
+            }.keys.min()
             if let existing {
                 hwptID = existing
             } else {
                 hwptID = contexts[contextID]!.insert(.hwptPaging(MockHWPT(ioasID: ptID, autoDomain: true, ioPageSize: ioPageSize, aperture: aperture)))
                 try addDomain(contextID, ioasID: ptID, hwptID: hwptID, ioPageSize: ioPageSize, aperture: aperture)
             }
-        case .hwptPaging?:
+        case .hwptPaging(let hwpt)?:
+            // A domain of another IOMMU driver cannot take the device.
+            guard hwpt.ioPageSize == ioPageSize && hwpt.aperture == aperture else { throw .invalidArgument }
             hwptID = ptID
         default:
             throw .invalidArgument

@@ -144,3 +144,22 @@ extension HardwareSuite {
         }
     }
 }
+
+extension HardwareSuite {
+    /// Devices of two IOMMU drivers on one IOAS, on this kernel and on MockKernel.
+    @Suite("Hardware: mock devices and a VFIO function on one IOAS, kernel and mock",
+           .enabled(if: Hardware.eduDevice != nil && Hardware.hasSelftest, Hardware.eduReason))
+    struct SharedIOASTests {
+        @Test("HWPT sharing and IOVA ranges step by step are the same on the kernel and on the mock")
+        func sharedIOASAgrees() throws {
+            let address = try #require(Hardware.eduDevice)
+            var configuration = MockKernel.Configuration()
+            configuration.addPCIDevice(.edu(address: address.description))
+            let kernelLines = try SharedIOASProbe.lines(address, system: LinuxSystem())
+            let mockLines = try SharedIOASProbe.lines(address, system: MockKernel(configuration: configuration))
+            let differences = zip(kernelLines, mockLines).filter { $0 != $1 }.map { "kernel: \($0)\n  mock: \($1)" }
+            #expect(kernelLines.count == mockLines.count && differences.isEmpty,
+                    Comment(rawValue: "kernel:\n" + kernelLines.joined(separator: "\n") + "\ndifferences:\n" + differences.joined(separator: "\n")))
+        }
+    }
+}

@@ -1,0 +1,24 @@
+import IOMMUFD
+import MockKernel
+import Scenarios
+import Testing
+
+/// The mock side of the VM lane's shared-IOAS comparison (HardwareTests): what the
+/// kernel answered there, line by line, is what the mock must answer here.
+@Suite("mock devices and a VFIO function on one IOAS, on MockKernel")
+struct SharedIOASTests {
+    @Test("two mock devices share an automatic HWPT; a function of another IOMMU driver gets its own; the ranges follow each device's aperture (as 7.3 answered in the VM)")
+    func sharedIOAS() throws {
+        let lines = try SharedIOASProbe.lines(edu, system: pciMachine())
+        #expect(lines == [
+            "empty: 0x0-0xffffffffffffffff",
+            "two mock devices share one HWPT: true",
+            "two mock devices: 0x1000000-0x7fffffff",
+            "the function shares the mock devices' HWPT: false",
+            "mock devices and the function: 0x1000000-0x7fffffff",
+            "the function gone: 0x1000000-0x7fffffff",
+            "one mock device: 0x1000000-0x7fffffff",
+            "none: 0x0-0xffffffffffffffff",
+        ])
+    }
+}
