@@ -76,7 +76,7 @@ extension KernelState {
         guard size >= pageSize, start % pageSize == 0, start + UInt64(length) <= (size + pageSize - 1) & ~(pageSize - 1) else { throw .invalidArgument }
         let base = UInt64(vfio.devices[file.deviceIndex]!.barStorage[index]) + start
         let rounded = (UInt64(length) + pageSize - 1) & ~(pageSize - 1)
-        insertArea(VirtualMemoryArea(start: base, length: rounded, writable: writable, backing: .deviceMemory))
+        insertArea(VirtualMemoryArea(start: base, length: rounded, writable: writable, backing: .deviceMemory(fileID: fileID)))
         return UInt(base)
     }
 }

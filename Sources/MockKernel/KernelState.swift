@@ -130,8 +130,9 @@ struct VirtualMemoryArea {
     enum Backing: Equatable {
         case anonymous(allocationBase: UInt)
         case memoryFile(id: Int, offset: UInt64)
-        /// A BAR of a mock PCI device (its storage lives as long as the model).
-        case deviceMemory
+        /// A BAR of a mock PCI device, mapped through device file `fileID` (the BAR's storage
+        /// lives as long as the model; the mapping keeps the device file open).
+        case deviceMemory(fileID: Int)
     }
 
     var last: UInt64 { start + length - 1 }

@@ -66,7 +66,11 @@ extension MockKernel {
                 if let containerID = state.vfio.groups[number]?.container { state.leaveContainer(number, containerID) }
                 state.vfio.groups[number] = nil
             case .vfioDevice(let fileID):
-                state.closeDeviceFile(fileID)
+                if state.areasOfMemory.contains(where: { $0.backing == .deviceMemory(fileID: fileID) }) {
+                    state.vfio.deviceFilesHeldByMappings.insert(fileID)
+                } else {
+                    state.closeDeviceFile(fileID)
+                }
             }
             // Closing can drop pins (a context, a container): memory only they kept goes now.
             freed += state.releaseUnreferencedMemory()

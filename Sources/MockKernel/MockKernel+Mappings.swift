@@ -171,6 +171,11 @@ extension KernelState {
         for (id, dropped) in touchedFiles where dropped != 0 {
             memoryFiles[id]?.references -= dropped
         }
+        // A device file closed while mapped is released with its last mapping.
+        for fileID in vfio.deviceFilesHeldByMappings where !areasOfMemory.contains(where: { $0.backing == .deviceMemory(fileID: fileID) }) {
+            vfio.deviceFilesHeldByMappings.remove(fileID)
+            closeDeviceFile(fileID)
+        }
         return releaseUnreferencedMemory()
     }
 

@@ -12,6 +12,10 @@ struct VFIOState {
     var nextContainerID = 1
     /// iommufd contexts whose descriptor was closed while devices were still bound to them.
     var orphanedContexts: Set<Int> = []
+    /// Device files whose descriptor was closed while BAR mappings still held them: the
+    /// kernel releases the file at the last `fput`, so the device stays bound (and
+    /// attached) until the last mapping goes.
+    var deviceFilesHeldByMappings: Set<Int> = []
 }
 
 /// A function's state while the machine runs.

@@ -22,3 +22,14 @@ struct SharedIOASTests {
         ])
     }
 }
+
+@Suite("a BAR mapping keeps the device file, on MockKernel")
+struct BARMappingTests {
+    @Test("closing the cdev while BAR0 is mapped leaves the device attached (the IOAS busy) until the munmap, as 7.3 answered in the VM")
+    func mappingKeepsTheFile() throws {
+        let kernel = pciMachine()
+        let lines = try BARMappingProbe.lines(edu, system: kernel)
+        #expect(lines == ["destroy the IOAS with the descriptor closed and BAR0 still mapped: EBUSY", "destroy the IOAS after the munmap: ok"])
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+}

@@ -163,3 +163,20 @@ extension HardwareSuite {
         }
     }
 }
+
+extension HardwareSuite {
+    /// A closed device descriptor whose BAR is still mapped, on this kernel and on MockKernel.
+    @Suite("Hardware: a BAR mapping keeps the device file, kernel and mock", .enabled(if: Hardware.eduDevice != nil, Hardware.eduReason))
+    struct BARMappingTests {
+        @Test("closing the cdev while BAR0 is mapped leaves the device attached until the munmap, on both")
+        func mappingKeepsTheFile() throws {
+            let address = try #require(Hardware.eduDevice)
+            var configuration = MockKernel.Configuration()
+            configuration.addPCIDevice(.edu(address: address.description))
+            let kernelLines = try BARMappingProbe.lines(address, system: LinuxSystem())
+            let mockLines = try BARMappingProbe.lines(address, system: MockKernel(configuration: configuration))
+            #expect(kernelLines == ["destroy the IOAS with the descriptor closed and BAR0 still mapped: EBUSY", "destroy the IOAS after the munmap: ok"])
+            #expect(mockLines == kernelLines)
+        }
+    }
+}
