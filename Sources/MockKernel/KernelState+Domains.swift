@@ -30,7 +30,11 @@ extension KernelState {
             remaining[pagesID] = next.subtracting(now)
             removed += now.subtracting(next).count
         }
+        // iopt_pages_update_pinned (pages.c:1011-1037): CAP_IPC_LOCK charges nothing; else the
+        // context's mode picks the budget; mm->pinned_vm counts every pin.
         let charging = !configuration.hasIPCLock
+        let perProcess = context.accountingMode == 1
+        let budget = perProcess ? mmLockedPages : userLockedPages
         let limitPages = configuration.memlockLimit.map { $0 / pageSize } ?? .max
         var added: UInt64 = 0
         for area in filled.sorted(by: { $0.start < $1.start }) {
@@ -57,15 +61,15 @@ extension KernelState {
             }
             added += piece.count
             remaining[area.pagesID] = todo.subtracting(piece)
-            if charging && added > removed && chargedPages + (added - removed) > limitPages { throw .noMemory }
+            if charging && added > removed && budget + (added - removed) > limitPages { throw .noMemory }
+        }
+        func apply(_ counter: inout UInt64) {
+            if added > removed { counter += added - removed } else { counter -= min(counter, removed - added) }
         }
         if charging {
-            if added > removed {
-                chargedPages += added - removed
-            } else {
-                chargedPages -= min(chargedPages, removed - added)
-            }
+            if perProcess { apply(&mmLockedPages) } else { apply(&userLockedPages) }
         }
+        apply(&pinnedVMPages)
         contexts[contextID]!.pinned = wanted.filter { !$0.value.isEmpty }
     }
 

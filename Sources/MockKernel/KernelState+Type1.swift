@@ -88,8 +88,10 @@ extension KernelState {
         if !open { vfio.containers[containerID] = nil }
     }
 
+    /// Type1 charges `mm->locked_vm` (vfio_lock_acct), a budget of its own beside iommufd's
+    /// per-user one.
     private mutating func uncharge(_ pages: UInt64) {
-        chargedPages -= min(chargedPages, pages)
+        mmLockedPages -= min(mmLockedPages, pages)
     }
 
     private func readCString(_ pointer: UnsafeMutableRawPointer, limit: Int) -> String {
@@ -201,8 +203,8 @@ extension KernelState {
         var charged: UInt64 = 0
         if !configuration.hasIPCLock {
             let limitPages = configuration.memlockLimit.map { $0 / pageSize } ?? .max
-            guard chargedPages + pages <= limitPages else { throw .noMemory }
-            chargedPages += pages
+            guard mmLockedPages + pages <= limitPages else { throw .noMemory }
+            mmLockedPages += pages
             charged = pages
         }
         container.mappings[map.iova] = Type1Mapping(iova: map.iova, size: map.size, userAddress: map.vaddr,

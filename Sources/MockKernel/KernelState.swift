@@ -29,8 +29,16 @@ struct KernelState {
     var areasOfMemory: [VirtualMemoryArea] = []
     var allocations: [UInt: MemoryAllocation] = [:]
 
-    // Accounting: pages charged against RLIMIT_MEMLOCK, all contexts together.
-    var chargedPages: UInt64 = 0
+    // Accounting against RLIMIT_MEMLOCK: two budgets, as in the kernel.
+    /// `user->locked_vm`: iommufd's pins in the default per-user mode (pages.c:956-980).
+    var userLockedPages: UInt64 = 0
+    /// `mm->locked_vm`: iommufd's pins in per-process mode (`__account_locked_vm`, pages.c:983-1008)
+    /// and type1's (`vfio_lock_acct`); `VmLck` in `/proc/self/status`.
+    var mmLockedPages: UInt64 = 0
+    /// `mm->pinned_vm`: every page iommufd pins, whatever the mode or capability; `VmPin`.
+    var pinnedVMPages: UInt64 = 0
+    /// Pages charged against the limit, in either budget.
+    var chargedPages: UInt64 { userLockedPages + mmLockedPages }
 
     // Observability.
     var trace: [MockKernel.Call] = []

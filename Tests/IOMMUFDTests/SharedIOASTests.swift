@@ -33,3 +33,17 @@ struct BARMappingTests {
         #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }
+
+@Suite("iommufd and type1 draw on separate memlock budgets, on MockKernel")
+struct MemlockBudgetTests {
+    @Test("64 KiB through iommufd fills the per-user budget, 64 KiB through type1 still fits (mm->locked_vm), VmPin and VmLck show each, as 7.3 answered in the VM")
+    func separateBudgets() throws {
+        var configuration = MockKernel.Configuration()
+        configuration.addPCIDevice(.edu())
+        configuration.memlockMaximum = nil
+        let kernel = MockKernel(configuration: configuration)
+        let lines = try MemlockBudgetProbe.lines(edu, system: kernel)
+        #expect(lines == MemlockBudgetProbe.linuxAnswer, "\(lines)")
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+}

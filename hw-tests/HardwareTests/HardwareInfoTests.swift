@@ -180,3 +180,22 @@ extension HardwareSuite {
         }
     }
 }
+
+extension HardwareSuite {
+    /// iommufd's and type1's pins against RLIMIT_MEMLOCK, on this kernel and on MockKernel.
+    @Suite("Hardware: iommufd and type1 draw on separate memlock budgets, kernel and mock",
+           .enabled(if: Hardware.eduDevice != nil && Hardware.hasSelftest && Hardware.hasLegacyContainer, Hardware.eduReason), .serialized)
+    struct MemlockBudgetTests {
+        @Test("64 KiB through iommufd fills its budget; 64 KiB through type1 still fits; VmPin and VmLck show each; the same on both")
+        func budgetsAgree() throws {
+            let address = try #require(Hardware.eduDevice)
+            var configuration = MockKernel.Configuration()
+            configuration.addPCIDevice(.edu(address: address.description))
+            configuration.memlockMaximum = nil
+            let kernelLines = try MemlockBudgetProbe.lines(address, system: LinuxSystem())
+            let mockLines = try MemlockBudgetProbe.lines(address, system: MockKernel(configuration: configuration))
+            #expect(kernelLines == MemlockBudgetProbe.linuxAnswer, "\(kernelLines)")
+            #expect(mockLines == kernelLines, Comment(rawValue: "kernel:\n" + kernelLines.joined(separator: "\n") + "\nmock:\n" + mockLines.joined(separator: "\n")))
+        }
+    }
+}
