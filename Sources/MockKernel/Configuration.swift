@@ -39,6 +39,9 @@ extension MockKernel {
         public var files: [String: [UInt8]] = [:]
         /// Symbolic links visible to `readLink`.
         public var links: [String: String] = [:]
+        /// Directories that exist even with nothing in them (a directory with entries exists
+        /// through them): an empty one lists as `[]`, a missing one is `ENOENT`.
+        public var directories: Set<String> = []
         /// PCI functions (add them with ``addPCIDevice(_:)``, which also makes their sysfs entries).
         public internal(set) var pciDevices: [PCIDevice] = []
         /// The type1 `dma_entry_limit` of a legacy container (the kernel's default is 65535).

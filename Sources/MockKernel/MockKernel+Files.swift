@@ -72,7 +72,9 @@ extension MockKernel {
                 for key in Array(state.configuration.files.keys) + Array(state.configuration.links.keys) where key.hasPrefix(prefix) {
                     if let name = key.dropFirst(prefix.count).split(separator: "/").first { names.insert(String(name)) }
                 }
-                if names.isEmpty { throw .noSuchFileOrDirectory }
+                // An empty directory lists as empty; only a missing one is ENOENT.
+                let directory = path.hasSuffix("/") ? String(path.dropLast()) : path
+                if names.isEmpty && !state.configuration.directories.contains(directory) { throw .noSuchFileOrDirectory }
                 return names.sorted()
             }
         }

@@ -269,3 +269,21 @@ struct CompatibilityContainerTests {
         }
     }
 }
+
+@Suite("MockKernel's directories")
+struct DirectoryTests {
+    @Test("an empty directory lists as empty, a missing one is ENOENT; /dev/vfio/devices goes with its last node, as devtmpfs removes empty parents")
+    func emptyDirectories() throws {
+        var configuration = MockKernel.Configuration()
+        configuration.directories = ["/sys/kernel/iommu_groups"]
+        configuration.addPCIDevice(.edu(group: 2))
+        let kernel = MockKernel(configuration: configuration)
+        #expect(try kernel.listDirectory("/sys/kernel/iommu_groups") == ["2"])
+        #expect(try kernel.listDirectory("/dev/vfio/devices") == ["vfio0"])
+        kernel.setDriver(nil, of: "0000:00:02.0")
+        #expect(throws: Errno.noSuchFileOrDirectory) { try kernel.listDirectory("/dev/vfio/devices") }
+        let empty = MockKernel(configuration: { var c = MockKernel.Configuration(); c.directories = ["/sys/kernel/iommu_groups"]; return c }())
+        #expect(try empty.listDirectory("/sys/kernel/iommu_groups") == [])
+        #expect(throws: Errno.noSuchFileOrDirectory) { try empty.listDirectory("/sys/kernel/nothing") }
+    }
+}
