@@ -110,6 +110,8 @@ struct LinuxSystemTests {
             "stat of the sysfs root handed to libpci, which reads the real filesystem itself (real systems only)",
         "tools/iommufd-bench/CBenchBaseline":
             "the C baseline issues the ioctl directly: that is what it measures",
+        "hw-tests/HardwareTests/ProcessFaultTests.swift":
+            "the process-fault tests (real kernel only) start, poll for and kill a child process: process control the seam does not model",
     ]
 
     @Test("only LinuxSystem calls the kernel: every target is scanned, with an explicit allow-list")
