@@ -112,6 +112,8 @@ struct LinuxSystemTests {
             "the C baseline issues the ioctl directly: that is what it measures",
         "hw-tests/HardwareTests/ProcessFaultTests.swift":
             "the process-fault tests (real kernel only) start, poll for and kill a child process: process control the seam does not model",
+        "hw-tests/HardwareTests/RaceTests.swift":
+            "the race tests (real kernel only) stagger threads and poll for child processes: timing the seam does not model",
     ]
 
     @Test("only LinuxSystem calls the kernel: every target is scanned, with an explicit allow-list")
