@@ -53,10 +53,7 @@ extension HardwareSuite {
             #expect(kernelAnswer.flags == IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, "intel_iommu_hw_info always sets the errata flag")
             #expect(kernelAnswer.tailZeroed)
 
-            var configuration = MockKernel.Configuration()
-            configuration.addPCIDevice(.edu(address: address.description))
-            let mock = MockKernel(configuration: configuration)
-            let mockAnswer = try Answer(try VFIOPCIDevice(address, path: .only(.iommufdCdev), system: mock))
+            let mockAnswer = try Answer(try VFIOPCIDevice(address, path: .only(.iommufdCdev), system: mockMachine(with: .edu(address: address.description))))
             #expect(mockAnswer == kernelAnswer, "kernel: \(kernelAnswer)\nmock:   \(mockAnswer)")
         }
     }
@@ -69,10 +66,8 @@ extension HardwareSuite {
         @Test("before VFIO_DEVICE_BIND_IOMMUFD every request, known or not, is EINVAL (vfio_main.c:1377-1382); the mock agrees")
         func unboundCdevRefusesEverything() throws {
             let address = try #require(Hardware.eduDevice)
-            var configuration = MockKernel.Configuration()
-            configuration.addPCIDevice(.edu(address: address.description))
             let kernelAnswers = try UnboundCdevProbe.answers(address, system: LinuxSystem())
-            let mockAnswers = try UnboundCdevProbe.answers(address, system: MockKernel(configuration: configuration))
+            let mockAnswers = try UnboundCdevProbe.answers(address, system: mockMachine(with: .edu(address: address.description)))
             #expect(kernelAnswers == UnboundCdevProbe.expected, "kernel: \(kernelAnswers)")
             #expect(mockAnswers == kernelAnswers, "mock: \(mockAnswers)")
         }
@@ -94,12 +89,8 @@ extension HardwareSuite {
             case "e1000e": address = try #require(Hardware.e1000eDevice); preset = .e1000e(address: address.description)
             default: address = try #require(Hardware.nvmeDevice); preset = .nvme(address: address.description)
             }
-            var configuration = MockKernel.Configuration()
-            configuration.addPCIDevice(preset)
-            let kernelLines = try DeviceDescriptionProbe.lines(address, system: LinuxSystem())
-            let mockLines = try DeviceDescriptionProbe.lines(address, system: MockKernel(configuration: configuration))
-            let differences = zip(kernelLines, mockLines).filter { $0 != $1 }.map { "kernel: \($0)\n  mock: \($1)" }
-            #expect(kernelLines.count == mockLines.count && differences.isEmpty, Comment(rawValue: "\(name):\n" + differences.joined(separator: "\n")))
+            let compared = try kernelAndMock(mockMachine(with: preset)) { try DeviceDescriptionProbe.lines(address, system: $0) }
+            #expect(compared.differences.isEmpty, Comment(rawValue: "\(name):\n" + compared.differences.joined(separator: "\n")))
         }
     }
 }
@@ -153,13 +144,9 @@ extension HardwareSuite {
         @Test("HWPT sharing and IOVA ranges step by step are the same on the kernel and on the mock")
         func sharedIOASAgrees() throws {
             let address = try #require(Hardware.eduDevice)
-            var configuration = MockKernel.Configuration()
-            configuration.addPCIDevice(.edu(address: address.description))
-            let kernelLines = try SharedIOASProbe.lines(address, system: LinuxSystem())
-            let mockLines = try SharedIOASProbe.lines(address, system: MockKernel(configuration: configuration))
-            let differences = zip(kernelLines, mockLines).filter { $0 != $1 }.map { "kernel: \($0)\n  mock: \($1)" }
-            #expect(kernelLines.count == mockLines.count && differences.isEmpty,
-                    Comment(rawValue: "kernel:\n" + kernelLines.joined(separator: "\n") + "\ndifferences:\n" + differences.joined(separator: "\n")))
+            let compared = try kernelAndMock(mockMachine(with: .edu(address: address.description))) { try SharedIOASProbe.lines(address, system: $0) }
+            #expect(compared.differences.isEmpty,
+                    Comment(rawValue: "kernel:\n" + compared.kernel.joined(separator: "\n") + "\ndifferences:\n" + compared.differences.joined(separator: "\n")))
         }
     }
 }
@@ -171,12 +158,9 @@ extension HardwareSuite {
         @Test("closing the cdev while BAR0 is mapped leaves the device attached until the munmap, on both")
         func mappingKeepsTheFile() throws {
             let address = try #require(Hardware.eduDevice)
-            var configuration = MockKernel.Configuration()
-            configuration.addPCIDevice(.edu(address: address.description))
-            let kernelLines = try BARMappingProbe.lines(address, system: LinuxSystem())
-            let mockLines = try BARMappingProbe.lines(address, system: MockKernel(configuration: configuration))
-            #expect(kernelLines == ["destroy the IOAS with the descriptor closed and BAR0 still mapped: EBUSY", "destroy the IOAS after the munmap: ok"])
-            #expect(mockLines == kernelLines)
+            let compared = try kernelAndMock(mockMachine(with: .edu(address: address.description))) { try BARMappingProbe.lines(address, system: $0) }
+            #expect(compared.kernel == ["destroy the IOAS with the descriptor closed and BAR0 still mapped: EBUSY", "destroy the IOAS after the munmap: ok"])
+            #expect(compared.differences.isEmpty, "\(compared.differences)")
         }
     }
 }
@@ -189,13 +173,31 @@ extension HardwareSuite {
         @Test("64 KiB through iommufd fills its budget; 64 KiB through type1 still fits; VmPin and VmLck show each; the same on both")
         func budgetsAgree() throws {
             let address = try #require(Hardware.eduDevice)
-            var configuration = MockKernel.Configuration()
-            configuration.addPCIDevice(.edu(address: address.description))
-            configuration.memlockMaximum = nil
-            let kernelLines = try MemlockBudgetProbe.lines(address, system: LinuxSystem())
-            let mockLines = try MemlockBudgetProbe.lines(address, system: MockKernel(configuration: configuration))
+            let compared = try kernelAndMock(mockMachine(with: .edu(address: address.description)) { $0.memlockMaximum = nil }) {
+                try MemlockBudgetProbe.lines(address, system: $0)
+            }
+            let (kernelLines, mockLines) = (compared.kernel, compared.mock)
             #expect(kernelLines == MemlockBudgetProbe.linuxAnswer, "\(kernelLines)")
             #expect(mockLines == kernelLines, Comment(rawValue: "kernel:\n" + kernelLines.joined(separator: "\n") + "\nmock:\n" + mockLines.joined(separator: "\n")))
         }
     }
+}
+
+/// The mock machine a kernel-versus-mock probe runs on: the same function at the same
+/// address, from MockKernel's preset of it.
+func mockMachine(with preset: MockKernel.PCIDevice, _ change: (inout MockKernel.Configuration) -> Void = { _ in }) -> MockKernel {
+    var configuration = MockKernel.Configuration()
+    configuration.addPCIDevice(preset)
+    change(&configuration)
+    return MockKernel(configuration: configuration)
+}
+
+/// The probe's lines on this kernel and on `mock`, and the lines that differ, one pair each.
+func kernelAndMock<Line: Equatable>(_ mock: MockKernel, _ probe: (any SystemInterface) throws -> [Line]) throws
+    -> (kernel: [Line], mock: [Line], differences: [String]) {
+    let kernelLines = try probe(LinuxSystem())
+    let mockLines = try probe(mock)
+    var differences = zip(kernelLines, mockLines).filter { $0 != $1 }.map { "kernel: \($0)\n  mock: \($1)" }
+    if kernelLines.count != mockLines.count { differences.append("kernel: \(kernelLines.count) lines, mock: \(mockLines.count)") }
+    return (kernelLines, mockLines, differences)
 }

@@ -1,3 +1,4 @@
+import CIOMMUFD
 import Foundation
 @_spi(Selftest) import IOMMUFD
 import Synchronization
@@ -65,13 +66,21 @@ final class PinnedMemoryLedger: Sendable {
     /// The ledger of the running hardware test, set by ``KernelLeakCheck``.
     @TaskLocal static var current: PinnedMemoryLedger?
 
-    /// Page-aligned memory, every page written once (a private page of its own, so that its
-    /// pin count can be read), freed by the leak check after the test.
+    /// Page-aligned memory of its own mapping, never backed by transparent huge pages
+    /// (`MADV_NOHUGEPAGE`: `IOMMU_TEST_OP_MD_CHECK_REFS` skips compound pages, so a buffer
+    /// that landed in a THP-backed heap made every pin-count check pass), every page written
+    /// once; unmapped by the leak check after the test.
     func allocate(byteCount: Int) -> UnsafeMutableRawBufferPointer {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount, alignment: 4096)
+        let system = LinuxSystem()
+        let length = (byteCount + 4095) & ~4095
+        guard let base = try? system.mmap(address: nil, length: length, protection: PROT_READ | PROT_WRITE,
+                                          flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0) else {
+            preconditionFailure("the hardware tests cannot map \(length) bytes of anonymous memory")
+        }
+        try? system.madvise(base, length: length, advice: CIOMMUFD_MADV_NOHUGEPAGE)
+        let buffer = UnsafeMutableRawBufferPointer(start: base, count: byteCount)
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        let address = UInt(bitPattern: buffer.baseAddress)
-        buffers.withLock { $0.append((address, byteCount)) }
+        buffers.withLock { $0.append((UInt(bitPattern: base), length)) }
         return buffer
     }
 
@@ -85,7 +94,7 @@ final class PinnedMemoryLedger: Sendable {
         }
         for (address, count) in taken {
             guard let base = UnsafeMutableRawPointer(bitPattern: address) else { continue }
-            defer { base.deallocate() }
+            defer { try? LinuxSystem().munmap(base, length: count) }
             guard checkingPins else { continue }
             do {
                 let iommufd = try IOMMUFD()
