@@ -199,12 +199,8 @@ struct PinnedPagesOutliveMunmapTests {
 
     @Test("type1: the pages pinned at MAP_DMA stay alive after munmap and the device still reaches them; they go with UNMAP_DMA")
     func type1KeepsPinnedPages() throws {
-        let kernel = pciMachine()
-        let container = try kernel.open("/dev/vfio/vfio", flags: O_RDWR | O_CLOEXEC, mode: 0)
-        let group = try kernel.open("/dev/vfio/2", flags: O_RDWR | O_CLOEXEC, mode: 0)
-        var fd = container
-        _ = try kernel.ioctl(group, VFIO_GROUP_SET_CONTAINER, &fd)
-        _ = try kernel.ioctl(container, VFIO_SET_IOMMU, UnsafeMutableRawPointer(bitPattern: VFIO_TYPE1v2_IOMMU))
+        let world = try VFIOMockRulesTests.Legacy()
+        let (kernel, container, device) = (world.kernel, world.container, world.device)
         let memory = try kernel.mmap(address: nil, length: 16384, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
         var map = vfio_iommu_type1_dma_map()
         map.argsz = UInt32(MemoryLayout<vfio_iommu_type1_dma_map>.size)
@@ -213,7 +209,6 @@ struct PinnedPagesOutliveMunmapTests {
         map.iova = 0x10_0000
         map.size = 16384
         _ = try kernel.ioctl(container, VFIO_IOMMU_MAP_DMA, &map)
-        let device = try VFIOMockRulesTests.Legacy.getDevice(kernel, group, "0000:00:02.0")
         let busMaster: [UInt8] = [0x4, 0]  // the command register: Bus Master Enable
         _ = try busMaster.withUnsafeBytes { try kernel.pwrite(device, from: $0, offset: Int64(VFIO_PCI_CONFIG_REGION_INDEX) << 40 | 4) }
         try kernel.munmap(memory, length: 16384)
@@ -226,7 +221,7 @@ struct PinnedPagesOutliveMunmapTests {
         unmap.size = 16384
         _ = try kernel.ioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap)
         #expect(kernel.leaks.retainedMemory == 0)
-        for descriptor in [device, group, container] { try kernel.close(descriptor) }
+        try world.close()
         #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }
