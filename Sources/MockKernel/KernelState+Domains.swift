@@ -144,6 +144,11 @@ extension KernelState {
         guard case .device(var device)? = contexts[contextID]!.objects[deviceID], let hwptID = device.attachedHWPT else { return }
         device.attachedHWPT = nil
         contexts[contextID]!.objects[deviceID] = .device(device)
+        releaseAttachment(contextID, hwptID: hwptID)
+    }
+
+    /// One device fewer on `hwptID`; an automatic HWPT left without devices is destroyed.
+    mutating func releaseAttachment(_ contextID: Int, hwptID: UInt32) {
         guard case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[hwptID] else { return }
         hwpt.attachedDevices -= 1
         if hwpt.attachedDevices == 0 && hwpt.autoDomain {

@@ -41,16 +41,18 @@ extension KernelState {
         if command.flags & VFIO_DEVICE_ATTACH_PASID != 0 { throw .invalidArgument }
         let device = configuration.pciDevices[file.deviceIndex]
         guard case .device(let bound)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
-        if let previous = bound.attachedHWPT {
-            if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[previous], hwpt.ioasID == command.pt_id || previous == command.pt_id {
-                command.pt_id = previous
-                unsafe argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
-                return
-            }
-            detachDevice(contextID, deviceID)
+        if let previous = bound.attachedHWPT,
+           case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[previous], hwpt.ioasID == command.pt_id || previous == command.pt_id {
+            command.pt_id = previous
+            unsafe argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
+            return
         }
+        // A second attach is a replace (iommufd_device_replace): the new page table is found
+        // or made while the old one is still attached, so a new automatic HWPT never takes
+        // the old one's id; the old one is let go after.
         let aperture = 0...(device.addressWidth >= 64 ? ulongMax : (UInt64(1) << UInt64(device.addressWidth)) - 1)
         let hwptID = try attachDevice(contextID, deviceID, to: command.pt_id, ioPageSize: pageSize, aperture: aperture)
+        if let previous = bound.attachedHWPT { releaseAttachment(contextID, hwptID: previous) }
         if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[hwptID], var table = contexts[contextID]!.ioas(hwpt.ioasID) {
             for region in device.reservedRegions where !table.reserved.contains(where: { $0.range == region && $0.owner == .domain(hwptID: hwptID) }) {
                 if let error = table.reserve(region, owner: .domain(hwptID: hwptID)) { throw error }

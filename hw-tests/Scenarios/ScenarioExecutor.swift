@@ -26,6 +26,10 @@ public struct ScenarioExecutor: Sendable {
     public static func mock(hardLimit: UInt64? = baselineMemlock, devicePath: String = "/dev/iommu") -> ScenarioExecutor {
         ScenarioExecutor(devicePath: devicePath) {
             var configuration = MockKernel.Configuration()
+            // The VM lane's functions, at the VM's addresses, for the VFIO verbs.
+            configuration.addPCIDevice(.edu())
+            configuration.addPCIDevice(.e1000e())
+            configuration.addPCIDevice(.nvme())
             configuration.memlockMaximum = hardLimit
             configuration.memlockLimit = min(baselineMemlock, hardLimit ?? .max)
             return MockKernel(configuration: configuration)
@@ -88,6 +92,14 @@ public struct ScenarioExecutor: Sendable {
         case "vfio_ioas": return try vfioIOAS(step, session)
         case "check_map": return try checkMap(step, session)
         case "compat": return try compatibility(step, session)
+        case "cdev": return try openCdev(step, session)
+        case "bind": return try bindDevice(step, session)
+        case "attach": return try attachDevice(step, session)
+        case "detach": return try detachDevice(step, session)
+        case "region": return try regionInfo(step, session)
+        case "irq": return try interruptInfo(step, session)
+        case "reset": return try resetDevice(step, session)
+        case "close_device": return try closeDevice(step, session)
         case "temp_memory_limit": return try temporaryMemoryLimit(step, session)
         default: throw session.fail("unknown step `\(step.verb)`")
         }

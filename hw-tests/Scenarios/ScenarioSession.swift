@@ -26,6 +26,8 @@ final class ScenarioSession {
     /// The address ranges still mapped, `(start, length)`, for teardown.
     var liveMappings: [(start: Int, length: Int)] = []
     var memoryFiles: [String: Int32] = [:]
+    /// VFIO device descriptors by name (`cdev`).
+    var devices: [String: Int32] = [:]
     var line = 0
 
     static let defaultContext = "fd"
@@ -37,6 +39,8 @@ final class ScenarioSession {
     }
 
     func tearDown() {
+        for fd in devices.values { try? system.close(fd) }
+        devices = [:]
         for fd in contexts.values { try? system.close(fd) }
         for fd in memoryFiles.values { try? system.close(fd) }
         for mapping in liveMappings {
@@ -85,6 +89,11 @@ final class ScenarioSession {
     func buffer(_ name: String) throws -> UnsafeMutableRawBufferPointer {
         guard let buffer = buffers[name] else { throw fail("no buffer named \(name)") }
         return buffer
+    }
+
+    func device(_ name: String) throws -> Int32 {
+        guard let fd = devices[name] else { throw fail("no device named \(name) (use `cdev \(name) BDF`)") }
+        return fd
     }
 
     func memoryFile(_ name: String) throws -> Int32 {
