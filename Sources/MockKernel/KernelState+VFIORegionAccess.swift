@@ -26,7 +26,8 @@ extension KernelState {
             throw .noFunction
         default: throw .invalidArgument
         }
-        guard start < size else { throw .invalidArgument }
+        // vfio_pci_config_rw (vfio_pci_config.c:1895-1897): config space past its end is EFAULT.
+        guard start < size else { throw index == Int(VFIO_PCI_CONFIG_REGION_INDEX) ? .badAddress : .invalidArgument }
         return (index, start)
     }
 
@@ -35,7 +36,9 @@ extension KernelState {
         let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
         let runtime = vfio.devices[deviceIndex]!
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
-            let count = min(buffer.count, runtime.configuration.count - start)
+            // No partial access at the end: the whole range must be inside (EFAULT).
+            guard start + buffer.count <= runtime.configuration.count else { throw .badAddress }
+            let count = buffer.count
             unsafe runtime.configuration.withUnsafeBytes { unsafe buffer.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: count) }
             return count
         }
@@ -50,7 +53,8 @@ extension KernelState {
         let (index, start) = try deviceAccess(fileID, offset: offset)
         let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
-            let count = min(buffer.count, vfio.devices[deviceIndex]!.configuration.count - start)
+            guard start + buffer.count <= vfio.devices[deviceIndex]!.configuration.count else { throw .badAddress }
+            let count = buffer.count
             let msi = MockKernel.PCIDevice.msiCapabilityOffset, msix = MockKernel.PCIDevice.msixCapabilityOffset
             let writable: Set<Int> = [0x04, 0x05, msi + 2, msi + 3, msix + 2, msix + 3]
             for byte in 0..<count where writable.contains(start + byte) {

@@ -77,11 +77,15 @@ extension MockKernel {
             self.addressWidth = addressWidth
         }
 
-        /// QEMU's `edu` teaching device (1234:11e8): one 1 MiB BAR, MSI, INTx, no reset.
+        /// QEMU's `edu` teaching device (1234:11e8): one 1 MiB BAR, MSI, INTx, no reset. The QEMU
+        /// presets sit behind QEMU 7.2's intel-iommu, whose domains take 39-bit IOVAs (MGAW 39).
         public static func edu(address: String = "0000:00:02.0", group: Int = 2) -> PCIDevice {
             PCIDevice(address: address, vendorID: 0x1234, deviceID: 0x11e8, iommuGroup: group,
-                      barSizes: [0x10_0000], msiVectors: 1, resetMethod: nil)
+                      barSizes: [0x10_0000], msiVectors: 1, resetMethod: nil, addressWidth: qemuIOMMUAddressWidth)
         }
+
+        /// QEMU 7.2's intel-iommu input address width (MGAW 39, `cap_reg` 0xd2008c22260206).
+        public static let qemuIOMMUAddressWidth = 39
 
         /// An Intel 82574L (e1000e) as QEMU 7.2 models it on q35 (as the VM lane's kernel reports it): memory
         /// BAR0 and BAR1, a 32-byte I/O BAR2, MSI-X with 5 vectors in BAR3, a 256 KiB option ROM, 4 KiB of
@@ -89,7 +93,8 @@ extension MockKernel {
         public static func e1000e(address: String = "0000:00:03.0", group: Int = 3) -> PCIDevice {
             PCIDevice(address: address, vendorID: 0x8086, deviceID: 0x10d3, classCode: 0x020000, iommuGroup: group,
                       hostDriver: "e1000e", barSizes: [0x20000, 0x20000, 0x20, 0x4000], ioBARs: [2], romSize: 0x40000,
-                      configurationSize: 4096, msiVectors: 1, msixVectors: 5, msixBAR: 3, resetMethod: "pm")
+                      configurationSize: 4096, msiVectors: 1, msixVectors: 5, msixBAR: 3, resetMethod: "pm",
+                      addressWidth: qemuIOMMUAddressWidth)
         }
 
         /// An NVMe controller (1b36:0010, QEMU's): MSI-X with 65 vectors in BAR0, 4 KiB of PCI Express
@@ -97,7 +102,7 @@ extension MockKernel {
         public static func nvme(address: String = "0000:00:04.0", group: Int = 4) -> PCIDevice {
             PCIDevice(address: address, vendorID: 0x1b36, deviceID: 0x0010, classCode: 0x010802, iommuGroup: group,
                       hostDriver: "nvme", barSizes: [0x4000], configurationSize: 4096, msiVectors: 0, msixVectors: 65, msixBAR: 0,
-                      resetMethod: "flr")
+                      resetMethod: "flr", addressWidth: qemuIOMMUAddressWidth)
         }
 
         /// The PCI capabilities' positions in the mock's config space.

@@ -109,13 +109,13 @@ struct VFIODeviceTests {
         }
     }
 
-    @Test("IOVA ranges leave out the MSI window on both paths", arguments: paths)
+    @Test("IOVA ranges leave out the MSI window on both paths, up to QEMU's 39-bit intel-iommu (as the VM lane's kernel reports)", arguments: paths)
     func ranges(path: VFIODevice.Path) throws {
         try withPCIMachine { kernel in
             let owned = try VFIOPCIDevice(edu, path: .only(path), system: kernel)
             let ranges = try owned.addressSpace.iovaRanges()
             #expect(ranges.ranges.contains(IOVARange(start: IOVA(0), last: IOVA(0xfedf_ffff))))
-            #expect(ranges.ranges.contains(IOVARange(start: IOVA(0xfef0_0000), last: IOVA((1 << 48) - 1))))
+            #expect(ranges.ranges.contains(IOVARange(start: IOVA(0xfef0_0000), last: IOVA((1 << 39) - 1))))
             #expect(ranges.alignment == 4096)
             let memory = try kernel.mmap(address: nil, length: 4096, protection: PROT_READ | PROT_WRITE,
                                          flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)

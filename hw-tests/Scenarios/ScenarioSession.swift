@@ -26,8 +26,12 @@ final class ScenarioSession {
     /// The address ranges still mapped, `(start, length)`, for teardown.
     var liveMappings: [(start: Int, length: Int)] = []
     var memoryFiles: [String: Int32] = [:]
-    /// VFIO device descriptors by name (`cdev`).
+    /// VFIO device descriptors by name (`cdev`, `group_device`).
     var devices: [String: Int32] = [:]
+    /// Legacy VFIO group descriptors by name, with the group number.
+    var groups: [String: (fd: Int32, number: UInt32)] = [:]
+    /// Legacy VFIO containers by name.
+    var containers: [String: Int32] = [:]
     var line = 0
 
     static let defaultContext = "fd"
@@ -41,6 +45,10 @@ final class ScenarioSession {
     func tearDown() {
         for fd in devices.values { try? system.close(fd) }
         devices = [:]
+        for group in groups.values { try? system.close(group.fd) }
+        groups = [:]
+        for fd in containers.values { try? system.close(fd) }
+        containers = [:]
         for fd in contexts.values { try? system.close(fd) }
         for fd in memoryFiles.values { try? system.close(fd) }
         for mapping in liveMappings {
@@ -89,6 +97,16 @@ final class ScenarioSession {
     func buffer(_ name: String) throws -> UnsafeMutableRawBufferPointer {
         guard let buffer = buffers[name] else { throw fail("no buffer named \(name)") }
         return buffer
+    }
+
+    func group(_ name: String) throws -> (fd: Int32, number: UInt32) {
+        guard let group = groups[name] else { throw fail("no group named \(name) (use `group \(name) NUMBER`)") }
+        return group
+    }
+
+    func container(_ name: String) throws -> Int32 {
+        guard let fd = containers[name] else { throw fail("no container named \(name) (use `container \(name)`)") }
+        return fd
     }
 
     func device(_ name: String) throws -> Int32 {
