@@ -257,3 +257,57 @@ extension HardwareSuite.RaceTests {
 }
 
 extension HardwareSuite.RaceTests.SplitMix64: RandomNumberGenerator {}
+
+extension HardwareSuite.RaceTests {
+    @Test("replacing edu's page table (IOAS A, then B, then A...) while another thread maps and unmaps on both: every call succeeds, and edu ends attached to the last one")
+    func replaceRacesMap() throws {
+        let address = try #require(Hardware.eduDevice)
+        let system = LinuxSystem()
+        let iommufd = try IOMMUFD(system: system)
+        let seam = IOCTLSeam(system)
+        let fd = iommufd.fileDescriptor.rawValue
+        let first = try iommufd.allocateIOAS(), second = try iommufd.allocateIOAS()
+        let device = try system.open(try VFIODevice.cdevPath(of: address, system: system), flags: O_RDWR, mode: 0)
+        defer { try? system.close(device) }
+        _ = try VFIODeviceIOCTL.bind(seam, device, iommufd: fd, token: 0, fileID: #fileID, line: #line)
+        _ = try VFIODeviceIOCTL.attach(seam, device, pageTable: first.id.rawValue, fileID: #fileID, line: #line)
+        let base = UInt64(UInt(bitPattern: Hardware.pinnableBuffer(byteCount: 16 * 4096).baseAddress))
+        let unexpected = Outcomes(), calls = Outcomes()
+        let replaces = 200
+        let ioasIDs = [first.id.rawValue, second.id.rawValue]
+        DispatchQueue.concurrentPerform(iterations: 2) { worker in
+            func check(_ label: String, _ body: () throws(IOMMUError) -> Void) {
+                let outcome = Self.name(body)
+                calls.record(label)
+                if outcome != "ok" { unexpected.record("\(label): \(outcome)") }
+            }
+            if worker == 0 {
+                for round in 0..<replaces {
+                    check("replace") { () throws(IOMMUError) in
+                        _ = try VFIODeviceIOCTL.attach(seam, device, pageTable: ioasIDs[(round + 1) % 2], fileID: #fileID, line: #line)
+                    }
+                }
+            } else {
+                var round = 0
+                while calls.snapshot["replace", default: 0] < replaces {
+                    let ioas = ioasIDs[round % 2]
+                    round += 1
+                    check("map") { () throws(IOMMUError) in
+                        _ = try IOMMUFDIOCTL.ioasMap(seam, fd, ioas: ioas, flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA,
+                                                     userAddress: base, length: 16 * 4096, iova: 0x10_0000, fileID: #fileID, line: #line)
+                    }
+                    check("unmap") { () throws(IOMMUError) in
+                        _ = try IOMMUFDIOCTL.ioasUnmap(seam, fd, ioas: ioas, iova: 0x10_0000, length: 16 * 4096, fileID: #fileID, line: #line)
+                    }
+                }
+            }
+        }
+        print("replace race: \(calls.snapshot)")
+        #expect(unexpected.snapshot.isEmpty, "unexpected errnos: \(unexpected.snapshot)")
+        #expect(calls.snapshot["map", default: 0] > 10, "the maps did not overlap the replaces: \(calls.snapshot)")
+        // After an even number of replaces edu is on the first IOAS again: it is busy, the second is not.
+        #expect(Self.name { () throws(IOMMUError) in try second.destroy() } == "ok")
+        #expect(Self.name { () throws(IOMMUError) in try first.destroy() } == "EBUSY")
+        try VFIODeviceIOCTL.detach(seam, device, fileID: #fileID, line: #line)
+    }
+}
