@@ -159,6 +159,28 @@ extension KernelState {
             guard header.index == VFIO_PCI_INTX_IRQ_INDEX else { throw .invalidArgument }
             return
         }
+        if header.index == VFIO_PCI_ERR_IRQ_INDEX || header.index == VFIO_PCI_REQ_IRQ_INDEX {
+            // vfio_pci_set_ctx_trigger_single (vfio_pci_intrs.c): one eventfd of its own, set or
+            // cleared (-1, or DATA_NONE with count 0); a loopback trigger signals it if set.
+            switch header.flags & dataTypes {
+            case VFIO_IRQ_SET_DATA_EVENTFD:
+                let fd = unsafe argument.loadUnaligned(fromByteOffset: minimum, as: Int32.self)
+                if fd >= 0 {
+                    guard let descriptor = descriptors[fd] else { throw .badFileDescriptor }
+                    guard case .eventCounter = descriptor else { throw .invalidArgument }
+                    runtime.sideTriggers[header.index] = fd
+                } else {
+                    runtime.sideTriggers[header.index] = nil
+                }
+            case VFIO_IRQ_SET_DATA_NONE where header.count == 0:
+                runtime.sideTriggers[header.index] = nil
+            default:
+                let fire = unsafe header.flags & VFIO_IRQ_SET_DATA_BOOL == 0 || argument.load(fromByteOffset: minimum, as: UInt8.self) != 0
+                if fire, let fd = runtime.sideTriggers[header.index] { signal(fd) }
+            }
+            vfio.devices[deviceIndex] = runtime
+            return
+        }
         switch header.flags & dataTypes {
         case VFIO_IRQ_SET_DATA_EVENTFD:
             // Only one kind at a time (vfio_msi_enable / vfio_intx_enable need irq_type NONE).

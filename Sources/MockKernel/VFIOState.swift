@@ -26,6 +26,9 @@ struct DeviceRuntime {
     /// Which interrupt kind is enabled (VFIO allows one at a time) and the eventfds wired per vector.
     var interruptKind: UInt32?
     var triggers: [Int32] = []
+    /// The error and request eventfds, by index: each its own trigger, beside the kind above
+    /// (vfio_pci_set_err_trigger, vfio_pci_set_req_trigger).
+    var sideTriggers: [UInt32: Int32] = [:]
     /// Device cdev descriptors bound to an iommufd (blocks the legacy group).
     var boundCdevs = 0
 }

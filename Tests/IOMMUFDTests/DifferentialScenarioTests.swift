@@ -20,9 +20,9 @@ struct DifferentialScenarioTests {
         let scenarios = try ScenarioLibrary.load(directory: Self.directory)
         #expect(scenarios.count >= 100)
         let groups = Set(scenarios.map(\.group))
-        for group in "ABCDEFHKVWX" { #expect(groups.contains(group), "no scenario for group \(group)") }
-        // The VFIO device and legacy paths (groups V, W, X): at least 80, run on both backends in the VM lane.
-        #expect(scenarios.filter { "VWX".contains($0.group) }.count >= 80)
+        for group in "ABCDEFHKQVWX" { #expect(groups.contains(group), "no scenario for group \(group)") }
+        // The VFIO device, interrupt and legacy paths (groups Q, V, W, X): at least 80, run on both backends in the VM lane.
+        #expect(scenarios.filter { "QVWX".contains($0.group) }.count >= 80)
     }
 
     @Test("the ABI scenarios' sizes follow the descriptor table: A1 one below the minimum, A2 one past the struct, A4 the struct")

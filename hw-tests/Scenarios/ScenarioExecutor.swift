@@ -111,6 +111,9 @@ public struct ScenarioExecutor: Sendable {
         case "dma_map": return try mapDMA(step, session)
         case "dma_unmap": return try unmapDMA(step, session)
         case "config": return try readConfiguration(step, session)
+        case "eventfd": return try makeEventfd(step, session)
+        case "irq_set": return try setInterrupts(step, session)
+        case "eventfd_read": return try readEventfd(step, session)
         case "temp_memory_limit": return try temporaryMemoryLimit(step, session)
         default: throw session.fail("unknown step `\(step.verb)`")
         }

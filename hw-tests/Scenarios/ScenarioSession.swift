@@ -32,6 +32,8 @@ final class ScenarioSession {
     var groups: [String: (fd: Int32, number: UInt32)] = [:]
     /// Legacy VFIO containers by name.
     var containers: [String: Int32] = [:]
+    /// Eventfds by name (`eventfd`), for interrupt triggers.
+    var eventfds: [String: Int32] = [:]
     var line = 0
 
     static let defaultContext = "fd"
@@ -49,6 +51,8 @@ final class ScenarioSession {
         groups = [:]
         for fd in containers.values { try? system.close(fd) }
         containers = [:]
+        for fd in eventfds.values { try? system.close(fd) }
+        eventfds = [:]
         for fd in contexts.values { try? system.close(fd) }
         for fd in memoryFiles.values { try? system.close(fd) }
         for mapping in liveMappings {
