@@ -63,11 +63,8 @@ extension KernelState {
         guard cmd.length != 0, cmd.length <= ulongMax - pageSize else { throw .invalidArgument }
         let base = cmd.user_va & ~(pageSize - 1)
         let startByte = cmd.user_va - base
-        let pagesID = newPages(contextID, PagesObject(
-            source: .user(base: base), pageCount: (cmd.length + startByte + pageSize - 1) / pageSize,
-            writable: cmd.flags & IOMMU_IOAS_MAP_WRITEABLE != 0))
-        cmd.iova = try mapPages(contextID, ioasID: cmd.ioas_id, pieces: [(pagesID, startByte, cmd.length)],
-                                length: cmd.length, fixedIOVA: fixed(cmd.flags) ? cmd.iova : nil, flags: cmd.flags)
+        cmd.iova = try mapNewPages(contextID, source: .user(base: base), startByte: startByte, ioasID: cmd.ioas_id,
+                                   length: cmd.length, iova: cmd.iova, flags: cmd.flags)
         unsafe command.respond(cmd)
     }
 
@@ -89,12 +86,8 @@ extension KernelState {
         } else {
             source = .unpinnableFile(start: cmd.start - startByte)
         }
-        let pagesID = newPages(contextID, PagesObject(
-            source: source,
-            pageCount: (cmd.length + startByte + pageSize - 1) / pageSize,
-            writable: cmd.flags & IOMMU_IOAS_MAP_WRITEABLE != 0))
-        cmd.iova = try mapPages(contextID, ioasID: cmd.ioas_id, pieces: [(pagesID, startByte, cmd.length)],
-                                length: cmd.length, fixedIOVA: fixed(cmd.flags) ? cmd.iova : nil, flags: cmd.flags)
+        cmd.iova = try mapNewPages(contextID, source: source, startByte: startByte, ioasID: cmd.ioas_id,
+                                   length: cmd.length, iova: cmd.iova, flags: cmd.flags)
         unsafe command.respond(cmd)
     }
 
@@ -124,6 +117,16 @@ extension KernelState {
     }
 
     func fixed(_ flags: UInt32) -> Bool { flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0 }
+
+    /// MAP and MAP_FILE after their own checks: new pages from `source` (`startByte` into its
+    /// first page, `length` bytes, writable as `flags` say), placed as one area.
+    mutating func mapNewPages(_ contextID: Int, source: PagesObject.Source, startByte: UInt64, ioasID: UInt32,
+                              length: UInt64, iova: UInt64, flags: UInt32) throws(Errno) -> UInt64 {
+        let pagesID = newPages(contextID, PagesObject(source: source, pageCount: (length + startByte + pageSize - 1) / pageSize,
+                                                      writable: flags & IOMMU_IOAS_MAP_WRITEABLE != 0))
+        return try mapPages(contextID, ioasID: ioasID, pieces: [(pagesID, startByte, length)], length: length,
+                            fixedIOVA: fixed(flags) ? iova : nil, flags: flags)
+    }
 
     mutating func newPages(_ contextID: Int, _ pages: PagesObject) -> Int {
         let id = contexts[contextID]!.nextPagesID

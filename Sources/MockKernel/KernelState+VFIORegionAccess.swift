@@ -11,7 +11,7 @@ extension KernelState {
     // MARK: Regions through the descriptor
 
     /// Where a `pread`/`pwrite` at `offset` lands: config space or a BAR's storage.
-    func deviceAccess(_ fileID: Int, offset: Int64) throws(Errno) -> (index: Int, start: Int) {
+    mutating func deviceAccess(_ fileID: Int, offset: Int64) throws(Errno) -> (index: Int, start: Int) {
         guard let file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
         if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
         let index = Int(UInt64(offset) >> vfioRegionShift)
@@ -22,7 +22,8 @@ extension KernelState {
         case Int(VFIO_PCI_CONFIG_REGION_INDEX): size = device.configurationSize
         case 0..<6: size = Int(device.barSizes[index])
         case Int(VFIO_PCI_ROM_REGION_INDEX) where device.romSize > 0:
-            // The ROM's contents are not modelled.
+            // The ROM's contents are not modelled: refused loudly, as an unmodelled command is.
+            unmodelledCalls.append(.pread)
             throw .noFunction
         default: throw .invalidArgument
         }

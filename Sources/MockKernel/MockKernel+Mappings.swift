@@ -187,9 +187,9 @@ extension KernelState {
     /// freed by the call that drops the pin.
     mutating func releaseUnreferencedMemory() -> [UInt] {
         var freed: [UInt] = []
-        for (base, allocation) in allocations {
-            let mapped = areasOfMemory.contains { $0.backing == .anonymous(allocationBase: base) }
-            if !mapped && !pinsHostMemory(UInt64(base)...UInt64(base) + UInt64(allocation.byteCount) - 1) {
+        for base in unmappedAllocations {
+            let byteCount = UInt64(allocations[base]!.byteCount)
+            if !pinsHostMemory(UInt64(base)...UInt64(base) + byteCount - 1) {
                 allocations[base] = nil
                 freed.append(base)
             }
@@ -200,10 +200,14 @@ extension KernelState {
         return freed
     }
 
+    /// Anonymous allocations no mapping uses any more (freed unless a pin keeps them).
+    var unmappedAllocations: [UInt] {
+        allocations.keys.filter { base in !areasOfMemory.contains { $0.backing == .anonymous(allocationBase: base) } }
+    }
+
     /// Anonymous allocations with no mapping and memfds with no reference: what only pins keep.
     var retainedMemoryCount: Int {
-        allocations.keys.filter { base in !areasOfMemory.contains { $0.backing == .anonymous(allocationBase: base) } }.count
-            + memoryFiles.values.filter { $0.references <= 0 }.count
+        unmappedAllocations.count + memoryFiles.values.filter { $0.references <= 0 }.count
     }
 
     /// Whether a pin holds any byte of `range` of the process's memory: a page of an

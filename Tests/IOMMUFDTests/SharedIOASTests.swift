@@ -1,7 +1,10 @@
+import CIOMMUFD
 import IOMMUFD
 import MockKernel
 import Scenarios
+import SystemPackage
 import Testing
+import VFIO
 
 /// The mock side of the VM lane's shared-IOAS comparison (HardwareTests): what the
 /// kernel answered there, line by line, is what the mock must answer here.
@@ -45,5 +48,20 @@ struct MemlockBudgetTests {
         let lines = try MemlockBudgetProbe.lines(edu, system: kernel)
         #expect(lines == MemlockBudgetProbe.linuxAnswer, "\(lines)")
         #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+}
+
+@Suite("e1000e's option ROM on MockKernel")
+struct OptionROMTests {
+    @Test("reading the ROM region, whose contents the model does not have, is refused loudly: ENOSYS, recorded")
+    func romReadIsRefused() throws {
+        let kernel = pciMachine()
+        let nic = try VFIOPCIDevice(e1000e, path: .only(.iommufdCdev), system: kernel, environment: [:])
+        var byte: UInt8 = 0
+        let rom = try nic.device.region(VFIO_PCI_ROM_REGION_INDEX)
+        #expect(throws: Errno.noFunction) {
+            _ = try withUnsafeMutableBytes(of: &byte) { try kernel.pread(nic.device.fileDescriptor.rawValue, into: $0, offset: Int64(rom.offset)) }
+        }
+        #expect(kernel.unmodelledCalls == [.pread])
     }
 }
