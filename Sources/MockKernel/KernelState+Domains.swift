@@ -240,8 +240,9 @@ extension KernelState {
             var offset: UInt64 = 0
             while offset < check.length {
                 guard memoryIsMapped(start: (check.uptr + offset) & ~(pageSize - 1), length: pageSize, writable: false) else { throw .badAddress }
+                // The kernel compares physical pages, so two mappings of one memfd are the same page.
                 guard let address = unsafe translate(contextID: contextID, table: table, iova: check.iova + offset, length: 1, write: false),
-                      UInt64(UInt(bitPattern: address)) == check.uptr + offset else { throw .invalidArgument }
+                      page(at: UInt64(UInt(bitPattern: address))) == page(at: check.uptr + offset) else { throw .invalidArgument }
                 offset += ioPage
             }
         case 1...Self.lastSelftestOperation:
@@ -255,6 +256,26 @@ extension KernelState {
     }
 
     // MARK: Fake DMA
+
+    /// What stands for a physical page in the model: a memfd's page is the file and its
+    /// offset, whichever mapping (or the model's own view) reaches it; any other memory is
+    /// its address.
+    enum PhysicalPage: Equatable {
+        case memoryFile(id: Int, offset: UInt64)
+        case memory(UInt64)
+    }
+
+    /// The page behind a host address of the process's memory (or of a memfd's own view).
+    func page(at address: UInt64) -> PhysicalPage {
+        if let area = areasOfMemory.first(where: { $0.start <= address && address <= $0.last }),
+           case .memoryFile(let id, let offset) = area.backing {
+            return .memoryFile(id: id, offset: offset + (address - area.start))
+        }
+        for (id, file) in memoryFiles where file.storage != 0 && UInt64(file.storage) <= address && address - UInt64(file.storage) < file.capacity {
+            return .memoryFile(id: id, offset: address - UInt64(file.storage))
+        }
+        return .memory(address)
+    }
 
     /// The user memory behind `[iova, iova + length)` of an IOAS that has a domain,
     /// or `nil` when it is not mapped as one contiguous area with that access.

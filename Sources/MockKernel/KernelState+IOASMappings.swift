@@ -229,7 +229,7 @@ extension KernelState {
         contexts[contextID]!.pages[pagesID] = nil
         if case .file(let fileID, _) = pages.source {
             memoryFiles[fileID]?.references -= 1
-            for storage in collectMemoryFile(fileID) { pendingFrees.append(storage) }
+            pendingFrees += collectMemoryFile(fileID)
         }
     }
 }

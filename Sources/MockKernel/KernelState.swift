@@ -51,7 +51,7 @@ struct KernelState {
     /// An error to report after committing the partial effect of a call (iommufd's unmap).
     var errorAfterCommit: Errno?
     /// Storage to free once the call that released it has committed.
-    var pendingFrees: [UInt] = []
+    var pendingFrees: [HostResource] = []
 
     init(configuration: MockKernel.Configuration) {
         self.configuration = configuration
@@ -72,7 +72,7 @@ struct KernelState {
             let frees = scratch.pendingFrees + scratch.releaseUnreferencedMemory()
             scratch.pendingFrees.removeAll()
             self = scratch
-            for base in frees { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+            for resource in frees { resource.release() }
             record(name, deferred)
             if let deferred { throw deferred }
             return value
@@ -106,11 +106,14 @@ enum OpenDescriptor {
     case vfioDevice(fileID: Int)
 }
 
-/// A memfd: real memory the model hands out for `mmap` and pins for `MAP_FILE`.
+/// A memfd: a host memfd the model maps for `mmap` and pins for `MAP_FILE`.
 struct MemoryFile {
     var name: String
     var size: UInt64 = 0
-    /// Base address of the backing storage, page aligned; 0 until the first `ftruncate`.
+    /// The host memfd behind it (`-1` until it first needs pages: `ftruncate` or `mmap`).
+    var hostDescriptor: Int32 = -1
+    /// The model's own view of the host memfd (`capacity` bytes, for `pread`, `pwrite` and
+    /// pinned `MAP_FILE` pages); 0 until the first `ftruncate` that gives it pages.
     var storage: UInt = 0
     var capacity: UInt64 = 0
     /// Open descriptors plus live mappings plus pins that keep it alive.
@@ -119,6 +122,11 @@ struct MemoryFile {
     var hugePageSize: UInt64 = 0
     /// Hugepages taken from the pool for this file (reserved at `mmap`, returned when the file goes).
     var reservedHugePages = 0
+
+    /// What the host gives back when the file goes: the model's view and the host memfd.
+    var hostResources: [HostResource] {
+        (storage != 0 ? [.mapping(storage, length: Int(capacity))] : []) + (hostDescriptor >= 0 ? [.descriptor(hostDescriptor)] : [])
+    }
 }
 
 /// One `mmap` made through the model.
@@ -146,7 +154,14 @@ struct VirtualMemoryArea {
     var last: UInt64 { start + length - 1 }
 }
 
-/// Memory the model allocated for anonymous mappings, freed when no area uses it.
+/// Host memory behind the process's mappings, freed when no area uses it and no pin holds it.
 struct MemoryAllocation {
     var byteCount: Int
+    /// A heap block (anonymous memory) or a host mapping of a memfd (one of its views).
+    var isMemoryFileView = false
+
+    /// How the host gets it back.
+    func resource(at base: UInt) -> HostResource {
+        isMemoryFileView ? .mapping(base, length: byteCount) : .heap(base)
+    }
 }

@@ -40,14 +40,14 @@ extension MockKernel {
     }
 
     public func close(_ fd: Int32) throws(Errno) {
-        let freed = unsafe try state.withLock { (state) throws(Errno) -> [UInt] in
+        let freed = unsafe try state.withLock { (state) throws(Errno) -> [HostResource] in
             // Linux releases the descriptor even when close reports an error.
             let injected = state.enter("close")
             guard let descriptor = state.descriptors.removeValue(forKey: fd) else {
                 state.record("close", .badFileDescriptor)
                 throw .badFileDescriptor
             }
-            var freed: [UInt] = []
+            var freed: [HostResource] = []
             switch descriptor {
             case .iommufd(let contextID):
                 // Bound VFIO devices keep the context alive until they unbind.
@@ -78,7 +78,7 @@ extension MockKernel {
             if let injected { throw injected }
             return freed
         }
-        for base in freed { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+        for resource in freed { resource.release() }
     }
 
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) throws(Errno) -> Int32 {

@@ -46,12 +46,25 @@ extension MockKernel {
                             file.reservedHugePages += needed
                         }
                     }
-                    guard UInt64(offset) + fileLength <= file.capacity, file.storage != 0 else { throw .noMemory }
+                    // A mapping may reach past the end of the file (mm/mmap.c does not look at
+                    // i_size); its pages there are SIGBUS to touch and EFAULT to pin
+                    // (`memoryIsBacked`). Each mmap is a view of its own on the file's pages:
+                    // two mappings of one memfd have two addresses (the host call comes last,
+                    // so nothing before it can fail and leave it behind).
+                    let created = file.hostDescriptor < 0
+                    if created { file.hostDescriptor = try HostMemoryFile.create() }
+                    let start: UInt
+                    do throws(Errno) {
+                        start = try HostMemoryFile.map(file.hostDescriptor, offset: UInt64(offset), length: fileLength, alignment: unit)
+                    } catch {
+                        if created { HostResource.descriptor(file.hostDescriptor).release() }
+                        throw error
+                    }
                     file.references += 1
                     state.memoryFiles[id] = file
-                    let start = UInt64(file.storage) + UInt64(offset)
-                    state.insertArea(VirtualMemoryArea(start: start, length: fileLength, writable: writable, backing: .memoryFile(id: id, offset: UInt64(offset))))
-                    return UInt(start)
+                    state.allocations[start] = MemoryAllocation(byteCount: Int(fileLength), isMemoryFileView: true)
+                    state.insertArea(VirtualMemoryArea(start: UInt64(start), length: fileLength, writable: writable, backing: .memoryFile(id: id, offset: UInt64(offset))))
+                    return start
                 }
             }
             return unsafe UnsafeMutableRawPointer(bitPattern: address)!
@@ -62,15 +75,15 @@ extension MockKernel {
     }
 
     public func munmap(_ address: UnsafeMutableRawPointer, length: Int) throws(Errno) {
-        let freed = unsafe try state.withLock { (state) throws(Errno) -> [UInt] in
-            try state.run("munmap") { (state) throws(Errno) -> [UInt] in
+        let freed = unsafe try state.withLock { (state) throws(Errno) -> [HostResource] in
+            try state.run("munmap") { (state) throws(Errno) -> [HostResource] in
                 let start = UInt64(UInt(bitPattern: address))
                 guard length > 0, start % pageSize == 0 else { throw .invalidArgument }
                 let rounded = (UInt64(length) + pageSize - 1) & ~(pageSize - 1)
                 return state.unmapMemory(start...(start + rounded - 1))
             }
         }
-        for base in freed { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
+        for resource in freed { resource.release() }
     }
 
     public func memfdCreate(_ name: String, flags: UInt32) throws(Errno) -> Int32 {
@@ -108,17 +121,23 @@ extension MockKernel {
                 let unit = file.hugePageSize > 0 ? file.hugePageSize : pageSize
                 guard size % unit == 0 || file.hugePageSize == 0 else { throw .invalidArgument }
                 if size > file.capacity {
-                    // The model cannot move memory that is mapped; grow only while unmapped.
-                    let mapped = state.areasOfMemory.contains { $0.backing == .memoryFile(id: id, offset: $0.backingOffset) }
-                    guard !mapped else { throw .noMemory }
+                    // shmem_setattr: a memfd grows whether or not it is mapped; its mappings
+                    // keep their addresses and reach the new pages. The host memfd grows, and
+                    // the model's own view of it is made again at the new size (host calls
+                    // last: nothing after them can fail).
                     let capacity = (size + unit - 1) & ~(unit - 1)
-                    let storage = UnsafeMutableRawPointer.allocate(byteCount: Int(capacity), alignment: Int(unit))
-                    unsafe storage.initializeMemory(as: UInt8.self, repeating: 0, count: Int(capacity))
-                    if let old = unsafe UnsafeMutableRawPointer(bitPattern: file.storage) {
-                        unsafe storage.copyMemory(from: old, byteCount: Int(file.size))
-                        unsafe old.deallocate()
+                    let created = file.hostDescriptor < 0
+                    if created { file.hostDescriptor = try HostMemoryFile.create() }
+                    let view: UInt
+                    do throws(Errno) {
+                        try HostMemoryFile.resize(file.hostDescriptor, to: capacity)
+                        view = try HostMemoryFile.map(file.hostDescriptor, offset: 0, length: capacity, alignment: pageSize)
+                    } catch {
+                        if created { HostResource.descriptor(file.hostDescriptor).release() }
+                        throw error
                     }
-                    file.storage = UInt(bitPattern: storage)
+                    if file.storage != 0 { state.pendingFrees.append(.mapping(file.storage, length: Int(file.capacity))) }
+                    file.storage = view
                     file.capacity = capacity
                 }
                 file.size = size
@@ -143,7 +162,7 @@ extension KernelState {
 
     /// Removes `range` from the process's mappings (splitting areas as needed) and returns
     /// the allocations that no area uses any more, to be freed after the call commits.
-    mutating func unmapMemory(_ range: ClosedRange<UInt64>) -> [UInt] {
+    mutating func unmapMemory(_ range: ClosedRange<UInt64>) -> [HostResource] {
         var kept: [VirtualMemoryArea] = []
         var touchedFiles: [Int: Int] = [:]
         for area in areasOfMemory {
@@ -179,19 +198,19 @@ extension KernelState {
         return releaseUnreferencedMemory()
     }
 
-    /// Frees what nothing holds any more: anonymous memory with no mapping left and memfds
-    /// with no descriptor, mapping or pin, unless a pin still holds their pages. The kernel
-    /// keeps pinned pages alive after `munmap` (iommufd's for a domain, type1's from map
-    /// time): a device still reaches them at their IOVA, the process no longer sees them,
-    /// and they go when the pin goes. Called after every call, so memory a pin kept is
-    /// freed by the call that drops the pin.
-    mutating func releaseUnreferencedMemory() -> [UInt] {
-        var freed: [UInt] = []
+    /// Frees what nothing holds any more: host memory no mapping uses (anonymous memory
+    /// and memfd views) and memfds with no descriptor, mapping or pin, unless a pin still
+    /// holds the pages. The kernel keeps pinned pages alive after `munmap` (iommufd's for a
+    /// domain, type1's from map time): a device still reaches them at their IOVA, the
+    /// process no longer sees them, and they go when the pin goes. Called after every call,
+    /// so memory a pin kept is freed by the call that drops the pin.
+    mutating func releaseUnreferencedMemory() -> [HostResource] {
+        var freed: [HostResource] = []
         for base in unmappedAllocations {
-            let byteCount = UInt64(allocations[base]!.byteCount)
-            if !pinsHostMemory(UInt64(base)...UInt64(base) + byteCount - 1) {
+            let allocation = allocations[base]!
+            if !pinsHostMemory(UInt64(base)...UInt64(base) + UInt64(allocation.byteCount) - 1) {
                 allocations[base] = nil
-                freed.append(base)
+                freed.append(allocation.resource(at: base))
             }
         }
         for (id, file) in memoryFiles where file.references <= 0 {
@@ -200,12 +219,16 @@ extension KernelState {
         return freed
     }
 
-    /// Anonymous allocations no mapping uses any more (freed unless a pin keeps them).
+    /// Host memory no mapping uses any more (freed unless a pin keeps it). Allocations are
+    /// disjoint host ranges, so an area belongs to the one that holds its start.
     var unmappedAllocations: [UInt] {
-        allocations.keys.filter { base in !areasOfMemory.contains { $0.backing == .anonymous(allocationBase: base) } }
+        allocations.compactMap { base, allocation in
+            let end = UInt64(base) + UInt64(allocation.byteCount)
+            return areasOfMemory.contains { $0.start >= UInt64(base) && $0.start < end } ? nil : base
+        }
     }
 
-    /// Anonymous allocations with no mapping and memfds with no reference: what only pins keep.
+    /// Host memory with no mapping and memfds with no reference: what only pins keep.
     var retainedMemoryCount: Int {
         unmappedAllocations.count + memoryFiles.values.filter { $0.references <= 0 }.count
     }
@@ -231,27 +254,38 @@ extension KernelState {
         return false
     }
 
-    /// Drops one reference to a memfd (its descriptor) and returns storage to free.
-    mutating func releaseMemoryFile(_ id: Int) -> [UInt] {
+    /// Drops one reference to a memfd (its descriptor) and returns what to give back.
+    mutating func releaseMemoryFile(_ id: Int) -> [HostResource] {
         memoryFiles[id]?.references -= 1
         return collectMemoryFile(id)
     }
 
-    mutating func collectMemoryFile(_ id: Int) -> [UInt] {
+    /// Forgets a memfd nothing refers to: its host memfd and the model's view of it go, and
+    /// its hugepages return to the pool. Views that pins keep after `munmap` are allocations
+    /// of their own and keep their pages on the host.
+    mutating func collectMemoryFile(_ id: Int) -> [HostResource] {
         guard let file = memoryFiles[id], file.references <= 0 else { return [] }
-        if file.storage != 0 && file.capacity > 0 && pinsHostMemory(UInt64(file.storage)...UInt64(file.storage) + file.capacity - 1) { return [] }
         memoryFiles[id] = nil
         if file.reservedHugePages > 0 { hugePagesInUse[file.hugePageSize, default: 0] -= file.reservedHugePages }
-        return file.storage == 0 ? [] : [file.storage]
+        return file.hostResources
     }
 
-    /// Whether every page of `[start, start + length)` is mapped (and writable when asked).
-    func memoryIsMapped(start: UInt64, length: UInt64, writable: Bool) -> Bool {
+    /// Whether every page of `[start, start + length)` is mapped (and writable when asked)
+    /// and, with `requiringPages`, has a page behind it to fault in or pin: a memfd mapping
+    /// that reaches past the end of the file has none there (shmem_fault answers
+    /// VM_FAULT_SIGBUS beyond i_size, mm/shmem.c; a pin gets EFAULT from it, mm/gup.c).
+    func memoryIsMapped(start: UInt64, length: UInt64, writable: Bool, requiringPages: Bool = true) -> Bool {
         var cursor = start
         let end = start + length
         while cursor < end {
             guard let area = areasOfMemory.first(where: { $0.start <= cursor && cursor <= $0.last }) else { return false }
             if writable && !area.writable { return false }
+            if requiringPages, case .memoryFile(let id, let offset) = area.backing, let file = memoryFiles[id] {
+                let unit = file.hugePageSize > 0 ? file.hugePageSize : pageSize
+                let fileEnd = (file.size + unit - 1) & ~(unit - 1)
+                let backedEnd = area.start + (fileEnd > offset ? fileEnd - offset : 0)
+                if min(end, area.last &+ 1) > backedEnd { return false }
+            }
             let (next, overflow) = area.last.addingReportingOverflow(1)
             if overflow { return true }
             cursor = next

@@ -15,7 +15,7 @@ extension MockKernel {
                 guard length > 0 else { return }
                 let range = start...(start + UInt64(length) - 1)
                 // mm/madvise.c: a hole in the range is ENOMEM.
-                guard state.memoryIsMapped(start: start, length: UInt64(length), writable: false) else { throw .noMemory }
+                guard state.memoryIsMapped(start: start, length: UInt64(length), writable: false, requiringPages: false) else { throw .noMemory }
                 switch advice {
                 case CIOMMUFD_MADV_POPULATE_WRITE:
                     // Faulting in writable pages of a read-only mapping fails.
@@ -57,7 +57,7 @@ extension MockKernel {
                 default:
                     throw .invalidArgument
                 }
-                guard state.memoryIsMapped(start: start, length: UInt64(length), writable: false) else { throw .badAddress }
+                guard state.memoryIsMapped(start: start, length: UInt64(length), writable: false, requiringPages: false) else { throw .badAddress }
                 let range = start...(start + UInt64(length) - 1)
                 // MPOL_MF_STRICT: pages already present elsewhere are an EIO.
                 if flags & CIOMMUFD_MPOL_MF_STRICT != 0, flags & CIOMMUFD_MPOL_MF_MOVE == 0 {

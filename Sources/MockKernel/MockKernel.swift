@@ -31,12 +31,8 @@ public final class MockKernel: SystemInterface, Sendable {
 
     deinit {
         unsafe state.withLock { state in
-            for base in state.allocations.keys {
-                unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate()
-            }
-            for file in state.memoryFiles.values where file.storage != 0 {
-                unsafe UnsafeMutableRawPointer(bitPattern: file.storage)?.deallocate()
-            }
+            for (base, allocation) in state.allocations { allocation.resource(at: base).release() }
+            for file in state.memoryFiles.values { file.hostResources.forEach { $0.release() } }
             for device in state.vfio.devices.values {
                 for base in device.barStorage where base != 0 { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
             }

@@ -282,3 +282,79 @@ struct DirectoryTests {
         #expect(throws: Errno.noSuchFileOrDirectory) { try empty.listDirectory("/sys/kernel/nothing") }
     }
 }
+
+@Suite("memfd mappings are views of the file's pages, as shmem's are")
+struct MemoryFileMappingTests {
+    /// A shared read-write mapping of `length` bytes of `fd`.
+    static func view(_ kernel: MockKernel, _ fd: Int32, length: Int, offset: Int64 = 0) throws -> UnsafeMutableRawPointer {
+        try kernel.mmap(address: nil, length: length, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: offset)
+    }
+
+    @Test("two mmaps of one memfd: two addresses, one set of pages (a write through one is read through the other and by pread; the domain sees one page: MD_CHECK_MAP compares pages, selftest.c:1187-1240)")
+    func twoViewsShareThePages() throws {
+        try withMockWorld { world in
+            let device = try world.ioas.selftestAttachMockDomain()
+            let fd = try world.kernel.memfdCreate("views", flags: CIOMMUFD_MFD_CLOEXEC)
+            try world.kernel.ftruncate(fd, length: Int64(4 * page))
+            let first = try Self.view(world.kernel, fd, length: Int(4 * page))
+            let second = try Self.view(world.kernel, fd, length: Int(4 * page))
+            #expect(first != second, "mm/mmap.c gives each mapping its own address")
+            first.storeBytes(of: 0x5a, toByteOffset: Int(page) + 3, as: UInt8.self)
+            #expect(second.load(fromByteOffset: Int(page) + 3, as: UInt8.self) == 0x5a)
+            var byte: UInt8 = 0
+            _ = try withUnsafeMutableBytes(of: &byte) { try world.kernel.pread(fd, into: $0, offset: Int64(page) + 3) }
+            #expect(byte == 0x5a)
+            let mapping = try world.ioas.map(userAddress: world.address(second), length: 4 * page)
+            try world.iommufd.selftestCheckMap(device, iova: mapping.iova, length: 4 * page, address: first)
+            #expect(errnoOf { try world.iommufd.selftestCheckMap(device, iova: mapping.iova, length: page, address: first + Int(page)) } == .invalidArgument,
+                    "another page of the file is not the one the domain maps")
+            try world.ioas.unmap(mapping)
+            try world.kernel.munmap(first, length: Int(4 * page))
+            try world.kernel.munmap(second, length: Int(4 * page))
+            try world.kernel.close(fd)
+            try world.iommufd.destroy(device.selftestID)
+        }
+    }
+
+    @Test("a mapping may reach past the end of the file; pinning a page there is EFAULT (shmem_fault: SIGBUS beyond i_size); after the file grows, while mapped, the same mapping pins")
+    func growingAMappedMemoryFile() throws {
+        try withMockWorld { world in
+            let device = try world.ioas.selftestAttachMockDomain()
+            let fd = try world.kernel.memfdCreate("grow", flags: CIOMMUFD_MFD_CLOEXEC)
+            try world.kernel.ftruncate(fd, length: Int64(2 * page))
+            let view = try Self.view(world.kernel, fd, length: Int(8 * page))
+            view.storeBytes(of: 7, toByteOffset: 0, as: UInt8.self)
+            #expect(errnoOf { try world.ioas.map(userAddress: world.address(view), length: 8 * page) } == .badAddress)
+            let head = try world.ioas.map(userAddress: world.address(view), length: 2 * page)
+            try world.kernel.ftruncate(fd, length: Int64(8 * page))
+            #expect(view.load(fromByteOffset: 0, as: UInt8.self) == 7, "the mapping keeps its address and its pages")
+            view.storeBytes(of: 9, toByteOffset: Int(6 * page), as: UInt8.self)
+            let whole = try world.ioas.map(userAddress: world.address(view), length: 8 * page)
+            #expect(world.kernel.deviceRead(iommufd: world.fd, ioas: world.ioas.id.rawValue, iova: whole.iova.rawValue + 6 * page, length: 1) == [9])
+            try world.ioas.unmap(whole)
+            try world.ioas.unmap(head)
+            try world.kernel.munmap(view, length: Int(8 * page))
+            try world.kernel.close(fd)
+            try world.iommufd.destroy(device.selftestID)
+        }
+    }
+
+    @Test("a view unmapped by the process while pinned keeps its pages for the device; the file goes when the last pin does")
+    func pinnedViewOutlivesMunmapAndClose() throws {
+        try withMockWorld { world in
+            let device = try world.ioas.selftestAttachMockDomain()
+            let fd = try world.kernel.memfdCreate("pinned", flags: CIOMMUFD_MFD_CLOEXEC)
+            try world.kernel.ftruncate(fd, length: Int64(2 * page))
+            let view = try Self.view(world.kernel, fd, length: Int(2 * page))
+            let mapping = try world.ioas.map(userAddress: world.address(view), length: 2 * page)
+            try world.kernel.munmap(view, length: Int(2 * page))
+            try world.kernel.close(fd)
+            #expect(world.kernel.leaks.retainedMemory >= 1, "the pinned view is kept")
+            #expect(world.kernel.deviceWrite(iommufd: world.fd, ioas: world.ioas.id.rawValue, iova: mapping.iova.rawValue + 5, bytes: [4, 2]))
+            #expect(world.kernel.deviceRead(iommufd: world.fd, ioas: world.ioas.id.rawValue, iova: mapping.iova.rawValue + 5, length: 2) == [4, 2])
+            try world.ioas.unmap(mapping)
+            #expect(world.kernel.leaks.retainedMemory == 0)
+            try world.iommufd.destroy(device.selftestID)
+        }
+    }
+}
