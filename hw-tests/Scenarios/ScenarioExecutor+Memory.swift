@@ -4,7 +4,7 @@ import IOMMUFD
 import MockKernel
 import SystemPackage
 
-// Scenario verbs for memory: buffer, release, memfd, truncate.
+// Scenario verbs for memory: buffer, release, memfd, truncate, view, poke, peek, same.
 extension ScenarioExecutor {
     // MARK: Memory
 
@@ -63,5 +63,46 @@ extension ScenarioExecutor {
         guard step.words.count >= 2 else { throw session.fail("truncate NAME SIZE") }
         try session.system.ftruncate(try session.memoryFile(step.words[0]), length: Int64(try session.number(step.words[1])))
         return Outcome()
+    }
+
+    /// `view NAME MEMFD LENGTH [offset=]`: a shared read-write `mmap` of a memfd, used as a
+    /// buffer. The mapping may reach past the end of the file.
+    func mapMemoryFile(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 3 else { throw session.fail("view NAME MEMFD LENGTH") }
+        let fd = try session.memoryFile(step.words[1])
+        let length = Int(try session.number(step.words[2]))
+        let base = try session.system.mmap(address: nil, length: length, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED,
+                                           fd: fd, offset: Int64(try session.argument(step, "offset", default: 0)))
+        session.buffers[step.words[0]] = UnsafeMutableRawBufferPointer(start: base, count: length)
+        session.liveMappings.append((Int(bitPattern: base), length))
+        return Outcome()
+    }
+
+    /// `poke BUFFER offset= value=`: the CPU writes one byte.
+    func poke(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard let name = step.words.first else { throw session.fail("poke BUFFER offset= value=") }
+        let buffer = try session.buffer(name)
+        let offset = Int(try session.argument(step, "offset"))
+        guard offset < buffer.count else { throw session.fail("poke outside \(name)") }
+        buffer[offset] = UInt8(truncatingIfNeeded: try session.argument(step, "value"))
+        return Outcome()
+    }
+
+    /// `peek BUFFER offset=`: the CPU reads one byte; outputs `value`.
+    func peek(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard let name = step.words.first else { throw session.fail("peek BUFFER offset=") }
+        let buffer = try session.buffer(name)
+        let offset = Int(try session.argument(step, "offset"))
+        guard offset < buffer.count else { throw session.fail("peek outside \(name)") }
+        return Outcome(outputs: ["value": ScenarioSession.hex(UInt64(buffer[offset]))])
+    }
+
+    /// `same A B`: whether two buffers start at one address; outputs `same` (yes or no),
+    /// never the addresses, which differ between backends.
+    func sameAddress(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 2 else { throw session.fail("same A B") }
+        let first = try session.buffer(step.words[0]).baseAddress
+        let second = try session.buffer(step.words[1]).baseAddress
+        return Outcome(outputs: ["same": first == second ? "yes" : "no"])
     }
 }
