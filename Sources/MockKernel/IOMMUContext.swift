@@ -27,6 +27,12 @@ struct IOMMUContext {
         if case .ioas(let table)? = objects[id] { return table }
         return nil
     }
+
+    /// The paging HWPT with this id, if it is one.
+    func hwptPaging(_ id: UInt32) -> MockHWPT? {
+        if case .hwptPaging(let hwpt)? = objects[id] { return hwpt }
+        return nil
+    }
 }
 
 /// An object in a context's table.
@@ -95,11 +101,16 @@ struct MappedArea {
     var lastPageIndex: UInt64 { (startByte + length - 1) / pageSize }
 }
 
-/// A reserved IOVA range and who reserved it.
+/// A reserved IOVA range and who reserved it (`struct iopt_reserved`'s owner).
 struct ReservedRange {
     enum Owner: Equatable {
         case selftest
+        /// The outside of a domain's aperture, for as long as the domain is in the IOAS.
         case domain(hwptID: UInt32)
+        /// A device's reserved regions, for as long as the device is attached to a page
+        /// table of the IOAS (iopt_table_enforce_dev_resv_regions with the device as owner,
+        /// io_pagetable.c:1583-1630; removed at detach, device.c:787).
+        case device(deviceID: UInt32)
     }
 
     var range: ClosedRange<UInt64>

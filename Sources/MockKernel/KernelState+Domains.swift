@@ -139,12 +139,21 @@ extension KernelState {
         return hwptID
     }
 
-    /// Detaches a device; an automatic HWPT left without devices is destroyed.
+    /// Detaches a device (its reserved regions leave the IOAS: iommufd_hw_pagetable_detach,
+    /// device.c:786-787); an automatic HWPT left without devices is destroyed.
     mutating func detachDevice(_ contextID: Int, _ deviceID: UInt32) {
         guard case .device(var device)? = contexts[contextID]!.objects[deviceID], let hwptID = device.attachedHWPT else { return }
         device.attachedHWPT = nil
         contexts[contextID]!.objects[deviceID] = .device(device)
+        if let ioasID = contexts[contextID]!.hwptPaging(hwptID)?.ioasID { removeRegions(ofDevice: deviceID, contextID, in: ioasID) }
         releaseAttachment(contextID, hwptID: hwptID)
+    }
+
+    /// `iopt_remove_reserved_iova` with the device as owner.
+    mutating func removeRegions(ofDevice deviceID: UInt32, _ contextID: Int, in ioasID: UInt32) {
+        guard var table = contexts[contextID]!.ioas(ioasID) else { return }
+        table.reserved.removeAll { $0.owner == .device(deviceID: deviceID) }
+        contexts[contextID]!.objects[ioasID] = .ioas(table)
     }
 
     /// One device fewer on `hwptID`; an automatic HWPT left without devices is destroyed.

@@ -50,17 +50,40 @@ extension KernelState {
         // A second attach is a replace (iommufd_device_replace): the new page table is found
         // or made while the old one is still attached, so a new automatic HWPT never takes
         // the old one's id; the old one is let go after.
+        //
+        // The device's reserved regions belong to the device, not to the page table: they
+        // enter the target's IOAS before the domain is attached or made (EADDRINUSE over a
+        // mapping comes first: iommufd_hw_pagetable_attach, device.c:719-723; the automatic
+        // domain's pages are filled after it, hw_pagetable.c), and they leave the IOAS when
+        // the device detaches or moves to another IOAS, whoever else shares the page table
+        // (device.c:787, 900-906). A replace within one IOAS keeps them.
         let aperture = 0...(device.addressWidth >= 64 ? ulongMax : (UInt64(1) << UInt64(device.addressWidth)) - 1)
+        let previousIOAS = bound.attachedHWPT.flatMap { contexts[contextID]!.hwptPaging($0)?.ioasID }
+        let targetIOAS: UInt32? = switch contexts[contextID]!.objects[command.pt_id] {
+        case .ioas?: command.pt_id
+        case .hwptPaging(let hwpt)?: hwpt.ioasID
+        default: nil
+        }
+        if let targetIOAS, targetIOAS != previousIOAS {
+            try reserveRegions(of: device, deviceID: deviceID, contextID, in: targetIOAS)
+        }
         let hwptID = try attachDevice(contextID, deviceID, to: command.pt_id, ioPageSize: pageSize, aperture: aperture)
-        if let previous = bound.attachedHWPT { releaseAttachment(contextID, hwptID: previous) }
-        if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[hwptID], var table = contexts[contextID]!.ioas(hwpt.ioasID) {
-            for region in device.reservedRegions where !table.reserved.contains(where: { $0.range == region && $0.owner == .domain(hwptID: hwptID) }) {
-                if let error = table.reserve(region, owner: .domain(hwptID: hwptID)) { throw error }
-            }
-            contexts[contextID]!.objects[hwpt.ioasID] = .ioas(table)
+        if let previous = bound.attachedHWPT {
+            releaseAttachment(contextID, hwptID: previous)
+            if let previousIOAS, previousIOAS != targetIOAS { removeRegions(ofDevice: deviceID, contextID, in: previousIOAS) }
         }
         command.pt_id = hwptID
         unsafe argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
+    }
+
+    /// `iopt_table_enforce_dev_resv_regions`: each region reserved with the device as owner;
+    /// over a mapping it is EADDRINUSE (the call's transaction drops what it reserved).
+    mutating func reserveRegions(of device: MockKernel.PCIDevice, deviceID: UInt32, _ contextID: Int, in ioasID: UInt32) throws(Errno) {
+        guard var table = contexts[contextID]!.ioas(ioasID) else { return }
+        for region in device.reservedRegions {
+            if let error = table.reserve(region, owner: .device(deviceID: deviceID)) { throw error }
+        }
+        contexts[contextID]!.objects[ioasID] = .ioas(table)
     }
 
     mutating func detach(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {

@@ -65,3 +65,33 @@ struct OptionROMTests {
         #expect(kernel.unmodelledCalls == [.pread])
     }
 }
+
+@Suite("reserved regions belong to the device, not to the page table")
+struct DeviceReservedRegionTests {
+    /// The IOAS's usable ranges as `start-last` in hex.
+    static func ranges(_ ioas: IOAS) throws -> String {
+        try ioas.iovaRanges().ranges.map { "0x\(String($0.start.rawValue, radix: 16))-0x\(String($0.last.rawValue, radix: 16))" }.joined(separator: " ")
+    }
+
+    @Test("nvme with a region of its own shares edu's automatic HWPT; when nvme detaches its region leaves the IOAS though the HWPT stays (iommufd_hw_pagetable_detach, device.c:786-787)")
+    func regionsLeaveWithTheDevice() throws {
+        var configuration = MockKernel.Configuration()
+        configuration.addPCIDevice(.edu())
+        var nvmeFunction = MockKernel.PCIDevice.nvme()
+        nvmeFunction.reservedRegions.append(0x8000_0000...0x800f_ffff)
+        configuration.addPCIDevice(nvmeFunction)
+        let kernel = MockKernel(configuration: configuration)
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+            let first = try context.claim(edu)
+            let second = try context.claim(nvme)
+            #expect(first.device.attachedPageTable == second.device.attachedPageTable, "one driver, one automatic HWPT")
+            #expect(try Self.ranges(ioas) == "0x0-0x7fffffff 0x80100000-0xfedfffff 0xfef00000-0x7fffffffff")
+            try second.device.detach()
+            #expect(try Self.ranges(ioas) == "0x0-0xfedfffff 0xfef00000-0x7fffffffff", "nvme's region left with nvme; edu's window stays")
+            #expect(first.device.attachedPageTable != nil)
+        }
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+}
