@@ -1,3 +1,4 @@
+import CIOMMUFD
 public import SystemPackage
 
 /// The one seam between swift-iommufd and the operating system.
@@ -27,6 +28,11 @@ public protocol SystemInterface: Sendable {
     /// ``ioctlResult(_:_:_:)``. Only ``LinuxSystem`` answers `true`; the default is `false`,
     /// so a model or a wrapper of the seam sees every ioctl.
     var issuesIOCTLsInPlace: Bool { get }
+    /// Which process this is, as a generation: it changes in the child of every `fork()`.
+    /// Handles remember it when they are made and refuse to act in another process (the
+    /// kernel would let the child act on the parent's objects through the inherited
+    /// descriptors). The default watches real forks (`pthread_atfork`).
+    var processGeneration: UInt { get }
     /// The corresponding call is `read(2)`.
     func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
     /// The corresponding call is `write(2)`.
@@ -108,6 +114,9 @@ public struct ResourceLimit: Sendable, Hashable {
 extension SystemInterface {
     /// `false`: every ioctl goes through ``ioctlResult(_:_:_:)``.
     public var issuesIOCTLsInPlace: Bool { false }
+
+    /// This process's generation, counted by a fork handler installed on first use.
+    public var processGeneration: UInt { UInt(ciommufd_watch_forks()) }
 
     /// ``ioctl(_:_:_:)`` with the errno as a negative result.
     public func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?) -> Int32 {

@@ -48,6 +48,8 @@ struct KernelState {
     var callCounts: [String: Int] = [:]
     var totalCalls = 0
     var descriptorsWithoutCloexec = 0
+    /// Forks the model has continued through as the child (``MockKernel/continueAsForkedChild()``).
+    var processGeneration: UInt = 0
     /// An error to report after committing the partial effect of a call (iommufd's unmap).
     var errorAfterCommit: Errno?
     /// Storage to free once the call that released it has committed.

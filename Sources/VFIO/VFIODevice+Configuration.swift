@@ -10,6 +10,7 @@ extension VFIODevice {
 
     /// Reads a little-endian value from PCI configuration space.
     public func readConfiguration<Value: FixedWidthInteger>(_ type: Value.Type, at offset: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Value {
+        try seam.requireOwnProcess(.pread, configurationContext(offset), fileID: fileID, line: line)
         let base = try configurationBase(fileID: fileID, line: line)
         var value = Value.zero
         let count: Int
@@ -30,6 +31,7 @@ extension VFIODevice {
 
     /// Writes a little-endian value to PCI configuration space.
     public func writeConfiguration<Value: FixedWidthInteger>(_ value: Value, at offset: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try seam.requireOwnProcess(.pwrite, configurationContext(offset), fileID: fileID, line: line)
         let base = try configurationBase(fileID: fileID, line: line)
         var littleEndian = value.littleEndian
         let count: Int

@@ -41,6 +41,7 @@ extension VFIODevice {
             context.regionIndex = region.index
             throw IOMMUError(.mmap, .invalidArgument, context, fileID: fileID, line: line)
         }
+        try seam.requireOwnProcess(.mmap, IOMMUErrorContext(length: region.size, path: path), fileID: fileID, line: line)
         do {
             let base = unsafe try system.mmap(address: nil, length: Int(region.size), protection: PROT_READ | PROT_WRITE,
                                        flags: MAP_SHARED, fd: fd, offset: Int64(region.offset))

@@ -1,3 +1,4 @@
+import CIOMMUFD
 import Foundation
 import IOMMUFD
 import SystemPackage
@@ -88,6 +89,79 @@ extension HardwareSuite {
             try edu.copyToDevice(from: mapping.iova, count: 64)
             try edu.copyToHost(to: IOVA(0x10_0000 + 2048), count: 64)
             #expect((0..<64).allSatisfy { buffer[2048 + $0] == UInt8(truncatingIfNeeded: $0) })
+            try owned.device.setBusMaster(false)
+            try owned.addressSpace.unmap(mapping)
+        }
+
+        /// What the child of the fork test found, one bit each, as its exit status.
+        enum ForkChildFinding: Int32 {
+            case unmapRefused = 1
+            case busMasterWriteRefused = 2
+            case configReadRefused = 4
+            case kernelAnswersTheInheritedDescriptor = 8
+        }
+
+        @Test("fork after mapping: in the child the parent's handles refuse (unmap, config write and read: EPERM, nothing issued) though the kernel itself answers the inherited descriptor; the parent's mapping, Bus Master Enable and DMA are untouched, and the pinned buffer stays the parent's")
+        func forkAfterMapping() throws {
+            let address = try #require(Hardware.eduDevice)
+            let owned = try VFIOPCIDevice(address, path: .only(.iommufdCdev))
+            guard case .iommufd(let ioas) = owned.addressSpace else { Issue.record("not an iommufd context"); return }
+            try owned.device.setBusMaster(true)
+            let edu = try EduDevice(owned.device)
+            let buffer = Hardware.pinnableBuffer(byteCount: 4096)
+            let mapping = try owned.addressSpace.map(UnsafeRawBufferPointer(buffer), at: IOVA(0x10_0000))
+            let iommufd = ioas.iommufd.fileDescriptor.rawValue
+            // Everything the child runs is warmed up here (type metadata, the refusal's
+            // explanation), so the child of this multi-threaded process takes no lock.
+            var warm = IOMMUErrorContext()
+            warm.handleFromBeforeFork = true
+            _ = IOMMUError(.ioasUnmap, .notPermitted, warm).explanation
+            func refused(_ body: () throws(IOMMUError) -> Void) -> Bool {
+                do throws(IOMMUError) { try body(); return false } catch { return error.errno == .notPermitted && error.context.handleFromBeforeFork }
+            }
+            _ = refused { () throws(IOMMUError) in }
+
+            let child = fork()
+            if child == 0 {
+                var found: Int32 = 0
+                if refused({ () throws(IOMMUError) in try owned.addressSpace.unmap(mapping) }) { found |= ForkChildFinding.unmapRefused.rawValue }
+                if refused({ () throws(IOMMUError) in try owned.device.setBusMaster(false) }) { found |= ForkChildFinding.busMasterWriteRefused.rawValue }
+                if refused({ () throws(IOMMUError) in _ = try owned.device.readConfiguration(UInt16.self, at: 4) }) { found |= ForkChildFinding.configReadRefused.rawValue }
+                // Without the toolkit's guard: IOMMU_IOAS_IOVA_RANGES on the inherited
+                // descriptor reaches the parent's IOAS (a query, so it changes nothing).
+                var ranges = iommu_ioas_iova_ranges()
+                ranges.size = UInt32(MemoryLayout<iommu_ioas_iova_ranges>.size)
+                ranges.ioas_id = ioas.id.rawValue
+                let answer = ciommufd_ioctl(iommufd, UInt(IOMMU_IOAS_IOVA_RANGES), &ranges)
+                if answer == 0 || answer == -EMSGSIZE { found |= ForkChildFinding.kernelAnswersTheInheritedDescriptor.rawValue }
+                _exit(found)
+            }
+            #expect(child > 0, "fork failed: errno \(errno)")
+            guard child > 0 else { return }
+            var status: Int32 = 0
+            var waited: pid_t = 0
+            for _ in 0..<300 where waited == 0 {  // up to 30 s under TCG
+                waited = waitpid(child, &status, WNOHANG)
+                if waited == 0 { usleep(100_000) }
+            }
+            if waited == 0 { kill(child, SIGKILL); _ = waitpid(child, &status, 0) }
+            #expect(waited == child, "the child did not finish in 30 s (killed)")
+            let exited = status & 0x7f == 0
+            let findings = (status >> 8) & 0xff
+            #expect(exited, "the child ended by signal \(status & 0x7f)")
+            #expect(findings & ForkChildFinding.unmapRefused.rawValue != 0, "the child's unmap through the parent's handle was not refused")
+            #expect(findings & ForkChildFinding.busMasterWriteRefused.rawValue != 0, "the child's config write through the parent's handle was not refused")
+            #expect(findings & ForkChildFinding.configReadRefused.rawValue != 0, "the child's config read through the parent's handle was not refused")
+            #expect(findings & ForkChildFinding.kernelAnswersTheInheritedDescriptor.rawValue != 0, "the kernel did not answer the child on the inherited descriptor")
+
+            // The parent: mapping, Bus Master Enable and DMA as before; written after the
+            // fork, the buffer is still the page the IOMMU maps (the kernel copies pinned
+            // pages for the child at fork instead of sharing them copy-on-write).
+            #expect(try owned.device.readConfiguration(UInt16.self, at: 4) & 0x4 != 0, "Bus Master Enable still set")
+            for index in 0..<4096 { buffer[index] = UInt8(truncatingIfNeeded: index &* 7) }
+            try edu.copyToDevice(from: mapping.iova, count: 64)
+            try edu.copyToHost(to: IOVA(0x10_0000 + 2048), count: 64)
+            #expect((0..<64).allSatisfy { buffer[2048 + $0] == UInt8(truncatingIfNeeded: $0 &* 7) }, "edu reads what the parent wrote after the fork")
             try owned.device.setBusMaster(false)
             try owned.addressSpace.unmap(mapping)
         }

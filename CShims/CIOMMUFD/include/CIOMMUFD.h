@@ -20,5 +20,6 @@
 #include "ciommufd_syscalls.h"
 #include "ciommufd_mmio.h"
 #include "ciommufd_barrier.h"
+#include "ciommufd_fork.h"
 
 #endif

@@ -1,3 +1,4 @@
+import CIOMMUFD
 import SystemPackage
 
 /// What a catalogue function issues its ioctl through: the system, and whether that is the
@@ -13,13 +14,42 @@ package final class IOCTLSeam: Sendable {
     @usableFromInline package let inPlace: Bool
     /// The system every call goes to.
     @usableFromInline package let system: any SystemInterface
+    /// The process the handle was made in (``SystemInterface/processGeneration``): in the
+    /// child of a fork every call is refused before it reaches the kernel.
+    @usableFromInline package let generation: UInt
 
-    /// The seam of `system`.
+    /// The seam of `system`, for a handle made now, in this process.
     @inlinable
     package init(_ system: any SystemInterface) {
         self.system = system
         inPlace = system.issuesIOCTLsInPlace
+        generation = system.processGeneration
     }
+
+    /// Whether this is still the process the handle was made in. In place it is one load
+    /// of the counter the fork handler keeps; any other system is asked.
+    @inlinable @inline(__always)
+    package var isOwnProcess: Bool {
+        inPlace ? generation == UInt(ciommufd_process_generation()) : generation == system.processGeneration
+    }
+}
+
+extension IOCTLSeam {
+    /// Refuses, before any system call, what a handle does without an ioctl (region reads
+    /// and writes, BAR mappings) when it is used in the child of a fork.
+    @inlinable
+    package func requireOwnProcess(_ operation: IOMMUOperation, _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int) throws(IOMMUError) {
+        guard isOwnProcess else { throw forkedChildRefusal(operation, context(), fileID: fileID, line: line) }
+    }
+}
+
+/// The refusal of a call made through a handle in the child of a fork: the kernel would take
+/// it (the descriptors are inherited), and it would act on the parent's objects.
+@usableFromInline @inline(never)
+func forkedChildRefusal(_ operation: IOMMUOperation, _ context: IOMMUErrorContext, fileID: StaticString, line: Int) -> IOMMUError {
+    var context = context
+    context.handleFromBeforeFork = true
+    return IOMMUError(operation, .notPermitted, context, fileID: fileID, line: line)
 }
 
 /// Issues one ioctl whose argument is `command`, and turns a failure into an ``IOMMUError``
@@ -36,6 +66,7 @@ package func issueIOCTL<Command>(
     // The command's bytes are lent for the call only. The real kernel is called in place:
     // no frame between the caller and the system call (see `LinuxSystem.ioctlInPlace`), and
     // the seam's existential is not touched. Any other system is reached out of line.
+    guard seam.isOwnProcess else { throw forkedChildRefusal(operation, context(), fileID: fileID, line: line) }
     if seam.inPlace {
         let result = unsafe withUnsafeMutableBytes(of: &command) { bytes in unsafe LinuxSystem.ioctlInPlace(fd, request, bytes.baseAddress) }
         if result < 0 {
@@ -87,6 +118,7 @@ package func issueIOCTL(
     _ seam: IOCTLSeam, _ fd: Int32, _ request: UInt, _ operation: IOMMUOperation, argument: UnsafeMutableRawPointer?,
     _ context: @autoclosure () -> IOMMUErrorContext, fileID: StaticString, line: Int
 ) throws(IOMMUError) -> Int32 {
+    guard seam.isOwnProcess else { throw forkedChildRefusal(operation, context(), fileID: fileID, line: line) }
     let result = seam.inPlace ? unsafe LinuxSystem.ioctlInPlace(fd, request, argument)
                               : unsafe seam.system.ioctlResult(fd, request, argument)
     if result < 0 {

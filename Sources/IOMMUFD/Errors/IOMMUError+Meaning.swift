@@ -20,6 +20,10 @@ extension IOMMUError {
     public var explanation: IOMMUErrorExplanation? {
         if let advice = context.advice { return advice }
         switch (operation, errno) {
+        case (_, .notPermitted) where context.handleFromBeforeFork:
+            return .init(
+                meaning: "this handle was made before a fork() and is used in the child; the call was not issued, because the child's inherited descriptors reach the parent's objects and the call would act on them (unmap its DMA, destroy its page tables, reset its device).",
+                fix: "in the child, open /dev/iommu and the device again (or exec a new program); a device can be bound to one iommufd at a time, so hand it over explicitly if the child must own it.")
         case (_, .noSuchFileOrDirectory) where context.handleWasDestroyed:
             return .init(
                 meaning: "the object was already destroyed through this handle; the call was not issued, because the kernel reuses the lowest free id and \(context.objectID.map { "id \($0)" } ?? "its id") may now name another object.",

@@ -96,6 +96,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         var regionIndex: UInt32?
         var interruptVector: Int?
         var handleWasDestroyed: Bool = false
+        var handleFromBeforeFork: Bool = false
         var advice: IOMMUErrorExplanation?
 
         func copy() -> Details {
@@ -110,6 +111,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
             copy.regionIndex = regionIndex
             copy.interruptVector = interruptVector
             copy.handleWasDestroyed = handleWasDestroyed
+            copy.handleFromBeforeFork = handleFromBeforeFork
             copy.advice = advice
             return copy
         }
@@ -176,6 +178,13 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         get { details?.handleWasDestroyed ?? false }
         set { updateDetails { $0.handleWasDestroyed = newValue } }
     }
+    /// The call was refused before it reached the kernel because the handle was made in the
+    /// parent of a `fork()` and is used in the child (the kernel would have let the child act
+    /// on the parent's objects through the inherited descriptors).
+    public var handleFromBeforeFork: Bool {
+        get { details?.handleFromBeforeFork ?? false }
+        set { updateDetails { $0.handleFromBeforeFork = newValue } }
+    }
 
     /// What the layer that threw the error knows about it (the VFIO layer's advice for its
     /// ioctls); ``IOMMUError/explanation`` prefers it to the core's own.
@@ -202,7 +211,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     public static func == (lhs: IOMMUErrorContext, rhs: IOMMUErrorContext) -> Bool {
         lhs.objectID == rhs.objectID && lhs.otherObjectID == rhs.otherObjectID && lhs.iova == rhs.iova && lhs.length == rhs.length
             && lhs.userAddress == rhs.userAddress && lhs.fileDescriptor == rhs.fileDescriptor
-            && lhs.path == rhs.path && lhs.memlockLimit == rhs.memlockLimit && lhs.reportedLength == rhs.reportedLength && lhs.reportedCount == rhs.reportedCount && lhs.pciAddress == rhs.pciAddress && lhs.driver == rhs.driver && lhs.configurationOffset == rhs.configurationOffset && lhs.regionIndex == rhs.regionIndex && lhs.interruptVector == rhs.interruptVector && lhs.handleWasDestroyed == rhs.handleWasDestroyed && lhs.advice == rhs.advice
+            && lhs.path == rhs.path && lhs.memlockLimit == rhs.memlockLimit && lhs.reportedLength == rhs.reportedLength && lhs.reportedCount == rhs.reportedCount && lhs.pciAddress == rhs.pciAddress && lhs.driver == rhs.driver && lhs.configurationOffset == rhs.configurationOffset && lhs.regionIndex == rhs.regionIndex && lhs.interruptVector == rhs.interruptVector && lhs.handleWasDestroyed == rhs.handleWasDestroyed && lhs.handleFromBeforeFork == rhs.handleFromBeforeFork && lhs.advice == rhs.advice
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -222,6 +231,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         hasher.combine(regionIndex)
         hasher.combine(interruptVector)
         hasher.combine(handleWasDestroyed)
+        hasher.combine(handleFromBeforeFork)
         hasher.combine(advice)
     }
 
@@ -242,6 +252,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         if let reportedLength { parts.append("reported=0x\(String(reportedLength, radix: 16))") }
         if let reportedCount { parts.append("reported-count=\(reportedCount)") }
         if handleWasDestroyed { parts.append("destroyed-handle") }
+        if handleFromBeforeFork { parts.append("handle-from-before-fork") }
         if let memlockLimit { parts.append("memlock=\(memlockLimit)") }
         return parts.joined(separator: " ")
     }
