@@ -1,14 +1,13 @@
 /* The process generation (see ciommufd_fork.h). */
 #include <pthread.h>
-#include <stdatomic.h>
 #include "ciommufd_fork.h"
 
-static _Atomic unsigned long generation;
+unsigned long ciommufd_fork_counter;
 static pthread_once_t watching = PTHREAD_ONCE_INIT;
 
 /* Runs in the child of fork(), which has one thread: async-signal-safe. */
 static void forked_child(void) {
-    atomic_fetch_add_explicit(&generation, 1, memory_order_relaxed);
+    __atomic_fetch_add(&ciommufd_fork_counter, 1, __ATOMIC_RELAXED);
 }
 
 static void install(void) {
@@ -17,9 +16,5 @@ static void install(void) {
 
 unsigned long ciommufd_watch_forks(void) {
     pthread_once(&watching, install);
-    return atomic_load_explicit(&generation, memory_order_relaxed);
-}
-
-unsigned long ciommufd_process_generation(void) {
-    return atomic_load_explicit(&generation, memory_order_relaxed);
+    return ciommufd_process_generation();
 }

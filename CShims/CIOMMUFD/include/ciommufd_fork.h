@@ -14,7 +14,14 @@
 /* Installs the fork handler (once per process) and answers the generation. */
 unsigned long ciommufd_watch_forks(void);
 
-/* The generation, for the hot path; ciommufd_watch_forks must have run. */
-unsigned long ciommufd_process_generation(void);
+/* The counter itself; only the fork handler writes it. Read it through
+ * ciommufd_process_generation. */
+extern unsigned long ciommufd_fork_counter;
+
+/* The generation, for the hot path (inlined: one relaxed load);
+ * ciommufd_watch_forks must have run. */
+static inline __attribute__((always_inline)) unsigned long ciommufd_process_generation(void) {
+    return __atomic_load_n(&ciommufd_fork_counter, __ATOMIC_RELAXED);
+}
 
 #endif
