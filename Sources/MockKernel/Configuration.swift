@@ -44,7 +44,8 @@ extension MockKernel {
         public var directories: Set<String> = []
         /// PCI functions (add them with ``addPCIDevice(_:)``, which also makes their sysfs entries).
         public internal(set) var pciDevices: [PCIDevice] = []
-        /// The type1 `dma_entry_limit` of a legacy container (the kernel's default is 65535).
+        /// The type1 module's `dma_entry_limit` (the kernel's default is 65535); a container
+        /// takes it when its IOMMU is set, so a change reaches only containers set after it.
         public var type1MappingLimit: UInt32 = 65535
         /// Hugepage pools: page size in bytes → pages set aside (`nr_hugepages`). A size
         /// listed with 0 pages exists but is empty; a size not listed is not supported

@@ -119,6 +119,9 @@ extension KernelState {
             guard !container.groups.isEmpty, !container.iommuSet else { throw .invalidArgument }
             guard value == VFIO_TYPE1v2_IOMMU else { throw .operationNotSupportedByDevice }
             container.iommuSet = true
+            // vfio_iommu_type1_open (vfio_iommu_type1.c:2646): the container takes the
+            // module's dma_entry_limit now; a later change of the parameter does not reach it.
+            container.entryLimit = configuration.type1MappingLimit
             vfio.containers[containerID] = container
             return 0
         default:
@@ -164,7 +167,7 @@ extension KernelState {
         for range in ranges { append(vfio_iova_range(start: range.lowerBound, end: range.upperBound)) }
         let availCapStart = caps.count
         append(vfio_info_cap_header(id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, version: 1, next: 0))
-        append(configuration.type1MappingLimit - UInt32(container.mappings.count))
+        append(container.entryLimit - UInt32(container.mappings.count))
         append(UInt32(0))
         // Chain the headers: `next` is relative to the start of the whole info struct.
         unsafe caps.withUnsafeMutableBytes { bytes in
@@ -196,7 +199,7 @@ extension KernelState {
         guard (readable || writable) && map.flags & VFIO_DMA_MAP_FLAG_VADDR == 0 else { throw .invalidArgument }
         guard (map.size | map.iova | map.vaddr) & (pageSize - 1) == 0 else { throw .invalidArgument }
         if container.mappings.values.contains(where: { $0.iova <= last && map.iova <= $0.last }) { throw .fileExists }
-        guard container.mappings.count < Int(configuration.type1MappingLimit) else { throw .noSpace }
+        guard container.mappings.count < Int(container.entryLimit) else { throw .noSpace }  // dma_avail (vfio_iommu_type1.c:1745-1747)
         guard type1Ranges(container).contains(where: { $0.lowerBound <= map.iova && last <= $0.upperBound }) else { throw .invalidArgument }
         guard memoryIsMapped(start: map.vaddr, length: map.size, writable: writable) else { throw .badAddress }
         let pages = map.size / pageSize

@@ -55,6 +55,8 @@ struct ContainerState {
     var iommuSet = false
     /// Mappings by IOVA.
     var mappings: [UInt64: Type1Mapping] = [:]
+    /// The `dma_entry_limit` taken at `VFIO_SET_IOMMU`: mappings it may hold.
+    var entryLimit: UInt32 = 0
 }
 
 /// One `VFIO_IOMMU_MAP_DMA`.

@@ -119,6 +119,7 @@ public struct ScenarioExecutor: Sendable {
         case "irq_set": return try setInterrupts(step, session)
         case "eventfd_read": return try readEventfd(step, session)
         case "temp_memory_limit": return try temporaryMemoryLimit(step, session)
+        case "kernel": return try setKernelKnobs(step, session)
         default: throw session.fail("unknown step `\(step.verb)`")
         }
     }

@@ -34,6 +34,8 @@ final class ScenarioSession {
     var containers: [String: Int32] = [:]
     /// Eventfds by name (`eventfd`), for interrupt triggers.
     var eventfds: [String: Int32] = [:]
+    /// Kernel parameters a `kernel` step changed, with the values to put back.
+    var restoredParameters: [String: [UInt8]] = [:]
     var line = 0
 
     static let defaultContext = "fd"
@@ -45,6 +47,8 @@ final class ScenarioSession {
     }
 
     func tearDown() {
+        for (path, bytes) in restoredParameters { try? system.writeFile(path, bytes) }
+        restoredParameters = [:]
         for fd in devices.values { try? system.close(fd) }
         devices = [:]
         for group in groups.values { try? system.close(group.fd) }
