@@ -97,6 +97,8 @@ extension KernelState {
             guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
         case .getHWInfo:
             return unsafe try getHardwareInfo(contextID, command)
+        case .hwptInvalidate:
+            return unsafe try hardwarePageTableInvalidate(contextID, command)
         case .ioasNoIOMMUGetPA:
             // iommufd_ioas_noiommu_get_pa (ioas.c:379-396): the kernel's configuration, the
             // capability, the arguments, the IOAS; the physical address is not modelled.
@@ -112,6 +114,28 @@ extension KernelState {
         }
         unmodelledCalls.append(operation)
         throw .noFunction
+    }
+
+    /// The bound on the entries of one `IOMMU_HWPT_INVALIDATE` (hw_pagetable.c:506).
+    static let invalidateEntryLimit: UInt32 = 1 << 19
+
+    /// `IOMMU_HWPT_INVALIDATE`, in the order of `iommufd_hwpt_invalidate` (hw_pagetable.c:
+    /// 508-576): `__reserved` (EOPNOTSUPP); with entries, a data pointer, an entry length of
+    /// 1 to PAGE_SIZE and at most 2^19 entries (EINVAL); the object (ENOENT); only a nested
+    /// HWPT or a vIOMMU has a cache to invalidate, anything else (a paging HWPT, an IOAS, a
+    /// device) is EINVAL, also with no entries. The handled count goes back in `entry_num`
+    /// on every path, 0 here. The model has no nested HWPTs or vIOMMUs, so no call gets past.
+    mutating func hardwarePageTableInvalidate(_ contextID: Int, _ command: UserCommand) throws(Errno) {
+        var cmd = unsafe command.load(iommu_hwpt_invalidate.self)
+        let entries = cmd.entry_num
+        cmd.entry_num = 0
+        unsafe command.respond(cmd)
+        guard cmd.__reserved == 0 else { throw .notSupported }
+        if entries != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0 || cmd.entry_len > UInt32(pageSize) || entries > Self.invalidateEntryLimit) {
+            throw .invalidArgument
+        }
+        guard contexts[contextID]!.objects[cmd.hwpt_id] != nil else { throw .noSuchFileOrDirectory }
+        throw .invalidArgument
     }
 
     /// `IOMMU_GET_HW_INFO`, in the order of `iommufd_get_hw_info` (device.c:1629-1745): flags

@@ -64,9 +64,8 @@ public struct Outcome: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        if let errno { return ErrnoName.name(of: errno) }
         let values = outputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        return (["ok"] + values).joined(separator: " ")
+        return ([errno.map { ErrnoName.name(of: $0) } ?? "ok"] + values).joined(separator: " ")
     }
 
     /// Whether this outcome is what the step expects.

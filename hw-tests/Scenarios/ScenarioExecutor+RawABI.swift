@@ -4,16 +4,19 @@ import IOMMUFD
 import MockKernel
 import SystemPackage
 
-// The raw ABI verb: any command number, size and bytes.
+// The raw ABI verbs: any command number, size and bytes; payloads for what a command points to.
 extension ScenarioExecutor {
     // MARK: Raw ABI
 
     /// `raw NR size=N [bytes=M] [null | arg=V] [tail=V] [u32.OFFSET=V] [u64.OFFSET=V]
-    /// [out32=O,O...] [out64=O,...] [fd=O] [ret]`: command NR with a zeroed argument of M bytes
-    /// (default: size) whose `size` field says N, or with no pointer (`null`) or an integer
-    /// argument (`arg=`). After a successful call, `out32`/`out64` output the fields at those
-    /// offsets as `at.O`, `ret` outputs the ioctl's return value, and `fd=O` closes the
-    /// descriptor the kernel wrote at offset O (output as `fd` = `valid` when it was one).
+    /// [out32=O,O...] [out64=O,...] [read32=P.O,...] [read64=P.O,...] [fd=O] [ret]`: command
+    /// NR with a zeroed argument of M bytes (default: size) whose `size` field says N, or with
+    /// no pointer (`null`) or an integer argument (`arg=`). A field may hold a payload's
+    /// address (`u64.24=P`, see `payload`). After the call, also a failed one (the kernel
+    /// writes some answers back with an error), `out32`/`out64` output the command's fields
+    /// at those offsets as `at.O` and `read32`/`read64` a payload's as `P.O`; after a
+    /// successful one, `ret` outputs the ioctl's return value and `fd=O` closes the descriptor
+    /// the kernel wrote at offset O (output as `fd` = `valid` when it was one).
     func raw(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let word = step.words.first else { throw session.fail("raw NR size=N") }
         let fd = try session.context(step)
@@ -47,8 +50,7 @@ extension ScenarioExecutor {
         bytes.withUnsafeMutableBytes { buffer in
             do throws(Errno) { result = try IOMMUFDIOCTL.raw(session.seam, fd, request: request, argument: buffer.baseAddress) } catch { errno = error }
         }
-        if let errno { return Outcome(errno: errno) }
-        var outputs: [String: String] = step.has("ret") ? ["ret": "\(result)"] : [:]
+        var outputs: [String: String] = [:]
         func field(_ offset: Int, wide: Bool) -> UInt64 {
             (0..<(wide ? 8 : 4)).reduce(UInt64(0)) { value, index in value | UInt64(bytes[offset + index]) << (8 * UInt64(index)) }
         }
@@ -58,12 +60,58 @@ extension ScenarioExecutor {
                 outputs["at.\(offset)"] = ScenarioSession.hex(field(offset, wide: wide))
             }
         }
+        for (key, width) in [("read32", 4), ("read64", 8)] {
+            for text in (step.arguments[key] ?? "").split(separator: ",") {
+                let parts = text.split(separator: ".")
+                guard parts.count == 2, let payload = session.buffers[String(parts[0])], let offset = Int(parts[1]),
+                      offset >= 0, offset + width <= payload.count else { throw session.fail("bad \(key) field \(text) (PAYLOAD.OFFSET)") }
+                let value = (0..<width).reduce(UInt64(0)) { value, index in value | UInt64(payload[offset + index]) << (8 * UInt64(index)) }
+                outputs[String(text)] = ScenarioSession.hex(value)
+            }
+        }
+        if let errno { return Outcome(errno: errno, outputs: outputs) }
+        if step.has("ret") { outputs["ret"] = "\(result)" }
         if let text = step.arguments["fd"] {
             guard let offset = Int(text), offset + 4 <= bytes.count else { throw session.fail("bad fd offset \(text)") }
             let descriptor = Int32(truncatingIfNeeded: field(offset, wide: false))
             outputs["fd"] = (try? session.system.close(descriptor)) != nil ? "valid" : "invalid"
         }
         return Outcome(outputs: outputs)
+    }
+}
+
+extension ScenarioExecutor {
+    /// `payload NAME SIZE [fill=B] [u8.O=V] [u16.O=V] [u32.O=V] [u64.O=V]`: user memory a
+    /// command points to (nested data, an array of entries, a bitmap, a buffer the kernel
+    /// fills): SIZE bytes of anonymous memory, every byte `fill` (default 0), then the given
+    /// fields. Its name is its address in numbers (`u64.24=P`); `read32`/`read64` of `raw`
+    /// read it back. `payload` again on an existing name rewrites its fields.
+    func payload(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard let name = step.words.first else { throw session.fail("payload NAME SIZE") }
+        let buffer: UnsafeMutableRawBufferPointer
+        if let existing = session.buffers[name], step.words.count == 1 {
+            buffer = existing
+        } else {
+            guard step.words.count >= 2 else { throw session.fail("payload NAME SIZE") }
+            let size = Int(try session.number(step.words[1]))
+            guard size > 0 else { throw session.fail("a payload has at least one byte") }
+            let base = try session.system.mmap(address: nil, length: size, protection: PROT_READ | PROT_WRITE,
+                                               flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+            buffer = UnsafeMutableRawBufferPointer(start: base, count: size)
+            session.buffers[name] = buffer
+            session.liveMappings.append((Int(bitPattern: base), size))
+            let fill = UInt8(truncatingIfNeeded: try session.argument(step, "fill", default: 0))
+            for index in 0..<size { buffer[index] = fill }
+        }
+        for (key, value) in step.arguments where key != "fill" {
+            let parts = key.split(separator: ".")
+            let widths = ["u8": 1, "u16": 2, "u32": 4, "u64": 8]
+            guard parts.count == 2, let width = widths[String(parts[0])], let offset = Int(parts[1]),
+                  offset >= 0, offset + width <= buffer.count else { throw session.fail("bad payload field \(key) (u8/u16/u32/u64.OFFSET inside \(name))") }
+            let parsed = try session.number(value)
+            for index in 0..<width { buffer[offset + index] = UInt8(truncatingIfNeeded: parsed >> (8 * UInt64(index))) }
+        }
+        return Outcome()
     }
 }
 

@@ -92,6 +92,7 @@ public struct ScenarioExecutor: Sendable {
         case "replace": return try replace(step, session)
         case "rlimit": return try setMemlock(step, session)
         case "raw": return try raw(step, session)
+        case "payload": return try payload(step, session)
         case "hw_info": return try hardwareInfo(step, session)
         case "vfio_ioas": return try vfioIOAS(step, session)
         case "check_map": return try checkMap(step, session)
