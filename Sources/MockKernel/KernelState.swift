@@ -50,6 +50,8 @@ struct KernelState {
     var descriptorsWithoutCloexec = 0
     /// Forks the model has continued through as the child (``MockKernel/continueAsForkedChild()``).
     var processGeneration: UInt = 0
+    /// The processes not running now, by id (see ``switchToProcess(_:)``).
+    var waitingProcesses: [Int32: ProcessState] = [:]
     /// An error to report after committing the partial effect of a call (iommufd's unmap).
     var errorAfterCommit: Errno?
     /// Storage to free once the call that released it has committed.

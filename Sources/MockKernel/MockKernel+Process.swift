@@ -11,16 +11,13 @@ extension MockKernel {
 
     public var processGeneration: UInt { unsafe state.withLock { $0.processGeneration } }
 
-    /// Continues the model as the child of a `fork()`: the process gets a new id and a new
-    /// generation, so handles made before refuse to act (the kernel would let the child reach
+    /// Continues the model as the child of a `fork()`: the process gets a new generation,
+    /// so handles made before refuse to act (the kernel would let the child reach
     /// the parent's objects through the inherited descriptors). The model keeps one
     /// descriptor table, so what the child closes, the model closes: use it to test what a
     /// child's code does with the parent's handles, not what the parent sees afterwards.
     public func continueAsForkedChild() {
-        unsafe state.withLock { state in
-            state.processGeneration += 1
-            state.configuration.processID += 1
-        }
+        unsafe state.withLock { state in state.processGeneration += 1 }
     }
 
     public func monotonicNanoseconds() -> UInt64 { LinuxSystem().monotonicNanoseconds() }

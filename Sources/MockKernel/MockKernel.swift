@@ -20,23 +20,41 @@ public import SystemPackage
 // the seam's calls that take raw pointers are unsafe at their own declarations.
 @safe
 public final class MockKernel: SystemInterface, Sendable {
-    let state: LockedState<KernelState>
+    /// The model, seen from this instance's process.
+    let state: ProcessBoundState
+    /// Whether this instance is a process made by ``spawnProcess()``, which ends with it.
+    private let isSpawned: Bool
     /// What mock devices do on register accesses (see ``onRegisterWrite(_:bar:offsets:_:)``).
-    let registerHandlers = unsafe LockedState(RegisterHandlers())
+    var registerHandlers: LockedState<RegisterHandlers> { unsafe state.shared.registerHandlers }
 
     /// Creates a model of a machine described by `configuration`: no descriptors open, no objects, no mappings.
     public init(configuration: Configuration = Configuration()) {
-        unsafe state = unsafe LockedState(KernelState(configuration: configuration))
+        unsafe state = unsafe ProcessBoundState(shared: SharedKernel(KernelState(configuration: configuration)), pid: configuration.processID)
+        isSpawned = false
+    }
+
+    private init(sharing shared: SharedKernel, pid: Int32) {
+        unsafe state = unsafe ProcessBoundState(shared: shared, pid: pid)
+        isSpawned = true
+    }
+
+    /// A second process on the same model: it shares the kernel (contexts, devices, groups,
+    /// containers, memfds, the per-user memlock count) but has its own descriptor table,
+    /// memory, `mm` counters (VmPin, VmLck) and memlock limits, copied from this one's. It
+    /// opens nothing; descriptors cannot be passed to it. When the returned instance goes,
+    /// the process exits: its descriptors close and its memory is unmapped.
+    public func spawnProcess() -> MockKernel {
+        let pid = unsafe state.withLock { $0.addProcess() }
+        return MockKernel(sharing: unsafe state.shared, pid: pid)
     }
 
     deinit {
-        unsafe state.withLock { state in
-            for (base, allocation) in state.allocations { allocation.resource(at: base).release() }
-            for file in state.memoryFiles.values { file.hostResources.forEach { $0.release() } }
-            for device in state.vfio.devices.values {
-                for base in device.barStorage where base != 0 { unsafe UnsafeMutableRawPointer(bitPattern: base)?.deallocate() }
-            }
-        }
+        guard isSpawned else { return }
+        // The process exits: the kernel closes its files and tears down its mm.
+        let (descriptors, areas) = unsafe state.withLock { state in (Array(state.descriptors.keys), state.areasOfMemory.map { ($0.start, $0.length) }) }
+        for fd in descriptors { try? close(fd) }
+        for (start, length) in areas { unsafe _ = try? munmap(UnsafeMutableRawPointer(bitPattern: UInt(start))!, length: Int(length)) }
+        unsafe state.withLock { $0.removeProcess(unsafe state.pid) }
     }
 
     /// Changes the modelled machine (for example the memlock limit) between calls.

@@ -95,3 +95,29 @@ struct ForkTests {
         #expect(kernel.trace.isEmpty, "no call reached the kernel: \(kernel.trace)")
     }
 }
+
+@Suite("MockKernel's processes")
+struct MockProcessTests {
+    @Test("a spawned process has its own descriptor table and memory, shares the kernel's objects, and closes and unmaps everything when it goes")
+    func spawnedProcess() throws {
+        let kernel = MockKernel()
+        let first = try kernel.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC, mode: 0)
+        do {
+            let other = kernel.spawnProcess()
+            #expect(other.processID() != kernel.processID())
+            #expect(throws: Errno.badFileDescriptor) { try other.close(first + 100) }
+            let fd = try other.open("/dev/iommu", flags: O_RDWR | O_CLOEXEC, mode: 0)
+            #expect(fd == first, "a new process's lowest free descriptor is 3 again")
+            var allocate = iommu_ioas_alloc()
+            allocate.size = UInt32(MemoryLayout<iommu_ioas_alloc>.size)
+            _ = try other.ioctl(fd, UInt(IOMMU_IOAS_ALLOC), &allocate)
+            _ = try other.mmap(address: nil, length: 4096, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+            #expect(other.leaks.openFileDescriptors == 1 && other.leaks.memoryMappings == 1)
+            #expect(kernel.leaks.openFileDescriptors == 1 && kernel.leaks.memoryMappings == 0, "the first process sees only its own")
+            #expect(kernel.leaks.liveObjects == 1, "the kernel's objects are shared")
+        }
+        #expect(kernel.leaks.liveObjects == 0, "the process's exit closed its iommufd and destroyed its IOAS")
+        try kernel.close(first)
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+}

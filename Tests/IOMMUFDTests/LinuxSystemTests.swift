@@ -112,6 +112,8 @@ struct LinuxSystemTests {
             "the C baseline issues the ioctl directly: that is what it measures",
         "Sources/MockKernel/HostMemory.swift":
             "MockKernel's memfds are host memfds, each mmap of one a host mapping of its own, so two mappings of a memfd alias and a mapped memfd grows as on Linux",
+        "hw-tests/Scenarios/ScenarioProcesses.swift":
+            "a scenario's second process on the real kernel is a forked child of the runner that talks over pipes: process control the seam does not model",
         "hw-tests/HardwareTests/ProcessFaultTests.swift":
             "the process-fault tests (real kernel only) start, poll for and kill a child process: process control the seam does not model",
         "hw-tests/HardwareTests/RaceTests.swift":

@@ -44,14 +44,33 @@ public struct ScenarioExecutor: Sendable {
             try? system.setMemoryLockLimit(ResourceLimit(current: min(Self.baselineMemlock, originalLimit.maximum ?? .max), maximum: originalLimit.maximum))
         }
         let session = ScenarioSession(system: system, devicePath: devicePath)
+        var processes: [String: ScenarioProcess] = [:]
         defer {
+            for process in processes.values { process.end() }
             session.tearDown()
             if let originalLimit { try? system.setMemoryLockLimit(originalLimit) }
         }
         var outcomes: [Outcome] = []
-        for step in scenario.steps {
+        for (index, step) in scenario.steps.enumerated() {
             session.line = step.line
             do {
+                if let name = step.arguments["process"] {
+                    // A step of another process (`process=NAME`), started at its first step.
+                    var own = step
+                    own.arguments["process"] = nil
+                    let perform = { (step: Step, session: ScenarioSession) throws -> Outcome in try self.perform(step, in: session) }
+                    if processes[name] == nil {
+                        do {
+                            processes[name] = try ScenarioProcess(beside: session, scenario: scenario, perform: perform)
+                        } catch let error as ScriptError {
+                            throw error
+                        } catch {
+                            throw ScriptError(line: step.line, message: "could not start process \(name): \(error)")
+                        }
+                    }
+                    outcomes.append(try processes[name]!.perform(own, index: index, perform: perform))
+                    continue
+                }
                 outcomes.append(try perform(step, in: session))
             } catch let error as ScriptError {
                 throw error
@@ -133,9 +152,24 @@ public struct ScenarioExecutor: Sendable {
         return Outcome()
     }
 
+    /// `close [NAME]`: closes a named descriptor: a context (the default one without a
+    /// name), a group, a container, a memfd or an eventfd.
     func closeContext(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         let name = step.words.first ?? ScenarioSession.defaultContext
-        guard let fd = session.contexts.removeValue(forKey: name) else { throw session.fail("no context \(name)") }
+        let fd: Int32
+        if let context = session.contexts.removeValue(forKey: name) {
+            fd = context
+        } else if let group = session.groups.removeValue(forKey: name) {
+            fd = group.fd
+        } else if let container = session.containers.removeValue(forKey: name) {
+            fd = container
+        } else if let file = session.memoryFiles.removeValue(forKey: name) {
+            fd = file
+        } else if let eventfd = session.eventfds.removeValue(forKey: name) {
+            fd = eventfd
+        } else {
+            throw session.fail("no context, group, container, memfd or eventfd named \(name)")
+        }
         try session.system.close(fd)
         return Outcome()
     }
