@@ -33,7 +33,15 @@ extension KernelState {
             vfio.deviceFiles[fileID] = file
         case .vfioDeviceAttachIOMMUFDPT: unsafe try attach(file, argument)
         case .vfioDeviceDetachIOMMUFDPT: unsafe try detach(file, argument)
-        default: throw .inappropriateIOCTLForDevice
+        case .vfioDevicePCIHotReset: unsafe try hotReset(file, argument)
+        case .vfioDeviceIOEventFD, .vfioDeviceFeature:
+            // Implemented by the kernel (vfio_pci_ioctl_ioeventfd, vfio_ioctl_device_feature),
+            // not by the model: refused loudly.
+            unmodelledCalls.append(operation)
+            throw .noFunction
+        default:
+            // vfio-pci has no graphics planes and no other device command (vfio_pci_core_ioctl's default).
+            throw .inappropriateIOCTLForDevice
         }
         return 0
     }
@@ -220,14 +228,34 @@ extension KernelState {
         descriptors[fd] = .eventCounter(value: value &+ 1)
     }
 
+    /// `VFIO_DEVICE_PCI_HOT_RESET` as far as `vfio_pci_ioctl_pci_hot_reset` checks
+    /// (vfio_pci_core.c:1500-1521): argsz and flags (EINVAL); a device opened through its
+    /// cdev takes an empty group array, one opened through a group a non-empty one (EINVAL);
+    /// a function with neither a slot nor a bus reset is ENODEV. The reset of a bus is not
+    /// modelled: refused loudly.
+    private mutating func hotReset(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
+        let header = unsafe argument.loadUnaligned(as: vfio_pci_hot_reset.self)
+        guard header.argsz >= UInt32(MemoryLayout<vfio_pci_hot_reset>.size), header.flags == 0 else { throw .invalidArgument }
+        let openedThroughCdev = file.group == nil
+        guard (header.count != 0) != openedThroughCdev else { throw .invalidArgument }
+        guard !isOnRootBus(configuration.pciDevices[file.deviceIndex]) else { throw .operationNotSupportedByDevice }
+        unmodelledCalls.append(.vfioDevicePCIHotReset)
+        throw .noFunction
+    }
+
+    /// Functions on the root bus have no slot or bus reset (pci_probe_reset_slot has no
+    /// slot, pci_probe_reset_bus refuses a root bus).
+    private func isOnRootBus(_ device: MockKernel.PCIDevice) -> Bool {
+        device.address.split(separator: ":").dropLast().joined(separator: ":").hasSuffix(":00")
+    }
+
     private func hotResetInfo(_ file: DeviceFile, _ argument: UnsafeMutableRawPointer) throws(Errno) {
         var header = unsafe argument.loadUnaligned(as: vfio_pci_hot_reset_info.self)
         let fixed = MemoryLayout<vfio_pci_hot_reset_info>.size
         guard header.argsz >= UInt32(fixed) else { throw .invalidArgument }
         let device = configuration.pciDevices[file.deviceIndex]
         let bus = device.address.split(separator: ":").dropLast().joined(separator: ":")
-        // Functions on the root bus have no slot or bus reset (pci_probe_reset_bus fails).
-        guard !bus.hasSuffix(":00") else { throw .operationNotSupportedByDevice }
+        guard !isOnRootBus(device) else { throw .operationNotSupportedByDevice }
         let affected = configuration.pciDevices.indices.filter {
             configuration.pciDevices[$0].address.split(separator: ":").dropLast().joined(separator: ":") == bus
         }

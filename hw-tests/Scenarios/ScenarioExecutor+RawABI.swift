@@ -8,9 +8,11 @@ import SystemPackage
 extension ScenarioExecutor {
     // MARK: Raw ABI
 
-    /// `raw NR size=N [bytes=M] [null | arg=V] [tail=V] [u32.OFFSET=V] [u64.OFFSET=V]
+    /// `raw NR size=N [on=NAME] [bytes=M] [null | arg=V] [tail=V] [u32.OFFSET=V] [u64.OFFSET=V]
     /// [out32=O,O...] [out64=O,...] [read32=P.O,...] [read64=P.O,...] [fd=O] [ret]`: command
-    /// NR with a zeroed argument of M bytes (default: size) whose `size` field says N, or with
+    /// NR (type `;`: iommufd's and VFIO's) on the context, or on the device, group or container
+    /// `on` names, with a zeroed argument of M bytes (default: size) whose `size` (VFIO:
+    /// `argsz`) field says N, or with
     /// no pointer (`null`) or an integer argument (`arg=`). A field may hold a payload's
     /// address (`u64.24=P`, see `payload`). After the call, also a failed one (the kernel
     /// writes some answers back with an error), `out32`/`out64` output the command's fields
@@ -19,7 +21,7 @@ extension ScenarioExecutor {
     /// the kernel wrote at offset O (output as `fd` = `valid` when it was one).
     func raw(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard let word = step.words.first else { throw session.fail("raw NR size=N") }
-        let fd = try session.context(step)
+        let fd = try step.arguments["on"].map { try session.descriptor(named: $0) } ?? session.context(step)
         let number = try session.number(word)
         let request = UInt(IOMMUFD_TYPE_SHIFTED) | UInt(number & 0xff)
         let pointerless = step.has("null") || step.arguments["arg"] != nil

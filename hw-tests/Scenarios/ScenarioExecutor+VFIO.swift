@@ -3,7 +3,7 @@ import IOMMUFD
 import SystemPackage
 import VFIO
 
-// Scenario verbs for VFIO devices through their cdev: cdev, bind, attach, detach, region,
+// Scenario verbs for VFIO devices through their cdev: cdev, bind, attach, detach, region, bar_map, bar_unmap,
 // irq, reset, close_device. The VM lane's devices and the mock's presets sit at the same
 // addresses (edu 0000:00:02.0, e1000e 0000:00:03.0, nvme 0000:00:04.0).
 extension ScenarioExecutor {
@@ -77,6 +77,30 @@ extension ScenarioExecutor {
     func closeDevice(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 1, let fd = session.devices.removeValue(forKey: step.words[0]) else { throw session.fail("close_device NAME") }
         try session.system.close(fd)
+        return Outcome(outputs: [:])
+    }
+
+    /// `bar_map NAME DEVICE INDEX [length=] [offset=] [private]`: `mmap` of region INDEX
+    /// (vfio-pci's offset: the index above bit 40) read-write, shared unless `private`;
+    /// the mapping is a buffer named NAME. `length` defaults to a page.
+    func mapBAR(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 3 else { throw session.fail("bar_map NAME DEVICE INDEX") }
+        let fd = try session.device(step.words[1])
+        let index = try session.number(step.words[2])
+        let length = Int(try session.argument(step, "length", default: 4096))
+        let offset = Int64(bitPattern: index << 40 | (try session.argument(step, "offset", default: 0)))
+        let base = try session.system.mmap(address: nil, length: length, protection: PROT_READ | PROT_WRITE,
+                                           flags: step.has("private") ? MAP_PRIVATE : MAP_SHARED, fd: fd, offset: offset)
+        session.buffers[step.words[0]] = UnsafeMutableRawBufferPointer(start: base, count: length)
+        session.liveMappings.append((Int(bitPattern: base), length))
+        return Outcome(outputs: [:])
+    }
+
+    /// `bar_unmap NAME`: `munmap` of a BAR mapping made by `bar_map`.
+    func unmapBAR(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard let name = step.words.first, let buffer = session.buffers.removeValue(forKey: name) else { throw session.fail("bar_unmap NAME") }
+        try session.system.munmap(buffer.baseAddress!, length: buffer.count)
+        session.forgetMapping(start: Int(bitPattern: buffer.baseAddress!), length: buffer.count)
         return Outcome(outputs: [:])
     }
 }

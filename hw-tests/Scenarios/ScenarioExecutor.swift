@@ -121,6 +121,8 @@ public struct ScenarioExecutor: Sendable {
         case "attach": return try attachDevice(step, session)
         case "detach": return try detachDevice(step, session)
         case "region": return try regionInfo(step, session)
+        case "bar_map": return try mapBAR(step, session)
+        case "bar_unmap": return try unmapBAR(step, session)
         case "irq": return try interruptInfo(step, session)
         case "reset": return try resetDevice(step, session)
         case "close_device": return try closeDevice(step, session)

@@ -95,6 +95,12 @@ final class ScenarioSession {
         return fd
     }
 
+    /// Any named descriptor: a device, a group, a container or a context.
+    func descriptor(named name: String) throws -> Int32 {
+        if let fd = devices[name] ?? groups[name]?.fd ?? containers[name] ?? contexts[name] { return fd }
+        throw fail("no device, group, container or context named \(name)")
+    }
+
     /// An object id: a name bound by an earlier step, `name.field`, or a number.
     func objectID(_ word: String) throws -> UInt32 {
         if let id = objectIDs[word] { return id }
