@@ -99,6 +99,19 @@ extension KernelState {
             return unsafe try getHardwareInfo(contextID, command)
         case .hwptInvalidate:
             return unsafe try hardwarePageTableInvalidate(contextID, command)
+        case .hwptSetDirtyTracking:
+            // iommufd_hwpt_set_dirty_tracking (hw_pagetable.c:457-480): unknown flags
+            // (EOPNOTSUPP; __reserved is not looked at), then a paging HWPT (ENOENT for
+            // anything else); dirty tracking itself is not modelled.
+            let cmd = unsafe command.load(iommu_hwpt_set_dirty_tracking.self)
+            guard cmd.flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE == 0 else { throw .notSupported }
+            guard contexts[contextID]!.hwptPaging(cmd.hwpt_id) != nil else { throw .noSuchFileOrDirectory }
+        case .hwptGetDirtyBitmap:
+            // iommufd_hwpt_get_dirty_bitmap (hw_pagetable.c:482-503): unknown flags or
+            // __reserved (EOPNOTSUPP), then a paging HWPT (ENOENT); the bitmap is not modelled.
+            let cmd = unsafe command.load(iommu_hwpt_get_dirty_bitmap.self)
+            guard cmd.flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0, cmd.__reserved == 0 else { throw .notSupported }
+            guard contexts[contextID]!.hwptPaging(cmd.hwpt_id) != nil else { throw .noSuchFileOrDirectory }
         case .ioasNoIOMMUGetPA:
             // iommufd_ioas_noiommu_get_pa (ioas.c:379-396): the kernel's configuration, the
             // capability, the arguments, the IOAS; the physical address is not modelled.
