@@ -11,7 +11,7 @@ extension KernelState {
     // MARK: Regions through the descriptor
 
     /// Where a `pread`/`pwrite` at `offset` lands: config space or a BAR's storage.
-    mutating func deviceAccess(_ fileID: Int, offset: Int64) throws(Errno) -> (index: Int, start: Int) {
+    mutating func deviceAccess(_ fileID: Int, offset: Int64, write: Bool) throws(Errno) -> (index: Int, start: Int) {
         guard let file = vfio.deviceFiles[fileID] else { throw .badFileDescriptor }
         if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
         let index = Int(UInt64(offset) >> vfioRegionShift)
@@ -22,7 +22,9 @@ extension KernelState {
         case Int(VFIO_PCI_CONFIG_REGION_INDEX): size = device.configurationSize
         case 0..<6: size = Int(device.barSizes[index])
         case Int(VFIO_PCI_ROM_REGION_INDEX) where device.romSize > 0:
-            // The ROM's contents are not modelled: refused loudly, as an unmodelled command is.
+            // vfio_pci_rw (vfio_pci_core.c:1657-1659): the ROM is read-only, a write EINVAL.
+            if write { throw .invalidArgument }
+            // The ROM's contents are not modelled: a read is refused loudly, as an unmodelled command is.
             unmodelledCalls.append(.pread)
             throw .noFunction
         default: throw .invalidArgument
@@ -33,7 +35,7 @@ extension KernelState {
     }
 
     mutating func deviceRead(_ fileID: Int, into buffer: UnsafeMutableRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-        let (index, start) = try deviceAccess(fileID, offset: offset)
+        let (index, start) = try deviceAccess(fileID, offset: offset, write: false)
         let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
         let runtime = vfio.devices[deviceIndex]!
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
@@ -51,7 +53,7 @@ extension KernelState {
     /// Config writes reach only what vfio-pci lets through to the mock: the command
     /// register and the MSI/MSI-X control words; the rest is virtualized away.
     mutating func deviceWrite(_ fileID: Int, from buffer: UnsafeRawBufferPointer, offset: Int64) throws(Errno) -> Int {
-        let (index, start) = try deviceAccess(fileID, offset: offset)
+        let (index, start) = try deviceAccess(fileID, offset: offset, write: true)
         let deviceIndex = vfio.deviceFiles[fileID]!.deviceIndex
         if index == Int(VFIO_PCI_CONFIG_REGION_INDEX) {
             guard start + buffer.count <= vfio.devices[deviceIndex]!.configuration.count else { throw .badAddress }

@@ -53,7 +53,7 @@ struct MemlockBudgetTests {
 
 @Suite("e1000e's option ROM on MockKernel")
 struct OptionROMTests {
-    @Test("reading the ROM region, whose contents the model does not have, is refused loudly: ENOSYS, recorded")
+    @Test("reading the ROM region, whose contents the model does not have, is refused loudly: ENOSYS, recorded; writing it is EINVAL, as in the kernel")
     func romReadIsRefused() throws {
         let kernel = pciMachine()
         let nic = try VFIOPCIDevice(e1000e, path: .only(.iommufdCdev), system: kernel, environment: [:])
@@ -63,6 +63,10 @@ struct OptionROMTests {
             _ = try withUnsafeMutableBytes(of: &byte) { try kernel.pread(nic.device.fileDescriptor.rawValue, into: $0, offset: Int64(rom.offset)) }
         }
         #expect(kernel.unmodelledCalls == [.pread])
+        #expect(throws: Errno.invalidArgument, "the ROM is read-only: a write is EINVAL (vfio_pci_core.c:1657-1659)") {
+            _ = try withUnsafeBytes(of: &byte) { try kernel.pwrite(nic.device.fileDescriptor.rawValue, from: $0, offset: Int64(rom.offset)) }
+        }
+        #expect(kernel.unmodelledCalls == [.pread], "a write is modelled")
     }
 }
 

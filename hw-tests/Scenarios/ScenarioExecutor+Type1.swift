@@ -112,4 +112,18 @@ extension ScenarioExecutor {
         for index in 0..<read { value |= UInt64(buffer[index]) << (8 * UInt64(index)) }
         return Outcome(outputs: ["value": ScenarioSession.hex(value), "read": "\(read)"])
     }
+
+    /// `region_write DEVICE INDEX OFFSET value=V [width=1|2|4]`: writes through the device
+    /// descriptor (`pwrite` at region INDEX); outputs `written`.
+    func writeRegion(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 3 else { throw session.fail("region_write DEVICE INDEX OFFSET value=") }
+        let width = Int(try session.argument(step, "width", default: 4))
+        guard [1, 2, 4].contains(width) else { throw session.fail("width=1, 2 or 4") }
+        let value = try session.argument(step, "value")
+        let bytes = (0..<width).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
+        let offset = Int64(bitPattern: try session.number(step.words[1]) << 40 | (try session.number(step.words[2])))
+        let fd = try session.device(step.words[0])
+        let written = try bytes.withUnsafeBytes { try session.system.pwrite(fd, from: $0, offset: offset) }
+        return Outcome(outputs: ["written": "\(written)"])
+    }
 }

@@ -137,6 +137,7 @@ public struct ScenarioExecutor: Sendable {
         case "dma_map": return try mapDMA(step, session)
         case "dma_unmap": return try unmapDMA(step, session)
         case "config": return try readConfiguration(step, session)
+        case "region_write": return try writeRegion(step, session)
         case "eventfd": return try makeEventfd(step, session)
         case "irq_set": return try setInterrupts(step, session)
         case "eventfd_read": return try readEventfd(step, session)
