@@ -222,10 +222,21 @@ extension KernelState {
     /// Host memory no mapping uses any more (freed unless a pin keeps it). Allocations are
     /// disjoint host ranges, so an area belongs to the one that holds its start.
     var unmappedAllocations: [UInt] {
-        allocations.compactMap { base, allocation in
-            let end = UInt64(base) + UInt64(allocation.byteCount)
-            return areasOfMemory.contains { $0.start >= UInt64(base) && $0.start < end } ? nil : base
+        // One pass over the areas, each placed by binary search among the sorted bases:
+        // called after every call, so it stays O((areas + allocations) log allocations).
+        let bases = allocations.keys.sorted()
+        var used = Set<UInt>()
+        for area in areasOfMemory {
+            var low = 0, high = bases.count
+            while low < high {
+                let middle = (low + high) / 2
+                if UInt64(bases[middle]) <= area.start { low = middle + 1 } else { high = middle }
+            }
+            guard low > 0 else { continue }
+            let base = bases[low - 1]
+            if area.start < UInt64(base) + UInt64(allocations[base]!.byteCount) { used.insert(base) }
         }
+        return bases.filter { !used.contains($0) }
     }
 
     /// Host memory with no mapping and memfds with no reference: what only pins keep.
