@@ -285,6 +285,13 @@ struct DirectoryTests {
 
 @Suite("memfd mappings are views of the file's pages, as shmem's are")
 struct MemoryFileMappingTests {
+    /// A memfd of `pages` pages, made with close-on-exec as the toolkit makes them.
+    static func memoryFile(_ kernel: MockKernel, _ name: String, pages: UInt64) throws -> Int32 {
+        let fd = try kernel.memfdCreate(name, flags: CIOMMUFD_MFD_CLOEXEC)
+        try kernel.ftruncate(fd, length: Int64(pages * page))
+        return fd
+    }
+
     /// A shared read-write mapping of `length` bytes of `fd`.
     static func view(_ kernel: MockKernel, _ fd: Int32, length: Int, offset: Int64 = 0) throws -> UnsafeMutableRawPointer {
         try kernel.mmap(address: nil, length: length, protection: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd: fd, offset: offset)
@@ -294,8 +301,7 @@ struct MemoryFileMappingTests {
     func twoViewsShareThePages() throws {
         try withMockWorld { world in
             let device = try world.ioas.selftestAttachMockDomain()
-            let fd = try world.kernel.memfdCreate("views", flags: CIOMMUFD_MFD_CLOEXEC)
-            try world.kernel.ftruncate(fd, length: Int64(4 * page))
+            let fd = try Self.memoryFile(world.kernel, "views", pages: 4)
             let first = try Self.view(world.kernel, fd, length: Int(4 * page))
             let second = try Self.view(world.kernel, fd, length: Int(4 * page))
             #expect(first != second, "mm/mmap.c gives each mapping its own address")
@@ -320,8 +326,7 @@ struct MemoryFileMappingTests {
     func growingAMappedMemoryFile() throws {
         try withMockWorld { world in
             let device = try world.ioas.selftestAttachMockDomain()
-            let fd = try world.kernel.memfdCreate("grow", flags: CIOMMUFD_MFD_CLOEXEC)
-            try world.kernel.ftruncate(fd, length: Int64(2 * page))
+            let fd = try Self.memoryFile(world.kernel, "grow", pages: 2)
             let view = try Self.view(world.kernel, fd, length: Int(8 * page))
             view.storeBytes(of: 7, toByteOffset: 0, as: UInt8.self)
             #expect(errnoOf { try world.ioas.map(userAddress: world.address(view), length: 8 * page) } == .badAddress)
@@ -343,8 +348,7 @@ struct MemoryFileMappingTests {
     func pinnedViewOutlivesMunmapAndClose() throws {
         try withMockWorld { world in
             let device = try world.ioas.selftestAttachMockDomain()
-            let fd = try world.kernel.memfdCreate("pinned", flags: CIOMMUFD_MFD_CLOEXEC)
-            try world.kernel.ftruncate(fd, length: Int64(2 * page))
+            let fd = try Self.memoryFile(world.kernel, "pinned", pages: 2)
             let view = try Self.view(world.kernel, fd, length: Int(2 * page))
             let mapping = try world.ioas.map(userAddress: world.address(view), length: 2 * page)
             try world.kernel.munmap(view, length: Int(2 * page))

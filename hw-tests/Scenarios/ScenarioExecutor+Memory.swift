@@ -80,21 +80,24 @@ extension ScenarioExecutor {
 
     /// `poke BUFFER offset= value=`: the CPU writes one byte.
     func poke(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
-        guard let name = step.words.first else { throw session.fail("poke BUFFER offset= value=") }
-        let buffer = try session.buffer(name)
-        let offset = Int(try session.argument(step, "offset"))
-        guard offset < buffer.count else { throw session.fail("poke outside \(name)") }
+        let (buffer, offset) = try byteOfBuffer(step, session, usage: "poke BUFFER offset= value=")
         buffer[offset] = UInt8(truncatingIfNeeded: try session.argument(step, "value"))
         return Outcome()
     }
 
     /// `peek BUFFER offset=`: the CPU reads one byte; outputs `value`.
     func peek(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
-        guard let name = step.words.first else { throw session.fail("peek BUFFER offset=") }
+        let (buffer, offset) = try byteOfBuffer(step, session, usage: "peek BUFFER offset=")
+        return Outcome(outputs: ["value": ScenarioSession.hex(UInt64(buffer[offset]))])
+    }
+
+    /// The buffer a `poke` or `peek` names and the byte `offset=` picks inside it.
+    private func byteOfBuffer(_ step: Step, _ session: ScenarioSession, usage: String) throws -> (UnsafeMutableRawBufferPointer, Int) {
+        guard let name = step.words.first else { throw session.fail(usage) }
         let buffer = try session.buffer(name)
         let offset = Int(try session.argument(step, "offset"))
-        guard offset < buffer.count else { throw session.fail("peek outside \(name)") }
-        return Outcome(outputs: ["value": ScenarioSession.hex(UInt64(buffer[offset]))])
+        guard offset < buffer.count else { throw session.fail("offset \(offset) outside \(name)") }
+        return (buffer, offset)
     }
 
     /// `same A B`: whether two buffers start at one address; outputs `same` (yes or no),
