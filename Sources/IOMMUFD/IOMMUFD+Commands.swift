@@ -19,11 +19,31 @@ extension IOMMUFD {
         return supported
     }
 
+    /// What the IOMMU behind a bound device is and can do (`IOMMU_GET_HW_INFO`), decoded.
+    /// With `kind`, asks for that vendor structure (`IOMMU_HW_INFO_FLAG_INPUT_TYPE`: an
+    /// IOMMU that serves several, such as SMMUv3 with Tegra241 CMDQV); without, the
+    /// driver's default.
+    ///
+    /// - Throws: `ENOENT` for an unknown device, `EOPNOTSUPP` for a kind the driver does not serve.
+    public func hardwareInfo(of device: DeviceID, kind: HardwareInfo.Kind? = nil,
+                             fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HardwareInfo {
+        // Room for the largest vendor structure (SMMUv3: 40 bytes) and more.
+        var room = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        return unsafe try withUnsafeMutableBytes(of: &room) { (bytes) throws(IOMMUError) -> HardwareInfo in
+            let answer = unsafe try IOMMUFDIOCTL.getHardwareInfo(seam, fd, device: device.rawValue,
+                                                          flags: kind == nil ? 0 : IOMMU_HW_INFO_FLAG_INPUT_TYPE,
+                                                          dataType: kind?.rawValue ?? 0, into: bytes, fileID: fileID, line: line)
+            let written = unsafe Array(UnsafeRawBufferPointer(bytes).prefix(Int(answer.dataLength)))
+            return HardwareInfo(kind: HardwareInfo.Kind(rawValue: answer.dataType), data: written,
+                                capabilities: answer.capabilities, maxPASIDLog2: answer.maxPASIDLog2)
+        }
+    }
+
     /// How pinned pages are charged against `RLIMIT_MEMLOCK`.
     public enum AccountingMode: UInt64, Sendable {
         /// Charged to the user (all processes of a user share one budget): the kernel default.
         case user = 0
-        /// Charged to the process (`mm->pinned_vm`), like VFIO type1.
+        /// Charged to the process (`mm->locked_vm`, pages.c:983-1008), the budget VFIO type1 charges too.
         case process = 1
     }
 

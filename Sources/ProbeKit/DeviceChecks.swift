@@ -202,53 +202,45 @@ struct DeepProbe {
         }
     }
 
-    /// `IOMMU_GET_HW_INFO`, with the vendor data decoded: VT-d cap/ecap, SMMUv3 IDR0/IDR5,
-    /// AMD EFR; and the generic capability bits.
+    /// `IOMMU_GET_HW_INFO`, decoded by the core (``HardwareInfo``): the vendor registers,
+    /// the generic capability bits, and which HWPTs the device can take.
     func hardwareInfo(iommufd: IOMMUFD, deviceID: UInt32, device: String, into report: inout ProbeReport) {
-        var data: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-        var failure: String?
-        var vendor: [String] = []
-        var evidence = ""
-        var answer: IOMMUFDIOCTL.HardwareInfoAnswer?
-        withUnsafeMutableBytes(of: &data) { bytes in
-            do throws(IOMMUError) {
-                answer = try IOMMUFDIOCTL.getHardwareInfo(iommufd.seam, iommufd.fileDescriptor.rawValue, device: deviceID, flags: 0, dataType: 0,
-                                                          into: bytes, fileID: #fileID, line: #line)
-            } catch {
-                failure = error.description
-                return
-            }
-            switch answer?.dataType {
-            case IOMMU_HW_INFO_TYPE_INTEL_VTD:
-                let vtd = bytes.load(as: iommu_hw_info_vtd.self)
-                vendor = ["VT-d: " + VTdCapabilities.describe(cap: vtd.cap_reg, ecap: vtd.ecap_reg).joined(separator: ", ")]
-                evidence = "cap_reg 0x\(String(vtd.cap_reg, radix: 16)) ecap_reg 0x\(String(vtd.ecap_reg, radix: 16))"
-            case IOMMU_HW_INFO_TYPE_ARM_SMMUV3:
-                let smmu = bytes.load(as: iommu_hw_info_arm_smmuv3.self)
-                let idr = withUnsafeBytes(of: smmu.idr) { Array($0.bindMemory(to: UInt32.self)) }
-                vendor = ["SMMUv3: " + HardwareFeatures.smmuv3(idr0: idr[0], idr5: idr[5]).joined(separator: ", ")]
-                evidence = "IDR0-5 " + idr.map { "0x" + String($0, radix: 16) }.joined(separator: " ") + " IIDR 0x\(String(smmu.iidr, radix: 16))"
-            case IOMMU_HW_INFO_TYPE_AMD:
-                let amd = bytes.load(as: iommu_hw_info_amd.self)
-                vendor = ["AMD-Vi: " + HardwareFeatures.amd(amd.efr).joined(separator: ", ")]
-                evidence = "EFR 0x\(String(amd.efr, radix: 16)) EFR2 0x\(String(amd.efr2, radix: 16))"
-            default:
-                break
-            }
-        }
-        guard let answer else {
-            report.add("D13", .warn, "IOMMU_GET_HW_INFO failed", evidence: failure ?? "no answer", device: device)
+        let info: HardwareInfo
+        do throws(IOMMUError) {
+            info = try iommufd.hardwareInfo(of: DeviceID(rawValue: deviceID))
+        } catch {
+            report.add("D13", .warn, "IOMMU_GET_HW_INFO failed", evidence: error.description, device: device)
             return
         }
-        let capabilities = answer.capabilities
+        var vendor: [String] = []
+        var evidence = ""
+        switch info.vendor {
+        case .intelVTd(let vtd):
+            vendor = ["VT-d: " + vtd.featureNames.joined(separator: ", ")]
+            evidence = "cap_reg 0x\(String(vtd.capability, radix: 16)) ecap_reg 0x\(String(vtd.extendedCapability, radix: 16))"
+        case .armSMMUv3(let smmu):
+            vendor = ["SMMUv3: " + smmu.featureNames.joined(separator: ", ")]
+            evidence = "IDR0-5 " + smmu.idr.map { "0x" + String($0, radix: 16) }.joined(separator: " ") + " IIDR 0x\(String(smmu.iidr, radix: 16))"
+        case .amd(let amd):
+            vendor = ["AMD-Vi: " + amd.featureNames.joined(separator: ", ")]
+            evidence = "EFR 0x\(String(amd.extendedFeatures, radix: 16)) EFR2 0x\(String(amd.extendedFeatures2, radix: 16))"
+        default:
+            break
+        }
         var generic: [String] = []
-        if capabilities & IOMMU_HW_CAP_DIRTY_TRACKING != 0 { generic.append("dirty tracking") }
-        if capabilities & IOMMU_HW_CAP_PCI_PASID_EXEC != 0 { generic.append("PASID exec") }
-        if capabilities & IOMMU_HW_CAP_PCI_PASID_PRIV != 0 { generic.append("PASID privileged") }
-        if capabilities & IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED != 0 { generic.append("ATS not supported") }
-        var summary = "hardware info type \(answer.dataType), max PASID bits \(answer.maxPASIDLog2)"
+        if info.capabilities.contains(.dirtyTracking) { generic.append("dirty tracking") }
+        if info.capabilities.contains(.pasidExecute) { generic.append("PASID exec") }
+        if info.capabilities.contains(.pasidPrivileged) { generic.append("PASID privileged") }
+        if info.capabilities.contains(.atsNotSupported) { generic.append("ATS not supported") }
+        var summary = "hardware info type \(info.kind.rawValue), max PASID bits \(info.maxPASIDLog2)"
         summary += generic.isEmpty ? "" : " (" + generic.joined(separator: ", ") + ")"
         if !vendor.isEmpty { summary += "; " + vendor.joined(separator: "; ") }
-        report.add("D13", .info, summary, evidence: evidence.isEmpty ? "capabilities 0x\(String(capabilities, radix: 16))" : evidence, device: device)
+        let formats = PageTableFormats(info)
+        var hwpts = ["paging"]
+        if formats.pagingFlags.contains(.nestParent) { hwpts.append("nesting parent") }
+        if formats.pagingFlags.contains(.dirtyTracking) { hwpts.append("dirty tracking") }
+        if formats.takesPASIDs { hwpts.append("PASID") }
+        summary += "; HWPTs: " + hwpts.joined(separator: ", ")
+        report.add("D13", .info, summary, evidence: evidence.isEmpty ? "capabilities 0x\(String(info.capabilities.rawValue, radix: 16))" : evidence, device: device)
     }
 }

@@ -1,3 +1,5 @@
+import IOMMUFD
+
 extension SystemChecks {
     // MARK: S10 AMD-Vi
 
@@ -14,7 +16,7 @@ extension SystemChecks {
                 report.add("S10", .info, "\(unit): features unreadable", evidence: "\(base)/features")
                 continue
             }
-            let names = HardwareFeatures.amd(features)
+            let names = AMDRegisters(extendedFeatures: features, extendedFeatures2: 0).featureNames
             report.add("S10", .info, "\(unit): " + (names.isEmpty ? "no optional features" : names.joined(separator: ", ")),
                        evidence: "\(base)/features = \(text); cap = \(files.text(base + "/cap") ?? "?")")
         }

@@ -1,26 +1,14 @@
+import IOMMUFD
+
 /// Decodes Intel VT-d capability and extended capability registers into named
 /// features (bit positions from the VT-d specification, as `drivers/iommu/intel/iommu.h` uses them).
 public struct VTdCapabilities {
     let files: SystemFiles
 
-    /// `(name, bit)` of the extended capability register.
-    public static let extendedFeatures: [(String, Int)] = [
-        ("DT device-TLB", 2), ("IR interrupt-remapping", 3), ("EIM x2APIC", 4), ("NEST nested", 26),
-        ("PRS page-requests", 29), ("PASID", 40), ("SMTS scalable-mode", 43), ("SLTS second-level", 46), ("FLTS first-level", 47),
-    ]
-
-    /// Names of the features set in `cap` and `ecap`, plus the decoded widths.
+    /// Names of the features set in `cap` and `ecap`, plus the decoded widths (the core's
+    /// ``VTdRegisters`` decoding, which `IOMMU_GET_HW_INFO` answers also go through).
     public static func describe(cap: UInt64, ecap: UInt64) -> [String] {
-        var features = extendedFeatures.filter { ecap & (1 << UInt64($0.1)) != 0 }.map(\.0)
-        let pasidSize = (ecap >> 35) & 0x1f
-        if ecap & (1 << 40) != 0 { features.append("PSS \(pasidSize + 1)-bit PASIDs") }
-        if cap & (1 << 7) != 0 { features.append("CM caching-mode (an emulated IOMMU: this is a VM)") }
-        let mgaw = ((cap >> 16) & 0x3f) + 1
-        features.append("MGAW \(mgaw)-bit")
-        let sagaw = (cap >> 8) & 0x1f
-        let levels = [(1, "39-bit/3-level"), (2, "48-bit/4-level"), (3, "57-bit/5-level")].filter { sagaw & (1 << UInt64($0.0)) != 0 }.map(\.1)
-        features.append("SAGAW " + (levels.isEmpty ? "none" : levels.joined(separator: ",")))
-        return features
+        VTdRegisters(flags: 0, capability: cap, extendedCapability: ecap).featureNames
     }
 
     func report(into report: inout ProbeReport) {

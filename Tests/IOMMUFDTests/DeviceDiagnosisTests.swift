@@ -123,9 +123,9 @@ struct DeviceDiagnosisTests {
     @Test("SMMUv3 IDR0/IDR5 and AMD EFR bits get their names")
     func otherIOMMUs() {
         // IDR0 of a stage-1+2 SMMU with ATS, PRI, MSI, coherent walks and HTTU A+D; IDR5 OAS 48 bits.
-        let smmu = HardwareFeatures.smmuv3(idr0: 0b1 | 0b10 | 1 << 4 | 2 << 6 | 1 << 10 | 1 << 13 | 1 << 16, idr5: 5)
+        let smmu = SMMUv3Registers(flags: 0, idr: [0b1 | 0b10 | 1 << 4 | 2 << 6 | 1 << 10 | 1 << 13 | 1 << 16, 0, 0, 0, 0, 5], iidr: 0, aidr: 0).featureNames
         #expect(smmu == ["stage 2", "stage 1", "coherent", "ATS", "MSI", "PRI", "HTTU access+dirty", "OAS 48 bits"])
-        #expect(HardwareFeatures.amd(1 << 1 | 1 << 52 | 15 << 32) == ["PPR (page requests)", "PASMAX 16 bits", "HDSUP (dirty tracking)"])
+        #expect(AMDRegisters(extendedFeatures: 1 << 1 | 1 << 52 | 15 << 32, extendedFeatures2: 0).featureNames == ["PPR (page requests)", "PASMAX 16 bits", "HDSUP (dirty tracking)"])
     }
 
     @Test("S10 decodes an AMD-Vi unit's extended features")

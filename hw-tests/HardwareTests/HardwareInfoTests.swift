@@ -56,6 +56,41 @@ extension HardwareSuite {
             let mockAnswer = try Answer(try VFIOPCIDevice(address, path: .only(.iommufdCdev), system: mockMachine(with: .edu(address: address.description))))
             #expect(mockAnswer == kernelAnswer, "kernel: \(kernelAnswer)\nmock:   \(mockAnswer)")
         }
+
+        /// The typed answer for a claimed function: its hardware info and its HWPT formats.
+        static func typedInfo(_ owned: VFIOPCIDevice) throws -> (HardwareInfo, PageTableFormats) {
+            guard case .iommufd(let ioas) = owned.context.addressSpace, let device = owned.device.deviceID else { throw NotThroughIOMMUFD() }
+            let info = try ioas.iommufd.hardwareInfo(of: device)
+            return (info, PageTableFormats(info))
+        }
+
+        @Test("edu's typed hardware info: VT-d decoded (MGAW and SAGAW 39, no scalable mode), paging HWPTs with the PASID flag only; equal on the kernel and the mock")
+        func typedVTdMatchesTheMock() throws {
+            let address = try #require(Hardware.eduDevice)
+            let (kernelInfo, kernelFormats) = try Self.typedInfo(try VFIOPCIDevice(address, path: .only(.iommufdCdev)))
+            guard case .intelVTd(let vtd) = kernelInfo.vendor else { Issue.record("not VT-d: \(kernelInfo)"); return }
+            #expect(vtd.maximumGuestAddressWidth == 39 && vtd.supportedAddressWidths == [39] && !vtd.scalableMode)
+            #expect(kernelFormats.pagingFlags == [.pasid] && kernelFormats.nestedFormats.isEmpty && !kernelFormats.takesPASIDs)
+            let (mockInfo, mockFormats) = try Self.typedInfo(try VFIOPCIDevice(address, path: .only(.iommufdCdev), system: mockMachine(with: .edu(address: address.description))))
+            #expect(mockInfo == kernelInfo, "kernel: \(kernelInfo)\nmock:   \(mockInfo)")
+            #expect(mockFormats == kernelFormats)
+        }
+
+        @Test("the selftest mock device's typed hardware info: 0xfeedbeef, test_reg 0xdeadbeef, dirty tracking; the same on the mock",
+              .enabled(if: Hardware.hasSelftest, Hardware.selftestReason))
+        func typedSelftestMatchesTheMock() throws {
+            func answer(_ system: any SystemInterface) throws -> HardwareInfo {
+                let iommufd = try IOMMUFD(system: system)
+                let ioas = try iommufd.allocateIOAS()
+                let device = try ioas.selftestAttachMockDomain()
+                defer { try? iommufd.destroy(device.selftestID) }
+                return try iommufd.hardwareInfo(of: device.deviceID)
+            }
+            let kernelInfo = try answer(LinuxSystem())
+            #expect(kernelInfo.kind == .selftest && kernelInfo.vendor == .selftest(testRegister: 0xdead_beef))
+            #expect(PageTableFormats(kernelInfo).pagingFlags == [.nestParent, .dirtyTracking, .pasid])
+            #expect(try answer(MockKernel()) == kernelInfo)
+        }
     }
 }
 

@@ -1,0 +1,77 @@
+import CIOMMUFD
+@_spi(Selftest) import IOMMUFD
+import MockKernel
+import SystemPackage
+import Testing
+import VFIO
+
+/// `IOMMUFD.hardwareInfo(of:)`: GET_HW_INFO decoded per vendor, and the HWPT formats a
+/// device can take, read from it.
+@Suite("typed hardware info and page-table formats")
+struct TypedHardwareInfoTests {
+    @Test("edu behind QEMU 7.2's intel-iommu: VT-d with the errata flag, MGAW and SAGAW 39, no caching mode, no scalable mode, so paging HWPTs only (PASID flag allowed, no nesting parent, no dirty tracking), no ATS, no PASIDs")
+    func qemuVTd() throws {
+        let kernel = pciMachine()
+        let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+        guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+        let function = try context.claim(edu)
+        let device = try #require(function.device.deviceID)
+        let info = try ioas.iommufd.hardwareInfo(of: device)
+        #expect(info.kind == .intelVTd)
+        guard case .intelVTd(let vtd) = info.vendor else { Issue.record("not VT-d: \(info.vendor)"); return }
+        #expect(vtd.flags == IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17)
+        #expect(vtd.maximumGuestAddressWidth == 39 && vtd.supportedAddressWidths == [39])
+        #expect(!vtd.cachingMode && !vtd.scalableMode && !vtd.nestingCapable && !vtd.dirtyTrackingCapable)
+        #expect(info.capabilities == [.atsNotSupported] && info.maxPASIDLog2 == 0)
+        let formats = PageTableFormats(info)
+        #expect(formats.pagingFlags == [.pasid] && formats.nestedFormats.isEmpty && !formats.takesPASIDs)
+        // Asking for the type it serves is the same answer; another type is EOPNOTSUPP (device.c:1668-1672).
+        #expect(try ioas.iommufd.hardwareInfo(of: device, kind: .intelVTd) == info)
+        #expect(errnoOf { try ioas.iommufd.hardwareInfo(of: device, kind: .armSMMUv3) } == .notSupported)
+        #expect(errnoOf { try ioas.iommufd.hardwareInfo(of: DeviceID(rawValue: 999)) } == .noSuchFileOrDirectory)
+    }
+
+    @Test("the selftest mock device: type 0xfeedbeef with test_reg 0xdeadbeef, dirty tracking; nesting parent, dirty tracking and PASID HWPTs, nested selftest data")
+    func selftestDevice() throws {
+        try withMockWorld { world in
+            let device = try world.ioas.selftestAttachMockDomain()
+            let info = try world.iommufd.hardwareInfo(of: device.deviceID)
+            #expect(info.kind == .selftest && info.kind.rawValue == 0xfeed_beef)
+            #expect(info.vendor == .selftest(testRegister: 0xdead_beef))
+            #expect(info.capabilities.contains(.dirtyTracking))
+            let formats = PageTableFormats(info)
+            #expect(formats.pagingFlags == [.nestParent, .dirtyTracking, .pasid])
+            #expect(formats.nestedFormats == [.selftest])
+            try world.iommufd.destroy(device.selftestID)
+        }
+    }
+
+    @Test("one HWPT for several devices: the formats all take behind the same IOMMU, none across IOMMU kinds")
+    func sharedFormats() throws {
+        let qemu = HardwareInfo(kind: .intelVTd, data: [], capabilities: IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED, maxPASIDLog2: 0)
+        let selftest = HardwareInfo(kind: .selftest, data: [0, 0, 0, 0, 0xef, 0xbe, 0xad, 0xde], capabilities: IOMMU_HW_CAP_DIRTY_TRACKING, maxPASIDLog2: 20)
+        #expect(selftest.vendor == .selftest(testRegister: 0xdead_beef))
+        var noDirty = selftest
+        noDirty.capabilities = []
+        #expect(PageTableFormats.shared(by: [qemu, selftest]) == nil, "different IOMMU drivers: no one HWPT")
+        let both = try #require(PageTableFormats.shared(by: [selftest, noDirty]))
+        #expect(both.pagingFlags == [.nestParent, .pasid], "dirty tracking only if every device has it")
+        #expect(both.takesPASIDs && both.nestedFormats == [.selftest])
+    }
+
+    @Test("vendor registers decode as the drivers read them: VT-d scalable mode with NEST, SLADS and SMPWC; SMMUv3 with both stages and HTTU; AMD with GT")
+    func vendorDecoding() {
+        let scalable = VTdRegisters(flags: 0, capability: 0, extendedCapability: 1 << 43 | 1 << 26 | 1 << 45 | 1 << 48 | 1 << 47 | 1 << 46 | 1 << 40 | 19 << 35)
+        #expect(scalable.nestingCapable && scalable.dirtyTrackingCapable && scalable.firstStage && scalable.secondStage && scalable.pasidBits == 20)
+        let legacyNest = VTdRegisters(flags: 0, capability: 0, extendedCapability: 1 << 26)
+        #expect(!legacyNest.nestingCapable, "NEST without scalable mode is no nesting parent (intel/iommu.h:537-538)")
+        let smmu = SMMUv3Registers(flags: 0, idr: [0b11 | 2 << 6, 0, 0, 0, 0, 5], iidr: 0, aidr: 0)
+        #expect(smmu.nesting && smmu.hardwareTranslationTableUpdate == 2 && smmu.outputAddressBits == 48)
+        #expect(AMDRegisters(extendedFeatures: 1 << 4, extendedFeatures2: 0).guestTranslation)
+        var smmuInfo = HardwareInfo(kind: .none, data: [], capabilities: 0, maxPASIDLog2: 0)
+        smmuInfo.kind = .armSMMUv3
+        smmuInfo.vendor = .armSMMUv3(smmu)
+        #expect(PageTableFormats(smmuInfo).nestedFormats == [.armSMMUv3])
+        #expect(HardwareInfo.Kind(rawValue: 77) == .other(77) && HardwareInfo.Kind(rawValue: 4) == .amd)
+    }
+}
