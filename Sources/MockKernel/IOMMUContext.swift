@@ -1,3 +1,4 @@
+import CIOMMUFD
 /// One open `/dev/iommu`: its objects and the page-sharing state between them.
 struct IOMMUContext {
     var objects: [UInt32: MockObject] = [:]
@@ -60,11 +61,44 @@ struct MockHWPT {
     var ioPageSize: UInt64
     var aperture: ClosedRange<UInt64>
     var attachedDevices: Int = 0
+    /// The `IOMMU_HWPT_ALLOC_*` flags it was allocated with (none for an automatic one).
+    var flags: UInt32 = 0
 }
 
-/// A device bound to the context (here: a selftest mock device).
+/// A device bound to the context: a selftest mock device or a VFIO function.
 struct MockBoundDevice {
     var attachedHWPT: UInt32?
+    /// The IOMMU driver behind it.
+    var iommu: DeviceIOMMU = .selftest
+}
+
+/// The IOMMU driver behind a bound device, as far as the model tells drivers apart.
+enum DeviceIOMMU: Equatable {
+    /// The kernel selftest's mock IOMMU: 2 KiB pages in its aperture, dirty tracking,
+    /// nesting parents (selftest.c).
+    case selftest
+    /// QEMU 7.2's intel-iommu with an input address width: 4 KiB pages, no scalable mode,
+    /// so no nesting parent and no dirty tracking (intel/iommu.c:2944-2965).
+    case intel(addressWidth: Int)
+
+    /// The domain's I/O page size.
+    var ioPageSize: UInt64 {
+        switch self {
+        case .selftest: IOMMU_TEST_MOCK_PAGE_SIZE
+        case .intel: 4096
+        }
+    }
+
+    /// The domain's aperture.
+    var aperture: ClosedRange<UInt64> {
+        switch self {
+        case .selftest: IOMMU_TEST_MOCK_APERTURE_START...IOMMU_TEST_MOCK_APERTURE_LAST
+        case .intel(let width): 0...(width >= 64 ? UInt64.max : (UInt64(1) << UInt64(width)) - 1)
+        }
+    }
+
+    /// `device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`.
+    var tracksDirty: Bool { self == .selftest }
 }
 
 /// The memory behind one or more areas (`struct iopt_pages`).

@@ -89,12 +89,7 @@ extension KernelState {
     mutating func unmodelledCommand(_ contextID: Int, _ operation: IOMMUOperation, _ command: UserCommand) throws(Errno) {
         switch operation {
         case .hwptAlloc:
-            // iommufd_hwpt_alloc (hw_pagetable.c): __reserved, the data type/length pair, then
-            // the device; what follows (the page table) is not modelled.
-            let cmd = unsafe command.load(iommu_hwpt_alloc.self)
-            guard cmd.__reserved == 0 else { throw .notSupported }
-            guard (cmd.data_type == IOMMU_HWPT_DATA_NONE) == (cmd.data_len == 0) else { throw .invalidArgument }
-            guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
+            return unsafe try hardwarePageTableAlloc(contextID, command)
         case .getHWInfo:
             return unsafe try getHardwareInfo(contextID, command)
         case .hwptInvalidate:
@@ -126,6 +121,67 @@ extension KernelState {
             break
         }
         unmodelledCalls.append(operation)
+        throw .noFunction
+    }
+
+    /// `IOMMU_HWPT_DATA_SELFTEST` (iommufd_test.h).
+    static let selftestDataType: UInt32 = 0xdead
+
+    /// `IOMMU_HWPT_ALLOC`, in the order of `iommufd_hwpt_alloc` (hw_pagetable.c): `__reserved`
+    /// (EOPNOTSUPP); the data type/length pair (EINVAL); the device (ENOENT); a `pt_id` that
+    /// does not resolve is EINVAL, not ENOENT. On an IOAS, a paging HWPT as
+    /// `iommufd_hwpt_paging_alloc` makes it: unknown flags, dirty tracking the device's
+    /// IOMMU cannot do, or a fault queue on a nesting parent are EOPNOTSUPP, then the
+    /// driver's own refusals (intel-iommu in QEMU 7.2: no user data, no nesting parent;
+    /// the selftest IOMMU: only its own data type), then the domain joins the IOAS (its
+    /// aperture reserved, existing areas pinned); a fault queue id is looked up last (the
+    /// model has no fault queues: ENOENT). On a paging HWPT, a nested HWPT as far as
+    /// `iommufd_hwpt_nested_alloc` checks (flags, data: EOPNOTSUPP; a parent that is
+    /// automatic, not a nesting parent or of another driver: EINVAL); the nested table itself
+    /// is not modelled. Anything else is EINVAL.
+    mutating func hardwarePageTableAlloc(_ contextID: Int, _ command: UserCommand) throws(Errno) {
+        var cmd = unsafe command.load(iommu_hwpt_alloc.self)
+        guard cmd.__reserved == 0 else { throw .notSupported }
+        guard (cmd.data_type == IOMMU_HWPT_DATA_NONE) == (cmd.data_len == 0) else { throw .invalidArgument }
+        guard case .device(let device)? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
+        guard let target = contexts[contextID]!.objects[cmd.pt_id] else { throw .invalidArgument }
+        let flags = cmd.flags
+        switch target {
+        case .ioas:
+            let valid = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID
+            guard flags & ~valid == 0 else { throw .notSupported }
+            if flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 && !device.iommu.tracksDirty { throw .notSupported }
+            if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 && flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 { throw .notSupported }
+            switch device.iommu {
+            case .intel:
+                // intel_iommu_domain_alloc_paging_flags: no user data; without scalable mode only
+                // the second stage, which refuses a nesting parent (intel/iommu.c:3027-3028, 2953-2958).
+                if cmd.data_len != 0 || flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 { throw .notSupported }
+            case .selftest:
+                // mock_domain_alloc_paging_flags: its own data type only; what the data asks
+                // (huge IOTLB pages) is not modelled.
+                if cmd.data_len != 0 {
+                    guard cmd.data_type == Self.selftestDataType else { throw .notSupported }
+                    unmodelledCalls.append(.hwptAlloc)
+                    throw .noFunction
+                }
+            }
+            let hwpt = MockHWPT(ioasID: cmd.pt_id, autoDomain: false, ioPageSize: device.iommu.ioPageSize,
+                                aperture: device.iommu.aperture, flags: flags & ~IOMMU_HWPT_FAULT_ID_VALID)
+            let hwptID = contexts[contextID]!.insert(.hwptPaging(hwpt))
+            try addDomain(contextID, ioasID: cmd.pt_id, hwptID: hwptID, ioPageSize: hwpt.ioPageSize, aperture: hwpt.aperture)
+            if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 { throw .noSuchFileOrDirectory }
+            cmd.out_hwpt_id = hwptID
+            unsafe command.respond(cmd)
+            return
+        case .hwptPaging(let parent):
+            guard flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID) == 0, cmd.data_len != 0 else { throw .notSupported }
+            guard !parent.autoDomain, parent.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
+                  parent.ioPageSize == device.iommu.ioPageSize, parent.aperture == device.iommu.aperture else { throw .invalidArgument }
+        default:
+            throw .invalidArgument
+        }
+        unmodelledCalls.append(.hwptAlloc)
         throw .noFunction
     }
 

@@ -24,7 +24,7 @@ extension KernelState {
         // iommufd_ctx_from_fd: EBADF for no file, EBADFD for a file that is not an iommufd.
         guard let target = descriptors[command.iommufd] else { throw .badFileDescriptor }
         guard case .iommufd(let contextID) = target, contexts[contextID] != nil else { throw Errno(rawValue: EBADFD) }
-        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice()))
+        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: .intel(addressWidth: device.addressWidth))))
         file.boundContext = contextID
         file.boundDeviceID = deviceID
         vfio.devices[file.deviceIndex]!.boundCdevs += 1
@@ -57,7 +57,7 @@ extension KernelState {
         // domain's pages are filled after it, hw_pagetable.c), and they leave the IOAS when
         // the device detaches or moves to another IOAS, whoever else shares the page table
         // (device.c:787, 900-906). A replace within one IOAS keeps them.
-        let aperture = 0...(device.addressWidth >= 64 ? ulongMax : (UInt64(1) << UInt64(device.addressWidth)) - 1)
+        let aperture = bound.iommu.aperture
         let previousIOAS = bound.attachedHWPT.flatMap { contexts[contextID]!.hwptPaging($0)?.ioasID }
         let targetIOAS: UInt32? = switch contexts[contextID]!.objects[command.pt_id] {
         case .ioas?: command.pt_id

@@ -74,8 +74,8 @@ struct KernelAnswersTests {
         }
     }
 
-    @Test("HWPT_ALLOC: __reserved, the data type/length pair and the device are the kernel's checks; past them the model refuses loudly (ENOSYS, recorded)")
-    func hardwarePageTableIsRefusedLoudly() throws {
+    @Test("HWPT_ALLOC: the data type/length pair EINVAL, a pt_id that does not resolve EINVAL (not ENOENT), a paging HWPT with the selftest IOMMU's flags allocates; a nested HWPT on it is refused loudly (ENOSYS, recorded)")
+    func hardwarePageTableAlloc() throws {
         try withMockWorld(unmodelled: [.hwptAlloc]) { world in
             let mock = try world.ioas.selftestAttachMockDomain()
             var alloc = iommu_hwpt_alloc()
@@ -85,8 +85,22 @@ struct KernelAnswersTests {
             alloc.data_len = 8
             #expect(world.rawIoctl(IOMMU_HWPT_ALLOC, &alloc) == .invalidArgument, "data_len without a data type")
             alloc.data_len = 0
-            #expect(world.rawIoctl(IOMMU_HWPT_ALLOC, &alloc) == .noFunction)
+            alloc.pt_id = 999
+            #expect(world.rawIoctl(IOMMU_HWPT_ALLOC, &alloc) == .invalidArgument, "iommufd_hwpt_alloc answers EINVAL for a pt_id it cannot find")
+            alloc.pt_id = world.ioas.id.rawValue
+            alloc.flags = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID
+            #expect(world.rawIoctl(IOMMU_HWPT_ALLOC, &alloc) == nil)
+            let parent = alloc.out_hwpt_id
+            let selftestData = try world.memory(pages: 1)  // struct iommu_hwpt_selftest, zeroed
+            defer { try? world.release(selftestData, pages: 1) }
+            alloc.pt_id = parent
+            alloc.flags = 0
+            alloc.data_type = 0xdead
+            alloc.data_len = 4
+            alloc.data_uptr = world.address(selftestData)
+            #expect(world.rawIoctl(IOMMU_HWPT_ALLOC, &alloc) == .noFunction, "the nested table is not modelled")
             #expect(world.kernel.unmodelledCalls == [.hwptAlloc])
+            try world.iommufd.destroy(HWPTID(rawValue: parent))
             try world.ioas.iommufd.destroy(mock.selftestID)
         }
     }

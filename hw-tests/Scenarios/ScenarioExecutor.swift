@@ -108,6 +108,7 @@ public struct ScenarioExecutor: Sendable {
         case "reserve": return try addReserved(step, session)
         case "option": return try option(step, session)
         case "mock_domain": return try mockDomain(step, session)
+        case "hwpt": return try allocateHWPT(step, session)
         case "replace": return try replace(step, session)
         case "rlimit": return try setMemlock(step, session)
         case "raw": return try raw(step, session)

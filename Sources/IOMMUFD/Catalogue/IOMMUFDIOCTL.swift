@@ -24,6 +24,27 @@ package enum IOMMUFDIOCTL {
         return command.out_ioas_id
     }
 
+    /// `IOMMU_HWPT_ALLOC`: a HWPT for `device` on `pageTable` (an IOAS: a paging HWPT; a
+    /// nesting-parent HWPT or a vIOMMU: a nested one, with vendor `data`). Returns its id.
+    @unsafe
+    package static func hwptAlloc(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, pageTable: UInt32, flags: UInt32,
+                                  dataType: UInt32, data: UnsafeRawBufferPointer?, faultID: UInt32,
+                                  fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+        var command = iommu_hwpt_alloc()
+        command.size = UInt32(MemoryLayout<iommu_hwpt_alloc>.size)
+        command.flags = flags
+        command.dev_id = device
+        command.pt_id = pageTable
+        command.data_type = dataType
+        command.data_len = unsafe UInt32(data?.count ?? 0)
+        command.data_uptr = unsafe UInt64(UInt(bitPattern: data?.baseAddress))
+        command.fault_id = faultID
+        var context = IOMMUErrorContext(objectID: pageTable)
+        context.otherObjectID = device
+        try issueIOCTL(seam, fd, IOMMU_HWPT_ALLOC, .hwptAlloc, &command, context, fileID: fileID, line: line)
+        return command.out_hwpt_id
+    }
+
     /// `IOMMU_IOAS_ALLOW_IOVAS`: replaces the IOAS's allowed ranges with `ranges` (none clears them).
     @inlinable
     package static func ioasAllowIOVAs(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32,
