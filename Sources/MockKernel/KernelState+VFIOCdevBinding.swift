@@ -41,8 +41,12 @@ extension KernelState {
         if command.flags & VFIO_DEVICE_ATTACH_PASID != 0 { throw .invalidArgument }
         let device = configuration.pciDevices[file.deviceIndex]
         guard case .device(let bound)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
+        // Attaching again to the page table it is on changes nothing. An IOAS means its
+        // automatic HWPTs only (iommufd_device_auto_get_domain skips HWPTs the user
+        // allocated, device.c): from a user HWPT of the same IOAS the device moves to one.
         if let previous = bound.attachedHWPT,
-           case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[previous], hwpt.ioasID == command.pt_id || previous == command.pt_id {
+           case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[previous],
+           previous == command.pt_id || (hwpt.autoDomain && hwpt.ioasID == command.pt_id) {
             command.pt_id = previous
             unsafe argument.storeBytes(of: command, as: vfio_device_attach_iommufd_pt.self)
             return

@@ -75,3 +75,47 @@ struct TypedHardwareInfoTests {
         #expect(HardwareInfo.Kind(rawValue: 77) == .other(77) && HardwareInfo.Kind(rawValue: 4) == .amd)
     }
 }
+
+/// Paging HWPTs through the typed API: allocate what the device's IOMMU takes, attach and
+/// replace a device's RID attachment between them, destroy in the kernel's order.
+@Suite("typed paging HWPTs")
+struct HWPTTests {
+    @Test("edu: HWPTs for its IOMMU allocate with the flags PageTableFormats names and are refused (EOPNOTSUPP) with the others; edu moves between two HWPTs without a detach; a HWPT in use is EBUSY")
+    func replaceBetweenHWPTs() throws {
+        let kernel = pciMachine()
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+            let function = try context.claim(edu)
+            let device = try #require(function.device.deviceID)
+            let formats = PageTableFormats(try ioas.iommufd.hardwareInfo(of: device))
+            let first = try ioas.allocateHWPT(for: device)
+            let second = try ioas.allocateHWPT(for: device, flags: formats.pagingFlags)
+            #expect(second.flags == [.pasid])
+            for refused: PagingHWPTFlags in [.nestParent, .dirtyTracking] where !formats.pagingFlags.contains(refused) {
+                #expect(errnoOf { try ioas.allocateHWPT(for: device, flags: refused) } == .notSupported, "\(refused)")
+            }
+            #expect(try function.device.attach(to: first.id) == first.id)
+            #expect(errnoOf { try first.destroy() } == .resourceBusy)
+            #expect(try function.device.attach(to: second.id) == second.id, "a second attach replaces")
+            try first.destroy()
+            #expect(errnoOf { try first.destroy() } == .noSuchFileOrDirectory, "a destroyed handle refuses")
+            #expect(try function.device.attach(to: ioas) != second.id, "back to an automatic HWPT of the IOAS")
+            try second.destroy()
+        }
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+
+    @Test("a HWPT outlives nothing it needs: dropped without destroy, its deinitializer destroys it")
+    func deinitDestroys() throws {
+        try withMockWorld { world in
+            let device = try world.ioas.selftestAttachMockDomain()
+            do {
+                let hwpt = try world.ioas.allocateHWPT(for: device.deviceID, flags: [.nestParent, .dirtyTracking])
+                #expect(hwpt.flags == [.nestParent, .dirtyTracking])
+            }
+            #expect(world.kernel.trace.last?.name == "IOMMU_DESTROY")
+            try world.iommufd.destroy(device.selftestID)
+        }
+    }
+}

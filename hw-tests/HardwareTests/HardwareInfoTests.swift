@@ -76,6 +76,37 @@ extension HardwareSuite {
             #expect(mockFormats == kernelFormats)
         }
 
+        @Test("edu's RID moved between two HWPTs it allocated, without a detach: edu's DMA round trip works before, on each, and after (the mappings live in the IOAS both HWPTs map); the HWPT in use is EBUSY")
+        func replaceBetweenHWPTsWithDMA() throws {
+            let address = try #require(Hardware.eduDevice)
+            let owned = try VFIOPCIDevice(address, path: .only(.iommufdCdev))
+            guard case .iommufd(let ioas) = owned.context.addressSpace, let device = owned.device.deviceID else { throw NotThroughIOMMUFD() }
+            try owned.device.setBusMaster(true)
+            let edu = try EduDevice(owned.device)
+            let buffer = Hardware.pinnableBuffer(byteCount: 4096)
+            let mapping = try owned.addressSpace.map(UnsafeRawBufferPointer(buffer), at: IOVA(0x10_0000))
+            func roundTrip(_ seed: UInt8) throws -> Bool {
+                for index in 0..<64 { buffer[index] = seed &+ UInt8(index) }
+                try edu.copyToDevice(from: mapping.iova, count: 64)
+                try edu.copyToHost(to: IOVA(0x10_0000 + 2048), count: 64)
+                return (0..<64).allSatisfy { buffer[2048 + $0] == seed &+ UInt8($0) }
+            }
+            #expect(try roundTrip(1), "on the automatic HWPT")
+            let first = try ioas.allocateHWPT(for: device)
+            let second = try ioas.allocateHWPT(for: device, flags: [.pasid])
+            #expect(try owned.device.attach(to: first.id) == first.id)
+            #expect(try roundTrip(2), "on the first HWPT")
+            #expect(throws: IOMMUError.self) { try first.destroy() }
+            #expect(try owned.device.attach(to: second.id) == second.id)
+            #expect(try roundTrip(3), "on the second HWPT, replaced without a detach")
+            try first.destroy()
+            _ = try owned.device.attach(to: ioas)
+            #expect(try roundTrip(4), "back on an automatic HWPT")
+            try second.destroy()
+            try owned.device.setBusMaster(false)
+            try owned.addressSpace.unmap(mapping)
+        }
+
         @Test("the selftest mock device's typed hardware info: 0xfeedbeef, test_reg 0xdeadbeef, dirty tracking; the same on the mock",
               .enabled(if: Hardware.hasSelftest, Hardware.selftestReason))
         func typedSelftestMatchesTheMock() throws {
