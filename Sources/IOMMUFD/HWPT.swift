@@ -8,7 +8,7 @@ import SystemPackage
 /// their attachment with it) by its ``id``; it is destroyed, best effort, when the last
 /// reference goes.
 ///
-/// Ask the devices first (``IOMMUFD/hardwareInfo(of:kind:)`` and ``PageTableFormats``),
+/// Ask the devices first (``IOMMUFD/hardwareInfo(of:kind:fileID:line:)`` and ``PageTableFormats``),
 /// then allocate the format wanted: the kernel refuses flags the device's IOMMU cannot do
 /// (`EOPNOTSUPP`).
 public final class HWPT: Sendable {
