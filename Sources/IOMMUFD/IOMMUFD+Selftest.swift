@@ -64,3 +64,23 @@ extension IOMMUFD {
                                     fileID: fileID, line: line)
     }
 }
+
+extension IOMMUFD {
+    /// TEST-ONLY: marks pages of the selftest mock domain `hwpt` dirty, as a device writing
+    /// through it would (`IOMMU_TEST_OP_DIRTY`): page `index` is `[iova + index * pageSize, +
+    /// pageSize)`. Dirty tracking must be on. Returns how many pages the kernel was asked to mark.
+    @_spi(Selftest)
+    public func selftestMarkDirty(_ hwpt: HWPTID, iova: IOVA, pageSize: UInt64, pageCount: Int, pages: [Int],
+                                  fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> UInt64 {
+        var words = [UInt64](repeating: 0, count: max(1, (pageCount + 63) / 64))
+        for page in pages where page >= 0 && page < pageCount { words[page / 64] |= 1 << UInt64(page % 64) }
+        var result: Result<UInt64, IOMMUError> = .success(0)
+        unsafe words.withUnsafeBytes { bitmap in
+            result = Result { () throws(IOMMUError) -> UInt64 in
+                unsafe try SelftestIOCTL.markDirty(seam, fd, hwpt: hwpt.rawValue, iova: iova.rawValue, length: UInt64(pageCount) * pageSize,
+                                                   pageSize: pageSize, bitmap: bitmap, fileID: fileID, line: line)
+            }
+        }
+        return try result.get()
+    }
+}

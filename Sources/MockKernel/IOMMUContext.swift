@@ -63,6 +63,15 @@ struct MockHWPT {
     var attachedDevices: Int = 0
     /// The `IOMMU_HWPT_ALLOC_*` flags it was allocated with (none for an automatic one).
     var flags: UInt32 = 0
+    /// Dirty tracking is on (`IOMMU_HWPT_SET_DIRTY_TRACKING`).
+    var dirtyTracking = false
+    /// The I/O pages (by IOVA, `ioPageSize` each) whose dirty bit is set.
+    var dirtyPages: Set<UInt64> = []
+
+    /// Whether it has dirty operations (allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`).
+    var tracksDirty: Bool { flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 }
+    /// Whether it is a domain of the selftest's mock IOMMU.
+    var isSelftestDomain: Bool { ioPageSize == IOMMU_TEST_MOCK_PAGE_SIZE }
 }
 
 /// A device bound to the context: a selftest mock device or a VFIO function.

@@ -254,6 +254,30 @@ extension KernelState {
                       page(at: UInt64(UInt(bitPattern: address))) == page(at: check.uptr + offset) else { throw .invalidArgument }
                 offset += ioPage
             }
+        case IOMMU_TEST_OP_DIRTY:
+            // iommufd_test_dirty (selftest.c): the arguments (EINVAL, EOVERFLOW past 2^27
+            // pages), a paging HWPT of the mock IOMMU (ENOENT, EINVAL), tracking on (EINVAL);
+            // each bit set in the user's bitmap marks the I/O page at that IOVA dirty if it
+            // is mapped, and counts.
+            let dirty = cmd.dirty
+            guard dirty.page_size != 0, dirty.length != 0, dirty.iova % dirty.page_size == 0,
+                  dirty.length % dirty.page_size == 0, dirty.uptr != 0 else { throw .invalidArgument }
+            let pages = dirty.length / dirty.page_size
+            guard pages <= (16 << 20) * 8 else { throw .overflow }
+            guard var hwpt = contexts[contextID]!.hwptPaging(cmd.id) else { throw .noSuchFileOrDirectory }
+            guard hwpt.isSelftestDomain, hwpt.dirtyTracking else { throw .invalidArgument }
+            let table = contexts[contextID]!.ioas(hwpt.ioasID)!
+            var count: UInt64 = 0
+            for index in 0..<pages {
+                let byte = unsafe UnsafeRawPointer(bitPattern: UInt(dirty.uptr + index / 8))!.load(as: UInt8.self)
+                guard byte >> (index % 8) & 1 != 0 else { continue }
+                count += 1
+                let iova = dirty.iova + index * dirty.page_size
+                if !table.areas(overlapping: iova...iova).isEmpty { hwpt.dirtyPages.insert(iova & ~(hwpt.ioPageSize - 1)) }
+            }
+            contexts[contextID]!.objects[cmd.id] = .hwptPaging(hwpt)
+            cmd.dirty.out_nr_dirty = count
+            unsafe command.respond(cmd)
         case 1...Self.lastSelftestOperation:
             // Implemented by the kernel (iommufd_test, selftest.c:2096-2186), not by the model:
             // the pin-count oracle, accesses, dirty tracking, faults, PASIDs, dma-bufs.

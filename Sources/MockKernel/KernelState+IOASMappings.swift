@@ -207,6 +207,7 @@ extension KernelState {
             _ = table.removeArea(startingAt: area.start)
             unmapped += area.length
             dropPagesReference(contextID, area.pagesID)
+            forgetDirtyPages(contextID, ioasID: cmd.ioas_id, area.start...area.last)
         }
         contexts[contextID]!.objects[cmd.ioas_id] = .ioas(table)
         try? repin(contextID)
@@ -217,6 +218,15 @@ extension KernelState {
         if !unmapAll && unmapped == 0 { throw .noSuchFileOrDirectory }
         cmd.length = unmapped
         unsafe command.respond(cmd)
+    }
+
+    /// An unmapped area's page-table entries go, and their dirty bits with them.
+    mutating func forgetDirtyPages(_ contextID: Int, ioasID: UInt32, _ range: ClosedRange<UInt64>) {
+        for (id, object) in contexts[contextID]!.objects {
+            guard case .hwptPaging(var hwpt) = object, hwpt.ioasID == ioasID, !hwpt.dirtyPages.isEmpty else { continue }
+            hwpt.dirtyPages = hwpt.dirtyPages.filter { !range.contains($0) }
+            contexts[contextID]!.objects[id] = .hwptPaging(hwpt)
+        }
     }
 
     mutating func dropPagesReference(_ contextID: Int, _ pagesID: Int) {

@@ -100,13 +100,22 @@ extension KernelState {
             // anything else); dirty tracking itself is not modelled.
             let cmd = unsafe command.load(iommu_hwpt_set_dirty_tracking.self)
             guard cmd.flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE == 0 else { throw .notSupported }
-            guard contexts[contextID]!.hwptPaging(cmd.hwpt_id) != nil else { throw .noSuchFileOrDirectory }
+            guard var hwpt = contexts[contextID]!.hwptPaging(cmd.hwpt_id) else { throw .noSuchFileOrDirectory }
+            // iopt_set_dirty_tracking (io_pagetable.c): no dirty operations EOPNOTSUPP;
+            // enabling clears what was dirty first, a clean snapshot.
+            guard hwpt.tracksDirty else { throw .notSupported }
+            let enable = cmd.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0
+            if enable { hwpt.dirtyPages.removeAll() }
+            hwpt.dirtyTracking = enable
+            contexts[contextID]!.objects[cmd.hwpt_id] = .hwptPaging(hwpt)
+            return
         case .hwptGetDirtyBitmap:
             // iommufd_hwpt_get_dirty_bitmap (hw_pagetable.c:482-503): unknown flags or
             // __reserved (EOPNOTSUPP), then a paging HWPT (ENOENT); the bitmap is not modelled.
             let cmd = unsafe command.load(iommu_hwpt_get_dirty_bitmap.self)
             guard cmd.flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0, cmd.__reserved == 0 else { throw .notSupported }
             guard contexts[contextID]!.hwptPaging(cmd.hwpt_id) != nil else { throw .noSuchFileOrDirectory }
+            return try readDirtyBitmap(contextID, cmd)
         case .ioasNoIOMMUGetPA:
             // iommufd_ioas_noiommu_get_pa (ioas.c:379-396): the kernel's configuration, the
             // capability, the arguments, the IOAS; the physical address is not modelled.
@@ -122,6 +131,39 @@ extension KernelState {
         }
         unmodelledCalls.append(operation)
         throw .noFunction
+    }
+
+    /// The rest of `IOMMU_HWPT_GET_DIRTY_BITMAP` (io_pagetable.c:540-660): the range against
+    /// the IOAS's alignment and the page size (EINVAL, EOVERFLOW), a HWPT without dirty
+    /// operations (EOPNOTSUPP), then the walk over the contiguous areas from `iova`, which
+    /// stops at the first hole and still answers success; each dirty I/O page sets the bit
+    /// of the `page_size` page it lies in (bits are only set, never cleared, in the user's
+    /// bitmap) and is cleared unless `NO_CLEAR`.
+    mutating func readDirtyBitmap(_ contextID: Int, _ cmd: iommu_hwpt_get_dirty_bitmap) throws(Errno) {
+        var hwpt = contexts[contextID]!.hwptPaging(cmd.hwpt_id)!
+        let table = contexts[contextID]!.ioas(hwpt.ioasID)!
+        guard cmd.length != 0 else { throw .invalidArgument }
+        let (last, overflow) = cmd.iova.addingReportingOverflow(cmd.length - 1)
+        guard !overflow else { throw .overflow }
+        let alignment = table.iovaAlignment
+        guard cmd.iova % alignment == 0, (last &+ 1) % alignment == 0, cmd.page_size != 0,
+              cmd.iova % cmd.page_size == 0, (last &+ 1) % cmd.page_size == 0 else { throw .invalidArgument }
+        guard hwpt.tracksDirty else { throw .notSupported }
+        var cursor = cmd.iova
+        while cursor <= last, let area = table.areas(overlapping: cursor...cursor).first {
+            let end = min(last, area.last)
+            for page in hwpt.dirtyPages.sorted() where page >= cursor && page <= end {
+                let bit = (page - cmd.iova) / cmd.page_size
+                if let word = unsafe UnsafeMutableRawPointer(bitPattern: UInt(cmd.data + (bit / 64) * 8)) {
+                    let value = unsafe word.loadUnaligned(as: UInt64.self)
+                    unsafe word.storeBytes(of: value | 1 << (bit % 64), as: UInt64.self)
+                }
+                if cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR == 0 { hwpt.dirtyPages.remove(page) }
+            }
+            guard end < last else { break }
+            cursor = end + 1
+        }
+        contexts[contextID]!.objects[cmd.hwpt_id] = .hwptPaging(hwpt)
     }
 
     /// `IOMMU_HWPT_DATA_SELFTEST` (iommufd_test.h).

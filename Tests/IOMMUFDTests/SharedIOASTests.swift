@@ -99,3 +99,15 @@ struct DeviceReservedRegionTests {
         #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }
+
+@Suite("dirty tracking on MockKernel's selftest IOMMU")
+struct DirtyTrackingMockTests {
+    @Test("a HWPT without the flag refuses tracking; marked pages read back as bits and ranges, kept or cleared, at 4 KiB and 64 KiB; marking with tracking off is EINVAL: what 7.3 answered in the VM, line by line")
+    func asTheKernelAnswered() throws {
+        let kernel = MockKernel()
+        let lines = try DirtyTrackingProbe.lines(system: kernel)
+        #expect(lines == DirtyTrackingProbe.linuxAnswer, "\(lines)")
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+        #expect(kernel.unmodelledCalls.isEmpty, "\(kernel.unmodelledCalls)")
+    }
+}

@@ -267,3 +267,18 @@ func kernelAndMock<Line: Equatable>(_ mock: MockKernel, _ probe: (any SystemInte
     if kernelLines.count != mockLines.count { differences.append("kernel: \(kernelLines.count) lines, mock: \(mockLines.count)") }
     return (kernelLines, mockLines, differences)
 }
+
+extension HardwareSuite {
+    /// Dirty tracking on the kernel selftest's mock IOMMU, on this kernel and on MockKernel.
+    @Suite("Hardware: dirty tracking on the selftest IOMMU, kernel and mock", .enabled(if: Hardware.hasSelftest, Hardware.selftestReason))
+    struct DirtyTrackingTests {
+        @Test("a HWPT without the flag refuses tracking; marked pages read back as bits and ranges, kept or cleared, at 4 KiB and 64 KiB; marking with tracking off is EINVAL; the mock agrees line by line")
+        func dirtyTrackingAgrees() throws {
+            let kernelLines = try DirtyTrackingProbe.lines(system: LinuxSystem())
+            #expect(kernelLines == DirtyTrackingProbe.linuxAnswer, "kernel: \(kernelLines)")
+            let mockLines = try DirtyTrackingProbe.lines(system: MockKernel())
+            #expect(mockLines == kernelLines, "mock: \(mockLines)")
+        }
+    }
+}
+

@@ -19,6 +19,7 @@ static const uint32_t IOMMU_TEST_OP_MD_CHECK_REFS = 4;
 static const uint32_t IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9;
 static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
 static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
+static const uint32_t IOMMU_TEST_OP_DIRTY = 13;
 
 /* The selftest mock domain's geometry (MOCK_IOMMUPT_DEFAULT). */
 static const uint64_t IOMMU_TEST_MOCK_APERTURE_START = 1ull << 24;
@@ -62,6 +63,14 @@ struct iommu_test_cmd {
         struct {
             ciommufd_u32 limit;
         } memory_limit;
+        struct {
+            ciommufd_u32 flags;
+            ciommufd_u64 iova;
+            ciommufd_u64 length;
+            ciommufd_u64 page_size;
+            ciommufd_u64 uptr;        /* bitmap of the pages to mark dirty */
+            ciommufd_u64 out_nr_dirty;
+        } dirty;
         /* The kernel's union has further members; the largest (dirty) is 48 bytes. */
         ciommufd_u8 __union_size[48];
     };

@@ -45,6 +45,37 @@ package enum IOMMUFDIOCTL {
         return command.out_hwpt_id
     }
 
+    /// `IOMMU_HWPT_SET_DIRTY_TRACKING`: turns dirty tracking of a paging HWPT on (clearing
+    /// what was dirty) or off.
+    package static func hwptSetDirtyTracking(_ seam: IOCTLSeam, _ fd: Int32, hwpt: UInt32, enabled: Bool,
+                                             fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = iommu_hwpt_set_dirty_tracking()
+        command.size = UInt32(MemoryLayout<iommu_hwpt_set_dirty_tracking>.size)
+        command.flags = enabled ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0
+        command.hwpt_id = hwpt
+        try issueIOCTL(seam, fd, IOMMU_HWPT_SET_DIRTY_TRACKING, .hwptSetDirtyTracking, &command,
+                       IOMMUErrorContext(objectID: hwpt), fileID: fileID, line: line)
+    }
+
+    /// `IOMMU_HWPT_GET_DIRTY_BITMAP`: sets, in `bitmap` (one bit per `pageSize` page from
+    /// `iova`, in 64-bit words), the bits of the pages written since the last read; clears
+    /// them in the page table unless `flags` has `NO_CLEAR`. The kernel only sets bits.
+    @unsafe
+    package static func hwptGetDirtyBitmap(_ seam: IOCTLSeam, _ fd: Int32, hwpt: UInt32, iova: UInt64, length: UInt64, pageSize: UInt64,
+                                           flags: UInt32, bitmap: UnsafeMutableRawBufferPointer,
+                                           fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = iommu_hwpt_get_dirty_bitmap()
+        command.size = UInt32(MemoryLayout<iommu_hwpt_get_dirty_bitmap>.size)
+        command.hwpt_id = hwpt
+        command.flags = flags
+        command.iova = iova
+        command.length = length
+        command.page_size = pageSize
+        command.data = UInt64(UInt(bitPattern: bitmap.baseAddress))
+        try issueIOCTL(seam, fd, IOMMU_HWPT_GET_DIRTY_BITMAP, .hwptGetDirtyBitmap, &command,
+                       IOMMUErrorContext(objectID: hwpt, iova: iova, length: length), fileID: fileID, line: line)
+    }
+
     /// `IOMMU_IOAS_ALLOW_IOVAS`: replaces the IOAS's allowed ranges with `ranges` (none clears them).
     @inlinable
     package static func ioasAllowIOVAs(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32,

@@ -87,6 +87,22 @@ package enum SelftestIOCTL {
                        IOMMUErrorContext(objectID: hwpt, iova: iova, length: length, userAddress: userAddress), fileID: fileID, line: line)
     }
 
+    /// `IOMMU_TEST_OP_DIRTY`: marks dirty, in the mock domain `hwpt` (dirty tracking on), the
+    /// `pageSize` pages of `[iova, iova + length)` whose bit is set in `bitmap`; returns how
+    /// many bits were set.
+    @unsafe
+    package static func markDirty(_ seam: IOCTLSeam, _ fd: Int32, hwpt: UInt32, iova: UInt64, length: UInt64, pageSize: UInt64,
+                                  bitmap: UnsafeRawBufferPointer, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt64 {
+        var command = command(IOMMU_TEST_OP_DIRTY, id: hwpt)
+        command.dirty.iova = iova
+        command.dirty.length = length
+        command.dirty.page_size = pageSize
+        command.dirty.uptr = UInt64(UInt(bitPattern: bitmap.baseAddress))
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
+                       IOMMUErrorContext(objectID: hwpt, iova: iova, length: length), fileID: fileID, line: line)
+        return command.dirty.out_nr_dirty
+    }
+
     /// `IOMMU_TEST_OP_MD_CHECK_REFS`: whether every base page of `[userAddress, userAddress + length)`
     /// is pinned exactly `refs` times (`EIO` when one is not).
     package static func checkRefs(_ seam: IOCTLSeam, _ fd: Int32, userAddress: UInt64, length: UInt64, refs: UInt32,
