@@ -138,7 +138,10 @@ extension KernelState {
     /// operations (EOPNOTSUPP), then the walk over the contiguous areas from `iova`, which
     /// stops at the first hole and still answers success; each dirty I/O page sets the bit
     /// of the `page_size` page it lies in (bits are only set, never cleared, in the user's
-    /// bitmap) and is cleared unless `NO_CLEAR`.
+    /// bitmap) and is cleared unless `NO_CLEAR`. The model's leaves are single I/O pages;
+    /// the kernel's mock IOMMU (AMDv1) maps physically contiguous pages with larger leaves
+    /// and keeps one dirty bit per leaf, so below a mapping's size the two can differ (the
+    /// scenarios and probes mark and read whole mappings).
     mutating func readDirtyBitmap(_ contextID: Int, _ cmd: iommu_hwpt_get_dirty_bitmap) throws(Errno) {
         var hwpt = contexts[contextID]!.hwptPaging(cmd.hwpt_id)!
         let table = contexts[contextID]!.ioas(hwpt.ioasID)!

@@ -102,7 +102,7 @@ struct DeviceReservedRegionTests {
 
 @Suite("dirty tracking on MockKernel's selftest IOMMU")
 struct DirtyTrackingMockTests {
-    @Test("a HWPT without the flag refuses tracking; marked pages read back as bits and ranges, kept or cleared, at 4 KiB and 64 KiB; marking with tracking off is EINVAL: what 7.3 answered in the VM, line by line")
+    @Test("a HWPT without the flag refuses tracking; marked mappings read back dirty with their range, kept or cleared; marking with tracking off is EINVAL: what 7.3 answered in the VM, line by line")
     func asTheKernelAnswered() throws {
         let kernel = MockKernel()
         let lines = try DirtyTrackingProbe.lines(system: kernel)

@@ -272,7 +272,7 @@ extension HardwareSuite {
     /// Dirty tracking on the kernel selftest's mock IOMMU, on this kernel and on MockKernel.
     @Suite("Hardware: dirty tracking on the selftest IOMMU, kernel and mock", .enabled(if: Hardware.hasSelftest, Hardware.selftestReason))
     struct DirtyTrackingTests {
-        @Test("a HWPT without the flag refuses tracking; marked pages read back as bits and ranges, kept or cleared, at 4 KiB and 64 KiB; marking with tracking off is EINVAL; the mock agrees line by line")
+        @Test("a HWPT without the flag refuses tracking; marked mappings read back dirty with their range, kept or cleared; marking with tracking off is EINVAL; the mock agrees line by line")
         func dirtyTrackingAgrees() throws {
             let kernelLines = try DirtyTrackingProbe.lines(system: LinuxSystem())
             #expect(kernelLines == DirtyTrackingProbe.linuxAnswer, "kernel: \(kernelLines)")

@@ -37,3 +37,69 @@ extension ScenarioExecutor {
         return Outcome(outputs: ["id": "\(id)"])
     }
 }
+
+extension ScenarioExecutor {
+    /// `dirty_track HWPT on|off [flags=N]`: `IOMMU_HWPT_SET_DIRTY_TRACKING` (`flags=` sends raw flags).
+    func setDirtyTracking(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 2 || (step.words.count == 1 && step.arguments["flags"] != nil) else {
+            throw session.fail("dirty_track HWPT on|off")
+        }
+        let fd = try session.context(step)
+        var command = iommu_hwpt_set_dirty_tracking()
+        command.size = UInt32(MemoryLayout<iommu_hwpt_set_dirty_tracking>.size)
+        command.hwpt_id = try session.objectID(step.words[0])
+        command.flags = try step.arguments["flags"].map { UInt32(truncatingIfNeeded: try session.number($0)) }
+            ?? (step.words[1] == "on" ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0)
+        _ = try withUnsafeMutableBytes(of: &command) { try IOMMUFDIOCTL.raw(session.seam, fd, request: UInt(IOMMU_HWPT_SET_DIRTY_TRACKING), argument: $0.baseAddress) }
+        return Outcome()
+    }
+
+    /// `dirty_read HWPT iova= length= page_size= [no_clear] [fill=B]`: `IOMMU_HWPT_GET_DIRTY_BITMAP`
+    /// into a bitmap whose bytes start as `fill` (default 0); outputs `bits` (the bitmap's
+    /// 64-bit words in hex, lowest first, joined by `,`), also after a failure.
+    func readDirtyBitmap(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard let name = step.words.first else { throw session.fail("dirty_read HWPT iova= length= page_size=") }
+        let fd = try session.context(step)
+        let length = try session.argument(step, "length")
+        let pageSize = try session.argument(step, "page_size")
+        let pages = pageSize == 0 ? 1 : max(1, (length + pageSize - 1) / pageSize)
+        guard pages <= 1 << 16 else { throw session.fail("dirty_read: at most 65536 pages") }
+        let fill = UInt8(truncatingIfNeeded: try session.argument(step, "fill", default: 0))
+        var words = [UInt64](repeating: UInt64(fill) * 0x0101_0101_0101_0101, count: Int((pages + 63) / 64))
+        var command = iommu_hwpt_get_dirty_bitmap()
+        command.size = UInt32(MemoryLayout<iommu_hwpt_get_dirty_bitmap>.size)
+        command.hwpt_id = try session.objectID(name)
+        command.flags = step.has("no_clear") ? IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR : 0
+        command.iova = try session.argument(step, "iova")
+        command.length = length
+        command.page_size = pageSize
+        var failure: Errno?
+        words.withUnsafeMutableBytes { bitmap in
+            command.data = UInt64(UInt(bitPattern: bitmap.baseAddress))
+            do throws(Errno) {
+                _ = try withUnsafeMutableBytes(of: &command) { (raw) throws(Errno) in
+                    try IOMMUFDIOCTL.raw(session.seam, fd, request: UInt(IOMMU_HWPT_GET_DIRTY_BITMAP), argument: raw.baseAddress)
+                }
+            } catch {
+                failure = error
+            }
+        }
+        return Outcome(errno: failure, outputs: ["bits": words.map { ScenarioSession.hex($0) }.joined(separator: ",")])
+    }
+
+    /// `dirty_mark HWPT iova= length= page_size= bits=W[,W...]`: the selftest's
+    /// `IOMMU_TEST_OP_DIRTY` with the given bitmap words; outputs `marked`.
+    func markDirty(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard let name = step.words.first else { throw session.fail("dirty_mark HWPT iova= length= page_size= bits=") }
+        let fd = try session.context(step)
+        let words = try (step.arguments["bits"] ?? "0").split(separator: ",").map { try session.number(String($0)) }
+        let hwpt = try session.objectID(name)
+        let iova = try session.argument(step, "iova"), length = try session.argument(step, "length")
+        let pageSize = try session.argument(step, "page_size")
+        let marked = try words.withUnsafeBytes { (bitmap) throws(IOMMUError) -> UInt64 in
+            try SelftestIOCTL.markDirty(session.seam, fd, hwpt: hwpt, iova: iova, length: length, pageSize: pageSize,
+                                        bitmap: bitmap, fileID: #fileID, line: step.line)
+        }
+        return Outcome(outputs: ["marked": "\(marked)"])
+    }
+}
