@@ -50,7 +50,8 @@ extension HWPT {
     ///
     /// - Throws: `EOPNOTSUPP` for a HWPT allocated without dirty tracking.
     public func setDirtyTracking(_ enabled: Bool, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        try IOMMUFDIOCTL.hwptSetDirtyTracking(ioas.seam, ioas.fd, hwpt: id.rawValue, enabled: enabled, fileID: fileID, line: line)
+        try IOMMUFDIOCTL.hwptSetDirtyTracking(ioas.seam, ioas.fd, hwpt: id.rawValue, flags: enabled ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0,
+                                              fileID: fileID, line: line)
     }
 
     /// The pages of `mapping` written since the last read, one bit per `pageSize` (a power of

@@ -42,17 +42,7 @@ public final class HWPT: Sendable {
     /// - Throws: `EBUSY` while a device is attached to it (or it is the parent of a nested
     ///   HWPT; the handle stays usable); `ENOENT` when this handle was destroyed already.
     public func destroy(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        guard destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
-            var context = IOMMUErrorContext(objectID: id.rawValue)
-            context.handleWasDestroyed = true
-            throw IOMMUError(.destroy, .noSuchFileOrDirectory, context, fileID: fileID, line: line)
-        }
-        do {
-            try ioas.iommufd.destroy(id, fileID: fileID, line: line)
-        } catch {
-            destroyed.store(false, ordering: .releasing)
-            throw error
-        }
+        try ioas.iommufd.destroyOnce(id, claiming: destroyed, fileID: fileID, line: line)
     }
 }
 

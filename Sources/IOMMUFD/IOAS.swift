@@ -50,17 +50,7 @@ public final class IOAS: Sendable {
     /// - Throws: `EBUSY` while a device or HWPT still uses it (the handle stays usable);
     ///   `ENOENT` when this handle was destroyed already.
     public func destroy(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        // Claim the destruction first, so two threads cannot both issue IOMMU_DESTROY (the
-        // second could hit an object that reused the id).
-        guard destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
-            throw staleHandle(.destroy, fileID: fileID, line: line)
-        }
-        do {
-            try iommufd.destroy(id, fileID: fileID, line: line)
-        } catch {
-            destroyed.store(false, ordering: .releasing)
-            throw error
-        }
+        try iommufd.destroyOnce(id, claiming: destroyed, fileID: fileID, line: line)
     }
 
     /// The kernel id for a call through this handle, or `ENOENT` (without a system call)
@@ -72,9 +62,7 @@ public final class IOAS: Sendable {
     }
 
     private func staleHandle(_ operation: IOMMUOperation, fileID: StaticString, line: Int) -> IOMMUError {
-        var context = IOMMUErrorContext(objectID: id.rawValue)
-        context.handleWasDestroyed = true
-        return IOMMUError(operation, .noSuchFileOrDirectory, context, fileID: fileID, line: line)
+        IOMMUFD.staleHandle(operation, id: id.rawValue, fileID: fileID, line: line)
     }
 }
 

@@ -71,6 +71,30 @@ public final class IOMMUFD: Sendable {
         try destroy(rawID: id.rawValue, fileID: fileID, line: line)
     }
 
+    /// Destroys the object `id` of a handle once: `destroyed` is claimed first, so two threads
+    /// cannot both issue `IOMMU_DESTROY` (the second could hit an object that reused the id),
+    /// and released again when the kernel refuses (`EBUSY`), so the handle stays usable.
+    /// A handle already destroyed gets `ENOENT` without a system call.
+    func destroyOnce<Kind>(_ id: IOMMUObjectID<Kind>, claiming destroyed: borrowing Atomic<Bool>,
+                           fileID: StaticString, line: Int) throws(IOMMUError) {
+        guard destroyed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            throw Self.staleHandle(.destroy, id: id.rawValue, fileID: fileID, line: line)
+        }
+        do {
+            try destroy(id, fileID: fileID, line: line)
+        } catch {
+            destroyed.store(false, ordering: .releasing)
+            throw error
+        }
+    }
+
+    /// The refusal of a call through a handle whose object was destroyed: `ENOENT`, never issued.
+    static func staleHandle(_ operation: IOMMUOperation, id: UInt32, fileID: StaticString, line: Int) -> IOMMUError {
+        var context = IOMMUErrorContext(objectID: id)
+        context.handleWasDestroyed = true
+        return IOMMUError(operation, .noSuchFileOrDirectory, context, fileID: fileID, line: line)
+    }
+
     /// Destroys an object given by its raw kernel id (for ids received from elsewhere).
     public func destroy(rawID: UInt32, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
         try IOMMUFDIOCTL.destroy(seam, fd, id: rawID, fileID: fileID, line: line)

@@ -267,12 +267,12 @@ extension KernelState {
         guard cmd.flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 else { throw .notSupported }
         guard cmd.__reserved == (0, 0, 0) else { throw .notSupported }
         if cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 { cmd.in_data_type = IOMMU_HW_INFO_TYPE_DEFAULT }
-        guard case .device? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
-        let isVFIOFunction = vfio.deviceFiles.values.contains { $0.boundContext == contextID && $0.boundDeviceID == cmd.dev_id }
+        guard case .device(let device)? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
         var data: [UInt8]
         let dataType: UInt32
-        var capabilities = IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED
-        if isVFIOFunction {
+        // `ops->capable(dev, IOMMU_CAP_DIRTY_TRACKING)`: the same answer HWPT_ALLOC checks.
+        let capabilities = IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED | (device.iommu.tracksDirty ? IOMMU_HW_CAP_DIRTY_TRACKING : 0)
+        if case .intel = device.iommu {
             guard cmd.in_data_type == IOMMU_HW_INFO_TYPE_DEFAULT || cmd.in_data_type == IOMMU_HW_INFO_TYPE_INTEL_VTD else { throw .notSupported }
             var vtd = iommu_hw_info_vtd()
             vtd.flags = IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17
@@ -285,7 +285,6 @@ extension KernelState {
             // struct iommu_test_hw_info { __u32 flags; __u32 test_reg; } (iommufd_test.h:208-211)
             data = unsafe withUnsafeBytes(of: (UInt32(0), Self.selftestHardwareInfoRegister)) { unsafe Array($0) }
             dataType = Self.selftestHardwareInfoType
-            capabilities |= IOMMU_HW_CAP_DIRTY_TRACKING
         }
         let copied = min(Int(cmd.data_len), data.count)
         if cmd.data_len > 0 {

@@ -70,6 +70,27 @@ struct OptionROMTests {
     }
 }
 
+@Suite("VFIO device commands MockKernel does not model")
+struct UnmodelledDeviceCommandTests {
+    @Test("IOEVENTFD and DEVICE_FEATURE, which vfio-pci implements, are refused loudly (ENOSYS, recorded), not ENOTTY; the graphics commands vfio-pci lacks stay ENOTTY")
+    func refusedLoudly() throws {
+        let kernel = pciMachine()
+        let nic = try VFIOPCIDevice(e1000e, path: .only(.iommufdCdev), system: kernel, environment: [:])
+        let fd = nic.device.fileDescriptor.rawValue
+        var ioeventfd = vfio_device_ioeventfd()
+        ioeventfd.argsz = UInt32(MemoryLayout<vfio_device_ioeventfd>.size)
+        #expect(throws: Errno.noFunction) { _ = try kernel.ioctl(fd, VFIO_DEVICE_IOEVENTFD, &ioeventfd) }
+        var feature = vfio_device_feature()
+        feature.argsz = UInt32(MemoryLayout<vfio_device_feature>.size)
+        #expect(throws: Errno.noFunction) { _ = try kernel.ioctl(fd, VFIO_DEVICE_FEATURE, &feature) }
+        #expect(kernel.unmodelledCalls == [.vfioDeviceIOEventFD, .vfioDeviceFeature])
+        var plane = vfio_device_feature()
+        #expect(throws: Errno.inappropriateIOCTLForDevice, "vfio_pci_core_ioctl's default") {
+            _ = try kernel.ioctl(fd, VFIO_DEVICE_QUERY_GFX_PLANE, &plane)
+        }
+    }
+}
+
 @Suite("reserved regions belong to the device, not to the page table")
 struct DeviceReservedRegionTests {
     /// The IOAS's usable ranges as `start-last` in hex.

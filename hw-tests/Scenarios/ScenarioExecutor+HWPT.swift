@@ -45,12 +45,10 @@ extension ScenarioExecutor {
             throw session.fail("dirty_track HWPT on|off")
         }
         let fd = try session.context(step)
-        var command = iommu_hwpt_set_dirty_tracking()
-        command.size = UInt32(MemoryLayout<iommu_hwpt_set_dirty_tracking>.size)
-        command.hwpt_id = try session.objectID(step.words[0])
-        command.flags = try step.arguments["flags"].map { UInt32(truncatingIfNeeded: try session.number($0)) }
+        let flags = try step.arguments["flags"].map { UInt32(truncatingIfNeeded: try session.number($0)) }
             ?? (step.words[1] == "on" ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0)
-        _ = try withUnsafeMutableBytes(of: &command) { try IOMMUFDIOCTL.raw(session.seam, fd, request: UInt(IOMMU_HWPT_SET_DIRTY_TRACKING), argument: $0.baseAddress) }
+        try IOMMUFDIOCTL.hwptSetDirtyTracking(session.seam, fd, hwpt: try session.objectID(step.words[0]), flags: flags,
+                                              fileID: #fileID, line: step.line)
         return Outcome()
     }
 
@@ -66,22 +64,16 @@ extension ScenarioExecutor {
         guard pages <= 1 << 16 else { throw session.fail("dirty_read: at most 65536 pages") }
         let fill = UInt8(truncatingIfNeeded: try session.argument(step, "fill", default: 0))
         var words = [UInt64](repeating: UInt64(fill) * 0x0101_0101_0101_0101, count: Int((pages + 63) / 64))
-        var command = iommu_hwpt_get_dirty_bitmap()
-        command.size = UInt32(MemoryLayout<iommu_hwpt_get_dirty_bitmap>.size)
-        command.hwpt_id = try session.objectID(name)
-        command.flags = step.has("no_clear") ? IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR : 0
-        command.iova = try session.argument(step, "iova")
-        command.length = length
-        command.page_size = pageSize
+        let hwpt = try session.objectID(name)
+        let iova = try session.argument(step, "iova")
+        let flags = step.has("no_clear") ? IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR : 0
         var failure: Errno?
         words.withUnsafeMutableBytes { bitmap in
-            command.data = UInt64(UInt(bitPattern: bitmap.baseAddress))
-            do throws(Errno) {
-                _ = try withUnsafeMutableBytes(of: &command) { (raw) throws(Errno) in
-                    try IOMMUFDIOCTL.raw(session.seam, fd, request: UInt(IOMMU_HWPT_GET_DIRTY_BITMAP), argument: raw.baseAddress)
-                }
+            do throws(IOMMUError) {
+                try IOMMUFDIOCTL.hwptGetDirtyBitmap(session.seam, fd, hwpt: hwpt, iova: iova, length: length, pageSize: pageSize,
+                                                    flags: flags, bitmap: bitmap, fileID: #fileID, line: step.line)
             } catch {
-                failure = error
+                failure = error.errno
             }
         }
         return Outcome(errno: failure, outputs: ["bits": words.map { ScenarioSession.hex($0) }.joined(separator: ",")])

@@ -45,13 +45,13 @@ package enum IOMMUFDIOCTL {
         return command.out_hwpt_id
     }
 
-    /// `IOMMU_HWPT_SET_DIRTY_TRACKING`: turns dirty tracking of a paging HWPT on (clearing
-    /// what was dirty) or off.
-    package static func hwptSetDirtyTracking(_ seam: IOCTLSeam, _ fd: Int32, hwpt: UInt32, enabled: Bool,
+    /// `IOMMU_HWPT_SET_DIRTY_TRACKING`: turns dirty tracking of a paging HWPT on (flags
+    /// `IOMMU_HWPT_DIRTY_TRACKING_ENABLE`; clearing what was dirty) or off (0).
+    package static func hwptSetDirtyTracking(_ seam: IOCTLSeam, _ fd: Int32, hwpt: UInt32, flags: UInt32,
                                              fileID: StaticString, line: Int) throws(IOMMUError) {
         var command = iommu_hwpt_set_dirty_tracking()
         command.size = UInt32(MemoryLayout<iommu_hwpt_set_dirty_tracking>.size)
-        command.flags = enabled ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0
+        command.flags = flags
         command.hwpt_id = hwpt
         try issueIOCTL(seam, fd, IOMMU_HWPT_SET_DIRTY_TRACKING, .hwptSetDirtyTracking, &command,
                        IOMMUErrorContext(objectID: hwpt), fileID: fileID, line: line)
