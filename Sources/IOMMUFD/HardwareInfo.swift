@@ -350,7 +350,7 @@ public enum NestedHWPTFormat: Sendable, Hashable, CaseIterable {
         case .vtdStage1: IOMMU_HWPT_DATA_VTD_S1
         case .armSMMUv3: IOMMU_HWPT_DATA_ARM_SMMUV3
         case .amdGuest: IOMMU_HWPT_DATA_AMD_GUEST
-        case .selftest: 0xdead  // IOMMU_HWPT_DATA_SELFTEST (iommufd_test.h)
+        case .selftest: IOMMU_HWPT_DATA_SELFTEST
         }
     }
 }

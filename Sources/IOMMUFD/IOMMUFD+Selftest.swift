@@ -84,3 +84,30 @@ extension IOMMUFD {
         return try result.get()
     }
 }
+
+extension IOMMUFD {
+    /// TEST-ONLY: whether entry `iotlbID` (0-3) of a selftest nested HWPT's mock IOTLB holds
+    /// `value` (`IOMMU_TEST_OP_MD_CHECK_IOTLB`): it starts as the allocation data's `iotlb`
+    /// and an invalidation clears it to 0.
+    ///
+    /// - Throws: `EINVAL` when the entry holds another value or the id is past 3, `ENOENT`
+    ///   for an id that is not a nested HWPT.
+    @_spi(Selftest)
+    public func selftestCheckIOTLB(_ hwpt: HWPTID, iotlbID: UInt32, equals value: UInt32,
+                                   fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try SelftestIOCTL.checkIOTLB(seam, fd, hwpt: hwpt.rawValue, iotlbID: iotlbID, value: value, fileID: fileID, line: line)
+    }
+}
+
+extension IOMMUFD {
+    /// TEST-ONLY: moves the RID attachment of the selftest mock device `selftestID` names to another page table (a
+    /// HWPT of either kind, or an IOAS through an automatic domain) without detaching it
+    /// (`IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE`). Returns the HWPT it is attached to now.
+    @_spi(Selftest)
+    @discardableResult
+    public func selftestReplace(_ selftestID: SelftestID, with pageTable: UInt32,
+                                fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+        HWPTID(rawValue: try SelftestIOCTL.mockDomainReplace(seam, fd, device: selftestID.rawValue, pageTable: pageTable,
+                                                             fileID: fileID, line: line))
+    }
+}

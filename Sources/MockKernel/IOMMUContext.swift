@@ -34,12 +34,52 @@ struct IOMMUContext {
         if case .hwptPaging(let hwpt)? = objects[id] { return hwpt }
         return nil
     }
+
+    /// The nested HWPT with this id, if it is one.
+    func hwptNested(_ id: UInt32) -> MockNestedHWPT? {
+        if case .hwptNested(let hwpt)? = objects[id] { return hwpt }
+        return nil
+    }
+
+    /// The IOAS a HWPT translates through: its own for a paging HWPT, its parent's for a
+    /// nested one (`find_hwpt_paging`, device.c).
+    func ioasID(ofHWPT id: UInt32) -> UInt32? {
+        switch objects[id] {
+        case .hwptPaging(let hwpt)?: hwpt.ioasID
+        case .hwptNested(let nested)?: hwptPaging(nested.parentID)?.ioasID
+        default: nil
+        }
+    }
+
+    /// The number of devices attached to a HWPT of either kind.
+    func attachedDevices(ofHWPT id: UInt32) -> Int {
+        switch objects[id] {
+        case .hwptPaging(let hwpt)?: hwpt.attachedDevices
+        case .hwptNested(let nested)?: nested.attachedDevices
+        default: 0
+        }
+    }
+
+    /// Changes the number of devices attached to a HWPT of either kind.
+    mutating func adjustAttachments(ofHWPT id: UInt32, by delta: Int) {
+        switch objects[id] {
+        case .hwptPaging(var hwpt)?:
+            hwpt.attachedDevices += delta
+            objects[id] = .hwptPaging(hwpt)
+        case .hwptNested(var nested)?:
+            nested.attachedDevices += delta
+            objects[id] = .hwptNested(nested)
+        default:
+            break
+        }
+    }
 }
 
 /// An object in a context's table.
 enum MockObject {
     case ioas(IOPageTable)
     case hwptPaging(MockHWPT)
+    case hwptNested(MockNestedHWPT)
     case device(MockBoundDevice)
     case selftest(deviceID: UInt32)
 
@@ -48,6 +88,7 @@ enum MockObject {
         switch self {
         case .ioas: "IOAS"
         case .hwptPaging: "HWPT_PAGING"
+        case .hwptNested: "HWPT_NESTED"
         case .device: "DEVICE"
         case .selftest: "SELFTEST"
         }
@@ -58,6 +99,8 @@ enum MockObject {
 struct MockHWPT {
     var ioasID: UInt32
     var autoDomain: Bool
+    /// The IOMMU driver that owns the domain (`domain->owner`).
+    var driver: DeviceIOMMU.Driver
     var ioPageSize: UInt64
     var aperture: ClosedRange<UInt64>
     var attachedDevices: Int = 0
@@ -71,7 +114,22 @@ struct MockHWPT {
     /// Whether it has dirty operations (allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`).
     var tracksDirty: Bool { flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 }
     /// Whether it is a domain of the selftest's mock IOMMU.
-    var isSelftestDomain: Bool { ioPageSize == IOMMU_TEST_MOCK_PAGE_SIZE }
+    var isSelftestDomain: Bool { driver == .selftest }
+}
+
+/// A nested HWPT (`struct iommufd_hwpt_nested`): a domain of its parent's driver whose first
+/// stage is the user's table; the selftest driver's keeps a four-entry mock IOTLB
+/// (`struct mock_iommu_domain_nested`, selftest.c).
+struct MockNestedHWPT {
+    /// The nesting parent, a paging HWPT (it holds a reference: destroying it is EBUSY).
+    var parentID: UInt32
+    var driver: DeviceIOMMU.Driver
+    var attachedDevices: Int = 0
+    /// The `IOMMU_HWPT_ALLOC_*` flags it was allocated with.
+    var flags: UInt32
+    /// `iotlb[MOCK_NESTED_DOMAIN_IOTLB_NUM]`: each starts as the data's `iotlb`, an
+    /// invalidation sets an entry to 0.
+    var iotlb: [UInt32]
 }
 
 /// A device bound to the context: a selftest mock device or a VFIO function.
@@ -79,6 +137,16 @@ struct MockBoundDevice {
     var attachedHWPT: UInt32?
     /// The IOMMU driver behind it.
     var iommu: DeviceIOMMU = .selftest
+    /// A selftest mock device's `MOCK_FLAGS_DEVICE_*` (`mock_dev_create`, selftest.c:983-1020).
+    var selftestFlags: UInt32 = 0
+
+    /// `device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`: the driver's answer, which the
+    /// selftest driver withholds from a device made with `MOCK_FLAGS_DEVICE_NO_DIRTY`
+    /// (`mock_domain_capable`, selftest.c).
+    var tracksDirty: Bool { iommu.tracksDirty && selftestFlags & KernelState.mockDeviceNoDirty == 0 }
+    /// `ilog2(dev->iommu->max_pasids)`: 20 (`MOCK_PASID_WIDTH`) for a selftest device made
+    /// with `MOCK_FLAGS_DEVICE_PASID`, else 0 (QEMU 7.2's functions have no PASID capability).
+    var maxPASIDLog2: UInt8 { selftestFlags & KernelState.mockDevicePASID != 0 ? 20 : 0 }
 }
 
 /// The IOMMU driver behind a bound device, as far as the model tells drivers apart.
@@ -89,6 +157,20 @@ enum DeviceIOMMU: Equatable {
     /// QEMU 7.2's intel-iommu with an input address width: 4 KiB pages, no scalable mode,
     /// so no nesting parent and no dirty tracking (intel/iommu.c:2944-2965).
     case intel(addressWidth: Int)
+
+    /// The driver alone, without the unit's geometry (what `domain->owner` compares).
+    enum Driver: Equatable {
+        case selftest
+        case intel
+    }
+
+    /// The driver behind the device.
+    var driver: Driver {
+        switch self {
+        case .selftest: .selftest
+        case .intel: .intel
+        }
+    }
 
     /// The domain's I/O page size.
     var ioPageSize: UInt64 {

@@ -101,7 +101,7 @@ extension KernelState {
 
     /// `iommufd_device_attach`: to a HWPT, or to an IOAS through an automatic domain
     /// (an existing automatic HWPT of that IOAS is shared). Returns the HWPT id.
-    mutating func attachDevice(_ contextID: Int, _ deviceID: UInt32, to ptID: UInt32, ioPageSize: UInt64, aperture: ClosedRange<UInt64>) throws(Errno) -> UInt32 {
+    mutating func attachDevice(_ contextID: Int, _ deviceID: UInt32, to ptID: UInt32, iommu: DeviceIOMMU) throws(Errno) -> UInt32 {
         let hwptID: UInt32
         switch contexts[contextID]!.objects[ptID] {
         case nil:
@@ -110,29 +110,34 @@ extension KernelState {
             // iommufd_device_auto_get_domain: an automatic domain of the IOAS is reused only
             // when the device can attach to it (the same IOMMU driver and geometry; another
             // driver's domain refuses the attach with EINVAL and the next is tried); else a
-            // new one is made. The model knows a driver by its domains' geometry.
+            // new one is made.
             let existing = contexts[contextID]!.objects.filter { _, object in
                 if case .hwptPaging(let hwpt) = object {
-                    return hwpt.ioasID == ptID && hwpt.autoDomain && hwpt.ioPageSize == ioPageSize && hwpt.aperture == aperture
+                    return hwpt.ioasID == ptID && hwpt.autoDomain && hwpt.driver == iommu.driver
+                        && hwpt.ioPageSize == iommu.ioPageSize && hwpt.aperture == iommu.aperture
                 }
                 return false
             }.keys.min()
             if let existing {
                 hwptID = existing
             } else {
-                hwptID = contexts[contextID]!.insert(.hwptPaging(MockHWPT(ioasID: ptID, autoDomain: true, ioPageSize: ioPageSize, aperture: aperture)))
-                try addDomain(contextID, ioasID: ptID, hwptID: hwptID, ioPageSize: ioPageSize, aperture: aperture)
+                let hwpt = MockHWPT(ioasID: ptID, autoDomain: true, driver: iommu.driver, ioPageSize: iommu.ioPageSize, aperture: iommu.aperture)
+                hwptID = contexts[contextID]!.insert(.hwptPaging(hwpt))
+                try addDomain(contextID, ioasID: ptID, hwptID: hwptID, ioPageSize: hwpt.ioPageSize, aperture: hwpt.aperture)
             }
         case .hwptPaging(let hwpt)?:
             // A domain of another IOMMU driver cannot take the device.
-            guard hwpt.ioPageSize == ioPageSize && hwpt.aperture == aperture else { throw .invalidArgument }
+            guard hwpt.driver == iommu.driver else { throw .invalidArgument }
+            // mock_domain_nop_attach (selftest.c:222-223): a NO_DIRTY device refuses a domain with dirty operations.
+            if hwpt.tracksDirty, case .device(let device)? = contexts[contextID]!.objects[deviceID], !device.tracksDirty { throw .invalidArgument }
+            hwptID = ptID
+        case .hwptNested(let nested)?:
+            guard nested.driver == iommu.driver else { throw .invalidArgument }
             hwptID = ptID
         default:
             throw .invalidArgument
         }
-        guard case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[hwptID] else { throw .invalidArgument }
-        hwpt.attachedDevices += 1
-        contexts[contextID]!.objects[hwptID] = .hwptPaging(hwpt)
+        contexts[contextID]!.adjustAttachments(ofHWPT: hwptID, by: 1)
         guard case .device(var device)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
         device.attachedHWPT = hwptID
         contexts[contextID]!.objects[deviceID] = .device(device)
@@ -145,7 +150,7 @@ extension KernelState {
         guard case .device(var device)? = contexts[contextID]!.objects[deviceID], let hwptID = device.attachedHWPT else { return }
         device.attachedHWPT = nil
         contexts[contextID]!.objects[deviceID] = .device(device)
-        if let ioasID = contexts[contextID]!.hwptPaging(hwptID)?.ioasID { removeRegions(ofDevice: deviceID, contextID, in: ioasID) }
+        if let ioasID = contexts[contextID]!.ioasID(ofHWPT: hwptID) { removeRegions(ofDevice: deviceID, contextID, in: ioasID) }
         releaseAttachment(contextID, hwptID: hwptID)
     }
 
@@ -158,14 +163,10 @@ extension KernelState {
 
     /// One device fewer on `hwptID`; an automatic HWPT left without devices is destroyed.
     mutating func releaseAttachment(_ contextID: Int, hwptID: UInt32) {
-        guard case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[hwptID] else { return }
-        hwpt.attachedDevices -= 1
-        if hwpt.attachedDevices == 0 && hwpt.autoDomain {
-            contexts[contextID]!.objects[hwptID] = nil
-            removeDomain(contextID, ioasID: hwpt.ioasID, hwptID: hwptID)
-        } else {
-            contexts[contextID]!.objects[hwptID] = .hwptPaging(hwpt)
-        }
+        contexts[contextID]!.adjustAttachments(ofHWPT: hwptID, by: -1)
+        guard let hwpt = contexts[contextID]!.hwptPaging(hwptID), hwpt.attachedDevices == 0, hwpt.autoDomain else { return }
+        contexts[contextID]!.objects[hwptID] = nil
+        removeDomain(contextID, ioasID: hwpt.ioasID, hwptID: hwptID)
     }
 
     // MARK: IOMMU_TEST_CMD
@@ -179,7 +180,6 @@ extension KernelState {
 
     mutating func selftest(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = unsafe command.load(iommu_test_cmd.self)
-        let aperture = IOMMU_TEST_MOCK_APERTURE_START...IOMMU_TEST_MOCK_APERTURE_LAST
         switch cmd.op {
         case IOMMU_TEST_OP_ADD_RESERVED:
             // iommufd_test_add_reserved (selftest.c:1163-1184): the range first, then the IOAS.
@@ -191,18 +191,17 @@ extension KernelState {
             if let error = table.reserve(cmd.add_reserved.start...last, owner: .selftest) { throw error }
             contexts[contextID]!.objects[cmd.id] = .ioas(table)
         case IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
-            // mock_dev_create (selftest.c:983-995): only NO_DIRTY and PASID are device flags;
-            // what they change (dirty tracking, a PASID width) is not modelled.
+            // mock_dev_create (selftest.c:983-995): only NO_DIRTY and PASID are device flags.
+            var flags: UInt32 = 0
             if cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS {
-                let flags = cmd.mock_domain_flags.dev_flags
+                flags = cmd.mock_domain_flags.dev_flags
                 guard flags & ~(Self.mockDeviceNoDirty | Self.mockDevicePASID) == 0 else { throw .invalidArgument }
-                if flags != 0 { unmodelledCalls.append(.testCommand); throw .noFunction }
             }
             // Ids in the kernel's order: the selftest object, the bound device, then the HWPT.
             let selftestID = contexts[contextID]!.insert(.selftest(deviceID: 0))
-            let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice()))
+            let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(selftestFlags: flags)))
             contexts[contextID]!.objects[selftestID] = .selftest(deviceID: deviceID)
-            let hwptID = try attachDevice(contextID, deviceID, to: cmd.id, ioPageSize: IOMMU_TEST_MOCK_PAGE_SIZE, aperture: aperture)
+            let hwptID = try attachDevice(contextID, deviceID, to: cmd.id, iommu: .selftest)
             cmd.mock_domain.out_stdev_id = selftestID
             cmd.mock_domain.out_hwpt_id = hwptID
             cmd.mock_domain.out_idev_id = deviceID
@@ -214,21 +213,11 @@ extension KernelState {
             guard case .device(let device)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
             let previous = device.attachedHWPT
             // Attach the new one first, then let go of the old one: a replace never blocks DMA.
-            if let previous, case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[previous] {
-                hwpt.attachedDevices += 1
-                contexts[contextID]!.objects[previous] = .hwptPaging(hwpt)
-            }
-            let hwptID = try attachDevice(contextID, deviceID, to: target, ioPageSize: IOMMU_TEST_MOCK_PAGE_SIZE, aperture: aperture)
-            if let previous, previous != hwptID, case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[previous] {
-                hwpt.attachedDevices -= 2
-                contexts[contextID]!.objects[previous] = .hwptPaging(hwpt)
-                if hwpt.attachedDevices == 0 && hwpt.autoDomain {
-                    contexts[contextID]!.objects[previous] = nil
-                    removeDomain(contextID, ioasID: hwpt.ioasID, hwptID: previous)
-                }
-            } else if let previous, case .hwptPaging(var hwpt)? = contexts[contextID]!.objects[previous] {
-                hwpt.attachedDevices -= 1
-                contexts[contextID]!.objects[previous] = .hwptPaging(hwpt)
+            if let previous { contexts[contextID]!.adjustAttachments(ofHWPT: previous, by: 1) }
+            let hwptID = try attachDevice(contextID, deviceID, to: target, iommu: .selftest)
+            if let previous {
+                contexts[contextID]!.adjustAttachments(ofHWPT: previous, by: -1)
+                releaseAttachment(contextID, hwptID: previous)
             }
             cmd.mock_domain_replace.pt_id = hwptID
             unsafe command.respond(cmd)
@@ -278,6 +267,15 @@ extension KernelState {
             contexts[contextID]!.objects[cmd.id] = .hwptPaging(hwpt)
             cmd.dirty.out_nr_dirty = count
             unsafe command.respond(cmd)
+        case IOMMU_TEST_OP_MD_CHECK_IOTLB:
+            // iommufd_test_md_check_iotlb (selftest.c:1279-1296): a nested HWPT of the mock
+            // driver (ENOENT for any other object), then the entry (EINVAL past 3 or when it
+            // holds another value).
+            guard let nested = contexts[contextID]!.hwptNested(cmd.id) else { throw .noSuchFileOrDirectory }
+            guard nested.driver == .selftest else { throw .invalidArgument }
+            guard cmd.check_iotlb.id <= MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, nested.iotlb[Int(cmd.check_iotlb.id)] == cmd.check_iotlb.iotlb else {
+                throw .invalidArgument
+            }
         case 1...Self.lastSelftestOperation:
             // Implemented by the kernel (iommufd_test, selftest.c:2096-2186), not by the model:
             // the pin-count oracle, accesses, dirty tracking, faults, PASIDs, dma-bufs.

@@ -87,9 +87,17 @@ extension KernelState {
             for area in table.removeAllAreas() { dropPagesReference(contextID, area.pagesID) }
             contexts[contextID]!.objects[id] = nil
         case .hwptPaging(let hwpt):
-            if hwpt.attachedDevices > 0 { throw .resourceBusy }
+            // Devices and nested HWPTs on it hold references (hw_pagetable.c:262).
+            let parentOfNested = contexts[contextID]!.objects.values.contains { object in
+                if case .hwptNested(let nested) = object { return nested.parentID == id }
+                return false
+            }
+            if hwpt.attachedDevices > 0 || parentOfNested { throw .resourceBusy }
             contexts[contextID]!.objects[id] = nil
             removeDomain(contextID, ioasID: hwpt.ioasID, hwptID: id)
+        case .hwptNested(let nested):
+            if nested.attachedDevices > 0 { throw .resourceBusy }
+            contexts[contextID]!.objects[id] = nil
         case .device:
             // Held by its driver (the VFIO device or the selftest object).
             throw .resourceBusy
@@ -104,6 +112,7 @@ extension KernelState {
     mutating func destroyContext(_ contextID: Int) {
         guard let context = contexts[contextID] else { return }
         for (id, object) in context.objects { if case .selftest = object { try? destroyObject(contextID, id) } }
+        for (id, object) in contexts[contextID]!.objects { if case .hwptNested = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .hwptPaging = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .ioas = object { try? destroyObject(contextID, id) } }
         try? repin(contextID)

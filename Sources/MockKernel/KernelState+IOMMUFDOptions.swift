@@ -169,21 +169,16 @@ extension KernelState {
         contexts[contextID]!.objects[cmd.hwpt_id] = .hwptPaging(hwpt)
     }
 
-    /// `IOMMU_HWPT_DATA_SELFTEST` (iommufd_test.h).
-    static let selftestDataType: UInt32 = 0xdead
-
-    /// `IOMMU_HWPT_ALLOC`, in the order of `iommufd_hwpt_alloc` (hw_pagetable.c): `__reserved`
-    /// (EOPNOTSUPP); the data type/length pair (EINVAL); the device (ENOENT); a `pt_id` that
-    /// does not resolve is EINVAL, not ENOENT. On an IOAS, a paging HWPT as
-    /// `iommufd_hwpt_paging_alloc` makes it: unknown flags, dirty tracking the device's
-    /// IOMMU cannot do, or a fault queue on a nesting parent are EOPNOTSUPP, then the
-    /// driver's own refusals (intel-iommu in QEMU 7.2: no user data, no nesting parent;
-    /// the selftest IOMMU: only its own data type), then the domain joins the IOAS (its
-    /// aperture reserved, existing areas pinned); a fault queue id is looked up last (the
-    /// model has no fault queues: ENOENT). On a paging HWPT, a nested HWPT as far as
-    /// `iommufd_hwpt_nested_alloc` checks (flags, data: EOPNOTSUPP; a parent that is
-    /// automatic, not a nesting parent or of another driver: EINVAL); the nested table itself
-    /// is not modelled. Anything else is EINVAL.
+    /// `IOMMU_HWPT_ALLOC`, in the order of `iommufd_hwpt_alloc` (hw_pagetable.c:345-455):
+    /// `__reserved` (EOPNOTSUPP); the data type/length pair (EINVAL); the device (ENOENT); a
+    /// `pt_id` that does not resolve, or is neither an IOAS nor a paging HWPT, is EINVAL, not
+    /// ENOENT. On an IOAS, a paging HWPT as `iommufd_hwpt_paging_alloc` makes it: unknown
+    /// flags, dirty tracking the device's IOMMU cannot do, or a fault queue on a nesting
+    /// parent are EOPNOTSUPP, then the driver's own refusals (intel-iommu in QEMU 7.2: no
+    /// user data, no nesting parent; the selftest IOMMU: its own data type, see
+    /// ``selftestPagingData(_:)``), then the domain joins the IOAS (its aperture reserved,
+    /// existing areas pinned). On a paging HWPT, a nested HWPT (``nestedHWPT(_:_:parentID:parent:)``).
+    /// A fault queue id is looked up last (the model has no fault queues: ENOENT).
     mutating func hardwarePageTableAlloc(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = unsafe command.load(iommu_hwpt_alloc.self)
         guard cmd.__reserved == 0 else { throw .notSupported }
@@ -195,39 +190,82 @@ extension KernelState {
         case .ioas:
             let valid = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID
             guard flags & ~valid == 0 else { throw .notSupported }
-            if flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 && !device.iommu.tracksDirty { throw .notSupported }
+            if flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 && !device.tracksDirty { throw .notSupported }
             if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 && flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 { throw .notSupported }
+            var hwpt = MockHWPT(ioasID: cmd.pt_id, autoDomain: false, driver: device.iommu.driver, ioPageSize: device.iommu.ioPageSize,
+                                aperture: device.iommu.aperture, flags: flags & ~IOMMU_HWPT_FAULT_ID_VALID)
             switch device.iommu {
             case .intel:
                 // intel_iommu_domain_alloc_paging_flags: no user data; without scalable mode only
                 // the second stage, which refuses a nesting parent (intel/iommu.c:3027-3028, 2953-2958).
                 if cmd.data_len != 0 || flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 { throw .notSupported }
             case .selftest:
-                // mock_domain_alloc_paging_flags: its own data type only; what the data asks
-                // (huge IOTLB pages) is not modelled.
                 if cmd.data_len != 0 {
-                    guard cmd.data_type == Self.selftestDataType else { throw .notSupported }
-                    unmodelledCalls.append(.hwptAlloc)
-                    throw .noFunction
+                    guard cmd.data_type == IOMMU_HWPT_DATA_SELFTEST else { throw .notSupported }
+                    let data = try selftestHWPTData(cmd)
+                    try selftestPagingData(data, applyingTo: &hwpt)
                 }
             }
-            let hwpt = MockHWPT(ioasID: cmd.pt_id, autoDomain: false, ioPageSize: device.iommu.ioPageSize,
-                                aperture: device.iommu.aperture, flags: flags & ~IOMMU_HWPT_FAULT_ID_VALID)
             let hwptID = contexts[contextID]!.insert(.hwptPaging(hwpt))
             try addDomain(contextID, ioasID: cmd.pt_id, hwptID: hwptID, ioPageSize: hwpt.ioPageSize, aperture: hwpt.aperture)
-            if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 { throw .noSuchFileOrDirectory }
             cmd.out_hwpt_id = hwptID
-            unsafe command.respond(cmd)
-            return
         case .hwptPaging(let parent):
-            guard flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID) == 0, cmd.data_len != 0 else { throw .notSupported }
-            guard !parent.autoDomain, parent.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
-                  parent.ioPageSize == device.iommu.ioPageSize, parent.aperture == device.iommu.aperture else { throw .invalidArgument }
+            cmd.out_hwpt_id = try nestedHWPT(contextID, cmd, device: device, parent: parent)
         default:
             throw .invalidArgument
         }
-        unmodelledCalls.append(.hwptAlloc)
-        throw .noFunction
+        if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 { throw .noSuchFileOrDirectory }
+        unsafe command.respond(cmd)
+    }
+
+    /// `mock_domain_alloc_pgtable` (selftest.c:423-480) for the data's `pagetable_type`:
+    /// `MOCK_IOMMUPT_DEFAULT` keeps the mock aperture and 2 KiB pages; `MOCK_IOMMUPT_HUGE`
+    /// takes only 1 MiB pages and PAGE_SIZE (so the IOAS's alignment is PAGE_SIZE) over the
+    /// whole 56-bit space; anything else is EOPNOTSUPP.
+    func selftestPagingData(_ data: iommu_hwpt_selftest, applyingTo hwpt: inout MockHWPT) throws(Errno) {
+        switch data.pagetable_type {
+        case 0:
+            break
+        case 1:
+            hwpt.ioPageSize = UInt64(pageSize)
+            hwpt.aperture = 0...((1 << 56) - 1)
+        default:
+            throw .notSupported
+        }
+    }
+
+    /// `iommu_copy_struct_from_user(&cfg, data, IOMMU_HWPT_DATA_SELFTEST, iotlb)`
+    /// (include/linux/iommu.h:466-493): at least up to `iotlb` (4 bytes), at most the
+    /// kernel's struct (8 bytes), else EINVAL; an unreadable pointer is EFAULT.
+    func selftestHWPTData(_ cmd: iommu_hwpt_alloc) throws(Errno) -> iommu_hwpt_selftest {
+        let size = MemoryLayout<iommu_hwpt_selftest>.size
+        guard cmd.data_len >= 4, Int(cmd.data_len) <= size else { throw .invalidArgument }
+        // The data usually sits on the caller's stack, outside the modelled mmaps: only NULL faults.
+        guard let source = unsafe UnsafeRawPointer(bitPattern: UInt(cmd.data_uptr)) else { throw .badAddress }
+        var data = iommu_hwpt_selftest()
+        unsafe withUnsafeMutableBytes(of: &data) { unsafe $0.copyMemory(from: UnsafeRawBufferPointer(start: source, count: Int(cmd.data_len))) }
+        return data
+    }
+
+    /// A nested HWPT on the paging HWPT `parent`, as `iommufd_hwpt_nested_alloc`
+    /// (hw_pagetable.c:238-285) checks it: flags other than PASID and a fault queue, no
+    /// data, or a driver without nesting (intel-iommu in QEMU 7.2) are EOPNOTSUPP; a parent
+    /// that is automatic, not a nesting parent or of another driver is EINVAL. Then the
+    /// selftest driver's `mock_domain_alloc_nested` (selftest.c:343-389): flags other than
+    /// PASID and a data type other than its own are EOPNOTSUPP, the data is copied as for a
+    /// paging HWPT, and every IOTLB entry starts as the data's `iotlb`. Returns the new id.
+    mutating func nestedHWPT(_ contextID: Int, _ cmd: iommu_hwpt_alloc, device: MockBoundDevice, parent: MockHWPT) throws(Errno) -> UInt32 {
+        let flags = cmd.flags
+        guard flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID) == 0, cmd.data_len != 0,
+              device.iommu.driver == .selftest else { throw .notSupported }
+        guard !parent.autoDomain, parent.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0, parent.driver == device.iommu.driver else {
+            throw .invalidArgument
+        }
+        guard cmd.data_type == IOMMU_HWPT_DATA_SELFTEST else { throw .notSupported }
+        let data = try selftestHWPTData(cmd)
+        let nested = MockNestedHWPT(parentID: cmd.pt_id, driver: .selftest, flags: flags & ~IOMMU_HWPT_FAULT_ID_VALID,
+                                    iotlb: Array(repeating: data.iotlb, count: Int(MOCK_NESTED_DOMAIN_IOTLB_NUM)))
+        return contexts[contextID]!.insert(.hwptNested(nested))
     }
 
     /// The bound on the entries of one `IOMMU_HWPT_INVALIDATE` (hw_pagetable.c:506).
@@ -236,9 +274,10 @@ extension KernelState {
     /// `IOMMU_HWPT_INVALIDATE`, in the order of `iommufd_hwpt_invalidate` (hw_pagetable.c:
     /// 508-576): `__reserved` (EOPNOTSUPP); with entries, a data pointer, an entry length of
     /// 1 to PAGE_SIZE and at most 2^19 entries (EINVAL); the object (ENOENT); only a nested
-    /// HWPT or a vIOMMU has a cache to invalidate, anything else (a paging HWPT, an IOAS, a
-    /// device) is EINVAL, also with no entries. The handled count goes back in `entry_num`
-    /// on every path, 0 here. The model has no nested HWPTs or vIOMMUs, so no call gets past.
+    /// HWPT (or a vIOMMU, not modelled) has a cache to invalidate, anything else (a paging
+    /// HWPT, an IOAS, a device) is EINVAL, also with no entries. The driver is called even
+    /// with no entries. The handled count goes back in `entry_num` on every path: 0 for the
+    /// core's refusals, the driver's count otherwise.
     mutating func hardwarePageTableInvalidate(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = unsafe command.load(iommu_hwpt_invalidate.self)
         let entries = cmd.entry_num
@@ -248,8 +287,41 @@ extension KernelState {
         if entries != 0 && (cmd.data_uptr == 0 || cmd.entry_len == 0 || cmd.entry_len > UInt32(pageSize) || entries > Self.invalidateEntryLimit) {
             throw .invalidArgument
         }
-        guard contexts[contextID]!.objects[cmd.hwpt_id] != nil else { throw .noSuchFileOrDirectory }
-        throw .invalidArgument
+        guard let object = contexts[contextID]!.objects[cmd.hwpt_id] else { throw .noSuchFileOrDirectory }
+        guard case .hwptNested(var nested) = object else { throw .invalidArgument }
+        // The entries before a bad one stay handled: the driver's error comes after they commit.
+        var handled: UInt32 = 0
+        do {
+            try invalidateSelftestIOTLB(&nested, cmd, entries: entries, handled: &handled)
+        } catch {
+            errorAfterCommit = error
+        }
+        cmd.entry_num = handled
+        unsafe command.respond(cmd)
+        contexts[contextID]!.objects[cmd.hwpt_id] = .hwptNested(nested)
+    }
+
+    /// `mock_domain_cache_invalidate_user` (selftest.c:873-919): its own data type only
+    /// (EINVAL, also with no entries); then entry by entry: the copy (an entry length other
+    /// than 8 is EINVAL), unknown flags (EOPNOTSUPP), an IOTLB id past 3 (EINVAL); an entry
+    /// clears one IOTLB entry, or all with `IOMMU_TEST_INVALIDATE_FLAG_ALL`. It stops at the
+    /// first bad entry; `handled` counts the ones before it.
+    func invalidateSelftestIOTLB(_ nested: inout MockNestedHWPT, _ cmd: iommu_hwpt_invalidate, entries: UInt32, handled: inout UInt32) throws(Errno) {
+        guard cmd.data_type == IOMMU_HWPT_INVALIDATE_DATA_SELFTEST else { throw .invalidArgument }
+        let size = MemoryLayout<iommu_hwpt_invalidate_selftest>.size
+        for index in 0..<UInt64(entries) {
+            guard Int(cmd.entry_len) == size else { throw .invalidArgument }
+            guard let source = unsafe UnsafeRawPointer(bitPattern: UInt(cmd.data_uptr + index * UInt64(cmd.entry_len))) else { throw .badAddress }
+            let entry = unsafe source.loadUnaligned(as: iommu_hwpt_invalidate_selftest.self)
+            guard entry.flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL == 0 else { throw .notSupported }
+            guard entry.iotlb_id <= MOCK_NESTED_DOMAIN_IOTLB_ID_MAX else { throw .invalidArgument }
+            if entry.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                nested.iotlb = Array(repeating: 0, count: nested.iotlb.count)
+            } else {
+                nested.iotlb[Int(entry.iotlb_id)] = 0
+            }
+            handled += 1
+        }
     }
 
     /// `IOMMU_GET_HW_INFO`, in the order of `iommufd_get_hw_info` (device.c:1629-1745): flags
@@ -271,7 +343,7 @@ extension KernelState {
         var data: [UInt8]
         let dataType: UInt32
         // `ops->capable(dev, IOMMU_CAP_DIRTY_TRACKING)`: the same answer HWPT_ALLOC checks.
-        let capabilities = IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED | (device.iommu.tracksDirty ? IOMMU_HW_CAP_DIRTY_TRACKING : 0)
+        let capabilities = IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED | (device.tracksDirty ? IOMMU_HW_CAP_DIRTY_TRACKING : 0)
         if case .intel = device.iommu {
             guard cmd.in_data_type == IOMMU_HW_INFO_TYPE_DEFAULT || cmd.in_data_type == IOMMU_HW_INFO_TYPE_INTEL_VTD else { throw .notSupported }
             var vtd = iommu_hw_info_vtd()
@@ -298,7 +370,7 @@ extension KernelState {
         cmd.data_len = UInt32(data.count)
         cmd.out_data_type = dataType
         cmd.out_capabilities = capabilities
-        cmd.out_max_pasid_log2 = 0
+        cmd.out_max_pasid_log2 = device.maxPASIDLog2
         unsafe command.respond(cmd)
     }
 

@@ -61,17 +61,16 @@ extension KernelState {
         // domain's pages are filled after it, hw_pagetable.c), and they leave the IOAS when
         // the device detaches or moves to another IOAS, whoever else shares the page table
         // (device.c:787, 900-906). A replace within one IOAS keeps them.
-        let aperture = bound.iommu.aperture
-        let previousIOAS = bound.attachedHWPT.flatMap { contexts[contextID]!.hwptPaging($0)?.ioasID }
-        let targetIOAS: UInt32? = switch contexts[contextID]!.objects[command.pt_id] {
-        case .ioas?: command.pt_id
-        case .hwptPaging(let hwpt)?: hwpt.ioasID
-        default: nil
+        let previousIOAS = bound.attachedHWPT.flatMap { contexts[contextID]!.ioasID(ofHWPT: $0) }
+        let targetIOAS: UInt32? = if case .ioas? = contexts[contextID]!.objects[command.pt_id] {
+            command.pt_id
+        } else {
+            contexts[contextID]!.ioasID(ofHWPT: command.pt_id)
         }
         if let targetIOAS, targetIOAS != previousIOAS {
             try reserveRegions(of: device, deviceID: deviceID, contextID, in: targetIOAS)
         }
-        let hwptID = try attachDevice(contextID, deviceID, to: command.pt_id, ioPageSize: pageSize, aperture: aperture)
+        let hwptID = try attachDevice(contextID, deviceID, to: command.pt_id, iommu: bound.iommu)
         if let previous = bound.attachedHWPT {
             releaseAttachment(contextID, hwptID: previous)
             if let previousIOAS, previousIOAS != targetIOAS { removeRegions(ofDevice: deviceID, contextID, in: previousIOAS) }

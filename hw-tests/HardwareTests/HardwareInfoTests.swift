@@ -282,3 +282,17 @@ extension HardwareSuite {
     }
 }
 
+
+extension HardwareSuite {
+    /// Nested HWPTs and their invalidation on the kernel selftest's mock IOMMU, on this kernel and on MockKernel.
+    @Suite("Hardware: nested HWPTs on the selftest IOMMU, kernel and mock", .enabled(if: Hardware.hasSelftest, Hardware.selftestReason))
+    struct NestedHWPTTests {
+        @Test("alloc_hwpt_nested's ground through the typed API: parents, selftest data and its IOTLB, typed invalidation with the handled count, EBUSY references, replace across nested HWPTs; the mock agrees line by line")
+        func nestedHWPTsAgree() throws {
+            let kernelLines = try NestedHWPTProbe.lines(system: LinuxSystem())
+            #expect(kernelLines == NestedHWPTProbe.linuxAnswer, "kernel: \(kernelLines)")
+            let mockLines = try NestedHWPTProbe.lines(system: MockKernel())
+            #expect(mockLines == kernelLines, "mock: \(mockLines)")
+        }
+    }
+}

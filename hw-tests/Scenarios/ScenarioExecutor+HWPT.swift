@@ -95,3 +95,44 @@ extension ScenarioExecutor {
         return Outcome(outputs: ["marked": "\(marked)"])
     }
 }
+
+extension ScenarioExecutor {
+    /// `invalidate HWPT [data=PAYLOAD] [data_type=N] [entry_len=N] [num=N] [uptr=N]`:
+    /// `IOMMU_HWPT_INVALIDATE` of a payload's entries (by default the selftest format,
+    /// 8-byte entries, as many as the payload holds; none without a payload); outputs
+    /// `handled`, the count the kernel wrote back, also after a failure.
+    func invalidate(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard let name = step.words.first else { throw session.fail("invalidate HWPT [data=PAYLOAD]") }
+        let fd = try session.context(step)
+        let entryLength = UInt32(truncatingIfNeeded: try session.argument(step, "entry_len", default: 8))
+        var address: UnsafeRawPointer?
+        var count: UInt64 = 0
+        if let payload = step.arguments["data"] {
+            let buffer = try session.buffer(payload)
+            address = UnsafeRawPointer(buffer.baseAddress)
+            count = entryLength == 0 ? 0 : UInt64(buffer.count) / UInt64(entryLength)
+        }
+        if let uptr = step.arguments["uptr"] { address = UnsafeRawPointer(bitPattern: UInt(try session.number(uptr))) }
+        let dataType = UInt32(truncatingIfNeeded: try session.argument(step, "data_type", default: UInt64(IOMMU_HWPT_INVALIDATE_DATA_SELFTEST)))
+        let hwpt = try session.objectID(name)
+        let entryCount = UInt32(truncatingIfNeeded: try session.argument(step, "num", default: count))
+        do throws(IOMMUError) {
+            let handled = try IOMMUFDIOCTL.hwptInvalidate(session.seam, fd, pageTable: hwpt, dataType: dataType, entries: address,
+                                                          entryLength: entryLength, entryCount: entryCount, fileID: #fileID, line: step.line)
+            return Outcome(outputs: ["handled": "\(handled)"])
+        } catch {
+            return Outcome(errno: error.errno, outputs: ["handled": "\(error.context.handledCount ?? 0)"])
+        }
+    }
+
+    /// `check_iotlb HWPT ID VALUE`: the selftest's `IOMMU_TEST_OP_MD_CHECK_IOTLB` (EINVAL
+    /// when entry ID of the nested HWPT's mock IOTLB holds another value).
+    func checkIOTLB(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 3 else { throw session.fail("check_iotlb HWPT ID VALUE") }
+        let fd = try session.context(step)
+        try SelftestIOCTL.checkIOTLB(session.seam, fd, hwpt: try session.objectID(step.words[0]),
+                                     iotlbID: UInt32(truncatingIfNeeded: try session.number(step.words[1])),
+                                     value: UInt32(truncatingIfNeeded: try session.number(step.words[2])), fileID: #fileID, line: step.line)
+        return Outcome()
+    }
+}

@@ -20,6 +20,28 @@ static const uint32_t IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9;
 static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
 static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
 static const uint32_t IOMMU_TEST_OP_DIRTY = 13;
+static const uint32_t IOMMU_TEST_OP_MD_CHECK_IOTLB = 14;
+
+/* The selftest driver's nested HWPT (IOMMU_HWPT_ALLOC data) and its mock IOTLB. */
+static const uint32_t IOMMU_HWPT_DATA_SELFTEST = 0xdead;
+static const uint32_t IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
+static const uint32_t MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
+static const uint32_t MOCK_NESTED_DOMAIN_IOTLB_NUM = 4;
+
+struct iommu_hwpt_selftest {
+    ciommufd_u32 iotlb;
+    ciommufd_u32 pagetable_type;
+};
+
+/* IOMMU_HWPT_INVALIDATE entries for a selftest nested HWPT. */
+static const uint32_t IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+static const uint32_t IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
+static const uint32_t IOMMU_TEST_INVALIDATE_FLAG_ALL = 1u << 0;
+
+struct iommu_hwpt_invalidate_selftest {
+    ciommufd_u32 flags;
+    ciommufd_u32 iotlb_id;
+};
 
 /* The selftest mock domain's geometry (MOCK_IOMMUPT_DEFAULT). */
 static const uint64_t IOMMU_TEST_MOCK_APERTURE_START = 1ull << 24;
@@ -71,6 +93,10 @@ struct iommu_test_cmd {
             ciommufd_u64 uptr;        /* bitmap of the pages to mark dirty */
             ciommufd_u64 out_nr_dirty;
         } dirty;
+        struct {
+            ciommufd_u32 id;
+            ciommufd_u32 iotlb;
+        } check_iotlb;
         /* The kernel's union has further members; the largest (dirty) is 48 bytes. */
         ciommufd_u8 __union_size[48];
     };

@@ -57,6 +57,32 @@ package enum IOMMUFDIOCTL {
                        IOMMUErrorContext(objectID: hwpt), fileID: fileID, line: line)
     }
 
+    /// `IOMMU_HWPT_INVALIDATE`: hands `entryCount` entries of `entryLength` bytes each, in
+    /// the format `dataType`, to the cache of a nested HWPT or a vIOMMU (`pageTable`), and
+    /// returns how many it handled. The kernel writes that count back on every path and
+    /// stops at the first bad entry: on a failure it is the error's `context.handledCount`.
+    /// No entries asks only whether the object and the format are accepted.
+    @unsafe
+    package static func hwptInvalidate(_ seam: IOCTLSeam, _ fd: Int32, pageTable: UInt32, dataType: UInt32,
+                                       entries: UnsafeRawPointer?, entryLength: UInt32, entryCount: UInt32,
+                                       fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+        var command = iommu_hwpt_invalidate()
+        command.size = UInt32(MemoryLayout<iommu_hwpt_invalidate>.size)
+        command.hwpt_id = pageTable
+        command.data_uptr = UInt64(UInt(bitPattern: entries))
+        command.data_type = dataType
+        command.entry_len = entryLength
+        command.entry_num = entryCount
+        do {
+            try issueIOCTL(seam, fd, IOMMU_HWPT_INVALIDATE, .hwptInvalidate, &command,
+                           IOMMUErrorContext(objectID: pageTable), fileID: fileID, line: line)
+        } catch var error {
+            error.context.handledCount = command.entry_num
+            throw error
+        }
+        return command.entry_num
+    }
+
     /// `IOMMU_HWPT_GET_DIRTY_BITMAP`: sets, in `bitmap` (one bit per `pageSize` page from
     /// `iova`, in 64-bit words), the bits of the pages written since the last read; clears
     /// them in the page table unless `flags` has `NO_CLEAR`. The kernel only sets bits.

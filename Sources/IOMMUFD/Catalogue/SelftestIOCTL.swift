@@ -103,6 +103,16 @@ package enum SelftestIOCTL {
         return command.dirty.out_nr_dirty
     }
 
+    /// `IOMMU_TEST_OP_MD_CHECK_IOTLB`: whether entry `iotlbID` (0-3) of the selftest nested
+    /// HWPT `hwpt`'s mock IOTLB holds `value` (`EINVAL` when it does not or the id is past 3).
+    package static func checkIOTLB(_ seam: IOCTLSeam, _ fd: Int32, hwpt: UInt32, iotlbID: UInt32, value: UInt32,
+                                   fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = command(IOMMU_TEST_OP_MD_CHECK_IOTLB, id: hwpt)
+        command.check_iotlb.id = iotlbID
+        command.check_iotlb.iotlb = value
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: hwpt), fileID: fileID, line: line)
+    }
+
     /// `IOMMU_TEST_OP_MD_CHECK_REFS`: whether every base page of `[userAddress, userAddress + length)`
     /// is pinned exactly `refs` times (`EIO` when one is not).
     package static func checkRefs(_ seam: IOCTLSeam, _ fd: Int32, userAddress: UInt64, length: UInt64, refs: UInt32,

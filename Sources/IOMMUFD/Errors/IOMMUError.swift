@@ -90,6 +90,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         var memlockLimit: UInt64?
         var reportedLength: UInt64?
         var reportedCount: UInt32?
+        var handledCount: UInt32?
         var pciAddress: String?
         var driver: String?
         var configurationOffset: UInt64?
@@ -105,6 +106,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
             copy.memlockLimit = memlockLimit
             copy.reportedLength = reportedLength
             copy.reportedCount = reportedCount
+            copy.handledCount = handledCount
             copy.pciAddress = pciAddress
             copy.driver = driver
             copy.configurationOffset = configurationOffset
@@ -146,6 +148,12 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     public var reportedCount: UInt32? {
         get { details?.reportedCount ?? nil }
         set { updateDetails { $0.reportedCount = newValue } }
+    }
+    /// How many entries of an array the kernel handled before it stopped at a bad one
+    /// (`IOMMU_HWPT_INVALIDATE` writes the count back with its error).
+    public var handledCount: UInt32? {
+        get { details?.handledCount ?? nil }
+        set { updateDetails { $0.handledCount = newValue } }
     }
     /// The PCI function the operation concerned (`dddd:bb:dd.f`).
     public var pciAddress: String? {
@@ -211,7 +219,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
     public static func == (lhs: IOMMUErrorContext, rhs: IOMMUErrorContext) -> Bool {
         lhs.objectID == rhs.objectID && lhs.otherObjectID == rhs.otherObjectID && lhs.iova == rhs.iova && lhs.length == rhs.length
             && lhs.userAddress == rhs.userAddress && lhs.fileDescriptor == rhs.fileDescriptor
-            && lhs.path == rhs.path && lhs.memlockLimit == rhs.memlockLimit && lhs.reportedLength == rhs.reportedLength && lhs.reportedCount == rhs.reportedCount && lhs.pciAddress == rhs.pciAddress && lhs.driver == rhs.driver && lhs.configurationOffset == rhs.configurationOffset && lhs.regionIndex == rhs.regionIndex && lhs.interruptVector == rhs.interruptVector && lhs.handleWasDestroyed == rhs.handleWasDestroyed && lhs.handleFromBeforeFork == rhs.handleFromBeforeFork && lhs.advice == rhs.advice
+            && lhs.path == rhs.path && lhs.memlockLimit == rhs.memlockLimit && lhs.reportedLength == rhs.reportedLength && lhs.reportedCount == rhs.reportedCount && lhs.handledCount == rhs.handledCount && lhs.pciAddress == rhs.pciAddress && lhs.driver == rhs.driver && lhs.configurationOffset == rhs.configurationOffset && lhs.regionIndex == rhs.regionIndex && lhs.interruptVector == rhs.interruptVector && lhs.handleWasDestroyed == rhs.handleWasDestroyed && lhs.handleFromBeforeFork == rhs.handleFromBeforeFork && lhs.advice == rhs.advice
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -225,6 +233,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         hasher.combine(memlockLimit)
         hasher.combine(reportedLength)
         hasher.combine(reportedCount)
+        hasher.combine(handledCount)
         hasher.combine(pciAddress)
         hasher.combine(driver)
         hasher.combine(configurationOffset)
@@ -251,6 +260,7 @@ public struct IOMMUErrorContext: Sendable, Hashable, CustomStringConvertible {
         if let length { parts.append("length=0x\(String(length, radix: 16))") }
         if let reportedLength { parts.append("reported=0x\(String(reportedLength, radix: 16))") }
         if let reportedCount { parts.append("reported-count=\(reportedCount)") }
+        if let handledCount { parts.append("handled=\(handledCount)") }
         if handleWasDestroyed { parts.append("destroyed-handle") }
         if handleFromBeforeFork { parts.append("handle-from-before-fork") }
         if let memlockLimit { parts.append("memlock=\(memlockLimit)") }
