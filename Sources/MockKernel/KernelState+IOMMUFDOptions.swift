@@ -248,19 +248,22 @@ extension KernelState {
     }
 
     /// A nested HWPT on the paging HWPT `parent`, as `iommufd_hwpt_nested_alloc`
-    /// (hw_pagetable.c:238-285) checks it: flags other than PASID and a fault queue, no
-    /// data, or a driver without nesting (intel-iommu in QEMU 7.2) are EOPNOTSUPP; a parent
+    /// (hw_pagetable.c:238-285) checks it: flags other than PASID and a fault queue, or no
+    /// data, are EOPNOTSUPP; a parent
     /// that is automatic, not a nesting parent or of another driver is EINVAL. Then the
     /// selftest driver's `mock_domain_alloc_nested` (selftest.c:343-389): flags other than
     /// PASID and a data type other than its own are EOPNOTSUPP, the data is copied as for a
     /// paging HWPT, and every IOTLB entry starts as the data's `iotlb`. Returns the new id.
     mutating func nestedHWPT(_ contextID: Int, _ cmd: iommu_hwpt_alloc, device: MockBoundDevice, parent: MockHWPT) throws(Errno) -> UInt32 {
         let flags = cmd.flags
-        guard flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID) == 0, cmd.data_len != 0,
-              device.iommu.driver == .selftest else { throw .notSupported }
+        // Both drivers have `domain_alloc_nested`, so the core goes on to the parent.
+        guard flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID) == 0, cmd.data_len != 0 else { throw .notSupported }
         guard !parent.autoDomain, parent.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0, parent.driver == device.iommu.driver else {
             throw .invalidArgument
         }
+        // intel-iommu never gets here in QEMU 7.2 (it cannot make a nesting parent); if it
+        // did, no nesting support is EOPNOTSUPP (intel/nested.c:207-208).
+        guard device.iommu.driver == .selftest else { throw .notSupported }
         guard cmd.data_type == IOMMU_HWPT_DATA_SELFTEST else { throw .notSupported }
         let data = try selftestHWPTData(cmd)
         let nested = MockNestedHWPT(parentID: cmd.pt_id, driver: .selftest, flags: flags & ~IOMMU_HWPT_FAULT_ID_VALID,
