@@ -67,4 +67,10 @@ enum Hardware {
         return (try? ioas.selftestAddReserved(start: IOVA(0x7000_0000), length: 4096)) != nil
     }()
     static let selftestReason: Comment = "the kernel was built without CONFIG_IOMMUFD_TEST (no mock domain); the VM lane's kernel has it"
+
+    /// The intel-iommu variant this VM boot runs (`IOMMUFD_IOMMU_MODE`, set by hw-tests/vm/run
+    /// from IOMMUFD_VM_IOMMU): `scalable` or `device-iotlb`; `nil` for the lane's own.
+    static let intelIOMMUVariant: String? = ProcessInfo.processInfo.environment["IOMMUFD_IOMMU_MODE"].flatMap {
+        ["scalable", "device-iotlb"].contains($0) ? $0 : nil
+    }
 }
