@@ -16,10 +16,7 @@ struct IOMMUFDBench: ParsableCommand {
 /// cost the Swift layer adds to a system call, error construction included. C issues it two
 /// ways: through libc's `ioctl` reading `errno` (what a C library does; the target is set
 /// against it) and in place with the shim's primitive, the same instruction sequence the
-/// Swift side uses.
-/// The median of `values` (the middle one of an odd count).
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-
+/// Swift side uses. `--success` measures the success path instead (see ``runSuccessPath()``).
 struct IoctlBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ioctl")
 
@@ -79,13 +76,12 @@ struct IoctlBench: ParsableCommand {
             cInPlace.append(cRound(ciommufd_bench_unmap_loop_in_place))
             seam.append(seamRound())
         }
-        let typedMedian = median(typed)
         print(String(format: "C, libc ioctl + errno:  %.1f ns/ioctl (median of %d x %d)", median(cLibc), rounds, iterations))
         print(String(format: "C, in place (the shim): %.1f ns/ioctl", median(cInPlace)))
         print(String(format: "seam only:              %.1f ns/ioctl (SystemInterface.ioctl through the existential, no typed layer)", median(seam)))
-        print(String(format: "typed Swift:            %.1f ns/ioctl (IOAS.unmap via LinuxSystem, IOMMUError built and thrown per call)", typedMedian))
-        print(String(format: "error path ratio typed/C (libc): %.3fx (target <= 1.10x)", typedMedian / median(cLibc)))
-        print(String(format: "error path ratio typed/C (in place): %.3fx", typedMedian / median(cInPlace)))
+        print(String(format: "typed Swift:            %.1f ns/ioctl (IOAS.unmap via LinuxSystem, IOMMUError built and thrown per call)", median(typed)))
+        print(String(format: "error path ratio typed/C (libc): %.3fx (target <= 1.10x)", ratioOfMedians(typed, cLibc)))
+        print(String(format: "error path ratio typed/C (in place): %.3fx", ratioOfMedians(typed, cInPlace)))
     }
 
     /// `IOAS.map` + `IOAS.unmap` of one page against C issuing the same two ioctls, on a
@@ -128,11 +124,10 @@ struct IoctlBench: ParsableCommand {
                 typed.append(try typedRound())
             }
         }
-        let typedMedian = median(typed)
         print(String(format: "C map+unmap, libc:     %.1f ns (median of %d x %d)", median(cLibc), rounds, count))
         print(String(format: "C map+unmap, in place: %.1f ns", median(cInPlace)))
-        print(String(format: "typed map+unmap:       %.1f ns (IOAS.map + IOAS.unmap through LinuxSystem)", typedMedian))
-        print(String(format: "success path ratio typed/C (libc): %.3fx (target <= 1.02x)", typedMedian / median(cLibc)))
-        print(String(format: "success path ratio typed/C (in place): %.3fx", typedMedian / median(cInPlace)))
+        print(String(format: "typed map+unmap:       %.1f ns (IOAS.map + IOAS.unmap through LinuxSystem)", median(typed)))
+        print(String(format: "success path ratio typed/C (libc): %.3fx (target <= 1.02x)", ratioOfMedians(typed, cLibc)))
+        print(String(format: "success path ratio typed/C (in place): %.3fx", ratioOfMedians(typed, cInPlace)))
     }
 }
