@@ -48,3 +48,24 @@ UNMAP_LOOP(ciommufd_bench_unmap_loop_in_place, issue_in_place)
 
 MAP_UNMAP_LOOP(ciommufd_bench_map_unmap_loop_libc, issue_libc)
 MAP_UNMAP_LOOP(ciommufd_bench_map_unmap_loop_in_place, issue_in_place)
+
+/* IOMMU_IOAS_MAP_FILE of [start, start + length) of `file` at a fixed iova, then
+ * IOMMU_IOAS_UNMAP of it: the same flags and checks as MAP_UNMAP_LOOP. */
+#define MAP_FILE_UNMAP_LOOP(name, issue)                                                      \
+    uint64_t name(int fd, uint32_t ioas_id, int file, uint64_t start, uint64_t length, uint64_t iova, uint64_t iterations) { \
+        uint64_t failures = 0;                                                                \
+        for (uint64_t i = 0; i < iterations; i++) {                                           \
+            struct iommu_ioas_map_file map = {                                                \
+                .size = sizeof(map),                                                          \
+                .flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE, \
+                .ioas_id = ioas_id, .fd = file, .start = start, .length = length, .iova = iova, \
+            };                                                                                \
+            if (issue(fd, IOMMU_IOAS_MAP_FILE, &map) != 0) { failures++; continue; }          \
+            struct iommu_ioas_unmap unmap = { .size = sizeof(unmap), .ioas_id = ioas_id, .iova = iova, .length = length }; \
+            if (issue(fd, IOMMU_IOAS_UNMAP, &unmap) != 0 || unmap.length != length) failures++; \
+        }                                                                                     \
+        return failures;                                                                      \
+    }
+
+MAP_FILE_UNMAP_LOOP(ciommufd_bench_map_file_unmap_loop_libc, issue_libc)
+MAP_FILE_UNMAP_LOOP(ciommufd_bench_map_file_unmap_loop_in_place, issue_in_place)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CIOMMUFD
 import CBenchBaseline
+import DMAMemory
 import Foundation
 @_spi(Selftest) import IOMMUFD
 import SystemPackage
@@ -8,7 +9,7 @@ import SystemPackage
 /// Benchmarks (not tests): each prints a ratio against a baseline measured in the same run.
 @main
 struct IOMMUFDBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "iommufd-bench", abstract: "swift-iommufd benchmarks.", subcommands: [IoctlBench.self, PoolBench.self, IOVAAllocatorBench.self])
+    static let configuration = CommandConfiguration(commandName: "iommufd-bench", abstract: "swift-iommufd benchmarks.", subcommands: [IoctlBench.self, MapBench.self, PoolBench.self, IOVAAllocatorBench.self])
 }
 
 /// The typed path (`IOAS.unmap` through `LinuxSystem`) against C loops making the same
@@ -16,10 +17,7 @@ struct IOMMUFDBench: ParsableCommand {
 /// cost the Swift layer adds to a system call, error construction included. C issues it two
 /// ways: through libc's `ioctl` reading `errno` (what a C library does; the target is set
 /// against it) and in place with the shim's primitive, the same instruction sequence the
-/// Swift side uses.
-/// The median of `values` (the middle one of an odd count).
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-
+/// Swift side uses. `--success` measures the success path instead (see ``runSuccessPath()``).
 struct IoctlBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ioctl")
 
@@ -79,60 +77,23 @@ struct IoctlBench: ParsableCommand {
             cInPlace.append(cRound(ciommufd_bench_unmap_loop_in_place))
             seam.append(seamRound())
         }
-        let typedMedian = median(typed)
         print(String(format: "C, libc ioctl + errno:  %.1f ns/ioctl (median of %d x %d)", median(cLibc), rounds, iterations))
         print(String(format: "C, in place (the shim): %.1f ns/ioctl", median(cInPlace)))
         print(String(format: "seam only:              %.1f ns/ioctl (SystemInterface.ioctl through the existential, no typed layer)", median(seam)))
-        print(String(format: "typed Swift:            %.1f ns/ioctl (IOAS.unmap via LinuxSystem, IOMMUError built and thrown per call)", typedMedian))
-        print(String(format: "error path ratio typed/C (libc): %.3fx (target <= 1.10x)", typedMedian / median(cLibc)))
-        print(String(format: "error path ratio typed/C (in place): %.3fx", typedMedian / median(cInPlace)))
+        print(String(format: "typed Swift:            %.1f ns/ioctl (IOAS.unmap via LinuxSystem, IOMMUError built and thrown per call)", median(typed)))
+        print(String(format: "error path ratio typed/C (libc): %.3fx (target <= 1.10x)", ratioOfMedians(typed, cLibc)))
+        print(String(format: "error path ratio typed/C (in place): %.3fx", ratioOfMedians(typed, cInPlace)))
     }
 
     /// `IOAS.map` + `IOAS.unmap` of one page against C issuing the same two ioctls, on a
     /// real iommufd with no device attached (nothing is pinned; the kernel's IOVA and area
-    /// bookkeeping is the work), rounds interleaved, ratio of the medians.
+    /// bookkeeping is the work): the `map` bench's workload with one anonymous page.
     func runSuccessPath() throws {
-        let iommufd = try IOMMUFD()
-        let ioas = try iommufd.allocateIOAS()
-        let page = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
-        defer { page.deallocate() }
-        page.initializeMemory(as: UInt8.self, repeating: 1)
-        let va = UInt64(UInt(bitPattern: page.baseAddress))
-        let count = max(1, iterations / 10)
-        func typedRound() throws -> Double {
-            let start = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<count {
-                let mapping = try ioas.map(UnsafeRawBufferPointer(page), at: IOVA(0x100000))
-                try ioas.unmap(mapping)
-            }
-            return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count)
-        }
-        func cRound(_ loop: (Int32, UInt32, UInt64, UInt64, UInt64, UInt64) -> UInt64) -> Double {
-            let start = DispatchTime.now().uptimeNanoseconds
-            let failures = loop(iommufd.fileDescriptor.rawValue, ioas.id.rawValue, va, 4096, 0x100000, UInt64(count))
-            precondition(failures == 0, "the C loop's map or unmap failed")
-            return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count)
-        }
-        _ = try typedRound(); _ = cRound(ciommufd_bench_map_unmap_loop_libc); _ = cRound(ciommufd_bench_map_unmap_loop_in_place)
-        var typed: [Double] = []
-        var cLibc: [Double] = []
-        var cInPlace: [Double] = []
-        for round in 0..<rounds {  // interleaved, in alternating order, so drift and order hit every side alike
-            if round % 2 == 0 {
-                typed.append(try typedRound())
-                cLibc.append(cRound(ciommufd_bench_map_unmap_loop_libc))
-                cInPlace.append(cRound(ciommufd_bench_map_unmap_loop_in_place))
-            } else {
-                cInPlace.append(cRound(ciommufd_bench_map_unmap_loop_in_place))
-                cLibc.append(cRound(ciommufd_bench_map_unmap_loop_libc))
-                typed.append(try typedRound())
-            }
-        }
-        let typedMedian = median(typed)
-        print(String(format: "C map+unmap, libc:     %.1f ns (median of %d x %d)", median(cLibc), rounds, count))
-        print(String(format: "C map+unmap, in place: %.1f ns", median(cInPlace)))
-        print(String(format: "typed map+unmap:       %.1f ns (IOAS.map + IOAS.unmap through LinuxSystem)", typedMedian))
-        print(String(format: "success path ratio typed/C (libc): %.3fx (target <= 1.02x)", typedMedian / median(cLibc)))
-        print(String(format: "success path ratio typed/C (in place): %.3fx", typedMedian / median(cInPlace)))
+        let system = LinuxSystem()
+        let ioas = try IOMMUFD(system: system).allocateIOAS()
+        let page = try MapBenchMemory(.anonymous, length: PageSize.base.bytes, system: system)
+        let measurement = try MapUnmapWorkload(ioas: ioas, source: .address(page.userAddress), length: UInt64(page.length), iova: IOVA(0x100000))
+            .measure(rounds: rounds, size: .pairs(max(1, iterations / 10)))
+        for line in measurement.report("success path, one page, no device attached") { print(line) }
     }
 }

@@ -32,8 +32,8 @@ struct IOVAAllocatorBench: ParsableCommand {
             swift.append(try swiftRound(sizes))
             c.append(cRound(sizes))
         }
-        let swiftMedian = swift.sorted()[rounds / 2]
-        let cMedian = c.sorted()[rounds / 2]
+        let swiftMedian = median(swift)
+        let cMedian = median(c)
         print(String(format: "C reference:   %.1f ns per free+allocate (median of %d x %d)", cMedian, rounds, iterations))
         print(String(format: "IOVAAllocator: %.1f ns per free+allocate", swiftMedian))
         print(String(format: "ratio Swift/C: %.3fx (target <= 1.0x: %@)", swiftMedian / cMedian, (swiftMedian <= cMedian ? "met" : "NOT met") as NSString))

@@ -73,24 +73,22 @@ struct PoolBench: ParsableCommand {
         dpdk?.finish()
 
         for (name, baseline, target) in Self.cases {
-            let oursMedian = Self.median(ours[name]!)
+            let oursMedian = median(ours[name]!)
             let label = name.padding(toLength: 22, withPad: " ", startingAt: 0)
             guard let theirRounds = theirs[baseline], theirRounds.count == ours[name]!.count else {
                 print(String(format: "%@ DMABufferPool %7.3f ns   rte_mempool unavailable", label, oursMedian))
                 continue
             }
             let ratios = zip(theirRounds, ours[name]!).map { $0 / $1 }.sorted()
-            let ratio = Self.median(ratios)
+            let ratio = median(ratios)
             let verdict = target ? (ratio >= 1.0 ? "  (target >= 1.0x: met)" : "  (target >= 1.0x: NOT met)") : ""
             print(String(format: "%@ DMABufferPool %7.3f ns   rte_mempool %7.3f ns   rate ratio %.2fx (rounds %.2f-%.2f)%@",
-                         label, oursMedian, Self.median(theirRounds), ratio, ratios.first!, ratios.last!, verdict))
+                         label, oursMedian, median(theirRounds), ratio, ratios.first!, ratios.last!, verdict))
         }
         print("bulk32: DMABufferAddress arrays (8 bytes a buffer, IOVA by DMABufferTranslation); *_buffers: DMABuffer arrays (24 bytes)")
         if let dpdk { print("DPDK: rte_mempool ops \(dpdk.ops), EAL --no-huge --no-pci -l \(max(cpu, 0)), cache_size \(cacheSize), cc -O3 -march=native") }
         countAllocationsAndARC(pool)
     }
-
-    static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
     /// One round of every case on our side.
     func measureRound(_ pool: DMABufferPool, _ cache: inout DMABufferCache, _ buffers: UnsafeMutableBufferPointer<DMABuffer>,

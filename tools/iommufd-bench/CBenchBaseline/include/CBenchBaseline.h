@@ -1,4 +1,4 @@
-/* The C baselines for `iommufd-bench ioctl`: the same ioctls in plain C loops, issued two
+/* The C baselines for `iommufd-bench ioctl` and `map`: the same ioctls in plain C loops, issued two
  * ways: through libc's ioctl(3) wrapper, reading errno on failure (what a C library does),
  * and in place with the shim's ciommufd_ioctl (the primitive the Swift side uses). */
 #ifndef CBENCHBASELINE_H
@@ -13,6 +13,10 @@ uint64_t ciommufd_bench_unmap_loop_in_place(int fd, uint32_t ioas_id, uint64_t i
  * `iterations` times on a real iommufd; returns how many of the calls failed. */
 uint64_t ciommufd_bench_map_unmap_loop_libc(int fd, uint32_t ioas_id, uint64_t va, uint64_t length, uint64_t iova, uint64_t iterations);
 uint64_t ciommufd_bench_map_unmap_loop_in_place(int fd, uint32_t ioas_id, uint64_t va, uint64_t length, uint64_t iova, uint64_t iterations);
+/* IOMMU_IOAS_MAP_FILE of [start, start + length) of the memfd `file` at a fixed iova, then
+ * IOMMU_IOAS_UNMAP of it, `iterations` times; returns how many of the calls failed. */
+uint64_t ciommufd_bench_map_file_unmap_loop_libc(int fd, uint32_t ioas_id, int file, uint64_t start, uint64_t length, uint64_t iova, uint64_t iterations);
+uint64_t ciommufd_bench_map_file_unmap_loop_in_place(int fd, uint32_t ioas_id, int file, uint64_t start, uint64_t length, uint64_t iova, uint64_t iterations);
 
 /* Heap allocations and Swift retain/release calls between begin and end, on every thread. */
 struct ciommufd_bench_counts { uint64_t allocations, retains, releases; };
