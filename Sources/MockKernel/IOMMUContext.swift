@@ -156,7 +156,7 @@ enum DeviceIOMMU: Equatable {
     case selftest
     /// QEMU 7.2's intel-iommu with an input address width: 4 KiB pages, no scalable mode,
     /// so no nesting parent and no dirty tracking (intel/iommu.c:2944-2965).
-    case intel(addressWidth: Int)
+    case intel(addressWidth: Int, tracksDirty: Bool = false)
 
     /// The driver alone, without the unit's geometry (what `domain->owner` compares).
     enum Driver: Equatable {
@@ -184,12 +184,19 @@ enum DeviceIOMMU: Equatable {
     var aperture: ClosedRange<UInt64> {
         switch self {
         case .selftest: IOMMU_TEST_MOCK_APERTURE_START...IOMMU_TEST_MOCK_APERTURE_LAST
-        case .intel(let width): 0...(width >= 64 ? UInt64.max : (UInt64(1) << UInt64(width)) - 1)
+        case .intel(let width, _): 0...(width >= 64 ? UInt64.max : (UInt64(1) << UInt64(width)) - 1)
         }
     }
 
-    /// `device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`.
-    var tracksDirty: Bool { self == .selftest }
+    /// `device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`: always for the selftest IOMMU;
+    /// for VT-d only a unit with second-stage access/dirty bits (`intel_iommu_capable`,
+    /// `ssads_supported`), which QEMU 7.2 lacks.
+    var tracksDirty: Bool {
+        switch self {
+        case .selftest: true
+        case .intel(_, let tracksDirty): tracksDirty
+        }
+    }
 }
 
 /// The memory behind one or more areas (`struct iopt_pages`).

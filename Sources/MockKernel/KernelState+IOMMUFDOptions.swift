@@ -352,7 +352,7 @@ extension KernelState {
             var vtd = iommu_hw_info_vtd()
             vtd.flags = IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17
             vtd.cap_reg = Self.qemuVTdCapability
-            vtd.ecap_reg = Self.qemuVTdExtendedCapability
+            vtd.ecap_reg = Self.qemuVTdExtendedCapability | (device.iommu.tracksDirty ? Self.vtdDirtyTrackingBits : 0)
             data = unsafe withUnsafeBytes(of: vtd) { unsafe Array($0) }
             dataType = IOMMU_HW_INFO_TYPE_INTEL_VTD
         } else {
@@ -383,4 +383,7 @@ extension KernelState {
     /// QEMU 7.2's intel-iommu registers as the VM lane's guest reads them (`/sys/class/iommu/dmar0/intel-iommu/cap`, `ecap`).
     static let qemuVTdCapability: UInt64 = 0xd2_008c_2226_0206
     static let qemuVTdExtendedCapability: UInt64 = 0xf0_0f4a
+    /// ECAP bits of a VT-d unit with second-stage dirty tracking, for a function configured
+    /// with `iommuTracksDirty`: SMTS (43), SLADS (45), SLTS (46) and SMPWC (48).
+    static let vtdDirtyTrackingBits: UInt64 = 1 << 43 | 1 << 45 | 1 << 46 | 1 << 48
 }

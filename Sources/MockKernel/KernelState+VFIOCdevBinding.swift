@@ -24,7 +24,7 @@ extension KernelState {
         // iommufd_ctx_from_fd: EBADF for no file, EBADFD for a file that is not an iommufd.
         guard let target = descriptors[command.iommufd] else { throw .badFileDescriptor }
         guard case .iommufd(let contextID) = target, contexts[contextID] != nil else { throw Errno(rawValue: EBADFD) }
-        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: .intel(addressWidth: device.addressWidth))))
+        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: .intel(addressWidth: device.addressWidth, tracksDirty: device.iommuTracksDirty))))
         file.boundContext = contextID
         file.boundDeviceID = deviceID
         vfio.devices[file.deviceIndex]!.boundCdevs += 1

@@ -19,9 +19,20 @@ extension MockKernel {
                 guard let contextID = file.boundContext, let deviceID = file.boundDeviceID,
                       case .device(let bound)? = state.contexts[contextID]?.objects[deviceID],
                       let hwptID = bound.attachedHWPT,
-                      case .hwptPaging(let hwpt)? = state.contexts[contextID]?.objects[hwptID],
+                      case .hwptPaging(var hwpt)? = state.contexts[contextID]?.objects[hwptID],
                       let table = state.contexts[contextID]?.ioas(hwpt.ioasID) else { continue }
-                return unsafe state.translate(contextID: contextID, table: table, iova: iova, length: UInt64(length), write: write)
+                let memory = unsafe state.translate(contextID: contextID, table: table, iova: iova, length: UInt64(length), write: write)
+                // A write through a domain that tracks dirty pages sets their dirty bits, as
+                // the IOMMU sets the second-stage D bit of each page the device writes.
+                if write, unsafe memory != nil, hwpt.dirtyTracking, length > 0 {
+                    var page = iova & ~(hwpt.ioPageSize - 1)
+                    while page <= iova + UInt64(length) - 1 {
+                        hwpt.dirtyPages.insert(page)
+                        page += hwpt.ioPageSize
+                    }
+                    state.contexts[contextID]!.objects[hwptID] = .hwptPaging(hwpt)
+                }
+                return unsafe memory
             }
             // Through the legacy group's container.
             if let group = state.configuration.pciDevices[index].iommuGroup,

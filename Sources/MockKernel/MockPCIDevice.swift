@@ -43,6 +43,12 @@ extension MockKernel {
         public var reservedRegions: [ClosedRange<UInt64>]
         /// The IOMMU's input address width for this device's domain.
         public var addressWidth: Int
+        /// Whether the IOMMU unit above the function tracks dirty pages: a VT-d in scalable
+        /// mode with second-stage access/dirty bits (SLADS, SMPWC), as on recent Intel
+        /// servers. QEMU 7.2's intel-iommu does not (the default), so only a test that plays
+        /// such a machine sets it; then the function's DMA writes set dirty bits in a
+        /// dirty-tracking HWPT it is attached to.
+        public var iommuTracksDirty = false
 
         /// Creates a function at `address` (`dddd:bb:dd.f`) with the given IDs. The defaults describe an unclassified
         /// device (class 0x00ff00) on vfio-pci, in no IOMMU group, with a 4 KiB BAR0, one MSI vector, INTx and FLR,

@@ -119,3 +119,48 @@ struct HWPTTests {
         }
     }
 }
+
+@Suite("dirty tracking through a mock function's DMA")
+struct DeviceDirtyTrackingTests {
+    @Test("a function behind a VT-d with second-stage dirty bits (iommuTracksDirty): the format query offers dirty tracking, its DMA writes through a tracking HWPT read back as dirty ranges, reads and writes with tracking off leave nothing")
+    func dmaWritesSetDirtyBits() throws {
+        var configuration = MockKernel.Configuration()
+        var function = MockKernel.PCIDevice.edu()
+        function.iommuTracksDirty = true
+        configuration.addPCIDevice(function)
+        let kernel = MockKernel(configuration: configuration)
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+            let claimed = try context.claim(edu)
+            let device = try #require(claimed.device.deviceID)
+            let info = try ioas.iommufd.hardwareInfo(of: device)
+            guard case .intelVTd(let vtd) = info.vendor else { Issue.record("not VT-d: \(info)"); return }
+            #expect(vtd.dirtyTrackingCapable && info.capabilities.contains(.dirtyTracking))
+            let formats = PageTableFormats(info)
+            #expect(formats.pagingFlags.contains(.dirtyTracking))
+            let hwpt = try ioas.allocateHWPT(for: device, flags: [.dirtyTracking])
+            _ = try claimed.device.attach(to: hwpt.id)
+            try claimed.device.setBusMaster(true)
+            let memory = try kernel.mmap(address: nil, length: 16 * 4096, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+            defer { try? kernel.munmap(memory, length: 16 * 4096) }
+            let mapping = try ioas.map(userAddress: UInt64(UInt(bitPattern: memory)), length: 16 * 4096, at: IOVA(0x40_0000))
+            #expect(kernel.pciDeviceWrite(edu.description, iova: 0x40_0000, bytes: [1]), "before tracking")
+            try hwpt.setDirtyTracking(true)
+            #expect(try hwpt.dirtyPages(of: mapping, pageSize: 4096).dirtyPageCount == 0, "enabling starts from a clean snapshot")
+            #expect(kernel.pciDeviceWrite(edu.description, iova: 0x40_0000 + 2 * 4096 + 100, bytes: Array(repeating: 7, count: 5000)))
+            #expect(kernel.pciDeviceRead(edu.description, iova: 0x40_0000 + 10 * 4096, length: 64) != nil)
+            let dirty = try hwpt.dirtyPages(of: mapping, pageSize: 4096)
+            #expect(dirty.dirtyRanges.map { "\($0.iova.rawValue - 0x40_0000)+\($0.length)" } == ["8192+8192"], "pages 2 and 3 were written, page 10 only read")
+            #expect(try hwpt.dirtyPages(of: mapping, pageSize: 4096).dirtyPageCount == 0, "the read cleared them")
+            try hwpt.setDirtyTracking(false)
+            #expect(kernel.pciDeviceWrite(edu.description, iova: 0x40_0000, bytes: [1]))
+            #expect(try hwpt.dirtyPages(of: mapping, pageSize: 4096).dirtyPageCount == 0, "tracking off")
+            try claimed.device.setBusMaster(false)
+            try ioas.unmap(mapping)
+            _ = try claimed.device.attach(to: ioas)
+            try hwpt.destroy()
+        }
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+}
