@@ -14,13 +14,15 @@ public struct NestedHWPTFlags: OptionSet, Sendable, Hashable {
 
 /// A nested HWPT: an `iommu_domain` whose first-stage table lives in user memory in a
 /// vendor format (``NestedHWPTData``), translated again by its nesting parent, a paging
-/// ``HWPT``. Devices of the parent's driver attach to it by its ``id`` like to any HWPT;
+/// ``HWPT``, directly or through a ``VIOMMU``. Devices of the parent's driver attach to it by its ``id`` like to any HWPT;
 /// when the user changes its table, it tells the IOMMU's caches with
 /// ``invalidate(_:fileID:line:)``. It keeps the parent alive and is destroyed, best effort,
 /// when the last reference goes.
 public final class NestedHWPT: Sendable {
-    /// The nesting parent (second stage) it is allocated on.
+    /// The nesting parent (second stage) it translates through.
     public let parent: HWPT
+    /// The vIOMMU it was allocated on, if it was (it keeps it alive).
+    public let viommu: VIOMMU?
     /// The kernel's id for this HWPT.
     public let id: HWPTID
     /// The vendor format of its table.
@@ -29,8 +31,9 @@ public final class NestedHWPT: Sendable {
     public let flags: NestedHWPTFlags
     private let destroyed = Atomic<Bool>(false)
 
-    init(parent: HWPT, id: HWPTID, format: NestedHWPTFormat, flags: NestedHWPTFlags) {
+    init(parent: HWPT, viommu: VIOMMU? = nil, id: HWPTID, format: NestedHWPTFormat, flags: NestedHWPTFlags) {
         self.parent = parent
+        self.viommu = viommu
         self.id = id
         self.format = format
         self.flags = flags

@@ -9,6 +9,19 @@ struct IOMMUContext {
     var vfioIOAS: UInt32?
     /// Pages currently pinned per pages object (indexes into the object).
     var pinned: [Int: IntervalSet] = [:]
+    /// The regions drivers offer to mmap from the descriptor, by offset (`ictx->mt_mmap`).
+    var mmapRegions: [UInt64: UInt64] = [:]
+
+    /// `_iommufd_alloc_mmap` (driver.c:39-70): the lowest free range of `length` bytes at
+    /// or above PAGE_SIZE (the first page is skipped so that an offset is never 0).
+    mutating func allocateMMapRegion(length: UInt64, pageSize: UInt64) -> UInt64 {
+        var candidate = pageSize
+        for (offset, size) in mmapRegions.sorted(by: { $0.key < $1.key }) where offset < candidate + length {
+            candidate = max(candidate, offset + size)
+        }
+        mmapRegions[candidate] = length
+        return candidate
+    }
 
     /// The lowest free id, starting at 1, as `xa_alloc` with `XA_FLAGS_ALLOC1` gives them.
     func lowestFreeID() -> UInt32 {
@@ -80,6 +93,7 @@ enum MockObject {
     case ioas(IOPageTable)
     case hwptPaging(MockHWPT)
     case hwptNested(MockNestedHWPT)
+    case viommu(MockVIOMMU)
     case device(MockBoundDevice)
     case selftest(deviceID: UInt32)
 
@@ -89,6 +103,7 @@ enum MockObject {
         case .ioas: "IOAS"
         case .hwptPaging: "HWPT_PAGING"
         case .hwptNested: "HWPT_NESTED"
+        case .viommu: "VIOMMU"
         case .device: "DEVICE"
         case .selftest: "SELFTEST"
         }
@@ -123,6 +138,8 @@ struct MockHWPT {
 struct MockNestedHWPT {
     /// The nesting parent, a paging HWPT (it holds a reference: destroying it is EBUSY).
     var parentID: UInt32
+    /// The vIOMMU it was allocated on (which holds the parent instead), if it was.
+    var viommuID: UInt32? = nil
     var driver: DeviceIOMMU.Driver
     var attachedDevices: Int = 0
     /// The `IOMMU_HWPT_ALLOC_*` flags it was allocated with.
@@ -130,6 +147,15 @@ struct MockNestedHWPT {
     /// `iotlb[MOCK_NESTED_DOMAIN_IOTLB_NUM]`: each starts as the data's `iotlb`, an
     /// invalidation sets an entry to 0.
     var iotlb: [UInt32]
+}
+
+/// A vIOMMU (`struct iommufd_viommu`) on a nesting parent, which it holds.
+struct MockVIOMMU {
+    var parentID: UInt32
+    var driver: DeviceIOMMU.Driver
+    var type: UInt32
+    /// The selftest vIOMMU's mmap region (offset), if it was given data.
+    var mmapOffset: UInt64?
 }
 
 /// A device bound to the context: a selftest mock device or a VFIO function.

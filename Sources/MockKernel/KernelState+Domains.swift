@@ -133,6 +133,9 @@ extension KernelState {
             hwptID = ptID
         case .hwptNested(let nested)?:
             guard nested.driver == iommu.driver else { throw .invalidArgument }
+            // mock_domain_nop_attach (selftest.c:226-232): a nested HWPT of a vIOMMU needs the
+            // device's vDEVICE there (iommufd_viommu_get_vdev_id); the model has none: ENOENT.
+            if nested.viommuID != nil { throw .noSuchFileOrDirectory }
             hwptID = ptID
         default:
             throw .invalidArgument

@@ -92,11 +92,24 @@ extension KernelState {
                 if case .hwptNested(let nested) = object { return nested.parentID == id }
                 return false
             }
-            if hwpt.attachedDevices > 0 || parentOfNested { throw .resourceBusy }
+            let parentOfVIOMMU = contexts[contextID]!.objects.values.contains { object in
+                if case .viommu(let viommu) = object { return viommu.parentID == id }
+                return false
+            }
+            if hwpt.attachedDevices > 0 || parentOfNested || parentOfVIOMMU { throw .resourceBusy }
             contexts[contextID]!.objects[id] = nil
             removeDomain(contextID, ioasID: hwpt.ioasID, hwptID: id)
         case .hwptNested(let nested):
             if nested.attachedDevices > 0 { throw .resourceBusy }
+            contexts[contextID]!.objects[id] = nil
+        case .viommu(let viommu):
+            // Nested HWPTs on it hold references (hw_pagetable.c:320).
+            let busy = contexts[contextID]!.objects.values.contains { object in
+                if case .hwptNested(let nested) = object { return nested.viommuID == id }
+                return false
+            }
+            if busy { throw .resourceBusy }
+            if let offset = viommu.mmapOffset { contexts[contextID]!.mmapRegions[offset] = nil }
             contexts[contextID]!.objects[id] = nil
         case .device:
             // Held by its driver (the VFIO device or the selftest object).
@@ -113,6 +126,7 @@ extension KernelState {
         guard let context = contexts[contextID] else { return }
         for (id, object) in context.objects { if case .selftest = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .hwptNested = object { try? destroyObject(contextID, id) } }
+        for (id, object) in contexts[contextID]!.objects { if case .viommu = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .hwptPaging = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .ioas = object { try? destroyObject(contextID, id) } }
         try? repin(contextID)

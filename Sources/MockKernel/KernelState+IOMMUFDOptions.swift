@@ -92,6 +92,8 @@ extension KernelState {
             return unsafe try hardwarePageTableAlloc(contextID, command)
         case .getHWInfo:
             return unsafe try getHardwareInfo(contextID, command)
+        case .viommuAlloc:
+            return unsafe try viommuAlloc(contextID, command)
         case .hwptInvalidate:
             return unsafe try hardwarePageTableInvalidate(contextID, command)
         case .hwptSetDirtyTracking:
@@ -211,6 +213,8 @@ extension KernelState {
             cmd.out_hwpt_id = hwptID
         case .hwptPaging(let parent):
             cmd.out_hwpt_id = try nestedHWPT(contextID, cmd, device: device, parent: parent)
+        case .viommu(let viommu):
+            cmd.out_hwpt_id = try nestedHWPT(contextID, cmd, device: device, viommu: viommu)
         default:
             throw .invalidArgument
         }
@@ -271,13 +275,94 @@ extension KernelState {
         return contexts[contextID]!.insert(.hwptNested(nested))
     }
 
+    /// A nested HWPT on the vIOMMU `viommu` (hw_pagetable.c:297-343, 401-418): a device
+    /// behind another IOMMU is EINVAL; flags other than PASID and a fault queue, or no data,
+    /// EOPNOTSUPP; then the selftest vIOMMU's `mock_viommu_alloc_domain_nested`
+    /// (selftest.c:616-631), which takes the selftest data as a nested HWPT on a parent
+    /// does, without looking at the parent. The nested HWPT holds the vIOMMU.
+    mutating func nestedHWPT(_ contextID: Int, _ cmd: iommu_hwpt_alloc, device: MockBoundDevice, viommu: MockVIOMMU) throws(Errno) -> UInt32 {
+        guard device.iommu.driver == viommu.driver else { throw .invalidArgument }
+        guard cmd.flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID) == 0, cmd.data_len != 0 else { throw .notSupported }
+        guard cmd.data_type == IOMMU_HWPT_DATA_SELFTEST else { throw .notSupported }
+        let data = try selftestHWPTData(cmd)
+        let nested = MockNestedHWPT(parentID: viommu.parentID, viommuID: cmd.pt_id, driver: viommu.driver,
+                                    flags: cmd.flags & ~IOMMU_HWPT_FAULT_ID_VALID,
+                                    iotlb: Array(repeating: data.iotlb, count: Int(MOCK_NESTED_DOMAIN_IOTLB_NUM)))
+        return contexts[contextID]!.insert(.hwptNested(nested))
+    }
+
+    /// `IOMMU_VIOMMU_ALLOC`, in the order of `iommufd_viommu_alloc_ioctl` (viommu.c:17-117):
+    /// flags, or the default type 0 (EOPNOTSUPP, before any lookup); the device (ENOENT);
+    /// a type its driver does not offer (EOPNOTSUPP: only the selftest driver has vIOMMUs
+    /// here, of type 0xdeadbeef); the HWPT, which must be a paging HWPT (ENOENT otherwise)
+    /// allocated as a nesting parent (EINVAL); `__reserved` is not looked at. Then
+    /// `mock_viommu_init` (selftest.c:793-846): with data, at least up to `out_data` and at
+    /// most its struct (EINVAL otherwise); it echoes `in_data` and offers a two-page region
+    /// to mmap, at the lowest free offset from PAGE_SIZE. The vIOMMU holds its parent.
+    mutating func viommuAlloc(_ contextID: Int, _ command: UserCommand) throws(Errno) {
+        var cmd = unsafe command.load(iommu_viommu_alloc.self)
+        guard cmd.flags == 0, cmd.type != IOMMU_VIOMMU_TYPE_DEFAULT else { throw .notSupported }
+        guard case .device(let device)? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
+        guard device.iommu.driver == .selftest, cmd.type == IOMMU_VIOMMU_TYPE_SELFTEST else { throw .notSupported }
+        guard let parent = contexts[contextID]!.hwptPaging(cmd.hwpt_id) else { throw .noSuchFileOrDirectory }
+        guard parent.flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 else { throw .invalidArgument }
+        var viommu = MockVIOMMU(parentID: cmd.hwpt_id, driver: .selftest, type: cmd.type)
+        if cmd.data_len != 0 {
+            let size = MemoryLayout<iommu_viommu_selftest>.size
+            guard cmd.data_len >= 8, Int(cmd.data_len) <= size else { throw .invalidArgument }
+            // The data usually sits on the caller's stack, outside the modelled mmaps: only NULL faults.
+            guard let user = unsafe UnsafeMutableRawPointer(bitPattern: UInt(cmd.data_uptr)) else { throw .badAddress }
+            var data = iommu_viommu_selftest()
+            unsafe withUnsafeMutableBytes(of: &data) { unsafe $0.copyMemory(from: UnsafeRawBufferPointer(start: user, count: Int(cmd.data_len))) }
+            let length = 2 * UInt64(pageSize)
+            let offset = contexts[contextID]!.allocateMMapRegion(length: length, pageSize: UInt64(pageSize))
+            viommu.mmapOffset = offset
+            data.out_data = data.in_data
+            data.out_mmap_offset = offset
+            data.out_mmap_length = length
+            unsafe withUnsafeBytes(of: data) { unsafe user.copyMemory(from: $0.baseAddress!, byteCount: Int(cmd.data_len)) }
+        }
+        cmd.out_viommu_id = contexts[contextID]!.insert(.viommu(viommu))
+        unsafe command.respond(cmd)
+    }
+
+    /// `mock_viommu_cache_invalidate` (selftest.c:633-701): no entries with its own type is
+    /// the probe (0); another type is EINVAL, also with no entries. The whole array is
+    /// copied first: an entry shorter than the struct is zero-filled, a longer one must
+    /// have zeros past it (E2BIG). Then entry by entry: unknown flags EOPNOTSUPP, a cache
+    /// id past 3 EINVAL, a vdev id with no vDEVICE EINVAL (the model has no vDEVICEs, so
+    /// every entry that gets that far stops there).
+    func invalidateSelftestVIOMMU(_ cmd: iommu_hwpt_invalidate, entries: UInt32) throws(Errno) {
+        if entries == 0 && cmd.data_type == IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST { return }
+        guard cmd.data_type == IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST else { throw .invalidArgument }
+        let size = MemoryLayout<iommu_viommu_invalidate_selftest>.size
+        var parsed: [iommu_viommu_invalidate_selftest] = []
+        for index in 0..<UInt64(entries) {
+            guard let source = unsafe UnsafeRawPointer(bitPattern: UInt(cmd.data_uptr + index * UInt64(cmd.entry_len))) else { throw .badAddress }
+            var entry = iommu_viommu_invalidate_selftest()
+            let copied = min(Int(cmd.entry_len), size)
+            unsafe withUnsafeMutableBytes(of: &entry) { unsafe $0.copyMemory(from: UnsafeRawBufferPointer(start: source, count: copied)) }
+            if Int(cmd.entry_len) > size {
+                for offset in size..<Int(cmd.entry_len) where unsafe source.load(fromByteOffset: offset, as: UInt8.self) != 0 {
+                    throw .argListTooLong  // E2BIG (copy_struct_from_user)
+                }
+            }
+            parsed.append(entry)
+        }
+        for entry in parsed {
+            guard entry.flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL == 0 else { throw .notSupported }
+            guard entry.cache_id <= 3 else { throw .invalidArgument }
+            throw .invalidArgument  // iommufd_viommu_find_dev: no vDEVICE has this id
+        }
+    }
+
     /// The bound on the entries of one `IOMMU_HWPT_INVALIDATE` (hw_pagetable.c:506).
     static let invalidateEntryLimit: UInt32 = 1 << 19
 
     /// `IOMMU_HWPT_INVALIDATE`, in the order of `iommufd_hwpt_invalidate` (hw_pagetable.c:
     /// 508-576): `__reserved` (EOPNOTSUPP); with entries, a data pointer, an entry length of
     /// 1 to PAGE_SIZE and at most 2^19 entries (EINVAL); the object (ENOENT); only a nested
-    /// HWPT (or a vIOMMU, not modelled) has a cache to invalidate, anything else (a paging
+    /// HWPT or a vIOMMU has a cache to invalidate, anything else (a paging
     /// HWPT, an IOAS, a device) is EINVAL, also with no entries. The driver is called even
     /// with no entries. The handled count goes back in `entry_num` on every path: 0 for the
     /// core's refusals, the driver's count otherwise.
@@ -291,6 +376,10 @@ extension KernelState {
             throw .invalidArgument
         }
         guard let object = contexts[contextID]!.objects[cmd.hwpt_id] else { throw .noSuchFileOrDirectory }
+        if case .viommu = object {
+            // Nothing before a bad entry is ever handled without vDEVICEs: the count stays 0.
+            return try invalidateSelftestVIOMMU(cmd, entries: entries)
+        }
         guard case .hwptNested(var nested) = object else { throw .invalidArgument }
         // The entries before a bad one stay handled: the driver's error comes after they commit.
         var handled: UInt32 = 0

@@ -109,12 +109,12 @@ struct KernelAnswersTests {
 
     @Test("commands the model does not implement answer ENOSYS and are recorded, never an invented errno")
     func unmodelledCommandsAreLoud() throws {
-        try withMockWorld(unmodelled: [.faultQueueAlloc, .viommuAlloc]) { world in
+        try withMockWorld(unmodelled: [.faultQueueAlloc, .vdeviceAlloc]) { world in
             var room = [UInt8](repeating: 0, count: 64)
             room.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(16), as: UInt32.self) }
             #expect(room.withUnsafeMutableBytes { world.rawIoctl(IOMMU_FAULT_QUEUE_ALLOC, $0.baseAddress) } == .noFunction)
-            room.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(MemoryLayout<iommu_viommu_alloc>.size), as: UInt32.self) }
-            #expect(room.withUnsafeMutableBytes { world.rawIoctl(IOMMU_VIOMMU_ALLOC, $0.baseAddress) } == .noFunction)
+            room.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(MemoryLayout<iommu_vdevice_alloc>.size), as: UInt32.self) }
+            #expect(room.withUnsafeMutableBytes { world.rawIoctl(IOMMU_VDEVICE_ALLOC, $0.baseAddress) } == .noFunction)
         }
     }
 

@@ -102,3 +102,15 @@ struct NestedHWPTTests {
         }
     }
 }
+
+@Suite("a vIOMMU on MockKernel's selftest IOMMU")
+struct VIOMMUMockTests {
+    @Test("the iommufd_viommu fixture's walk through the typed API: what 7.3 answered in the VM, line by line")
+    func asTheKernelAnswered() throws {
+        let kernel = MockKernel()
+        let lines = try VIOMMUProbe.lines(system: kernel)
+        #expect(lines == VIOMMUProbe.linuxAnswer, "\(lines)")
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+        #expect(kernel.unmodelledCalls.isEmpty, "\(kernel.unmodelledCalls)")
+    }
+}

@@ -296,3 +296,17 @@ extension HardwareSuite {
         }
     }
 }
+
+extension HardwareSuite {
+    /// A vIOMMU on the kernel selftest's mock IOMMU, on this kernel and on MockKernel.
+    @Suite("Hardware: a vIOMMU on the selftest IOMMU, kernel and mock", .enabled(if: Hardware.hasSelftest, Hardware.selftestReason))
+    struct VIOMMUTests {
+        @Test("the iommufd_viommu fixture's ground without vDEVICEs through the typed API: parent rules, data echoed with its mmap region, a nested HWPT on it, invalidation at both levels, EBUSY references; the mock agrees line by line")
+        func viommuAgrees() throws {
+            let kernelLines = try VIOMMUProbe.lines(system: LinuxSystem())
+            #expect(kernelLines == VIOMMUProbe.linuxAnswer, "kernel: \(kernelLines)")
+            let mockLines = try VIOMMUProbe.lines(system: MockKernel())
+            #expect(mockLines == kernelLines, "mock: \(mockLines)")
+        }
+    }
+}

@@ -136,3 +136,35 @@ extension ScenarioExecutor {
         return Outcome()
     }
 }
+
+extension ScenarioExecutor {
+    /// `viommu NAME HWPT DEVICE [type=N] [flags=N] [data=PAYLOAD [data_len=N]]`:
+    /// `IOMMU_VIOMMU_ALLOC` (type defaults to the selftest's 0xdeadbeef) with a payload's
+    /// bytes as the driver's data, which the kernel writes its answer into. Binds NAME;
+    /// outputs `id` and, read back from the data as the selftest driver lays it out,
+    /// `out` (`out_data`), `offset` and `length` (the mmap region) as far as the data reaches.
+    func allocateVIOMMU(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 3 else { throw session.fail("viommu NAME HWPT DEVICE") }
+        let fd = try session.context(step)
+        var data: UnsafeMutableRawBufferPointer?
+        if let name = step.arguments["data"] {
+            let payload = try session.buffer(name)
+            let length = Int(try session.argument(step, "data_len", default: UInt64(payload.count)))
+            guard length <= payload.count else { throw session.fail("data_len past the payload \(name)") }
+            data = UnsafeMutableRawBufferPointer(rebasing: payload[..<length])
+        }
+        let id = try IOMMUFDIOCTL.viommuAlloc(session.seam, fd, device: try session.objectID(step.words[2]), hwpt: try session.objectID(step.words[1]),
+                                              type: UInt32(truncatingIfNeeded: try session.argument(step, "type", default: UInt64(IOMMU_VIOMMU_TYPE_SELFTEST))),
+                                              flags: UInt32(truncatingIfNeeded: try session.argument(step, "flags", default: 0)),
+                                              data: data, fileID: #fileID, line: step.line)
+        session.bind(step.words[0], id: id, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
+        var outputs = ["id": "\(id)"]
+        // What the selftest driver wrote back into its data (struct iommu_viommu_selftest).
+        if let data {
+            if data.count >= 8 { outputs["out"] = ScenarioSession.hex(UInt64(data.load(fromByteOffset: 4, as: UInt32.self))) }
+            if data.count >= 16 { outputs["offset"] = ScenarioSession.hex(data.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+            if data.count >= 24 { outputs["length"] = ScenarioSession.hex(data.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
+        }
+        return Outcome(outputs: outputs)
+    }
+}

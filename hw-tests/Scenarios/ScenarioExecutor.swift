@@ -114,6 +114,7 @@ public struct ScenarioExecutor: Sendable {
         case "dirty_mark": return try markDirty(step, session)
         case "invalidate": return try invalidate(step, session)
         case "check_iotlb": return try checkIOTLB(step, session)
+        case "viommu": return try allocateVIOMMU(step, session)
         case "replace": return try replace(step, session)
         case "rlimit": return try setMemlock(step, session)
         case "raw": return try raw(step, session)

@@ -43,6 +43,25 @@ struct iommu_hwpt_invalidate_selftest {
     ciommufd_u32 iotlb_id;
 };
 
+/* The selftest driver's vIOMMU (IOMMU_VIOMMU_ALLOC type, data and invalidation). */
+static const uint32_t IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
+
+struct iommu_viommu_selftest {
+    ciommufd_u32 in_data;
+    ciommufd_u32 out_data;
+    ciommufd_u64 out_mmap_offset;
+    ciommufd_u64 out_mmap_length;
+};
+
+static const uint32_t IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+static const uint32_t IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
+
+struct iommu_viommu_invalidate_selftest {
+    ciommufd_u32 flags;
+    ciommufd_u32 vdev_id;
+    ciommufd_u32 cache_id;
+};
+
 /* The selftest mock domain's geometry (MOCK_IOMMUPT_DEFAULT). */
 static const uint64_t IOMMU_TEST_MOCK_APERTURE_START = 1ull << 24;
 static const uint64_t IOMMU_TEST_MOCK_APERTURE_LAST = (1ull << 31) - 1;

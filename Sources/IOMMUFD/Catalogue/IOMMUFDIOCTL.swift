@@ -57,6 +57,26 @@ package enum IOMMUFDIOCTL {
                        IOMMUErrorContext(objectID: hwpt), fileID: fileID, line: line)
     }
 
+    /// `IOMMU_VIOMMU_ALLOC`: a vIOMMU of `type` for `device`'s IOMMU on the nesting parent
+    /// `hwpt`, with the driver's data in `data` (in and out: the driver writes its answer
+    /// back into it); returns the vIOMMU's id.
+    @unsafe
+    package static func viommuAlloc(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, hwpt: UInt32, type: UInt32, flags: UInt32,
+                                    data: UnsafeMutableRawBufferPointer?, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+        var command = iommu_viommu_alloc()
+        command.size = UInt32(MemoryLayout<iommu_viommu_alloc>.size)
+        command.flags = flags
+        command.type = type
+        command.dev_id = device
+        command.hwpt_id = hwpt
+        command.data_len = unsafe UInt32(data?.count ?? 0)
+        command.data_uptr = unsafe UInt64(UInt(bitPattern: data?.baseAddress))
+        var context = IOMMUErrorContext(objectID: hwpt)
+        context.otherObjectID = device
+        try issueIOCTL(seam, fd, IOMMU_VIOMMU_ALLOC, .viommuAlloc, &command, context, fileID: fileID, line: line)
+        return command.out_viommu_id
+    }
+
     /// `IOMMU_HWPT_INVALIDATE`: hands `entryCount` entries of `entryLength` bytes each, in
     /// the format `dataType`, to the cache of a nested HWPT or a vIOMMU (`pageTable`), and
     /// returns how many it handled. The kernel writes that count back on every path and
