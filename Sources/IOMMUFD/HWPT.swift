@@ -54,10 +54,14 @@ extension IOAS {
     ///   `IOMMU_HW_CAP_DIRTY_TRACKING`, a nesting parent without nesting), `ENOENT` for an
     ///   unknown device, `EADDRINUSE` when a mapping lies outside the aperture, `EFAULT` or
     ///   `ENOMEM` when the IOAS's memory cannot be pinned.
-    public func allocateHWPT(for device: DeviceID, flags: PagingHWPTFlags = [],
+    ///
+    /// With `faultQueue`, the IOMMU's page faults on the HWPT go to that fault queue (a
+    /// nesting parent cannot have one: `EOPNOTSUPP`; an id that is no fault queue: `ENOENT`).
+    public func allocateHWPT(for device: DeviceID, flags: PagingHWPTFlags = [], faultQueue: FaultID? = nil,
                              fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPT {
         let raw = unsafe try IOMMUFDIOCTL.hwptAlloc(seam, fd, device: device.rawValue, pageTable: try liveID(.hwptAlloc, fileID: fileID, line: line),
-                                             flags: flags.rawValue, dataType: IOMMU_HWPT_DATA_NONE, data: nil, faultID: 0,
+                                             flags: flags.rawValue | (faultQueue == nil ? 0 : IOMMU_HWPT_FAULT_ID_VALID),
+                                             dataType: IOMMU_HWPT_DATA_NONE, data: nil, faultID: faultQueue?.rawValue ?? 0,
                                              fileID: fileID, line: line)
         return HWPT(ioas: self, id: HWPTID(rawValue: raw), flags: flags)
     }

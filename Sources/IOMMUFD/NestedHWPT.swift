@@ -87,12 +87,13 @@ extension HWPT {
     /// - Throws: `EINVAL` when this HWPT is not a nesting parent (or the data is too short
     ///   or longer than the kernel's struct), `EOPNOTSUPP` for a format or flags the
     ///   device's IOMMU does not take, `ENOENT` for an unknown device.
-    public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [],
+    public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [], faultQueue: FaultID? = nil,
                                                      fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> NestedHWPT {
         var layout = data.kernelLayout
         let raw = unsafe try withUnsafeBytes(of: &layout) { (bytes) throws(IOMMUError) -> UInt32 in
-            unsafe try IOMMUFDIOCTL.hwptAlloc(ioas.seam, ioas.fd, device: device.rawValue, pageTable: id.rawValue, flags: flags.rawValue,
-                                              dataType: Data.format.dataType, data: bytes, faultID: 0, fileID: fileID, line: line)
+            unsafe try IOMMUFDIOCTL.hwptAlloc(ioas.seam, ioas.fd, device: device.rawValue, pageTable: id.rawValue,
+                                              flags: flags.rawValue | (faultQueue == nil ? 0 : IOMMU_HWPT_FAULT_ID_VALID),
+                                              dataType: Data.format.dataType, data: bytes, faultID: faultQueue?.rawValue ?? 0, fileID: fileID, line: line)
         }
         return NestedHWPT(parent: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags)
     }

@@ -97,7 +97,7 @@ public struct SelftestVIOMMUInvalidation: CacheInvalidation, Hashable {
 
 /// A vIOMMU: the slice of a physical IOMMU a VMM hands to one guest, on a nesting-parent
 /// ``HWPT`` (the guest's second stage). Nested HWPTs allocated on it
-/// (``allocateNested(for:data:flags:fileID:line:)``) carry the guest's table in the vendor
+/// (``allocateNested(for:data:flags:faultQueue:fileID:line:)``) carry the guest's table in the vendor
 /// format (an SMMUv3 STE, an AMD guest DTE), and commands the guest queued go to its
 /// caches with ``invalidate(_:fileID:line:)``. It keeps the parent alive and is destroyed,
 /// best effort, when the last reference goes.
@@ -139,13 +139,14 @@ public final class VIOMMU: Sendable {
     ///
     /// - Throws: `EINVAL` for a device behind another IOMMU (or data of the wrong length),
     ///   `EOPNOTSUPP` for a format or flags the driver does not take.
-    public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [],
+    public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [], faultQueue: FaultID? = nil,
                                                      fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> NestedHWPT {
         var layout = data.kernelLayout
         let iommufd = parent.ioas.iommufd
         let raw = unsafe try withUnsafeBytes(of: &layout) { (bytes) throws(IOMMUError) -> UInt32 in
-            unsafe try IOMMUFDIOCTL.hwptAlloc(iommufd.seam, iommufd.fd, device: device.rawValue, pageTable: id.rawValue, flags: flags.rawValue,
-                                              dataType: Data.format.dataType, data: bytes, faultID: 0, fileID: fileID, line: line)
+            unsafe try IOMMUFDIOCTL.hwptAlloc(iommufd.seam, iommufd.fd, device: device.rawValue, pageTable: id.rawValue,
+                                              flags: flags.rawValue | (faultQueue == nil ? 0 : IOMMU_HWPT_FAULT_ID_VALID),
+                                              dataType: Data.format.dataType, data: bytes, faultID: faultQueue?.rawValue ?? 0, fileID: fileID, line: line)
         }
         return NestedHWPT(parent: parent, viommu: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags)
     }
