@@ -28,12 +28,7 @@ public final class HWPT: Sendable {
     }
 
     deinit {
-        guard !destroyed.load(ordering: .acquiring) else { return }
-        do {
-            try ioas.iommufd.destroy(id)
-        } catch {
-            ioas.iommufd.logger.debug("destroying HWPT failed", metadata: ["hwpt.id": "\(id.rawValue)", "error": "\(error)"])
-        }
+        ioas.iommufd.destroyFromDeinit(id, unless: destroyed)
     }
 
     /// Destroys the HWPT now and reports a failure (the deinitializer would only log it).

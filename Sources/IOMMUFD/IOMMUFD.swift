@@ -88,6 +88,18 @@ public final class IOMMUFD: Sendable {
         }
     }
 
+    /// The deinitializer's half of ``destroyOnce(_:claiming:fileID:line:)``: destroys `id`
+    /// unless its handle already did, and only logs a failure (a deinitializer cannot throw).
+    func destroyFromDeinit<Kind>(_ id: IOMMUObjectID<Kind>, unless destroyed: borrowing Atomic<Bool>) {
+        guard !destroyed.load(ordering: .acquiring) else { return }
+        do {
+            try destroy(id)
+            logger.debug("\(Kind.name) destroyed", metadata: ["id": "\(id.rawValue)"])
+        } catch {
+            logger.debug("destroying \(Kind.name) failed", metadata: ["id": "\(id.rawValue)", "error": "\(error)"])
+        }
+    }
+
     /// The refusal of a call through a handle whose object was destroyed: `ENOENT`, never issued.
     static func staleHandle(_ operation: IOMMUOperation, id: UInt32, fileID: StaticString, line: Int) -> IOMMUError {
         var context = IOMMUErrorContext(objectID: id)

@@ -41,12 +41,7 @@ public final class NestedHWPT: Sendable {
     }
 
     deinit {
-        guard !destroyed.load(ordering: .acquiring) else { return }
-        do {
-            try parent.ioas.iommufd.destroy(id)
-        } catch {
-            parent.ioas.iommufd.logger.debug("destroying nested HWPT failed", metadata: ["hwpt.id": "\(id.rawValue)", "error": "\(error)"])
-        }
+        parent.ioas.iommufd.destroyFromDeinit(id, unless: destroyed)
     }
 
     /// Destroys the nested HWPT now and reports a failure (the deinitializer would only log

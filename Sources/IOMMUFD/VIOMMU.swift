@@ -118,12 +118,7 @@ public final class VIOMMU: Sendable {
     }
 
     deinit {
-        guard !destroyed.load(ordering: .acquiring) else { return }
-        do {
-            try parent.ioas.iommufd.destroy(id)
-        } catch {
-            parent.ioas.iommufd.logger.debug("destroying vIOMMU failed", metadata: ["viommu.id": "\(id.rawValue)", "error": "\(error)"])
-        }
+        parent.ioas.iommufd.destroyFromDeinit(id, unless: destroyed)
     }
 
     /// Destroys the vIOMMU now and reports a failure.

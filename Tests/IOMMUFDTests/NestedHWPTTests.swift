@@ -12,11 +12,7 @@ import Testing
 struct NestedHWPTTests {
     @Test("alloc_hwpt_nested's walk through the typed API: what 7.3 answered in the VM, line by line")
     func asTheKernelAnswered() throws {
-        let kernel = MockKernel()
-        let lines = try NestedHWPTProbe.lines(system: kernel)
-        #expect(lines == NestedHWPTProbe.linuxAnswer, "\(lines)")
-        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
-        #expect(kernel.unmodelledCalls.isEmpty, "\(kernel.unmodelledCalls)")
+        try expectMockAnswersAsLinux(NestedHWPTProbe.lines, linuxAnswer: NestedHWPTProbe.linuxAnswer)
     }
 
     /// A raw `IOMMU_HWPT_ALLOC` of selftest nested data on `parent`.
@@ -107,10 +103,6 @@ struct NestedHWPTTests {
 struct VIOMMUMockTests {
     @Test("the iommufd_viommu fixture's walk through the typed API: what 7.3 answered in the VM, line by line")
     func asTheKernelAnswered() throws {
-        let kernel = MockKernel()
-        let lines = try VIOMMUProbe.lines(system: kernel)
-        #expect(lines == VIOMMUProbe.linuxAnswer, "\(lines)")
-        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
-        #expect(kernel.unmodelledCalls.isEmpty, "\(kernel.unmodelledCalls)")
+        try expectMockAnswersAsLinux(VIOMMUProbe.lines, linuxAnswer: VIOMMUProbe.linuxAnswer)
     }
 }

@@ -125,10 +125,6 @@ struct DeviceReservedRegionTests {
 struct DirtyTrackingMockTests {
     @Test("a HWPT without the flag refuses tracking; marked mappings read back dirty with their range, kept or cleared; marking with tracking off is EINVAL: what 7.3 answered in the VM, line by line")
     func asTheKernelAnswered() throws {
-        let kernel = MockKernel()
-        let lines = try DirtyTrackingProbe.lines(system: kernel)
-        #expect(lines == DirtyTrackingProbe.linuxAnswer, "\(lines)")
-        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
-        #expect(kernel.unmodelledCalls.isEmpty, "\(kernel.unmodelledCalls)")
+        try expectMockAnswersAsLinux(DirtyTrackingProbe.lines, linuxAnswer: DirtyTrackingProbe.linuxAnswer)
     }
 }

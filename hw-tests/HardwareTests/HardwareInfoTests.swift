@@ -85,12 +85,7 @@ extension HardwareSuite {
             let edu = try EduDevice(owned.device)
             let buffer = Hardware.pinnableBuffer(byteCount: 4096)
             let mapping = try owned.addressSpace.map(UnsafeRawBufferPointer(buffer), at: IOVA(0x10_0000))
-            func roundTrip(_ seed: UInt8) throws -> Bool {
-                for index in 0..<64 { buffer[index] = seed &+ UInt8(index) }
-                try edu.copyToDevice(from: mapping.iova, count: 64)
-                try edu.copyToHost(to: IOVA(0x10_0000 + 2048), count: 64)
-                return (0..<64).allSatisfy { buffer[2048 + $0] == seed &+ UInt8($0) }
-            }
+            func roundTrip(_ seed: UInt8) throws -> Bool { try edu.roundTrip(buffer, at: mapping.iova, seed: seed) }
             #expect(try roundTrip(1), "on the automatic HWPT")
             let first = try ioas.allocateHWPT(for: device)
             let second = try ioas.allocateHWPT(for: device, flags: [.pasid])
@@ -258,6 +253,16 @@ func mockMachine(with preset: MockKernel.PCIDevice, _ change: (inout MockKernel.
     return MockKernel(configuration: configuration)
 }
 
+/// A probe on this kernel gives what Linux 7.3 answered when the probe was written, and
+/// on MockKernel the same lines.
+func expectKernelAndMockAgree(_ probe: (any SystemInterface) throws -> [String], linuxAnswer: [String],
+                              sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let kernelLines = try probe(LinuxSystem())
+    #expect(kernelLines == linuxAnswer, "kernel: \(kernelLines)", sourceLocation: sourceLocation)
+    let mockLines = try probe(MockKernel())
+    #expect(mockLines == kernelLines, "mock: \(mockLines)", sourceLocation: sourceLocation)
+}
+
 /// The probe's lines on this kernel and on `mock`, and the lines that differ, one pair each.
 func kernelAndMock<Line: Equatable>(_ mock: MockKernel, _ probe: (any SystemInterface) throws -> [Line]) throws
     -> (kernel: [Line], mock: [Line], differences: [String]) {
@@ -274,10 +279,7 @@ extension HardwareSuite {
     struct DirtyTrackingTests {
         @Test("a HWPT without the flag refuses tracking; marked mappings read back dirty with their range, kept or cleared; marking with tracking off is EINVAL; the mock agrees line by line")
         func dirtyTrackingAgrees() throws {
-            let kernelLines = try DirtyTrackingProbe.lines(system: LinuxSystem())
-            #expect(kernelLines == DirtyTrackingProbe.linuxAnswer, "kernel: \(kernelLines)")
-            let mockLines = try DirtyTrackingProbe.lines(system: MockKernel())
-            #expect(mockLines == kernelLines, "mock: \(mockLines)")
+            try expectKernelAndMockAgree(DirtyTrackingProbe.lines, linuxAnswer: DirtyTrackingProbe.linuxAnswer)
         }
     }
 }
@@ -289,10 +291,7 @@ extension HardwareSuite {
     struct NestedHWPTTests {
         @Test("alloc_hwpt_nested's ground through the typed API: parents, selftest data and its IOTLB, typed invalidation with the handled count, EBUSY references, replace across nested HWPTs; the mock agrees line by line")
         func nestedHWPTsAgree() throws {
-            let kernelLines = try NestedHWPTProbe.lines(system: LinuxSystem())
-            #expect(kernelLines == NestedHWPTProbe.linuxAnswer, "kernel: \(kernelLines)")
-            let mockLines = try NestedHWPTProbe.lines(system: MockKernel())
-            #expect(mockLines == kernelLines, "mock: \(mockLines)")
+            try expectKernelAndMockAgree(NestedHWPTProbe.lines, linuxAnswer: NestedHWPTProbe.linuxAnswer)
         }
     }
 }
@@ -303,10 +302,7 @@ extension HardwareSuite {
     struct VIOMMUTests {
         @Test("the iommufd_viommu fixture's ground without vDEVICEs through the typed API: parent rules, data echoed with its mmap region, a nested HWPT on it, invalidation at both levels, EBUSY references; the mock agrees line by line")
         func viommuAgrees() throws {
-            let kernelLines = try VIOMMUProbe.lines(system: LinuxSystem())
-            #expect(kernelLines == VIOMMUProbe.linuxAnswer, "kernel: \(kernelLines)")
-            let mockLines = try VIOMMUProbe.lines(system: MockKernel())
-            #expect(mockLines == kernelLines, "mock: \(mockLines)")
+            try expectKernelAndMockAgree(VIOMMUProbe.lines, linuxAnswer: VIOMMUProbe.linuxAnswer)
         }
     }
 }

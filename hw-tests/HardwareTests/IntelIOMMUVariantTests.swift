@@ -62,12 +62,7 @@ extension HardwareSuite {
             let edu = try EduDevice(owned.device)
             let buffer = Hardware.pinnableBuffer(byteCount: 4096)
             let mapping = try owned.addressSpace.map(UnsafeRawBufferPointer(buffer), at: IOVA(0x10_0000))
-            func roundTrip(_ seed: UInt8) throws -> Bool {
-                for index in 0..<64 { buffer[index] = seed &+ UInt8(index) }
-                try edu.copyToDevice(from: mapping.iova, count: 64)
-                try edu.copyToHost(to: IOVA(0x10_0000 + 2048), count: 64)
-                return (0..<64).allSatisfy { buffer[2048 + $0] == seed &+ UInt8($0) }
-            }
+            func roundTrip(_ seed: UInt8) throws -> Bool { try edu.roundTrip(buffer, at: mapping.iova, seed: seed) }
             let first = try ioas.allocateHWPT(for: device)
             let second = try ioas.allocateHWPT(for: device, flags: formats.pagingFlags.intersection([.pasid]))
             #expect(try owned.device.attach(to: first.id) == first.id)

@@ -27,9 +27,7 @@ public enum BARMappingProbe {
                                   fd: fd, offset: Int64(region.offset))
         try system.close(fd)
         var lines: [String] = []
-        func outcome(_ body: () throws(IOMMUError) -> Void) -> String {
-            do throws(IOMMUError) { try body(); return "ok" } catch { return ErrnoName.name(of: error.errno) }
-        }
+        let outcome = ProbeOutcome.of
         lines.append("destroy the IOAS with the descriptor closed and BAR0 still mapped: " + outcome { () throws(IOMMUError) in try ioas.destroy() })
         try system.munmap(bar, length: Int(region.size))
         lines.append("destroy the IOAS after the munmap: " + outcome { () throws(IOMMUError) in try ioas.destroy() })

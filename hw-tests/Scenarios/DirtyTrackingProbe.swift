@@ -42,9 +42,7 @@ public enum DirtyTrackingProbe {
         let second = try ioas.map(userAddress: base + UInt64(length), length: UInt64(length), at: IOVA(0x101_0000))
         defer { try? ioas.unmap(first); try? ioas.unmap(second) }
         var lines: [String] = []
-        func outcome(_ body: () throws(IOMMUError) -> Void) -> String {
-            do throws(IOMMUError) { try body(); return "ok" } catch { return ErrnoName.name(of: error.errno) }
-        }
+        let outcome = ProbeOutcome.of
         func state(_ bitmap: DirtyBitmap) -> String { bitmap.dirtyPageCount == 0 ? "clean" : "dirty" }
         let plain = try ioas.allocateHWPT(for: device.deviceID)
         lines.append("tracking on a HWPT without the flag: " + outcome { () throws(IOMMUError) in try plain.setDirtyTracking(true) })

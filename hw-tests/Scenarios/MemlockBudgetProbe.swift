@@ -29,9 +29,7 @@ public enum MemlockBudgetProbe {
                                      flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
         defer { try? system.munmap(memory, length: 2 * length + 4096) }
         var lines: [String] = []
-        func outcome(_ body: () throws(IOMMUError) -> Void) -> String {
-            do throws(IOMMUError) { try body(); return "ok" } catch { return ErrnoName.name(of: error.errno) }
-        }
+        let outcome = ProbeOutcome.of
         func status() throws -> String {
             let text = String(decoding: try system.readFile("/proc/self/status"), as: UTF8.self)
             return text.split(separator: "\n").filter { $0.hasPrefix("VmPin:") || $0.hasPrefix("VmLck:") }

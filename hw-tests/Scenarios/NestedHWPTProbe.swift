@@ -42,14 +42,8 @@ public enum NestedHWPTProbe {
         let device = try ioas.selftestAttachMockDomain()
         defer { try? iommufd.destroy(device.selftestID) }
         var lines: [String] = []
-        func outcome(_ body: () throws(IOMMUError) -> Void) -> String {
-            do throws(IOMMUError) { try body(); return "ok" } catch { return ErrnoName.name(of: error.errno) }
-        }
-        func invalidation(_ body: () throws(IOMMUError) -> Int) -> String {
-            do throws(IOMMUError) { return String(try body()) } catch {
-                return ErrnoName.name(of: error.errno) + " handled \(error.context.handledCount.map(String.init) ?? "?")"
-            }
-        }
+        let outcome = ProbeOutcome.of
+        let invalidation = ProbeOutcome.invalidation
         func iotlb(_ nested: NestedHWPT) -> String {
             (0..<MOCK_NESTED_DOMAIN_IOTLB_NUM).map { (entry: UInt32) -> String in
                 for value in [IOMMU_TEST_IOTLB_DEFAULT, 0] where (try? iommufd.selftestCheckIOTLB(nested.id, iotlbID: entry, equals: value)) != nil {

@@ -21,13 +21,7 @@ extension ScenarioExecutor {
             default: flags |= UInt32(truncatingIfNeeded: try session.number(String(word)))
             }
         }
-        var data: UnsafeRawBufferPointer?
-        if let name = step.arguments["data"] {
-            let payload = try session.buffer(name)
-            let length = Int(try session.argument(step, "data_len", default: UInt64(payload.count)))
-            guard length <= payload.count else { throw session.fail("data_len past the payload \(name)") }
-            data = UnsafeRawBufferPointer(rebasing: payload[..<length])
-        }
+        let data = try session.dataPayload(step).map { UnsafeRawBufferPointer($0) }
         let id = try IOMMUFDIOCTL.hwptAlloc(session.seam, fd, device: try session.objectID(step.words[2]),
                                             pageTable: try session.objectID(step.words[1]), flags: flags,
                                             dataType: UInt32(truncatingIfNeeded: try session.argument(step, "data_type", default: 0)),
@@ -146,13 +140,7 @@ extension ScenarioExecutor {
     func allocateVIOMMU(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
         guard step.words.count >= 3 else { throw session.fail("viommu NAME HWPT DEVICE") }
         let fd = try session.context(step)
-        var data: UnsafeMutableRawBufferPointer?
-        if let name = step.arguments["data"] {
-            let payload = try session.buffer(name)
-            let length = Int(try session.argument(step, "data_len", default: UInt64(payload.count)))
-            guard length <= payload.count else { throw session.fail("data_len past the payload \(name)") }
-            data = UnsafeMutableRawBufferPointer(rebasing: payload[..<length])
-        }
+        let data = try session.dataPayload(step)
         let id = try IOMMUFDIOCTL.viommuAlloc(session.seam, fd, device: try session.objectID(step.words[2]), hwpt: try session.objectID(step.words[1]),
                                               type: UInt32(truncatingIfNeeded: try session.argument(step, "type", default: UInt64(IOMMU_VIOMMU_TYPE_SELFTEST))),
                                               flags: UInt32(truncatingIfNeeded: try session.argument(step, "flags", default: 0)),

@@ -108,6 +108,16 @@ final class ScenarioSession {
         throw fail("no object named \(word)")
     }
 
+    /// The payload a step's `data=NAME` names, cut to its `data_len=` (default: all of it),
+    /// or `nil` without `data=`.
+    func dataPayload(_ step: Step) throws -> UnsafeMutableRawBufferPointer? {
+        guard let name = step.arguments["data"] else { return nil }
+        let payload = try buffer(name)
+        let length = Int(try argument(step, "data_len", default: UInt64(payload.count)))
+        guard length <= payload.count else { throw fail("data_len past the payload \(name)") }
+        return UnsafeMutableRawBufferPointer(rebasing: payload[..<length])
+    }
+
     func buffer(_ name: String) throws -> UnsafeMutableRawBufferPointer {
         guard let buffer = buffers[name] else { throw fail("no buffer named \(name)") }
         return buffer

@@ -31,14 +31,8 @@ public enum VIOMMUProbe {
         let device = try ioas.selftestAttachMockDomain()
         defer { try? iommufd.destroy(device.selftestID) }
         var lines: [String] = []
-        func outcome(_ body: () throws(IOMMUError) -> Void) -> String {
-            do throws(IOMMUError) { try body(); return "ok" } catch { return ErrnoName.name(of: error.errno) }
-        }
-        func invalidation(_ body: () throws(IOMMUError) -> Int) -> String {
-            do throws(IOMMUError) { return String(try body()) } catch {
-                return ErrnoName.name(of: error.errno) + " handled \(error.context.handledCount.map(String.init) ?? "?")"
-            }
-        }
+        let outcome = ProbeOutcome.of
+        let invalidation = ProbeOutcome.invalidation
         func hex(_ value: some BinaryInteger) -> String { "0x" + String(value, radix: 16) }
         let plain = try ioas.allocateHWPT(for: device.deviceID)
         lines.append("vIOMMU on a HWPT that is no nesting parent: " + outcome { () throws(IOMMUError) in

@@ -77,3 +77,14 @@ func errnoOf<T: ~Copyable>(_ body: () throws -> T) -> Errno? {
         return nil
     }
 }
+
+/// The mock side of a VM-lane probe: on a fresh MockKernel the probe gives what Linux 7.3
+/// answered in the VM, line by line, leaks nothing and leans on nothing unmodelled.
+func expectMockAnswersAsLinux(_ probe: (any SystemInterface) throws -> [String], linuxAnswer: [String],
+                              sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let kernel = MockKernel()
+    let lines = try probe(kernel)
+    #expect(lines == linuxAnswer, "\(lines)", sourceLocation: sourceLocation)
+    #expect(kernel.leaks.isEmpty, "\(kernel.leaks)", sourceLocation: sourceLocation)
+    #expect(kernel.unmodelledCalls.isEmpty, "\(kernel.unmodelledCalls)", sourceLocation: sourceLocation)
+}
