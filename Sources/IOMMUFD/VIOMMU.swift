@@ -156,6 +156,16 @@ public final class VIOMMU: Sendable {
     }
 }
 
+extension VIOMMU {
+    /// Whether the vIOMMU takes invalidations of `entryType`'s format: the documented probe,
+    /// an array of no entries (the selftest vIOMMU answers 0 for its own type and `EINVAL`
+    /// for any other; SMMUv3's refuses an empty array whatever its type).
+    public func acceptsInvalidations<Entry: CacheInvalidation>(of entryType: Entry.Type, fileID: StaticString = #fileID,
+                                                               line: Int = #line) -> Bool {
+        (try? parent.ioas.iommufd.invalidateCaches(of: id.rawValue, [Entry](), fileID: fileID, line: line)) != nil
+    }
+}
+
 extension HWPT {
     /// Allocates a vIOMMU of `type` for `device`'s IOMMU on this HWPT, which must be a
     /// ``PagingHWPTFlags/nestParent`` (`IOMMU_VIOMMU_ALLOC`), without driver data.

@@ -18,6 +18,7 @@ public enum VIOMMUProbe {
         "a device on it without a vDEVICE: ENOENT",
         "nested invalidation: 1",
         "vIOMMU probe with no entries: 0",
+        "vIOMMU takes its own format, not SMMUv3 commands: true false",
         "vIOMMU invalidation of cache 0 of vdev 0: EINVAL handled 0",
         "destroy the vIOMMU under a nested HWPT: EBUSY",
         "destroy the parent under a vIOMMU: EBUSY",
@@ -55,6 +56,8 @@ public enum VIOMMUProbe {
         })
         lines.append("nested invalidation: " + invalidation { () throws(IOMMUError) in try nested.invalidate([SelftestInvalidation.all]) })
         lines.append("vIOMMU probe with no entries: " + invalidation { () throws(IOMMUError) in try viommu.invalidate([SelftestVIOMMUInvalidation]()) })
+        lines.append("vIOMMU takes its own format, not SMMUv3 commands: "
+                     + "\(viommu.acceptsInvalidations(of: SelftestVIOMMUInvalidation.self)) \(viommu.acceptsInvalidations(of: SMMUv3Command.self))")
         lines.append("vIOMMU invalidation of cache 0 of vdev 0: " + invalidation { () throws(IOMMUError) in
             try viommu.invalidate([SelftestVIOMMUInvalidation(vdevID: 0, cacheID: 0)])
         })
