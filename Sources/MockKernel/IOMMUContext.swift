@@ -64,6 +64,16 @@ struct IOMMUContext {
         }
     }
 
+    /// Whether a HWPT was allocated PASID-compatible (`IOMMU_HWPT_ALLOC_PASID`); automatic
+    /// ones never are (device.c).
+    func isPASIDCompatible(_ id: UInt32) -> Bool {
+        switch objects[id] {
+        case .hwptPaging(let hwpt)?: hwpt.flags & IOMMU_HWPT_ALLOC_PASID != 0
+        case .hwptNested(let nested)?: nested.flags & IOMMU_HWPT_ALLOC_PASID != 0
+        default: false
+        }
+    }
+
     /// The number of devices attached to a HWPT of either kind.
     func attachedDevices(ofHWPT id: UInt32) -> Int {
         switch objects[id] {
@@ -165,14 +175,18 @@ struct MockBoundDevice {
     var iommu: DeviceIOMMU = .selftest
     /// A selftest mock device's `MOCK_FLAGS_DEVICE_*` (`mock_dev_create`, selftest.c:983-1020).
     var selftestFlags: UInt32 = 0
+    /// The PASIDs attached through VFIO and the HWPT each is on (each holds the HWPT).
+    var pasids: [UInt32: UInt32] = [:]
 
     /// `device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`: the driver's answer, which the
     /// selftest driver withholds from a device made with `MOCK_FLAGS_DEVICE_NO_DIRTY`
     /// (`mock_domain_capable`, selftest.c).
     var tracksDirty: Bool { iommu.tracksDirty && selftestFlags & KernelState.mockDeviceNoDirty == 0 }
     /// `ilog2(dev->iommu->max_pasids)`: 20 (`MOCK_PASID_WIDTH`) for a selftest device made
-    /// with `MOCK_FLAGS_DEVICE_PASID`, else 0 (QEMU 7.2's functions have no PASID capability).
-    var maxPASIDLog2: UInt8 { selftestFlags & KernelState.mockDevicePASID != 0 ? 20 : 0 }
+    /// with `MOCK_FLAGS_DEVICE_PASID`; a VFIO function's configured width (0 for QEMU 7.2's).
+    var maxPASIDLog2: UInt8 { selftestFlags & KernelState.mockDevicePASID != 0 ? 20 : UInt8(pasidWidth) }
+    /// A VFIO function's PASID width (its configuration's `pasidWidth`).
+    var pasidWidth = 0
 }
 
 /// The IOMMU driver behind a bound device, as far as the model tells drivers apart.

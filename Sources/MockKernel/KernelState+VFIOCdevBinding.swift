@@ -24,7 +24,7 @@ extension KernelState {
         // iommufd_ctx_from_fd: EBADF for no file, EBADFD for a file that is not an iommufd.
         guard let target = descriptors[command.iommufd] else { throw .badFileDescriptor }
         guard case .iommufd(let contextID) = target, contexts[contextID] != nil else { throw Errno(rawValue: EBADFD) }
-        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: .intel(addressWidth: device.addressWidth, tracksDirty: device.iommuTracksDirty))))
+        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: .intel(addressWidth: device.addressWidth, tracksDirty: device.iommuTracksDirty), pasidWidth: device.pasidWidth)))
         file.boundContext = contextID
         file.boundDeviceID = deviceID
         vfio.devices[file.deviceIndex]!.boundCdevs += 1
@@ -37,10 +37,17 @@ extension KernelState {
         var command = unsafe argument.loadUnaligned(as: vfio_device_attach_iommufd_pt.self)
         guard command.argsz >= 12, command.flags & ~VFIO_DEVICE_ATTACH_PASID == 0 else { throw .invalidArgument }
         guard let contextID = file.boundContext, let deviceID = file.boundDeviceID else { throw .invalidArgument }
-        // The mock's functions have no PASID capability.
-        if command.flags & VFIO_DEVICE_ATTACH_PASID != 0 { throw .invalidArgument }
+        // vfio_df_ioctl_attach_pt (device_cdev.c:203-260): with the PASID flag, argsz must reach the pasid.
+        if command.flags & VFIO_DEVICE_ATTACH_PASID != 0 {
+            guard command.argsz >= 16 else { throw .invalidArgument }
+            if command.pasid != 0 { return try attachPASID(command.pasid, to: command.pt_id, contextID, deviceID) }
+            // PASID 0 is the RID (vfio/iommufd.c:203-207).
+        }
         let device = configuration.pciDevices[file.deviceIndex]
         guard case .device(let bound)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
+        // While PASIDs are attached the RID may only move to a PASID-compatible HWPT (an
+        // automatic one never is): EINVAL (device.c).
+        if !bound.pasids.isEmpty && !contexts[contextID]!.isPASIDCompatible(command.pt_id) { throw .invalidArgument }
         // Attaching again to the page table it is on changes nothing. An IOAS means its
         // automatic HWPTs only (iommufd_device_auto_get_domain skips HWPTs the user
         // allocated, device.c): from a user HWPT of the same IOAS the device moves to one.
@@ -93,6 +100,51 @@ extension KernelState {
         let command = unsafe argument.loadUnaligned(as: vfio_device_detach_iommufd_pt.self)
         guard command.argsz >= 8, command.flags & ~VFIO_DEVICE_DETACH_PASID == 0 else { throw .invalidArgument }
         guard let contextID = file.boundContext, let deviceID = file.boundDeviceID else { throw .invalidArgument }
+        if command.flags & VFIO_DEVICE_DETACH_PASID != 0 {
+            // vfio_df_ioctl_detach_pt (device_cdev.c:262-302) answers 0 whatever happened; an
+            // unattached PASID is skipped (vfio/iommufd.c:215-229).
+            guard command.argsz >= 12 else { throw .invalidArgument }
+            detachPASID(command.pasid, contextID, deviceID)
+            return
+        }
         detachDevice(contextID, deviceID)
+    }
+
+    /// `vfio_iommufd_physical_pasid_attach_ioas` (vfio/iommufd.c:189-213) and the core's
+    /// PASID attach (device.c): an attached PASID is replaced (the same HWPT: nothing to
+    /// do); a new one past INT_MAX is ENOSPC (the PASID ida); the target must be a HWPT
+    /// allocated PASID-compatible (an IOAS's automatic domain never is: EINVAL), and so must
+    /// the RID's HWPT if the RID is attached (EINVAL). QEMU 7.2's functions have no PASID
+    /// capability, so `max_pasids` is 0 and the IOMMU layer skips the device: the attach
+    /// succeeds and does nothing, which is what the kernel does (iommu.c), though no DMA
+    /// is ever tagged with it. The PASID holds its HWPT (EBUSY to destroy).
+    mutating func attachPASID(_ pasid: UInt32, to ptID: UInt32, _ contextID: Int, _ deviceID: UInt32) throws(Errno) {
+        guard case .device(var bound)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
+        if let current = bound.pasids[pasid] {
+            if current == ptID { return }
+            guard contexts[contextID]!.objects[ptID] != nil else { throw .noSuchFileOrDirectory }
+            guard contexts[contextID]!.isPASIDCompatible(ptID) else { throw .invalidArgument }
+            contexts[contextID]!.adjustAttachments(ofHWPT: current, by: -1)
+        } else {
+            guard pasid <= UInt32(Int32.max) else { throw .noSpace }
+            guard contexts[contextID]!.objects[ptID] != nil else { throw .noSuchFileOrDirectory }
+            guard contexts[contextID]!.isPASIDCompatible(ptID) else { throw .invalidArgument }
+            if let rid = bound.attachedHWPT, !contexts[contextID]!.isPASIDCompatible(rid) { throw .invalidArgument }
+        }
+        if case .hwptNested(let nested)? = contexts[contextID]!.objects[ptID], nested.driver != bound.iommu.driver { throw .invalidArgument }
+        if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[ptID], hwpt.driver != bound.iommu.driver { throw .invalidArgument }
+        // The IOMMU layer (iommu.c:3666-3669): a PASID past max_pasids is EINVAL; with
+        // max_pasids 0 the device is skipped.
+        if bound.pasidWidth > 0 && bound.pasidWidth < 32 && UInt64(pasid) >= UInt64(1) << UInt64(bound.pasidWidth) { throw .invalidArgument }
+        contexts[contextID]!.adjustAttachments(ofHWPT: ptID, by: 1)
+        bound.pasids[pasid] = ptID
+        contexts[contextID]!.objects[deviceID] = .device(bound)
+    }
+
+    /// Detaches one PASID; an unattached one is skipped.
+    mutating func detachPASID(_ pasid: UInt32, _ contextID: Int, _ deviceID: UInt32) {
+        guard case .device(var bound)? = contexts[contextID]!.objects[deviceID], let hwptID = bound.pasids.removeValue(forKey: pasid) else { return }
+        contexts[contextID]!.objects[deviceID] = .device(bound)
+        contexts[contextID]!.adjustAttachments(ofHWPT: hwptID, by: -1)
     }
 }

@@ -49,6 +49,10 @@ extension MockKernel {
         /// such a machine sets it; then the function's DMA writes set dirty bits in a
         /// dirty-tracking HWPT it is attached to.
         public var iommuTracksDirty = false
+        /// The PASID width the IOMMU reports for the function (`out_max_pasid_log2`): 0 for a
+        /// function without a PASID capability or behind an IOMMU without PASID support (every
+        /// QEMU 7.2 preset); a test playing a PASID-capable machine sets it.
+        public var pasidWidth = 0
 
         /// Creates a function at `address` (`dddd:bb:dd.f`) with the given IDs. The defaults describe an unclassified
         /// device (class 0x00ff00) on vfio-pci, in no IOMMU group, with a 4 KiB BAR0, one MSI vector, INTx and FLR,

@@ -41,11 +41,42 @@ extension VFIODevice {
     /// Attaches the device to an IOAS (the kernel finds or makes a compatible HWPT) and
     /// returns the HWPT it is now attached to. Attaching again replaces the page table
     /// without a window where DMA is blocked.
+    ///
+    /// - Throws: `EINVAL` without a system call while PASID leases are alive: an IOAS's
+    ///   automatic HWPT never takes PASIDs beside the RID.
     @discardableResult
     public func attach(to ioas: IOAS, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+        try refuseRIDMoveWhilePASIDs(compatible: false, fileID: fileID, line: line)
         let hwpt = try attach(pageTable: try ioas.liveID(.vfioDeviceAttachIOMMUFDPT, fileID: fileID, line: line), fileID: fileID, line: line)
         attachedIOAS = ioas
+        withMutableState { $0.ridPASIDCompatible = false }
         return hwpt
+    }
+
+    /// Attaches the device's RID to a HWPT it allocated (or replaces the RID's page table
+    /// with it), remembering whether the HWPT takes PASIDs beside the RID.
+    ///
+    /// - Throws: `EINVAL` without a system call when PASID leases are alive and `hwpt` was
+    ///   not allocated with `PagingHWPTFlags.pasid` (the kernel would refuse the same).
+    @discardableResult
+    public func attach(to hwpt: HWPT, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
+        let compatible = hwpt.flags.contains(.pasid)
+        try refuseRIDMoveWhilePASIDs(compatible: compatible, fileID: fileID, line: line)
+        let attached = try attach(pageTable: hwpt.id.rawValue, fileID: fileID, line: line)
+        withMutableState { $0.ridPASIDCompatible = compatible }
+        return attached
+    }
+
+    /// The Swift side of the kernel's rule that the RID stays on a PASID-compatible HWPT
+    /// while PASIDs are attached.
+    func refuseRIDMoveWhilePASIDs(compatible: Bool, fileID: StaticString, line: Int) throws(IOMMUError) {
+        let leases = withMutableState { $0.pasidLeases }
+        guard leases > 0, !compatible else { return }
+        var context = IOMMUErrorContext(path: path)
+        context.advice = IOMMUErrorExplanation(
+            meaning: "\(leases) PASID lease(s) are alive, and the RID's new page table does not take PASIDs beside it (an IOAS's automatic HWPT never does)",
+            fix: "move the RID to a HWPT allocated with .pasid, or detach the PASIDs first")
+        throw IOMMUError(.vfioDeviceAttachIOMMUFDPT, .invalidArgument, context, fileID: fileID, line: line)
     }
 
     /// Attaches the device to an explicit HWPT.
@@ -62,6 +93,7 @@ extension VFIODevice {
         })
         attachedPageTable = hwpt
         attachedIOAS = nil
+        withMutableState { $0.ridPASIDCompatible = nil }
         return hwpt
     }
 

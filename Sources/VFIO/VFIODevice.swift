@@ -52,8 +52,18 @@ public final class VFIODevice: Sendable {
         var attachedIOAS: IOAS?
         var configurationOffset: UInt64?
         var enabledBusMaster = false
+        /// Whether the RID's page table takes PASIDs beside it (`nil`: not known, it was
+        /// attached by raw id).
+        var ridPASIDCompatible: Bool?
+        /// The PASID leases alive on this device.
+        var pasidLeases = 0
     }
     private let mutable = unsafe LockedState(MutableState())
+
+    /// Runs `body` on the device's mutable state under its lock.
+    func withMutableState<Result>(_ body: (inout MutableState) -> Result) -> Result {
+        unsafe mutable.withLock { body(&$0) }
+    }
 
     /// The iommufd the device is bound to, once bound.
     public internal(set) var iommufd: IOMMUFD? {

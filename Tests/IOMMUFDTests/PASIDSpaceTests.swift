@@ -3,6 +3,7 @@ import CIOMMUFD
 import MockKernel
 import SystemPackage
 import Testing
+import VFIO
 
 /// PASIDs allocated by property from a space each iommufd context owns.
 @Suite("PASID spaces")
@@ -126,5 +127,83 @@ struct PASIDSpaceTests {
             #expect(PASIDSpaceError(reason: .noPASIDSupport(device)).description.contains("Fix:"))
             #expect(throws: PASIDSpaceError(reason: .noDevices)) { try PASIDSpace(iommufd: world.iommufd).allocate(.allRIDs) }
         }
+    }
+}
+
+/// PASID leases on VFIO devices, on MockKernel's functions.
+@Suite("PASID leases")
+struct PASIDLeaseTests {
+    static func machine(pasidWidth: Int) -> MockKernel {
+        var configuration = MockKernel.Configuration()
+        var function = MockKernel.PCIDevice.edu()
+        function.pasidWidth = pasidWidth
+        configuration.addPCIDevice(function)
+        return MockKernel(configuration: configuration)
+    }
+
+    @Test("a function without PASID support (QEMU 7.2's edu): the lease is refused here with EOPNOTSUPP and why, though the kernel would accept the attach and ignore it (scenario S2)")
+    func refusedWithoutPASIDSupport() throws {
+        let kernel = Self.machine(pasidWidth: 0)
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+            let claimed = try context.claim(edu)
+            let device = try #require(claimed.device.deviceID)
+            let hwpt = try ioas.allocateHWPT(for: device, flags: [.pasid])
+            _ = try claimed.device.attach(to: hwpt)
+            do {
+                _ = try claimed.device.attachPASID(PASID(rawValue: 1)!, to: hwpt)
+                Issue.record("a device without PASIDs must be refused")
+            } catch {
+                #expect(error.errno == .notSupported)
+                #expect(error.explanation?.meaning.contains("takes no PASIDs") == true, "\(error)")
+            }
+            _ = try claimed.device.attach(to: ioas)
+            try hwpt.destroy()
+        }
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+
+    @Test("a PASID-capable function: the RID must be on a PASID-capable HWPT first; the lease holds its HWPT, replaces without a detach, keeps the RID off incompatible page tables, and detaches when dropped")
+    func leaseLifecycle() throws {
+        let kernel = Self.machine(pasidWidth: 8)
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+            let claimed = try context.claim(edu)
+            let device = try #require(claimed.device.deviceID)
+            let first = try ioas.allocateHWPT(for: device, flags: [.pasid])
+            let second = try ioas.allocateHWPT(for: device, flags: [.pasid])
+            let plain = try ioas.allocateHWPT(for: device)
+            let space = PASIDSpace(iommufd: ioas.iommufd)
+            try space.register(device)
+            let pasid = try space.allocate(.device(device))
+            _ = try claimed.device.attach(to: ioas)
+            #expect(errnoOf { _ = try claimed.device.attachPASID(pasid, to: first) } == .invalidArgument, "the RID is on an automatic HWPT")
+            _ = try claimed.device.attach(to: first)
+            #expect(errnoOf { _ = try claimed.device.attachPASID(pasid, to: plain) } == .invalidArgument, "the target takes no PASIDs")
+            #expect(errnoOf { _ = try claimed.device.attachPASID(PASID(rawValue: 256)!, to: first) } == .invalidArgument, "past the 8-bit width")
+            do {
+                var lease = try claimed.device.attachPASID(pasid, to: first)
+                #expect(errnoOf { try second.destroy() } == nil)
+                let third = try ioas.allocateHWPT(for: device, flags: [.pasid])
+                try lease.replace(with: third)
+                #expect(lease.pageTable.id == third.id)
+                #expect(errnoOf { try third.destroy() } == .resourceBusy, "the PASID holds it")
+                #expect(errnoOf { _ = try claimed.device.attach(to: ioas) } == .invalidArgument, "refused here: the RID must stay PASID-capable")
+                #expect(errnoOf { _ = try claimed.device.attach(to: plain) } == .invalidArgument)
+                try lease.detach()
+                #expect(errnoOf { try third.destroy() } == nil)
+            }
+            do {
+                let lease = try claimed.device.attachPASID(pasid, to: first)
+                _ = lease
+            }
+            _ = try claimed.device.attach(to: ioas)
+            try first.destroy()
+            try plain.destroy()
+            try space.release(pasid, .device(device))
+        }
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }

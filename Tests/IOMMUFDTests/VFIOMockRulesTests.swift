@@ -189,7 +189,7 @@ struct VFIOMockRulesTests {
         try world.close()
     }
 
-    @Test("cdev: BIND with a VF token for a non-VF EINVAL, with a non-iommufd EBADFD, with no file EBADF; BIND on a group's descriptor EINVAL; ATTACH a PASID EINVAL, an unknown id ENOENT")
+    @Test("cdev: BIND with a VF token for a non-VF EINVAL, with a non-iommufd EBADFD, with no file EBADF; BIND on a group's descriptor EINVAL; ATTACH a PASID to an IOAS EINVAL, PASID 0 the RID, an unknown id ENOENT")
     func cdevArguments() throws {
         let kernel = pciMachine()
         let iommufd = try IOMMUFD(system: kernel)
@@ -205,15 +205,18 @@ struct VFIOMockRulesTests {
         #expect(bind(cdev, to: cdev) == Errno(rawValue: EBADFD))
         #expect(bind(cdev, to: 999) == .badFileDescriptor)
         #expect(bind(cdev, to: iommufd.fileDescriptor.rawValue) == nil)
-        func attach(_ id: UInt32, flags: UInt32 = 0) -> Errno? {
+        func attach(_ id: UInt32, flags: UInt32 = 0, pasid: UInt32 = 0) -> Errno? {
             var command = vfio_device_attach_iommufd_pt()
             command.argsz = UInt32(MemoryLayout<vfio_device_attach_iommufd_pt>.size)
             command.flags = flags
             command.pt_id = id
+            command.pasid = pasid
             return errno { try kernel.ioctl(cdev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &command) }
         }
         let ioas = try iommufd.allocateIOAS()
-        #expect(attach(ioas.id.rawValue, flags: VFIO_DEVICE_ATTACH_PASID) == .invalidArgument)
+        // An IOAS's automatic domain is never PASID-compatible (device.c); PASID 0 is the RID (vfio/iommufd.c:203-207).
+        #expect(attach(ioas.id.rawValue, flags: VFIO_DEVICE_ATTACH_PASID, pasid: 5) == .invalidArgument)
+        #expect(attach(ioas.id.rawValue, flags: VFIO_DEVICE_ATTACH_PASID, pasid: 0) == nil, "PASID 0 attaches the RID")
         #expect(attach(77) == .noSuchFileOrDirectory)
         try kernel.close(cdev)
 

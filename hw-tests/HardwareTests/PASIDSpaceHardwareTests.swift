@@ -3,6 +3,7 @@ import CIOMMUFD
 import MockKernel
 import SystemPackage
 import Testing
+import VFIO
 
 extension HardwareSuite {
     /// A PASID space over the kernel selftest's mock devices, on this kernel and on MockKernel.
@@ -42,6 +43,31 @@ extension HardwareSuite {
             #expect(kernelLines.last?.hasPrefix("plain device: tooNarrow") == true, "\(kernelLines)")
             let mockLines = try Self.lines(system: MockKernel())
             #expect(mockLines == kernelLines, "mock: \(mockLines)")
+        }
+    }
+}
+
+extension HardwareSuite {
+    /// PASID attach on edu behind QEMU 7.2's intel-iommu, which has no PASID support.
+    @Suite("Hardware: PASIDs on edu, kernel and typed API", .enabled(if: Hardware.eduDevice != nil, Hardware.eduReason))
+    struct EduPASIDTests {
+        @Test("the kernel accepts a PASID attach for edu (no PASID capability, max_pasids 0) and ignores it; the typed lease refuses it with EOPNOTSUPP before any call")
+        func silentAttachIsRefused() throws {
+            let address = try #require(Hardware.eduDevice)
+            let owned = try VFIOPCIDevice(address, path: .only(.iommufdCdev))
+            guard case .iommufd(let ioas) = owned.context.addressSpace, let device = owned.device.deviceID else { throw HardwareInfoTests.NotThroughIOMMUFD() }
+            let hwpt = try ioas.allocateHWPT(for: device, flags: [.pasid])
+            _ = try owned.device.attach(to: hwpt)
+            _ = try VFIODeviceIOCTL.attach(owned.device.seam, owned.device.fileDescriptor.rawValue, pageTable: hwpt.id.rawValue, pasid: 1, fileID: #fileID, line: #line)
+            try VFIODeviceIOCTL.detach(owned.device.seam, owned.device.fileDescriptor.rawValue, pasid: 1, fileID: #fileID, line: #line)
+            do {
+                _ = try owned.device.attachPASID(PASID(rawValue: 1)!, to: hwpt)
+                Issue.record("the typed API must refuse a device without PASIDs")
+            } catch {
+                #expect(error.errno == .notSupported)
+            }
+            _ = try owned.device.attach(to: ioas)
+            try hwpt.destroy()
         }
     }
 }

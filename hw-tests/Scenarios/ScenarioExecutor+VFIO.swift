@@ -29,20 +29,22 @@ extension ScenarioExecutor {
         return Outcome(outputs: ["id": "\(id)"])
     }
 
-    /// `attach NAME PT`: `VFIO_DEVICE_ATTACH_IOMMUFD_PT` to an IOAS or HWPT; the page table
+    /// `attach NAME PT [pasid=N]`: `VFIO_DEVICE_ATTACH_IOMMUFD_PT` to an IOAS or HWPT; the page table
     /// the device is attached to is bound to `NAME.hwpt` and output as `hwpt`.
     func attachDevice(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
-        guard step.words.count >= 2 else { throw session.fail("attach NAME PT") }
+        guard step.words.count >= 2 else { throw session.fail("attach NAME PT [pasid=N]") }
+        let pasid = try step.arguments["pasid"].map { UInt32(truncatingIfNeeded: try session.number($0)) }
         let hwpt = try VFIODeviceIOCTL.attach(session.seam, try session.device(step.words[0]), pageTable: try session.objectID(step.words[1]),
-                                              fileID: #fileID, line: step.line)
-        session.bind(step.words[0] + ".hwpt", id: hwpt, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
+                                              pasid: pasid, fileID: #fileID, line: step.line)
+        if pasid == nil { session.bind(step.words[0] + ".hwpt", id: hwpt, context: step.arguments["in"] ?? ScenarioSession.defaultContext) }
         return Outcome(outputs: ["hwpt": "\(hwpt)"])
     }
 
-    /// `detach NAME`: `VFIO_DEVICE_DETACH_IOMMUFD_PT`.
+    /// `detach NAME [pasid=N]`: `VFIO_DEVICE_DETACH_IOMMUFD_PT` of the RID or of one PASID.
     func detachDevice(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
-        guard step.words.count >= 1 else { throw session.fail("detach NAME") }
-        try VFIODeviceIOCTL.detach(session.seam, try session.device(step.words[0]), fileID: #fileID, line: step.line)
+        guard step.words.count >= 1 else { throw session.fail("detach NAME [pasid=N]") }
+        let pasid = try step.arguments["pasid"].map { UInt32(truncatingIfNeeded: try session.number($0)) }
+        try VFIODeviceIOCTL.detach(session.seam, try session.device(step.words[0]), pasid: pasid, fileID: #fileID, line: step.line)
         return Outcome(outputs: [:])
     }
 
