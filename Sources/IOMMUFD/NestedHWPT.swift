@@ -84,13 +84,23 @@ extension HWPT {
     ///   device's IOMMU does not take, `ENOENT` for an unknown device.
     public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [], faultQueue: FaultID? = nil,
                                                      fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> NestedHWPT {
+        let raw = try ioas.iommufd.allocateNestedHWPT(for: device, on: id.rawValue, data: data, flags: flags, faultQueue: faultQueue,
+                                                      fileID: fileID, line: line)
+        return NestedHWPT(parent: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags)
+    }
+}
+
+extension IOMMUFD {
+    /// `IOMMU_HWPT_ALLOC` of a nested HWPT on `pageTable` (a nesting parent or a vIOMMU):
+    /// the one place the typed layer sends vendor data.
+    func allocateNestedHWPT<Data: NestedHWPTData>(for device: DeviceID, on pageTable: UInt32, data: Data, flags: NestedHWPTFlags,
+                                                  faultQueue: FaultID?, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var layout = data.kernelLayout
-        let raw = unsafe try withUnsafeBytes(of: &layout) { (bytes) throws(IOMMUError) -> UInt32 in
-            unsafe try IOMMUFDIOCTL.hwptAlloc(ioas.seam, ioas.fd, device: device.rawValue, pageTable: id.rawValue,
+        return unsafe try withUnsafeBytes(of: &layout) { (bytes) throws(IOMMUError) -> UInt32 in
+            unsafe try IOMMUFDIOCTL.hwptAlloc(seam, fd, device: device.rawValue, pageTable: pageTable,
                                               flags: flags.rawValue | (faultQueue == nil ? 0 : IOMMU_HWPT_FAULT_ID_VALID),
                                               dataType: Data.format.dataType, data: bytes, faultID: faultQueue?.rawValue ?? 0, fileID: fileID, line: line)
         }
-        return NestedHWPT(parent: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags)
     }
 }
 

@@ -136,13 +136,8 @@ public final class VIOMMU: Sendable {
     ///   `EOPNOTSUPP` for a format or flags the driver does not take.
     public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [], faultQueue: FaultID? = nil,
                                                      fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> NestedHWPT {
-        var layout = data.kernelLayout
-        let iommufd = parent.ioas.iommufd
-        let raw = unsafe try withUnsafeBytes(of: &layout) { (bytes) throws(IOMMUError) -> UInt32 in
-            unsafe try IOMMUFDIOCTL.hwptAlloc(iommufd.seam, iommufd.fd, device: device.rawValue, pageTable: id.rawValue,
-                                              flags: flags.rawValue | (faultQueue == nil ? 0 : IOMMU_HWPT_FAULT_ID_VALID),
-                                              dataType: Data.format.dataType, data: bytes, faultID: faultQueue?.rawValue ?? 0, fileID: fileID, line: line)
-        }
+        let raw = try parent.ioas.iommufd.allocateNestedHWPT(for: device, on: id.rawValue, data: data, flags: flags, faultQueue: faultQueue,
+                                                             fileID: fileID, line: line)
         return NestedHWPT(parent: parent, viommu: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags)
     }
 

@@ -207,3 +207,28 @@ struct PASIDLeaseTests {
         #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }
+
+/// The kernel rule the typed lease stops before: the IOMMU layer's range check.
+@Suite("VFIO PASID attach on a PASID-capable mock function")
+struct VFIOPASIDRangeTests {
+    @Test("past max_pasids the IOMMU layer answers EINVAL (iommu.c:3666-3669); below it the attach holds its HWPT; QEMU 7.2 has no such function, so the VM cannot compare this one")
+    func pastTheWidthIsEINVAL() throws {
+        let kernel = PASIDLeaseTests.machine(pasidWidth: 8)
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+            let claimed = try context.claim(edu)
+            let device = try #require(claimed.device.deviceID)
+            let hwpt = try ioas.allocateHWPT(for: device, flags: [.pasid])
+            _ = try claimed.device.attach(to: hwpt)
+            let seam = claimed.device.seam, fd = claimed.device.fileDescriptor.rawValue
+            #expect(errnoOf { _ = try VFIODeviceIOCTL.attach(seam, fd, pageTable: hwpt.id.rawValue, pasid: 256, fileID: #fileID, line: #line) } == .invalidArgument)
+            #expect(errnoOf { _ = try VFIODeviceIOCTL.attach(seam, fd, pageTable: hwpt.id.rawValue, pasid: 255, fileID: #fileID, line: #line) } == nil)
+            #expect(errnoOf { try hwpt.destroy() } == .resourceBusy)
+            try VFIODeviceIOCTL.detach(seam, fd, pasid: 255, fileID: #fileID, line: #line)
+            _ = try claimed.device.attach(to: ioas)
+            try hwpt.destroy()
+        }
+        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
+    }
+}

@@ -28,10 +28,10 @@ public enum DirtyTrackingProbe {
     /// contiguous pages with larger leaves and a dirty bit belongs to a leaf, so anything
     /// finer would depend on where the pages landed.
     public static func lines(system: any SystemInterface) throws -> [String] {
-        let iommufd = try IOMMUFD(system: system)
-        let ioas = try iommufd.allocateIOAS()
-        let device = try ioas.selftestAttachMockDomain()
-        defer { try? iommufd.destroy(device.selftestID) }
+        try ProbeOutcome.withSelftestDevice(system: system) { iommufd, ioas, device in try lines(system, iommufd, ioas, device) }
+    }
+
+    static func lines(_ system: any SystemInterface, _ iommufd: IOMMUFD, _ ioas: IOAS, _ device: SelftestMockDevice) throws -> [String] {
         let length = 16 << 10
         let memory = try system.mmap(address: nil, length: 2 * length, protection: PROT_READ | PROT_WRITE,
                                      flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)

@@ -1,4 +1,4 @@
-import IOMMUFD
+@_spi(Selftest) import IOMMUFD
 
 /// How the probes write one step's result: the same words on the kernel and on the mock,
 /// so that their lines can be compared.
@@ -14,5 +14,16 @@ enum ProbeOutcome {
         do throws(IOMMUError) { return String(try body()) } catch {
             return ErrnoName.name(of: error.errno) + " handled \(error.context.handledCount.map(String.init) ?? "?")"
         }
+    }
+
+    /// Runs `body` with a fresh iommufd over `system`, an IOAS and a selftest mock device
+    /// attached to it; the device is removed afterwards, whatever `body` did.
+    static func withSelftestDevice<Result>(system: any SystemInterface,
+                                           _ body: (IOMMUFD, IOAS, SelftestMockDevice) throws -> Result) throws -> Result {
+        let iommufd = try IOMMUFD(system: system)
+        let ioas = try iommufd.allocateIOAS()
+        let device = try ioas.selftestAttachMockDomain()
+        defer { try? iommufd.destroy(device.selftestID) }
+        return try body(iommufd, ioas, device)
     }
 }

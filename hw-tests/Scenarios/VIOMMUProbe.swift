@@ -27,10 +27,10 @@ public enum VIOMMUProbe {
 
     /// The lines through `system` (a kernel with the selftest, or MockKernel).
     public static func lines(system: any SystemInterface) throws -> [String] {
-        let iommufd = try IOMMUFD(system: system)
-        let ioas = try iommufd.allocateIOAS()
-        let device = try ioas.selftestAttachMockDomain()
-        defer { try? iommufd.destroy(device.selftestID) }
+        try ProbeOutcome.withSelftestDevice(system: system) { iommufd, ioas, device in try lines(iommufd, ioas, device) }
+    }
+
+    static func lines(_ iommufd: IOMMUFD, _ ioas: IOAS, _ device: SelftestMockDevice) throws -> [String] {
         var lines: [String] = []
         let outcome = ProbeOutcome.of
         let invalidation = ProbeOutcome.invalidation
