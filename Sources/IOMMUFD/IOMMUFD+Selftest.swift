@@ -13,14 +13,31 @@ public struct SelftestMockDevice: Hashable, Sendable {
     public var deviceID: DeviceID
 }
 
+/// TEST-ONLY: what a selftest mock device is made with (`MOCK_FLAGS_DEVICE_*`).
+public struct SelftestMockDeviceFlags: OptionSet, Hashable, Sendable {
+    /// The raw `dev_flags`.
+    public var rawValue: UInt32
+    /// Creates flags from `dev_flags`.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// `MOCK_FLAGS_DEVICE_NO_DIRTY`: the device refuses dirty-tracking domains.
+    public static let noDirty = SelftestMockDeviceFlags(rawValue: MOCK_FLAGS_DEVICE_NO_DIRTY)
+    /// `MOCK_FLAGS_DEVICE_PASID`: the device takes PASIDs (a 20-bit width).
+    public static let pasid = SelftestMockDeviceFlags(rawValue: MOCK_FLAGS_DEVICE_PASID)
+}
+
 extension IOAS {
     /// TEST-ONLY: creates a selftest mock device and attaches it to this IOAS, which gives the
     /// IOAS an IOMMU domain (2 KiB I/O pages, aperture [2^24, 2^31)). Only kernels built with
     /// `CONFIG_IOMMUFD_TEST`, and MockKernel, answer it. The corresponding ioctl is `IOMMU_TEST_CMD`
-    /// with `IOMMU_TEST_OP_MOCK_DOMAIN`.
+    /// with `IOMMU_TEST_OP_MOCK_DOMAIN`, or `IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS` with `flags`.
     @_spi(Selftest)
-    public func selftestAttachMockDomain(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> SelftestMockDevice {
-        let answer = try SelftestIOCTL.mockDomain(seam, fd, pageTable: try liveID(.testCommand, fileID: fileID, line: line), fileID: fileID, line: line)
+    public func selftestAttachMockDomain(flags: SelftestMockDeviceFlags = [], fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> SelftestMockDevice {
+        let pageTable = try liveID(.testCommand, fileID: fileID, line: line)
+        let answer = if flags.isEmpty {
+            try SelftestIOCTL.mockDomain(seam, fd, pageTable: pageTable, fileID: fileID, line: line)
+        } else {
+            try SelftestIOCTL.mockDomainFlags(seam, fd, pageTable: pageTable, flags: flags.rawValue, fileID: fileID, line: line)
+        }
         return SelftestMockDevice(
             selftestID: SelftestID(rawValue: answer.selftestID),
             hwptID: HWPTID(rawValue: answer.hwptID),
@@ -109,5 +126,40 @@ extension IOMMUFD {
                                 fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPTID {
         HWPTID(rawValue: try SelftestIOCTL.mockDomainReplace(seam, fd, device: selftestID.rawValue, pageTable: pageTable,
                                                              fileID: fileID, line: line))
+    }
+}
+
+extension IOMMUFD {
+    /// TEST-ONLY: attaches `pasid` of a selftest mock device to `target`
+    /// (`IOMMU_TEST_OP_PASID_ATTACH`), under the same core rules as VFIO's PASID attach;
+    /// `replace: true` moves an attached PASID instead (`IOMMU_TEST_OP_PASID_REPLACE`).
+    ///
+    /// - Throws: `EINVAL` for a target that does not take PASIDs, a RID on one that does not,
+    ///   or a PASID past the device's width; `EBUSY` when attaching an attached PASID; `ENOMEM`
+    ///   from the mock driver's rigged PASID 1024 on its second call.
+    @_spi(Selftest)
+    public func selftestAttachPASID(_ pasid: PASID, of device: SelftestMockDevice, to target: HWPTID, replace: Bool = false,
+                                    fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        _ = try SelftestIOCTL.attachPASID(seam, fd, device: device.selftestID.rawValue, pasid: pasid.rawValue, pageTable: target.rawValue,
+                                          replace: replace, fileID: fileID, line: line)
+    }
+
+    /// TEST-ONLY: detaches `pasid` of a selftest mock device (`IOMMU_TEST_OP_PASID_DETACH`);
+    /// an unattached PASID is no error.
+    @_spi(Selftest)
+    public func selftestDetachPASID(_ pasid: PASID, of device: SelftestMockDevice,
+                                    fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try SelftestIOCTL.detachPASID(seam, fd, device: device.selftestID.rawValue, pasid: pasid.rawValue, fileID: fileID, line: line)
+    }
+
+    /// TEST-ONLY: whether `pasid` of a selftest mock device is attached to `hwpt`, or to
+    /// nothing when `hwpt` is `nil` (`IOMMU_TEST_OP_PASID_CHECK_HWPT`).
+    ///
+    /// - Throws: `EINVAL` when it is not.
+    @_spi(Selftest)
+    public func selftestCheckPASID(_ pasid: PASID, of device: SelftestMockDevice, isOn hwpt: HWPTID?,
+                                   fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try SelftestIOCTL.checkPASID(seam, fd, device: device.selftestID.rawValue, pasid: pasid.rawValue, hwpt: hwpt?.rawValue ?? 0,
+                                     fileID: fileID, line: line)
     }
 }

@@ -175,18 +175,29 @@ struct MockBoundDevice {
     var iommu: DeviceIOMMU = .selftest
     /// A selftest mock device's `MOCK_FLAGS_DEVICE_*` (`mock_dev_create`, selftest.c:983-1020).
     var selftestFlags: UInt32 = 0
-    /// The PASIDs attached through VFIO and the HWPT each is on (each holds the HWPT).
+    /// The attached PASIDs and the HWPT each is on (each holds the HWPT).
     var pasids: [UInt32: UInt32] = [:]
 
     /// `device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`: the driver's answer, which the
     /// selftest driver withholds from a device made with `MOCK_FLAGS_DEVICE_NO_DIRTY`
     /// (`mock_domain_capable`, selftest.c).
-    var tracksDirty: Bool { iommu.tracksDirty && selftestFlags & KernelState.mockDeviceNoDirty == 0 }
+    var tracksDirty: Bool { iommu.tracksDirty && selftestFlags & MOCK_FLAGS_DEVICE_NO_DIRTY == 0 }
     /// `ilog2(dev->iommu->max_pasids)`: 20 (`MOCK_PASID_WIDTH`) for a selftest device made
     /// with `MOCK_FLAGS_DEVICE_PASID`; a VFIO function's configured width (0 for QEMU 7.2's).
-    var maxPASIDLog2: UInt8 { selftestFlags & KernelState.mockDevicePASID != 0 ? 20 : UInt8(pasidWidth) }
+    var maxPASIDLog2: UInt8 { selftestFlags & MOCK_FLAGS_DEVICE_PASID != 0 ? UInt8(MOCK_PASID_WIDTH) : UInt8(pasidWidth) }
     /// A VFIO function's PASID width (its configuration's `pasidWidth`).
     var pasidWidth = 0
+    /// The selftest driver's `pasid_1024_fake_error`: armed by an attach of PASID 1024,
+    /// it fails the next one with `ENOMEM` (selftest.c:252-289).
+    var pasid1024FailsNext = false
+
+    /// `dev->iommu->max_pasids` (iommu.c:438-454): `1 << pasid-num-bits` for a selftest
+    /// device, so 1 without `MOCK_FLAGS_DEVICE_PASID` (selftest.c:984-1020), and 0 for a PCI
+    /// function without a PASID capability, which the IOMMU layer then skips.
+    var maxPASIDs: UInt64 {
+        if iommu == .selftest { return UInt64(1) << UInt64(maxPASIDLog2) }
+        return pasidWidth == 0 ? 0 : UInt64(1) << UInt64(min(pasidWidth, 32))
+    }
 }
 
 /// The IOMMU driver behind a bound device, as far as the model tells drivers apart.

@@ -177,9 +177,6 @@ extension KernelState {
     /// The parts of the kernel selftest command the model implements.
     /// The last `IOMMU_TEST_OP_*` of 7.3 (`IOMMU_TEST_OP_DMABUF_REVOKE`, iommufd_test.h:33).
     static let lastSelftestOperation: UInt32 = 23
-    /// `MOCK_FLAGS_DEVICE_NO_DIRTY` and `MOCK_FLAGS_DEVICE_PASID` (iommufd_test.h:64-65).
-    static let mockDeviceNoDirty: UInt32 = 1 << 0
-    static let mockDevicePASID: UInt32 = 1 << 2
 
     mutating func selftest(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = unsafe command.load(iommu_test_cmd.self)
@@ -198,7 +195,7 @@ extension KernelState {
             var flags: UInt32 = 0
             if cmd.op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS {
                 flags = cmd.mock_domain_flags.dev_flags
-                guard flags & ~(Self.mockDeviceNoDirty | Self.mockDevicePASID) == 0 else { throw .invalidArgument }
+                guard flags & ~(MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID) == 0 else { throw .invalidArgument }
             }
             // Ids in the kernel's order: the selftest object, the bound device, then the HWPT.
             let selftestID = contexts[contextID]!.insert(.selftest(deviceID: 0))
@@ -211,18 +208,7 @@ extension KernelState {
             unsafe command.respond(cmd)
         case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
             guard case .selftest(let deviceID)? = contexts[contextID]!.objects[cmd.id] else { throw .noSuchFileOrDirectory }
-            let target = cmd.mock_domain_replace.pt_id
-            guard contexts[contextID]!.objects[target] != nil else { throw .noSuchFileOrDirectory }
-            guard case .device(let device)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
-            let previous = device.attachedHWPT
-            // Attach the new one first, then let go of the old one: a replace never blocks DMA.
-            if let previous { contexts[contextID]!.adjustAttachments(ofHWPT: previous, by: 1) }
-            let hwptID = try attachDevice(contextID, deviceID, to: target, iommu: .selftest)
-            if let previous {
-                contexts[contextID]!.adjustAttachments(ofHWPT: previous, by: -1)
-                releaseAttachment(contextID, hwptID: previous)
-            }
-            cmd.mock_domain_replace.pt_id = hwptID
+            cmd.mock_domain_replace.pt_id = try replaceSelftestRID(contextID, deviceID, with: cmd.mock_domain_replace.pt_id)
             unsafe command.respond(cmd)
         case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
             // selftest.c:2151-2157: at least one batch element (an unsigned long and a u32);
@@ -279,6 +265,9 @@ extension KernelState {
             guard cmd.check_iotlb.id <= MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, nested.iotlb[Int(cmd.check_iotlb.id)] == cmd.check_iotlb.iotlb else {
                 throw .invalidArgument
             }
+        case IOMMU_TEST_OP_PASID_ATTACH, IOMMU_TEST_OP_PASID_REPLACE, IOMMU_TEST_OP_PASID_DETACH, IOMMU_TEST_OP_PASID_CHECK_HWPT:
+            try selftestPASID(contextID, &cmd)
+            unsafe command.respond(cmd)
         case 1...Self.lastSelftestOperation:
             // Implemented by the kernel (iommufd_test, selftest.c:2096-2186), not by the model:
             // the pin-count oracle, accesses, dirty tracking, faults, PASIDs, dma-bufs.

@@ -115,6 +115,8 @@ extension KernelState {
             // Held by its driver (the VFIO device or the selftest object).
             throw .resourceBusy
         case .selftest(let deviceID):
+            // iommufd_selftest_destroy (selftest.c:1944-1957) detaches the RID only: the
+            // PASIDs' holds on their HWPTs stay (EBUSY to destroy) until the context closes.
             detachDevice(contextID, deviceID)
             contexts[contextID]!.objects[deviceID] = nil
             contexts[contextID]!.objects[id] = nil
@@ -125,6 +127,9 @@ extension KernelState {
     mutating func destroyContext(_ contextID: Int) {
         guard let context = contexts[contextID] else { return }
         for (id, object) in context.objects { if case .selftest = object { try? destroyObject(contextID, id) } }
+        // What destroyed mock devices left attached by PASID goes regardless
+        // (iommufd_fops_release destroys every object, main.c).
+        for id in contexts[contextID]!.objects.keys { contexts[contextID]!.adjustAttachments(ofHWPT: id, by: -contexts[contextID]!.attachedDevices(ofHWPT: id)) }
         for (id, object) in contexts[contextID]!.objects { if case .hwptNested = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .viommu = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .hwptPaging = object { try? destroyObject(contextID, id) } }

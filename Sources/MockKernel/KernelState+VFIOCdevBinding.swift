@@ -104,47 +104,21 @@ extension KernelState {
             // vfio_df_ioctl_detach_pt (device_cdev.c:262-302) answers 0 whatever happened; an
             // unattached PASID is skipped (vfio/iommufd.c:215-229).
             guard command.argsz >= 12 else { throw .invalidArgument }
-            detachPASID(command.pasid, contextID, deviceID)
+            detachDevicePASID(contextID, deviceID, pasid: command.pasid)
             return
         }
         detachDevice(contextID, deviceID)
     }
 
-    /// `vfio_iommufd_physical_pasid_attach_ioas` (vfio/iommufd.c:189-213) and the core's
-    /// PASID attach (device.c): an attached PASID is replaced (the same HWPT: nothing to
-    /// do); a new one past INT_MAX is ENOSPC (the PASID ida); the target must be a HWPT
-    /// allocated PASID-compatible (an IOAS's automatic domain never is: EINVAL), and so must
-    /// the RID's HWPT if the RID is attached (EINVAL). QEMU 7.2's functions have no PASID
-    /// capability, so `max_pasids` is 0 and the IOMMU layer skips the device: the attach
-    /// succeeds and does nothing, which is what the kernel does (iommu.c), though no DMA
-    /// is ever tagged with it. The PASID holds its HWPT (EBUSY to destroy).
+    /// `vfio_iommufd_physical_pasid_attach_ioas` (vfio/iommufd.c:189-213): an attached PASID
+    /// is replaced; a new one past INT_MAX is ENOSPC (the PASID ida); then the core's rules.
+    /// QEMU 7.2's functions have no PASID capability, so `max_pasids` is 0 and the IOMMU
+    /// layer skips the device: the attach succeeds and does nothing, which is what the kernel
+    /// does (iommu.c), though no DMA is ever tagged with it.
     mutating func attachPASID(_ pasid: UInt32, to ptID: UInt32, _ contextID: Int, _ deviceID: UInt32) throws(Errno) {
-        guard case .device(var bound)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
-        if let current = bound.pasids[pasid] {
-            if current == ptID { return }
-            guard contexts[contextID]!.objects[ptID] != nil else { throw .noSuchFileOrDirectory }
-            guard contexts[contextID]!.isPASIDCompatible(ptID) else { throw .invalidArgument }
-            contexts[contextID]!.adjustAttachments(ofHWPT: current, by: -1)
-        } else {
-            guard pasid <= UInt32(Int32.max) else { throw .noSpace }
-            guard contexts[contextID]!.objects[ptID] != nil else { throw .noSuchFileOrDirectory }
-            guard contexts[contextID]!.isPASIDCompatible(ptID) else { throw .invalidArgument }
-            if let rid = bound.attachedHWPT, !contexts[contextID]!.isPASIDCompatible(rid) { throw .invalidArgument }
-        }
-        if case .hwptNested(let nested)? = contexts[contextID]!.objects[ptID], nested.driver != bound.iommu.driver { throw .invalidArgument }
-        if case .hwptPaging(let hwpt)? = contexts[contextID]!.objects[ptID], hwpt.driver != bound.iommu.driver { throw .invalidArgument }
-        // The IOMMU layer (iommu.c:3666-3669): a PASID past max_pasids is EINVAL; with
-        // max_pasids 0 the device is skipped.
-        if bound.pasidWidth > 0 && bound.pasidWidth < 32 && UInt64(pasid) >= UInt64(1) << UInt64(bound.pasidWidth) { throw .invalidArgument }
-        contexts[contextID]!.adjustAttachments(ofHWPT: ptID, by: 1)
-        bound.pasids[pasid] = ptID
-        contexts[contextID]!.objects[deviceID] = .device(bound)
-    }
-
-    /// Detaches one PASID; an unattached one is skipped.
-    mutating func detachPASID(_ pasid: UInt32, _ contextID: Int, _ deviceID: UInt32) {
-        guard case .device(var bound)? = contexts[contextID]!.objects[deviceID], let hwptID = bound.pasids.removeValue(forKey: pasid) else { return }
-        contexts[contextID]!.objects[deviceID] = .device(bound)
-        contexts[contextID]!.adjustAttachments(ofHWPT: hwptID, by: -1)
+        guard case .device(let bound)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
+        if bound.pasids[pasid] != nil { return try replaceDevicePASID(contextID, deviceID, pasid: pasid, with: ptID) }
+        guard pasid <= UInt32(Int32.max) else { throw .noSpace }
+        try attachDevicePASID(contextID, deviceID, pasid: pasid, to: ptID)
     }
 }

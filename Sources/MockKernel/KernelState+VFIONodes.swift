@@ -68,9 +68,7 @@ extension KernelState {
         guard let file = vfio.deviceFiles.removeValue(forKey: id) else { return }
         if let contextID = file.boundContext, let deviceID = file.boundDeviceID, contexts[contextID] != nil {
             // vfio_iommufd_physical_unbind (vfio/iommufd.c:135-151): every PASID, then the RID.
-            if case .device(let bound)? = contexts[contextID]!.objects[deviceID] {
-                for pasid in bound.pasids.keys.sorted() { detachPASID(pasid, contextID, deviceID) }
-            }
+            detachAllPASIDs(contextID, deviceID)
             detachDevice(contextID, deviceID)
             contexts[contextID]!.objects[deviceID] = nil
             vfio.devices[file.deviceIndex]?.boundCdevs -= 1

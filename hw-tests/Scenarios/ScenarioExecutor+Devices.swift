@@ -5,8 +5,8 @@ import VFIO
 import MockKernel
 import SystemPackage
 
-// Scenario verbs for devices and the process: mock_domain, replace (the kernel selftest's
-// mock domain), rlimit.
+// Scenario verbs for devices and the process: mock_domain, replace, pasid_attach,
+// pasid_replace, pasid_detach, pasid_check (the kernel selftest's mock domain), rlimit.
 extension ScenarioExecutor {
     // MARK: Devices (the kernel selftest's mock domain)
 
@@ -41,6 +41,37 @@ extension ScenarioExecutor {
         return Outcome(outputs: ["hwpt": "\(hwpt)"])
     }
 
+    /// `pasid_attach DEVICE PASID PT` or `pasid_replace DEVICE PASID PT`: the selftest's
+    /// `IOMMU_TEST_OP_PASID_ATTACH`/`_REPLACE` on a mock device; outputs `hwpt`, the page
+    /// table written back.
+    func attachSelftestPASID(_ step: Step, _ session: ScenarioSession, replace: Bool) throws -> Outcome {
+        guard step.words.count >= 3 else { throw session.fail("\(step.verb) DEVICE PASID PT") }
+        let fd = try session.context(step)
+        let hwpt = try SelftestIOCTL.attachPASID(session.seam, fd, device: try session.objectID(step.words[0]),
+                                                 pasid: UInt32(truncatingIfNeeded: try session.number(step.words[1])),
+                                                 pageTable: try session.objectID(step.words[2]), replace: replace, fileID: #fileID, line: step.line)
+        return Outcome(outputs: ["hwpt": "\(hwpt)"])
+    }
+
+    /// `pasid_detach DEVICE PASID`: `IOMMU_TEST_OP_PASID_DETACH`.
+    func detachSelftestPASID(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 2 else { throw session.fail("pasid_detach DEVICE PASID") }
+        let fd = try session.context(step)
+        try SelftestIOCTL.detachPASID(session.seam, fd, device: try session.objectID(step.words[0]),
+                                      pasid: UInt32(truncatingIfNeeded: try session.number(step.words[1])), fileID: #fileID, line: step.line)
+        return Outcome()
+    }
+
+    /// `pasid_check DEVICE PASID HWPT`: `IOMMU_TEST_OP_PASID_CHECK_HWPT` (HWPT 0: attached to
+    /// nothing).
+    func checkSelftestPASID(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 3 else { throw session.fail("pasid_check DEVICE PASID HWPT") }
+        let fd = try session.context(step)
+        try SelftestIOCTL.checkPASID(session.seam, fd, device: try session.objectID(step.words[0]),
+                                     pasid: UInt32(truncatingIfNeeded: try session.number(step.words[1])),
+                                     hwpt: try session.objectID(step.words[2]), fileID: #fileID, line: step.line)
+        return Outcome()
+    }
 
     // MARK: Process limits
 

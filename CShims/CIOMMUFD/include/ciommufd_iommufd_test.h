@@ -21,6 +21,27 @@ static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
 static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
 static const uint32_t IOMMU_TEST_OP_DIRTY = 13;
 static const uint32_t IOMMU_TEST_OP_MD_CHECK_IOTLB = 14;
+static const uint32_t IOMMU_TEST_OP_TRIGGER_IOPF = 15;
+static const uint32_t IOMMU_TEST_OP_DEV_CHECK_CACHE = 16;
+static const uint32_t IOMMU_TEST_OP_TRIGGER_VEVENT = 17;
+static const uint32_t IOMMU_TEST_OP_PASID_ATTACH = 18;
+static const uint32_t IOMMU_TEST_OP_PASID_REPLACE = 19;
+static const uint32_t IOMMU_TEST_OP_PASID_DETACH = 20;
+static const uint32_t IOMMU_TEST_OP_PASID_CHECK_HWPT = 21;
+static const uint32_t IOMMU_TEST_OP_DMABUF_GET = 22;
+static const uint32_t IOMMU_TEST_OP_DMABUF_REVOKE = 23;
+
+/* Mock device flags (IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS) and the PASID width they give. */
+static const uint32_t MOCK_FLAGS_DEVICE_NO_DIRTY = 1u << 0;
+static const uint32_t MOCK_FLAGS_DEVICE_PASID = 1u << 2;
+static const uint32_t MOCK_PASID_WIDTH = 20;
+/* The PASID whose second attach the mock driver fails once with ENOMEM (replace test). */
+static const uint32_t IOMMU_TEST_PASID_RESERVED = 1024;
+
+/* The mock device's caches, cleared by vIOMMU invalidation (IOMMU_TEST_OP_DEV_CHECK_CACHE). */
+static const uint32_t MOCK_DEV_CACHE_ID_MAX = 3;
+static const uint32_t MOCK_DEV_CACHE_NUM = 4;
+static const uint32_t IOMMU_TEST_DEV_CACHE_DEFAULT = 0xbaddad;
 
 /* The selftest driver's nested HWPT (IOMMU_HWPT_ALLOC data) and its mock IOTLB. */
 static const uint32_t IOMMU_HWPT_DATA_SELFTEST = 0xdead;
@@ -116,6 +137,43 @@ struct iommu_test_cmd {
             ciommufd_u32 id;
             ciommufd_u32 iotlb;
         } check_iotlb;
+        struct {
+            ciommufd_u32 dev_id;
+            ciommufd_u32 pasid;
+            ciommufd_u32 grpid;
+            ciommufd_u32 perm;
+            ciommufd_u64 addr;
+        } trigger_iopf;
+        struct {
+            ciommufd_u32 id;
+            ciommufd_u32 cache;
+        } check_dev_cache;
+        struct {
+            ciommufd_u32 dev_id;
+        } trigger_vevent;
+        struct {
+            ciommufd_u32 pasid;
+            ciommufd_u32 pt_id;
+        } pasid_attach;
+        struct {
+            ciommufd_u32 pasid;
+            ciommufd_u32 pt_id;
+        } pasid_replace;
+        struct {
+            ciommufd_u32 pasid;
+        } pasid_detach;
+        struct {
+            ciommufd_u32 pasid;
+            ciommufd_u32 hwpt_id;
+        } pasid_check;
+        struct {
+            ciommufd_u32 length;
+            ciommufd_u32 open_flags;
+        } dmabuf_get;
+        struct {
+            ciommufd_s32 dmabuf_fd;
+            ciommufd_u32 revoked;
+        } dmabuf_revoke;
         /* The kernel's union has further members; the largest (dirty) is 48 bytes. */
         ciommufd_u8 __union_size[48];
     };

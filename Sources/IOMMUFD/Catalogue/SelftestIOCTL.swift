@@ -124,4 +124,37 @@ package enum SelftestIOCTL {
         try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
                        IOMMUErrorContext(length: length, userAddress: userAddress), fileID: fileID, line: line)
     }
+
+    /// `IOMMU_TEST_OP_PASID_ATTACH` (`replace: false`) or `IOMMU_TEST_OP_PASID_REPLACE`: puts
+    /// `pasid` of the mock device `device` (its selftest object) on `pageTable` (PASID 0 is
+    /// the RID); returns the page table the kernel wrote back.
+    package static func attachPASID(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, pasid: UInt32, pageTable: UInt32, replace: Bool,
+                                    fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+        var command = command(replace ? IOMMU_TEST_OP_PASID_REPLACE : IOMMU_TEST_OP_PASID_ATTACH, id: device)
+        command.pasid_attach.pasid = pasid
+        command.pasid_attach.pt_id = pageTable
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
+                       IOMMUErrorContext(objectID: device, otherObjectID: pageTable), fileID: fileID, line: line)
+        return command.pasid_attach.pt_id
+    }
+
+    /// `IOMMU_TEST_OP_PASID_DETACH`: detaches `pasid` of a mock device (always succeeds for
+    /// an existing device, attached or not).
+    package static func detachPASID(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, pasid: UInt32,
+                                    fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = command(IOMMU_TEST_OP_PASID_DETACH, id: device)
+        command.pasid_detach.pasid = pasid
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: device), fileID: fileID, line: line)
+    }
+
+    /// `IOMMU_TEST_OP_PASID_CHECK_HWPT`: whether `pasid` of a mock device is on `hwpt` (0:
+    /// on nothing); `EINVAL` when it is not.
+    package static func checkPASID(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, pasid: UInt32, hwpt: UInt32,
+                                   fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = command(IOMMU_TEST_OP_PASID_CHECK_HWPT, id: device)
+        command.pasid_check.pasid = pasid
+        command.pasid_check.hwpt_id = hwpt
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
+                       IOMMUErrorContext(objectID: device, otherObjectID: hwpt), fileID: fileID, line: line)
+    }
 }
