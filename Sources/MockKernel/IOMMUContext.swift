@@ -9,6 +9,11 @@ struct IOMMUContext {
     var vfioIOAS: UInt32?
     /// Pages currently pinned per pages object (indexes into the object).
     var pinned: [Int: IntervalSet] = [:]
+    /// The selftest vIOMMUs' HW queue slots (`mock_viommu->hw_queue[]`): slot index to
+    /// queue id. The kernel's driver never records a queue's index (selftest.c:164,
+    /// 767-771), so destroying any queue empties slot 0 and leaves its own slot holding a
+    /// stale pointer until the vIOMMU goes; the model keeps the same slots.
+    var hwQueueSlots: [UInt32: [UInt32: UInt32]] = [:]
     /// The regions drivers offer to mmap from the descriptor, by offset (`ictx->mt_mmap`).
     var mmapRegions: [UInt64: UInt64] = [:]
 
@@ -74,6 +79,15 @@ struct IOMMUContext {
         }
     }
 
+    /// The fault queue of a HWPT of either kind, if it was allocated with one.
+    func faultID(ofHWPT id: UInt32) -> UInt32? {
+        switch objects[id] {
+        case .hwptPaging(let hwpt)?: hwpt.faultID
+        case .hwptNested(let nested)?: nested.faultID
+        default: nil
+        }
+    }
+
     /// The number of devices attached to a HWPT of either kind.
     func attachedDevices(ofHWPT id: UInt32) -> Int {
         switch objects[id] {
@@ -106,6 +120,15 @@ enum MockObject {
     case viommu(MockVIOMMU)
     case device(MockBoundDevice)
     case selftest(deviceID: UInt32)
+    case vdevice(MockVDevice)
+    case veventq(MockVEventQueue)
+    case hwQueue(MockHWQueue)
+    case fault(MockFaultQueue)
+    /// An internal access object (a HW queue's pin, device.c:1228-1249).
+    case access(hwQueueID: UInt32)
+    /// A vDEVICE destroyed because its device went away: its id stays taken and every
+    /// lookup of it is ENOENT until the context closes (main.c:268-278).
+    case tombstone
 
     /// Whether other objects hold references to it (then `IOMMU_DESTROY` answers `EBUSY`).
     var kindName: String {
@@ -116,6 +139,12 @@ enum MockObject {
         case .viommu: "VIOMMU"
         case .device: "DEVICE"
         case .selftest: "SELFTEST"
+        case .vdevice: "VDEVICE"
+        case .veventq: "VEVENTQ"
+        case .hwQueue: "HW_QUEUE"
+        case .fault: "FAULT"
+        case .access: "ACCESS"
+        case .tombstone: "TOMBSTONE"
         }
     }
 }
@@ -135,6 +164,8 @@ struct MockHWPT {
     var dirtyTracking = false
     /// The I/O pages (by IOVA, `ioPageSize` each) whose dirty bit is set.
     var dirtyPages: Set<UInt64> = []
+    /// The fault queue its IO page faults go to (`IOMMU_HWPT_FAULT_ID_VALID`), which it holds.
+    var faultID: UInt32?
 
     /// Whether it has dirty operations (allocated with `IOMMU_HWPT_ALLOC_DIRTY_TRACKING`).
     var tracksDirty: Bool { flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 }
@@ -157,6 +188,8 @@ struct MockNestedHWPT {
     /// `iotlb[MOCK_NESTED_DOMAIN_IOTLB_NUM]`: each starts as the data's `iotlb`, an
     /// invalidation sets an entry to 0.
     var iotlb: [UInt32]
+    /// The fault queue its IO page faults go to, which it holds.
+    var faultID: UInt32? = nil
 }
 
 /// A vIOMMU (`struct iommufd_viommu`) on a nesting parent, which it holds.
@@ -187,6 +220,14 @@ struct MockBoundDevice {
     var maxPASIDLog2: UInt8 { selftestFlags & MOCK_FLAGS_DEVICE_PASID != 0 ? UInt8(MOCK_PASID_WIDTH) : UInt8(pasidWidth) }
     /// A VFIO function's PASID width (its configuration's `pasidWidth`).
     var pasidWidth = 0
+    /// The vIOMMU and virtual id the selftest driver cached at the last attach to a nested
+    /// HWPT of a vIOMMU (`mdev->viommu`, `mdev->vdev_id`, selftest.c:226-240): refreshed only
+    /// when the vIOMMU changes, so a destroyed vDEVICE's id lingers.
+    var eventVIOMMU: UInt32?
+    var eventVirtID: UInt64 = 0
+    /// The selftest device's caches (`mdev->cache`), `IOMMU_TEST_DEV_CACHE_DEFAULT` at birth,
+    /// cleared by vIOMMU invalidation.
+    var caches = [UInt32](repeating: IOMMU_TEST_DEV_CACHE_DEFAULT, count: Int(MOCK_DEV_CACHE_NUM))
     /// The selftest driver's `pasid_1024_fake_error`: armed by an attach of PASID 1024,
     /// it fails the next one with `ENOMEM` (selftest.c:252-289).
     var pasid1024FailsNext = false

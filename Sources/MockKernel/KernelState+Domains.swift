@@ -128,14 +128,25 @@ extension KernelState {
         case .hwptPaging(let hwpt)?:
             // A domain of another IOMMU driver cannot take the device.
             guard hwpt.driver == iommu.driver else { throw .invalidArgument }
+            // intel-iommu turns IOPF on for a domain with a fault queue and needs PRI for
+            // it (intel/iommu.c:3176-3178, 3492-3499); QEMU 7.2's functions have none.
+            if hwpt.faultID != nil && iommu.driver == .intel { throw .operationNotSupportedByDevice }
             // mock_domain_nop_attach (selftest.c:222-223): a NO_DIRTY device refuses a domain with dirty operations.
             if hwpt.tracksDirty, case .device(let device)? = contexts[contextID]!.objects[deviceID], !device.tracksDirty { throw .invalidArgument }
             hwptID = ptID
         case .hwptNested(let nested)?:
             guard nested.driver == iommu.driver else { throw .invalidArgument }
-            // mock_domain_nop_attach (selftest.c:226-232): a nested HWPT of a vIOMMU needs the
-            // device's vDEVICE there (iommufd_viommu_get_vdev_id); the model has none: ENOENT.
-            if nested.viommuID != nil { throw .noSuchFileOrDirectory }
+            // mock_domain_nop_attach (selftest.c:226-240): a nested HWPT of a vIOMMU needs the
+            // device's vDEVICE there (iommufd_viommu_get_vdev_id, ENOENT); the driver caches
+            // the vIOMMU and virtual id when the vIOMMU changes.
+            if let viommuID = nested.viommuID {
+                guard let vdevice = vdevice(of: deviceID, on: viommuID, contextID) else { throw .noSuchFileOrDirectory }
+                if case .device(var device)? = contexts[contextID]!.objects[deviceID], device.eventVIOMMU != viommuID {
+                    device.eventVIOMMU = viommuID
+                    device.eventVirtID = vdevice.virtID
+                    contexts[contextID]!.objects[deviceID] = .device(device)
+                }
+            }
             hwptID = ptID
         default:
             throw .invalidArgument
@@ -143,6 +154,10 @@ extension KernelState {
         contexts[contextID]!.adjustAttachments(ofHWPT: hwptID, by: 1)
         guard case .device(var device)? = contexts[contextID]!.objects[deviceID] else { throw .noSuchFileOrDirectory }
         device.attachedHWPT = hwptID
+        if contexts[contextID]!.hwptNested(hwptID)?.viommuID == nil {
+            device.eventVIOMMU = nil
+            device.eventVirtID = 0
+        }
         contexts[contextID]!.objects[deviceID] = .device(device)
         return hwptID
     }
@@ -151,6 +166,7 @@ extension KernelState {
     /// device.c:786-787); an automatic HWPT left without devices is destroyed.
     mutating func detachDevice(_ contextID: Int, _ deviceID: UInt32) {
         guard case .device(var device)? = contexts[contextID]!.objects[deviceID], let hwptID = device.attachedHWPT else { return }
+        answerPendingFaults(contextID, hwptID: hwptID, deviceID: deviceID, pasid: 0)
         device.attachedHWPT = nil
         contexts[contextID]!.objects[deviceID] = .device(device)
         if let ioasID = contexts[contextID]!.ioasID(ofHWPT: hwptID) { removeRegions(ofDevice: deviceID, contextID, in: ioasID) }
@@ -265,6 +281,12 @@ extension KernelState {
             guard cmd.check_iotlb.id <= MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, nested.iotlb[Int(cmd.check_iotlb.id)] == cmd.check_iotlb.iotlb else {
                 throw .invalidArgument
             }
+        case IOMMU_TEST_OP_TRIGGER_IOPF:
+            try triggerIOPF(contextID, cmd)
+        case IOMMU_TEST_OP_TRIGGER_VEVENT:
+            try triggerVEvent(contextID, deviceID: cmd.trigger_vevent.dev_id)
+        case IOMMU_TEST_OP_DEV_CHECK_CACHE:
+            try checkDeviceCache(contextID, deviceID: cmd.id, cacheID: cmd.check_dev_cache.id, value: cmd.check_dev_cache.cache)
         case IOMMU_TEST_OP_PASID_ATTACH, IOMMU_TEST_OP_PASID_REPLACE, IOMMU_TEST_OP_PASID_DETACH, IOMMU_TEST_OP_PASID_CHECK_HWPT:
             try selftestPASID(contextID, &cmd)
             unsafe command.respond(cmd)

@@ -200,6 +200,11 @@ extension KernelState {
         var unmapped: UInt64 = 0
         var failure: Errno?
         for area in table.areas(overlapping: range) {
+            // A HW queue's internal access locks the areas it pinned (io_pagetable.c:772-776).
+            if lockedByHWQueue(contextID, ioasID: cmd.ioas_id, area.start...area.last) {
+                failure = .resourceBusy
+                break
+            }
             if area.start < range.lowerBound || area.last > range.upperBound {
                 failure = .noSuchFileOrDirectory
                 break

@@ -103,14 +103,47 @@ extension KernelState {
             if nested.attachedDevices > 0 { throw .resourceBusy }
             contexts[contextID]!.objects[id] = nil
         case .viommu(let viommu):
-            // Nested HWPTs on it hold references (hw_pagetable.c:320).
+            // Nested HWPTs (hw_pagetable.c:320), vDEVICEs (viommu.c:214), vEVENTQs
+            // (eventq.c:540) and HW queues (viommu.c:432) on it hold references.
             let busy = contexts[contextID]!.objects.values.contains { object in
-                if case .hwptNested(let nested) = object { return nested.viommuID == id }
-                return false
+                switch object {
+                case .hwptNested(let nested): nested.viommuID == id
+                case .vdevice(let vdevice): vdevice.viommuID == id
+                case .veventq(let queue): queue.viommuID == id
+                case .hwQueue(let queue): queue.viommuID == id
+                default: false
+                }
             }
             if busy { throw .resourceBusy }
             if let offset = viommu.mmapOffset { contexts[contextID]!.mmapRegions[offset] = nil }
+            contexts[contextID]!.hwQueueSlots[id] = nil
             contexts[contextID]!.objects[id] = nil
+        case .vdevice:
+            // Nothing holds a vDEVICE, not even an attachment through it (viommu.c:119-147).
+            contexts[contextID]!.objects[id] = nil
+        case .veventq(let queue):
+            // Its open file holds it (eventq.c:435).
+            if queue.fileOpen { throw .resourceBusy }
+            contexts[contextID]!.objects[id] = nil
+        case .hwQueue(let queue):
+            // The queue after it holds it (selftest.c:761-765); the selftest driver then
+            // empties slot 0 whatever the queue's index (selftest.c:711-722, index never set).
+            let held = contexts[contextID]!.objects.values.contains { object in
+                if case .hwQueue(let other) = object { return other.dependsOn == id }
+                return false
+            }
+            if held { throw .resourceBusy }
+            contexts[contextID]!.hwQueueSlots[queue.viommuID]?[0] = nil
+            contexts[contextID]!.objects[queue.accessID] = nil
+            contexts[contextID]!.objects[id] = nil
+        case .access:
+            // Held by the driver that made it (device.c:1233).
+            throw .resourceBusy
+        case .fault(let queue):
+            if faultQueueHeld(contextID, id, queue) { throw .resourceBusy }
+            contexts[contextID]!.objects[id] = nil
+        case .tombstone:
+            throw .noSuchFileOrDirectory
         case .device:
             // Held by its driver (the VFIO device or the selftest object).
             throw .resourceBusy
@@ -118,8 +151,18 @@ extension KernelState {
             // iommufd_selftest_destroy (selftest.c:1944-1957) detaches the RID only: the
             // PASIDs' holds on their HWPTs stay (EBUSY to destroy) until the context closes.
             detachDevice(contextID, deviceID)
+            tombstoneVDevice(of: deviceID, contextID)
             contexts[contextID]!.objects[deviceID] = nil
             contexts[contextID]!.objects[id] = nil
+        }
+    }
+
+    /// Unbinding a device turns its vDEVICE into a tombstone (`iommufd_device_remove_vdev`,
+    /// device.c:166-208): its id is never handed out again in this context and destroying
+    /// it is ENOENT; its virtual id and its hold on the vIOMMU go.
+    mutating func tombstoneVDevice(of deviceID: UInt32, _ contextID: Int) {
+        for (id, object) in contexts[contextID]!.objects {
+            if case .vdevice(let vdevice) = object, vdevice.deviceID == deviceID { contexts[contextID]!.objects[id] = .tombstone }
         }
     }
 
@@ -130,6 +173,12 @@ extension KernelState {
         // What destroyed mock devices left attached by PASID goes regardless
         // (iommufd_fops_release destroys every object, main.c).
         for id in contexts[contextID]!.objects.keys { contexts[contextID]!.adjustAttachments(ofHWPT: id, by: -contexts[contextID]!.attachedDevices(ofHWPT: id)) }
+        for (id, object) in contexts[contextID]!.objects {
+            switch object {
+            case .vdevice, .veventq, .hwQueue, .access, .tombstone, .fault: contexts[contextID]!.objects[id] = nil
+            default: break
+            }
+        }
         for (id, object) in contexts[contextID]!.objects { if case .hwptNested = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .viommu = object { try? destroyObject(contextID, id) } }
         for (id, object) in contexts[contextID]!.objects { if case .hwptPaging = object { try? destroyObject(contextID, id) } }

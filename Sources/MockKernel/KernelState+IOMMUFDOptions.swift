@@ -94,6 +94,14 @@ extension KernelState {
             return unsafe try getHardwareInfo(contextID, command)
         case .viommuAlloc:
             return unsafe try viommuAlloc(contextID, command)
+        case .vdeviceAlloc:
+            return unsafe try vdeviceAlloc(contextID, command)
+        case .veventqAlloc:
+            return unsafe try veventqAlloc(contextID, command)
+        case .hwQueueAlloc:
+            return unsafe try hwQueueAlloc(contextID, command)
+        case .faultQueueAlloc:
+            return unsafe try faultQueueAlloc(contextID, command)
         case .hwptInvalidate:
             return unsafe try hardwarePageTableInvalidate(contextID, command)
         case .hwptSetDirtyTracking:
@@ -180,7 +188,7 @@ extension KernelState {
     /// user data, no nesting parent; the selftest IOMMU: its own data type, see
     /// ``selftestPagingData(_:)``), then the domain joins the IOAS (its aperture reserved,
     /// existing areas pinned). On a paging HWPT, a nested HWPT (``nestedHWPT(_:_:parentID:parent:)``).
-    /// A fault queue id is looked up last (the model has no fault queues: ENOENT).
+    /// A fault queue id is looked up last (``bindFaultQueue(_:hwptID:faultID:)``).
     mutating func hardwarePageTableAlloc(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         var cmd = unsafe command.load(iommu_hwpt_alloc.self)
         guard cmd.__reserved == 0 else { throw .notSupported }
@@ -218,7 +226,7 @@ extension KernelState {
         default:
             throw .invalidArgument
         }
-        if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 { throw .noSuchFileOrDirectory }
+        if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 { try bindFaultQueue(contextID, hwptID: cmd.out_hwpt_id, faultID: cmd.fault_id) }
         unsafe command.respond(cmd)
     }
 
@@ -330,9 +338,11 @@ extension KernelState {
     /// the probe (0); another type is EINVAL, also with no entries. The whole array is
     /// copied first: an entry shorter than the struct is zero-filled, a longer one must
     /// have zeros past it (E2BIG). Then entry by entry: unknown flags EOPNOTSUPP, a cache
-    /// id past 3 EINVAL, a vdev id with no vDEVICE EINVAL (the model has no vDEVICEs, so
-    /// every entry that gets that far stops there).
-    func invalidateSelftestVIOMMU(_ cmd: iommu_hwpt_invalidate, entries: UInt32) throws(Errno) {
+    /// id past 3 EINVAL, a virtual id with no vDEVICE on the vIOMMU EINVAL
+    /// (`iommufd_viommu_find_dev`); a good entry clears one cache of the vDEVICE's device, or
+    /// all four with `IOMMU_TEST_INVALIDATE_FLAG_ALL`. `handled` counts the entries before a
+    /// bad one, whose clears stay.
+    mutating func invalidateSelftestVIOMMU(_ contextID: Int, _ cmd: iommu_hwpt_invalidate, entries: UInt32, handled: inout UInt32) throws(Errno) {
         if entries == 0 && cmd.data_type == IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST { return }
         guard cmd.data_type == IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST else { throw .invalidArgument }
         let size = MemoryLayout<iommu_viommu_invalidate_selftest>.size
@@ -351,8 +361,19 @@ extension KernelState {
         }
         for entry in parsed {
             guard entry.flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL == 0 else { throw .notSupported }
-            guard entry.cache_id <= 3 else { throw .invalidArgument }
-            throw .invalidArgument  // iommufd_viommu_find_dev: no vDEVICE has this id
+            guard entry.cache_id <= MOCK_DEV_CACHE_ID_MAX else { throw .invalidArgument }
+            let vdevice = contexts[contextID]!.objects.values.lazy.compactMap { object -> MockVDevice? in
+                if case .vdevice(let vdevice) = object, vdevice.viommuID == cmd.hwpt_id, vdevice.virtID == UInt64(entry.vdev_id) { return vdevice }
+                return nil
+            }.first
+            guard let vdevice, case .device(var device)? = contexts[contextID]!.objects[vdevice.deviceID] else { throw .invalidArgument }
+            if entry.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                device.caches = device.caches.map { _ in 0 }
+            } else {
+                device.caches[Int(entry.cache_id)] = 0
+            }
+            contexts[contextID]!.objects[vdevice.deviceID] = .device(device)
+            handled += 1
         }
     }
 
@@ -377,8 +398,16 @@ extension KernelState {
         }
         guard let object = contexts[contextID]!.objects[cmd.hwpt_id] else { throw .noSuchFileOrDirectory }
         if case .viommu = object {
-            // Nothing before a bad entry is ever handled without vDEVICEs: the count stays 0.
-            return try invalidateSelftestVIOMMU(cmd, entries: entries)
+            // The entries before a bad one stay handled, as for a nested HWPT below.
+            var handled: UInt32 = 0
+            do {
+                try invalidateSelftestVIOMMU(contextID, cmd, entries: entries, handled: &handled)
+            } catch {
+                errorAfterCommit = error
+            }
+            cmd.entry_num = handled
+            unsafe command.respond(cmd)
+            return
         }
         guard case .hwptNested(var nested) = object else { throw .invalidArgument }
         // The entries before a bad one stay handled: the driver's error comes after they commit.

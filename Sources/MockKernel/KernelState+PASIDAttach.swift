@@ -48,6 +48,7 @@ extension KernelState {
         if current == ptID { return }
         guard contexts[contextID]!.isPASIDCompatible(ptID) else { throw .invalidArgument }
         guard try setDevicePASID(&bound, pasid: pasid, to: ptID, contextID) else { return failInDriver(contextID, deviceID, bound) }
+        answerPendingFaults(contextID, hwptID: current, deviceID: deviceID, pasid: pasid)
         contexts[contextID]!.adjustAttachments(ofHWPT: current, by: -1)
         contexts[contextID]!.adjustAttachments(ofHWPT: ptID, by: 1)
         bound.pasids[pasid] = ptID
@@ -62,6 +63,7 @@ extension KernelState {
               let hwptID = bound.pasids.removeValue(forKey: pasid) else { return }
         if pasid == IOMMU_TEST_PASID_RESERVED { bound.pasid1024FailsNext = false }
         contexts[contextID]!.objects[deviceID] = .device(bound)
+        answerPendingFaults(contextID, hwptID: hwptID, deviceID: deviceID, pasid: pasid)
         contexts[contextID]!.adjustAttachments(ofHWPT: hwptID, by: -1)
     }
 

@@ -83,6 +83,7 @@ extension KernelState {
         contexts[contextID]!.adjustAttachments(ofHWPT: previous, by: 1)
         let hwptID = try attachDevice(contextID, deviceID, to: ptID, iommu: bound.iommu)
         contexts[contextID]!.adjustAttachments(ofHWPT: previous, by: -1)
+        if hwptID != previous { answerPendingFaults(contextID, hwptID: previous, deviceID: deviceID, pasid: 0) }
         releaseAttachment(contextID, hwptID: previous)
         return hwptID
     }

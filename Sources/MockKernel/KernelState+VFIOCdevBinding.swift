@@ -79,6 +79,7 @@ extension KernelState {
         }
         let hwptID = try attachDevice(contextID, deviceID, to: command.pt_id, iommu: bound.iommu)
         if let previous = bound.attachedHWPT {
+            if previous != hwptID { answerPendingFaults(contextID, hwptID: previous, deviceID: deviceID, pasid: 0) }
             releaseAttachment(contextID, hwptID: previous)
             if let previousIOAS, previousIOAS != targetIOAS { removeRegions(ofDevice: deviceID, contextID, in: previousIOAS) }
         }

@@ -70,6 +70,7 @@ extension KernelState {
             // vfio_iommufd_physical_unbind (vfio/iommufd.c:135-151): every PASID, then the RID.
             detachAllPASIDs(contextID, deviceID)
             detachDevice(contextID, deviceID)
+            tombstoneVDevice(of: deviceID, contextID)
             contexts[contextID]!.objects[deviceID] = nil
             vfio.devices[file.deviceIndex]?.boundCdevs -= 1
             releaseOrphanedContext(contextID)
@@ -82,9 +83,17 @@ extension KernelState {
     }
 
     /// An iommufd closed while devices were bound lives until the last of them unbinds.
+    /// Whether something other than its own descriptor keeps a context open: a bound VFIO
+    /// device, or an event queue's file (which holds the iommufd file, eventq.c:432-433).
+    func contextHeld(_ contextID: Int) -> Bool {
+        vfio.deviceFiles.values.contains { $0.boundContext == contextID } || descriptors.values.contains { descriptor in
+            if case .eventQueue(let owner, _) = descriptor { return owner == contextID }
+            return false
+        }
+    }
+
     mutating func releaseOrphanedContext(_ contextID: Int) {
-        guard vfio.orphanedContexts.contains(contextID),
-              !vfio.deviceFiles.values.contains(where: { $0.boundContext == contextID }) else { return }
+        guard vfio.orphanedContexts.contains(contextID), !contextHeld(contextID) else { return }
         vfio.orphanedContexts.remove(contextID)
         destroyContext(contextID)
     }

@@ -101,6 +101,8 @@ enum OpenDescriptor {
     case iommufd(contextID: Int)
     case memoryFile(id: Int)
     case eventCounter(value: UInt64)
+    /// The file of an iommufd event queue object (a vEVENTQ).
+    case eventQueue(contextID: Int, objectID: UInt32)
     case regularFile(path: String, contents: [UInt8])
     /// `/dev/vfio/vfio`.
     case vfioContainer(id: Int)

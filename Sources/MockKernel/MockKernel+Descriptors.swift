@@ -50,8 +50,8 @@ extension MockKernel {
             var freed: [HostResource] = []
             switch descriptor {
             case .iommufd(let contextID):
-                // Bound VFIO devices keep the context alive until they unbind.
-                if state.vfio.deviceFiles.values.contains(where: { $0.boundContext == contextID }) {
+                // Bound VFIO devices and open event queue files keep the context alive.
+                if state.contextHeld(contextID) {
                     state.vfio.orphanedContexts.insert(contextID)
                 } else {
                     state.destroyContext(contextID)
@@ -60,6 +60,8 @@ extension MockKernel {
                 freed += state.releaseMemoryFile(id)
             case .eventCounter, .regularFile:
                 break
+            case .eventQueue(let contextID, let objectID):
+                state.closeEventQueue(contextID, objectID)
             case .vfioContainer(let id):
                 state.collectContainer(id)
             case .vfioGroup(let number):
@@ -118,6 +120,11 @@ extension MockKernel {
                     unsafe buffer.storeBytes(of: value, as: UInt64.self)
                     state.descriptors[fd] = .eventCounter(value: 0)
                     return 8
+                case .eventQueue(let contextID, let objectID)?:
+                    if case .fault? = state.contexts[contextID]?.objects[objectID] {
+                        return unsafe try state.readFaultQueue(contextID, objectID, into: buffer)
+                    }
+                    return unsafe try state.readEventQueue(contextID, objectID, into: buffer)
                 case .regularFile(let path, let contents)?:
                     let count = min(buffer.count, contents.count)
                     unsafe buffer.copyBytes(from: contents.prefix(count))
@@ -142,6 +149,10 @@ extension MockKernel {
                 case .regularFile(let path, _)?:
                     state.configuration.files[path] = unsafe Array(buffer)
                     return buffer.count
+                case .eventQueue(let contextID, let objectID)?:
+                    // A vEVENTQ's file has no write (the VFS answers EINVAL, read_write.c:671-674).
+                    guard case .fault? = state.contexts[contextID]?.objects[objectID] else { throw .invalidArgument }
+                    return unsafe try state.writeFaultQueue(contextID, objectID, from: buffer)
                 case nil: throw .badFileDescriptor
                 default: throw .invalidArgument
                 }
@@ -226,7 +237,7 @@ extension MockKernel {
             try state.run("poll") { (state) throws(Errno) in
                 for fd in fds {
                     switch state.descriptors[fd] {
-                    case .eventCounter?, .regularFile?: break
+                    case .eventCounter?, .regularFile?, .eventQueue?: break
                     case nil: throw .badFileDescriptor
                     default: throw .invalidArgument  // not modelled for other kinds: refuse loudly
                     }
@@ -238,6 +249,7 @@ extension MockKernel {
                 switch state.descriptors[fds[index]] {
                 case .eventCounter(let value)?: value > 0
                 case .regularFile?: true
+                case .eventQueue(let contextID, let objectID)?: state.eventQueueReadable(contextID, objectID)
                 default: true  // closed meanwhile: poll reports it (POLLNVAL) rather than sleeping on
                 }
             }

@@ -83,7 +83,7 @@ public enum ErrnoName {
     static let table: [(String, Int32)] = [
         ("EPERM", 1), ("ENOENT", 2), ("EINTR", 4), ("EIO", 5), ("ENXIO", 6), ("E2BIG", 7), ("EBADF", 9),
         ("EAGAIN", 11), ("ENOMEM", 12), ("EACCES", 13), ("EFAULT", 14), ("EBUSY", 16), ("EEXIST", 17),
-        ("ENODEV", 19), ("EINVAL", 22), ("ENOTTY", 25), ("ENOSPC", 28), ("ERANGE", 34), ("ENOSYS", 38),
+        ("ENODEV", 19), ("EINVAL", 22), ("ENOTTY", 25), ("ENOSPC", 28), ("ESPIPE", 29), ("ERANGE", 34), ("ENOSYS", 38),
         ("EOVERFLOW", 75), ("EMSGSIZE", 90), ("EOPNOTSUPP", 95), ("EADDRINUSE", 98),
     ]
 

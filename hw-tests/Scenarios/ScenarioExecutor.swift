@@ -116,6 +116,17 @@ public struct ScenarioExecutor: Sendable {
         case "check_iotlb": return try checkIOTLB(step, session)
         case "viommu": return try allocateVIOMMU(step, session)
         case "replace": return try replace(step, session)
+        case "vdevice": return try allocateVDevice(step, session)
+        case "veventq": return try allocateVEventQueue(step, session)
+        case "hw_queue": return try allocateHWQueue(step, session)
+        case "fault": return try allocateFaultQueue(step, session)
+        case "trigger_vevent": return try triggerVEvent(step, session)
+        case "trigger_iopf": return try triggerIOPF(step, session)
+        case "check_cache": return try checkDeviceCache(step, session)
+        case "qread": return try readEventQueue(step, session)
+        case "qwrite": return try writeEventQueue(step, session)
+        case "qpoll": return try pollEventQueue(step, session)
+        case "qpread": return try preadEventQueue(step, session)
         case "pasid_attach": return try attachSelftestPASID(step, session, replace: false)
         case "pasid_replace": return try attachSelftestPASID(step, session, replace: true)
         case "pasid_detach": return try detachSelftestPASID(step, session)
@@ -181,8 +192,10 @@ public struct ScenarioExecutor: Sendable {
             fd = file
         } else if let eventfd = session.eventfds.removeValue(forKey: name) {
             fd = eventfd
+        } else if let queue = session.eventQueues.removeValue(forKey: name) {
+            fd = queue
         } else {
-            throw session.fail("no context, group, container, memfd or eventfd named \(name)")
+            throw session.fail("no context, group, container, memfd, eventfd or event queue named \(name)")
         }
         try session.system.close(fd)
         return Outcome()

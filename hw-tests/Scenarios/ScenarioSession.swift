@@ -34,6 +34,8 @@ final class ScenarioSession {
     var containers: [String: Int32] = [:]
     /// Eventfds by name (`eventfd`), for interrupt triggers.
     var eventfds: [String: Int32] = [:]
+    /// Event queue descriptors (vEVENTQs and fault queues) by name.
+    var eventQueues: [String: Int32] = [:]
     /// Kernel parameters a `kernel` step changed, with the values to put back.
     var restoredParameters: [String: [UInt8]] = [:]
     var line = 0
@@ -57,6 +59,8 @@ final class ScenarioSession {
         containers = [:]
         for fd in eventfds.values { try? system.close(fd) }
         eventfds = [:]
+        for fd in eventQueues.values { try? system.close(fd) }
+        eventQueues = [:]
         for fd in contexts.values { try? system.close(fd) }
         for fd in memoryFiles.values { try? system.close(fd) }
         for mapping in liveMappings {

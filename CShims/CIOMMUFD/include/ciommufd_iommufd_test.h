@@ -83,6 +83,17 @@ struct iommu_viommu_invalidate_selftest {
     ciommufd_u32 cache_id;
 };
 
+/* The selftest vIOMMU's event queue and its one event (IOMMU_TEST_OP_TRIGGER_VEVENT). */
+static const uint32_t IOMMU_VEVENTQ_TYPE_SELFTEST = 0xbeefbeef;
+
+struct iommu_viommu_event_selftest {
+    ciommufd_u32 virt_id;
+};
+
+/* The selftest vIOMMU's hardware queue type and how many it takes. */
+static const uint32_t IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
+static const uint32_t IOMMU_TEST_HW_QUEUE_MAX = 2;
+
 /* The selftest mock domain's geometry (MOCK_IOMMUPT_DEFAULT). */
 static const uint64_t IOMMU_TEST_MOCK_APERTURE_START = 1ull << 24;
 static const uint64_t IOMMU_TEST_MOCK_APERTURE_LAST = (1ull << 31) - 1;

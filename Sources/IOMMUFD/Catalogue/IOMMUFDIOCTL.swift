@@ -77,6 +77,64 @@ package enum IOMMUFDIOCTL {
         return command.out_viommu_id
     }
 
+    /// `IOMMU_VDEVICE_ALLOC`: `device`'s virtual id `virtualID` on the vIOMMU `viommu`;
+    /// returns the vDEVICE's id.
+    package static func vdeviceAlloc(_ seam: IOCTLSeam, _ fd: Int32, viommu: UInt32, device: UInt32, virtualID: UInt64,
+                                     fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+        var command = iommu_vdevice_alloc()
+        command.size = UInt32(MemoryLayout<iommu_vdevice_alloc>.size)
+        command.viommu_id = viommu
+        command.dev_id = device
+        command.virt_id = virtualID
+        try issueIOCTL(seam, fd, IOMMU_VDEVICE_ALLOC, .vdeviceAlloc, &command, IOMMUErrorContext(objectID: viommu, otherObjectID: device),
+                       fileID: fileID, line: line)
+        return command.out_vdevice_id
+    }
+
+    /// `IOMMU_VEVENTQ_ALLOC`: a queue of `depth` events of `type` from the vIOMMU `viommu`;
+    /// returns its id and its descriptor (close-on-exec), which the caller owns.
+    package static func veventqAlloc(_ seam: IOCTLSeam, _ fd: Int32, viommu: UInt32, type: UInt32, depth: UInt32, flags: UInt32 = 0,
+                                     reserved: UInt32 = 0, fileID: StaticString, line: Int) throws(IOMMUError) -> (id: UInt32, fd: Int32) {
+        var command = iommu_veventq_alloc()
+        command.size = UInt32(MemoryLayout<iommu_veventq_alloc>.size)
+        command.flags = flags
+        command.viommu_id = viommu
+        command.type = type
+        command.veventq_depth = depth
+        command.__reserved = reserved
+        try issueIOCTL(seam, fd, IOMMU_VEVENTQ_ALLOC, .veventqAlloc, &command, IOMMUErrorContext(objectID: viommu), fileID: fileID, line: line)
+        return (command.out_veventq_id, Int32(bitPattern: command.out_veventq_fd))
+    }
+
+    /// `IOMMU_HW_QUEUE_ALLOC`: the vIOMMU's hardware queue `index` of `type` in guest memory
+    /// at `[iova, iova + length)` of the nesting parent's IOAS, which stays pinned while the
+    /// queue lives; returns the queue's id.
+    package static func hwQueueAlloc(_ seam: IOCTLSeam, _ fd: Int32, viommu: UInt32, type: UInt32, index: UInt32, iova: UInt64, length: UInt64,
+                                     flags: UInt32 = 0, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+        var command = iommu_hw_queue_alloc()
+        command.size = UInt32(MemoryLayout<iommu_hw_queue_alloc>.size)
+        command.flags = flags
+        command.viommu_id = viommu
+        command.type = type
+        command.index = index
+        command.nesting_parent_iova = iova
+        command.length = length
+        try issueIOCTL(seam, fd, IOMMU_HW_QUEUE_ALLOC, .hwQueueAlloc, &command,
+                       IOMMUErrorContext(objectID: viommu, iova: iova, length: length), fileID: fileID, line: line)
+        return command.out_hw_queue_id
+    }
+
+    /// `IOMMU_FAULT_QUEUE_ALLOC`: a queue for the IO page faults of HWPTs allocated with it;
+    /// returns its id and its descriptor (close-on-exec), which the caller owns.
+    package static func faultQueueAlloc(_ seam: IOCTLSeam, _ fd: Int32, flags: UInt32 = 0,
+                                        fileID: StaticString, line: Int) throws(IOMMUError) -> (id: UInt32, fd: Int32) {
+        var command = iommu_fault_alloc()
+        command.size = UInt32(MemoryLayout<iommu_fault_alloc>.size)
+        command.flags = flags
+        try issueIOCTL(seam, fd, IOMMU_FAULT_QUEUE_ALLOC, .faultQueueAlloc, &command, IOMMUErrorContext(), fileID: fileID, line: line)
+        return (command.out_fault_id, Int32(bitPattern: command.out_fault_fd))
+    }
+
     /// `IOMMU_HWPT_INVALIDATE`: hands `entryCount` entries of `entryLength` bytes each, in
     /// the format `dataType`, to the cache of a nested HWPT or a vIOMMU (`pageTable`), and
     /// returns how many it handled. The kernel writes that count back on every path and

@@ -157,4 +157,36 @@ package enum SelftestIOCTL {
         try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command,
                        IOMMUErrorContext(objectID: device, otherObjectID: hwpt), fileID: fileID, line: line)
     }
+
+    /// `IOMMU_TEST_OP_TRIGGER_VEVENT`: the mock device `device` (its bound id) reports an
+    /// event to the selftest vEVENTQ of the vIOMMU it is attached through.
+    package static func triggerVEvent(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = command(IOMMU_TEST_OP_TRIGGER_VEVENT, id: 0)
+        command.trigger_vevent.dev_id = device
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: device), fileID: fileID, line: line)
+    }
+
+    /// `IOMMU_TEST_OP_DEV_CHECK_CACHE`: whether cache `cacheID` (0-3) of the mock device
+    /// `device` (its bound id) holds `value` (`EINVAL` when not).
+    package static func checkDeviceCache(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, cacheID: UInt32, value: UInt32,
+                                         fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = command(IOMMU_TEST_OP_DEV_CHECK_CACHE, id: device)
+        command.check_dev_cache.id = cacheID
+        command.check_dev_cache.cache = value
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: device), fileID: fileID, line: line)
+    }
+
+    /// `IOMMU_TEST_OP_TRIGGER_IOPF`: the mock device `device` (its bound id) raises an IO
+    /// page fault at `address` for `pasid` (0: the RID) in page request group `group` with
+    /// `IOMMU_PGFAULT_PERM_*` `permissions`.
+    package static func triggerIOPF(_ seam: IOCTLSeam, _ fd: Int32, device: UInt32, pasid: UInt32, group: UInt32, permissions: UInt32,
+                                    address: UInt64, fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = command(IOMMU_TEST_OP_TRIGGER_IOPF, id: 0)
+        command.trigger_iopf.dev_id = device
+        command.trigger_iopf.pasid = pasid
+        command.trigger_iopf.grpid = group
+        command.trigger_iopf.perm = permissions
+        command.trigger_iopf.addr = address
+        try issueIOCTL(seam, fd, IOMMU_TEST_CMD, .testCommand, &command, IOMMUErrorContext(objectID: device, iova: address), fileID: fileID, line: line)
+    }
 }
