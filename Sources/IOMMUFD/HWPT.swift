@@ -18,12 +18,15 @@ public final class HWPT: Sendable {
     public let id: HWPTID
     /// The flags it was allocated with.
     public let flags: PagingHWPTFlags
+    /// The fault queue its IO page faults go to, if it was allocated with one (it keeps it alive).
+    public let faultQueue: FaultQueue?
     private let destroyed = Atomic<Bool>(false)
 
-    init(ioas: IOAS, id: HWPTID, flags: PagingHWPTFlags) {
+    init(ioas: IOAS, id: HWPTID, flags: PagingHWPTFlags, faultQueue: FaultQueue? = nil) {
         self.ioas = ioas
         self.id = id
         self.flags = flags
+        self.faultQueue = faultQueue
         ioas.iommufd.logger.debug("HWPT allocated", metadata: ["hwpt.id": "\(id.rawValue)", "ioas.id": "\(ioas.id.rawValue)"])
     }
 
@@ -51,13 +54,14 @@ extension IOAS {
     ///   `ENOMEM` when the IOAS's memory cannot be pinned.
     ///
     /// With `faultQueue`, the IOMMU's page faults on the HWPT go to that fault queue (a
-    /// nesting parent cannot have one: `EOPNOTSUPP`; an id that is no fault queue: `ENOENT`).
-    public func allocateHWPT(for device: DeviceID, flags: PagingHWPTFlags = [], faultQueue: FaultID? = nil,
+    /// nesting parent cannot have one: `EOPNOTSUPP`). An IOMMU turns fault reporting on
+    /// when a device attaches, and may refuse then (intel-iommu without PRI: `ENODEV`).
+    public func allocateHWPT(for device: DeviceID, flags: PagingHWPTFlags = [], faultQueue: FaultQueue? = nil,
                              fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> HWPT {
         let raw = unsafe try IOMMUFDIOCTL.hwptAlloc(seam, fd, device: device.rawValue, pageTable: try liveID(.hwptAlloc, fileID: fileID, line: line),
                                              flags: flags.rawValue | (faultQueue == nil ? 0 : IOMMU_HWPT_FAULT_ID_VALID),
-                                             dataType: IOMMU_HWPT_DATA_NONE, data: nil, faultID: faultQueue?.rawValue ?? 0,
+                                             dataType: IOMMU_HWPT_DATA_NONE, data: nil, faultID: faultQueue?.id.rawValue ?? 0,
                                              fileID: fileID, line: line)
-        return HWPT(ioas: self, id: HWPTID(rawValue: raw), flags: flags)
+        return HWPT(ioas: self, id: HWPTID(rawValue: raw), flags: flags, faultQueue: faultQueue)
     }
 }

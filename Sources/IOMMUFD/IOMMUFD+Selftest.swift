@@ -163,3 +163,39 @@ extension IOMMUFD {
                                      fileID: fileID, line: line)
     }
 }
+
+extension IOMMUFD {
+    /// TEST-ONLY: makes a selftest mock device raise an IO page fault at `address`, for
+    /// `pasid` (`nil`: the RID), in page request group `group` (`IOMMU_TEST_OP_TRIGGER_IOPF`).
+    /// The kernel delivers it to the fault queue of the HWPT serving that attachment, or
+    /// drops it (no error either way).
+    @_spi(Selftest)
+    public func selftestTriggerIOPF(_ device: SelftestMockDevice, pasid: PASID? = nil, group: UInt32 = 2,
+                                    permissions: IOPageFaultPermissions = [.read, .write], address: UInt64,
+                                    fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try SelftestIOCTL.triggerIOPF(seam, fd, device: device.deviceID.rawValue, pasid: pasid?.rawValue ?? 0, group: group,
+                                      permissions: permissions.rawValue, address: address, fileID: fileID, line: line)
+    }
+
+    /// TEST-ONLY: makes a selftest mock device, attached through a vIOMMU, report an event
+    /// carrying its virtual id to that vIOMMU's selftest event queue
+    /// (`IOMMU_TEST_OP_TRIGGER_VEVENT`).
+    ///
+    /// - Throws: `ENOENT` when the device is not attached through a vIOMMU (or its virtual
+    ///   id is 0), `EOPNOTSUPP` when the vIOMMU has no selftest event queue.
+    @_spi(Selftest)
+    public func selftestTriggerVEvent(_ device: SelftestMockDevice, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try SelftestIOCTL.triggerVEvent(seam, fd, device: device.deviceID.rawValue, fileID: fileID, line: line)
+    }
+
+    /// TEST-ONLY: whether cache `cacheID` (0-3) of a selftest mock device holds `value`
+    /// (`IOMMU_TEST_OP_DEV_CHECK_CACHE`; they start as `IOMMU_TEST_DEV_CACHE_DEFAULT`, and
+    /// vIOMMU invalidation through the device's vDEVICE clears them).
+    ///
+    /// - Throws: `EINVAL` when it does not.
+    @_spi(Selftest)
+    public func selftestCheckDeviceCache(_ device: SelftestMockDevice, cacheID: UInt32, equals value: UInt32,
+                                         fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try SelftestIOCTL.checkDeviceCache(seam, fd, device: device.deviceID.rawValue, cacheID: cacheID, value: value, fileID: fileID, line: line)
+    }
+}

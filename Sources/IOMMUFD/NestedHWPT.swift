@@ -29,11 +29,14 @@ public final class NestedHWPT: Sendable {
     public let format: NestedHWPTFormat
     /// The flags it was allocated with.
     public let flags: NestedHWPTFlags
+    /// The fault queue its IO page faults go to, if it was allocated with one (it keeps it alive).
+    public let faultQueue: FaultQueue?
     private let destroyed = Atomic<Bool>(false)
 
-    init(parent: HWPT, viommu: VIOMMU? = nil, id: HWPTID, format: NestedHWPTFormat, flags: NestedHWPTFlags) {
+    init(parent: HWPT, viommu: VIOMMU? = nil, id: HWPTID, format: NestedHWPTFormat, flags: NestedHWPTFlags, faultQueue: FaultQueue?) {
         self.parent = parent
         self.viommu = viommu
+        self.faultQueue = faultQueue
         self.id = id
         self.format = format
         self.flags = flags
@@ -82,11 +85,11 @@ extension HWPT {
     /// - Throws: `EINVAL` when this HWPT is not a nesting parent (or the data is too short
     ///   or longer than the kernel's struct), `EOPNOTSUPP` for a format or flags the
     ///   device's IOMMU does not take, `ENOENT` for an unknown device.
-    public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [], faultQueue: FaultID? = nil,
+    public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [], faultQueue: FaultQueue? = nil,
                                                      fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> NestedHWPT {
         let raw = try ioas.iommufd.allocateNestedHWPT(for: device, on: id.rawValue, data: data, flags: flags, faultQueue: faultQueue,
                                                       fileID: fileID, line: line)
-        return NestedHWPT(parent: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags)
+        return NestedHWPT(parent: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags, faultQueue: faultQueue)
     }
 }
 
@@ -94,12 +97,12 @@ extension IOMMUFD {
     /// `IOMMU_HWPT_ALLOC` of a nested HWPT on `pageTable` (a nesting parent or a vIOMMU):
     /// the one place the typed layer sends vendor data.
     func allocateNestedHWPT<Data: NestedHWPTData>(for device: DeviceID, on pageTable: UInt32, data: Data, flags: NestedHWPTFlags,
-                                                  faultQueue: FaultID?, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
+                                                  faultQueue: FaultQueue?, fileID: StaticString, line: Int) throws(IOMMUError) -> UInt32 {
         var layout = data.kernelLayout
         return unsafe try withUnsafeBytes(of: &layout) { (bytes) throws(IOMMUError) -> UInt32 in
             unsafe try IOMMUFDIOCTL.hwptAlloc(seam, fd, device: device.rawValue, pageTable: pageTable,
                                               flags: flags.rawValue | (faultQueue == nil ? 0 : IOMMU_HWPT_FAULT_ID_VALID),
-                                              dataType: Data.format.dataType, data: bytes, faultID: faultQueue?.rawValue ?? 0, fileID: fileID, line: line)
+                                              dataType: Data.format.dataType, data: bytes, faultID: faultQueue?.id.rawValue ?? 0, fileID: fileID, line: line)
         }
     }
 }

@@ -134,11 +134,11 @@ public final class VIOMMU: Sendable {
     ///
     /// - Throws: `EINVAL` for a device behind another IOMMU (or data of the wrong length),
     ///   `EOPNOTSUPP` for a format or flags the driver does not take.
-    public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [], faultQueue: FaultID? = nil,
+    public func allocateNested<Data: NestedHWPTData>(for device: DeviceID, data: Data, flags: NestedHWPTFlags = [], faultQueue: FaultQueue? = nil,
                                                      fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> NestedHWPT {
         let raw = try parent.ioas.iommufd.allocateNestedHWPT(for: device, on: id.rawValue, data: data, flags: flags, faultQueue: faultQueue,
                                                              fileID: fileID, line: line)
-        return NestedHWPT(parent: parent, viommu: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags)
+        return NestedHWPT(parent: parent, viommu: self, id: HWPTID(rawValue: raw), format: Data.format, flags: flags, faultQueue: faultQueue)
     }
 
     /// Hands `entries` (commands the guest queued, such as ``SMMUv3Command``) to the

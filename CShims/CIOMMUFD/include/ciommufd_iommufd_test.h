@@ -16,6 +16,7 @@ static const uint32_t IOMMU_TEST_OP_ADD_RESERVED = 1;
 static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN = 2;
 static const uint32_t IOMMU_TEST_OP_MD_CHECK_MAP = 3;
 static const uint32_t IOMMU_TEST_OP_MD_CHECK_REFS = 4;
+static const uint32_t IOMMU_TEST_OP_CREATE_ACCESS = 5;
 static const uint32_t IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9;
 static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
 static const uint32_t IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
