@@ -47,6 +47,23 @@ extension IOMMUFD {
         case process = 1
     }
 
+    /// Moves the pinned-page accounting of every mapping in every IOAS of this context to
+    /// the calling process (`IOMMU_IOAS_CHANGE_PROCESS`): its memlock limit and `VmPin` take
+    /// them, the old owner's let go. For a driver handed the iommufd by another process
+    /// (over a socket, or across a `fork`): in a child, adopt the inherited descriptor with
+    /// ``init(adopting:system:closeOnDeinit:logger:)`` first. In the same process it
+    /// succeeds and changes nothing.
+    ///
+    /// - Throws: `EINVAL` when a mapping does not come from a memfd
+    ///   (``IOAS/mapFile(fileDescriptor:offset:length:at:access:fileID:line:)``): user memory and dma-bufs
+    ///   stay with the process that mapped them; `ENOMEM` when the caller's
+    ///   `RLIMIT_MEMLOCK` cannot take the pages (the kernel charges the new owner before it
+    ///   lets the old one go, so after a `fork` the same user needs room for twice them);
+    ///   `EBUSY` while a map or unmap is under way. On failure nothing moves.
+    public func changeProcess(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
+        try IOMMUFDIOCTL.changeProcess(seam, fd, fileID: fileID, line: line)
+    }
+
     /// The context's accounting mode. The corresponding ioctl is `IOMMU_OPTION` with `IOMMU_OPTION_RLIMIT_MODE`.
     public func accountingMode(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> AccountingMode {
         let value = try IOMMUFDIOCTL.option(seam, fd, option: IOMMU_OPTION_RLIMIT_MODE, op: IOMMU_OPTION_OP_GET,

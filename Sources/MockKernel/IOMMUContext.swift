@@ -308,6 +308,9 @@ struct PagesObject {
     var pageCount: UInt64
     var writable: Bool
     var areaReferences = 0
+    /// The process its pins are charged to (`source_mm`/`source_user`): the mapper's, until
+    /// `IOMMU_IOAS_CHANGE_PROCESS`.
+    var ownerProcess: Int32 = 0
 }
 
 /// One mapping inside an IOAS (`struct iopt_area`).

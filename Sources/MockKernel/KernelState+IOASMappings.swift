@@ -123,7 +123,7 @@ extension KernelState {
     mutating func mapNewPages(_ contextID: Int, source: PagesObject.Source, startByte: UInt64, ioasID: UInt32,
                               length: UInt64, iova: UInt64, flags: UInt32) throws(Errno) -> UInt64 {
         let pagesID = newPages(contextID, PagesObject(source: source, pageCount: (length + startByte + pageSize - 1) / pageSize,
-                                                      writable: flags & IOMMU_IOAS_MAP_WRITEABLE != 0))
+                                                      writable: flags & IOMMU_IOAS_MAP_WRITEABLE != 0, ownerProcess: configuration.processID))
         return try mapPages(contextID, ioasID: ioasID, pieces: [(pagesID, startByte, length)], length: length,
                             fixedIOVA: fixed(flags) ? iova : nil, flags: flags)
     }

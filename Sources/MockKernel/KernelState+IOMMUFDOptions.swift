@@ -76,10 +76,22 @@ extension KernelState {
     mutating func ioasChangeProcess(_ contextID: Int, _ command: UserCommand) throws(Errno) {
         let cmd = unsafe command.load(iommu_ioas_change_process.self)
         guard cmd.__reserved == 0 else { throw .notSupported }
-        // Only file-backed mappings can move to another process.
+        // Only file-backed mappings can move to another process (ioas.c:575-584).
         for pages in contexts[contextID]!.pages.values {
             if case .user = pages.source { throw .invalidArgument }
         }
+        // Moving pins charged to another process between its counters is not modelled (the
+        // model charges the running process): refused loudly. With nothing pinned
+        // elsewhere, only the owner changes (change_mm, ioas.c:531-547, 610-622).
+        let current = configuration.processID
+        let movesPins = contexts[contextID]!.pages.contains { id, pages in
+            pages.ownerProcess != current && !(contexts[contextID]!.pinned[id]?.isEmpty ?? true)
+        }
+        if movesPins {
+            unmodelledCalls.append(.ioasChangeProcess)
+            throw .noFunction
+        }
+        for id in contexts[contextID]!.pages.keys { contexts[contextID]!.pages[id]!.ownerProcess = current }
     }
 
     /// The commands the model answers only as far as the kernel's argument checks go; past

@@ -116,6 +116,8 @@ struct LinuxSystemTests {
             "a scenario's second process on the real kernel is a forked child of the runner that talks over pipes: process control the seam does not model",
         "hw-tests/HardwareTests/ProcessFaultTests.swift":
             "the process-fault tests (real kernel only) start, poll for and kill a child process: process control the seam does not model",
+        "hw-tests/HardwareTests/ChangeProcessTests.swift":
+            "the change-process hand-off (real kernel only) forks, passes the answer through a pipe and reads /proc/<pid>/status: processes the seam does not model",
         "hw-tests/HardwareTests/RaceTests.swift":
             "the race tests (real kernel only) stagger threads and poll for child processes: timing the seam does not model",
     ]

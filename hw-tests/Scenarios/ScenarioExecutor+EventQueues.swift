@@ -4,7 +4,8 @@ import IOMMUFD
 import SystemPackage
 
 // Scenario verbs for the objects on a vIOMMU and for event queues: vdevice, veventq,
-// hw_queue, fault, trigger_vevent, trigger_iopf, check_cache, qread, qwrite, qpoll, qpread.
+// hw_queue, fault, trigger_vevent, trigger_iopf, check_cache, qread, qwrite, qpoll, qpread,
+// and change_process.
 extension ScenarioExecutor {
     /// `vdevice NAME VIOMMU DEVICE [virt=N]`: `IOMMU_VDEVICE_ALLOC` (virtual id 0 by
     /// default); outputs `id`.
@@ -59,6 +60,14 @@ extension ScenarioExecutor {
             fileID: #fileID, line: step.line)
         session.bind(step.words[0], id: id, context: step.arguments["in"] ?? ScenarioSession.defaultContext)
         return Outcome(outputs: ["id": "\(id)"])
+    }
+
+    /// `change_process [reserved=N]`: `IOMMU_IOAS_CHANGE_PROCESS` in the running process.
+    func changeProcess(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        let fd = try session.context(step)
+        try IOMMUFDIOCTL.changeProcess(session.seam, fd, reserved: UInt32(truncatingIfNeeded: try session.argument(step, "reserved", default: 0)),
+                                       fileID: #fileID, line: step.line)
+        return Outcome()
     }
 
     /// `trigger_vevent DEVICE [times=N]`: `IOMMU_TEST_OP_TRIGGER_VEVENT` N times (1).

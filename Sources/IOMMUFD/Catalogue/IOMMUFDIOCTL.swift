@@ -124,6 +124,15 @@ package enum IOMMUFDIOCTL {
         return command.out_hw_queue_id
     }
 
+    /// `IOMMU_IOAS_CHANGE_PROCESS`: moves the pinned-page accounting of every mapping of the
+    /// context to the calling process (every mapping must come from a memfd).
+    package static func changeProcess(_ seam: IOCTLSeam, _ fd: Int32, reserved: UInt32 = 0, fileID: StaticString, line: Int) throws(IOMMUError) {
+        var command = iommu_ioas_change_process()
+        command.size = UInt32(MemoryLayout<iommu_ioas_change_process>.size)
+        command.__reserved = reserved
+        try issueIOCTL(seam, fd, IOMMU_IOAS_CHANGE_PROCESS, .ioasChangeProcess, &command, IOMMUErrorContext(), fileID: fileID, line: line)
+    }
+
     /// `IOMMU_FAULT_QUEUE_ALLOC`: a queue for the IO page faults of HWPTs allocated with it;
     /// returns its id and its descriptor (close-on-exec), which the caller owns.
     package static func faultQueueAlloc(_ seam: IOCTLSeam, _ fd: Int32, flags: UInt32 = 0,
