@@ -302,6 +302,8 @@ struct PagesObject {
         /// cannot be pinned (memfd_pin_folios refuses a file that is not shmem or hugetlbfs,
         /// mm/gup.c:3448-3455), so a domain that needs them is EINVAL.
         case unpinnableFile(start: UInt64)
+        /// A vfio-pci dma-buf from this page-aligned offset: BAR memory, never pinned.
+        case dmaBuf(id: Int, start: UInt64)
     }
 
     var source: Source
@@ -311,6 +313,8 @@ struct PagesObject {
     /// The process its pins are charged to (`source_mm`/`source_user`): the mapper's, until
     /// `IOMMU_IOAS_CHANGE_PROCESS`.
     var ownerProcess: Int32 = 0
+    /// A dma-buf's pages after its exporter revoked them: unmapped from every domain, for good.
+    var revoked = false
 }
 
 /// One mapping inside an IOAS (`struct iopt_area`).

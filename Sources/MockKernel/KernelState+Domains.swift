@@ -18,6 +18,8 @@ extension KernelState {
         for object in context.objects.values {
             guard case .ioas(let table) = object, !table.domains.isEmpty else { continue }
             for area in table.areas(overlapping: 0...ulongMax) {
+                // A dma-buf's pages are MMIO: never pinned, never charged (pages.c:1561-1562).
+                if case .dmaBuf? = context.pages[area.pagesID]?.source { continue }
                 wanted[area.pagesID, default: IntervalSet()].insert(area.firstPageIndex...area.lastPageIndex)
                 filled.append(area)
             }
@@ -57,6 +59,8 @@ extension KernelState {
                     guard start + (range.upperBound + 1) * pageSize <= size else { throw .invalidArgument }
                 case .unpinnableFile:
                     throw .invalidArgument
+                case .dmaBuf:
+                    break  // never pinned (filtered out above)
                 }
             }
             added += piece.count
@@ -341,6 +345,10 @@ extension KernelState {
             return unsafe UnsafeMutableRawPointer(bitPattern: file.storage + UInt(start + offset))
         case .unpinnableFile:
             return nil  // never pinned, so never in a domain
+        case .dmaBuf(let id, let start):
+            // Revoked pages leave the domains for good (pages.c:1439-1456).
+            guard !pages.revoked, let address = dmaBufAddress(id, offset: start + offset) else { return nil }
+            return unsafe UnsafeMutableRawPointer(bitPattern: address)
         }
     }
 }

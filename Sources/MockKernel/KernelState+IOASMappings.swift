@@ -83,6 +83,8 @@ extension KernelState {
         if case .memoryFile(let fileID) = descriptor {
             source = .file(memoryFileID: fileID, start: cmd.start - startByte)
             memoryFiles[fileID]?.references += 1
+        } else if case .dmaBuf(let id) = descriptor {
+            source = try dmaBufSource(id, start: cmd.start, length: cmd.length)
         } else {
             source = .unpinnableFile(start: cmd.start - startByte)
         }
@@ -153,7 +155,7 @@ extension KernelState {
             let sourceStart: UInt64
             switch pages.source {
             case .user(let base): sourceStart = base &+ first.startByte
-            case .file(_, let start), .unpinnableFile(let start): sourceStart = start &+ first.startByte
+            case .file(_, let start), .unpinnableFile(let start), .dmaBuf(_, let start): sourceStart = start &+ first.startByte
             }
             switch table.allocate(length: length, address: sourceStart) {
             case .success(let chosen): iova = chosen
@@ -246,5 +248,6 @@ extension KernelState {
             memoryFiles[fileID]?.references -= 1
             pendingFrees += collectMemoryFile(fileID)
         }
+        if case .dmaBuf(let id, _) = pages.source { releaseDMABuf(id) }
     }
 }

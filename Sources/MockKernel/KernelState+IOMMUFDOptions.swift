@@ -78,7 +78,10 @@ extension KernelState {
         guard cmd.__reserved == 0 else { throw .notSupported }
         // Only file-backed mappings can move to another process (ioas.c:575-584).
         for pages in contexts[contextID]!.pages.values {
-            if case .user = pages.source { throw .invalidArgument }
+            switch pages.source {
+            case .user, .dmaBuf: throw .invalidArgument
+            case .file, .unpinnableFile: break
+            }
         }
         // Moving pins charged to another process between its counters is not modelled (the
         // model charges the running process): refused loudly. With nothing pinned

@@ -34,9 +34,10 @@ extension KernelState {
         case .vfioDeviceAttachIOMMUFDPT: unsafe try attach(file, argument)
         case .vfioDeviceDetachIOMMUFDPT: unsafe try detach(file, argument)
         case .vfioDevicePCIHotReset: unsafe try hotReset(file, argument)
-        case .vfioDeviceIOEventFD, .vfioDeviceFeature:
-            // Implemented by the kernel (vfio_pci_ioctl_ioeventfd, vfio_ioctl_device_feature),
-            // not by the model: refused loudly.
+        case .vfioDeviceFeature:
+            return unsafe try deviceFeature(file, argument)
+        case .vfioDeviceIOEventFD:
+            // Implemented by the kernel (vfio_pci_ioctl_ioeventfd), not by the model: refused loudly.
             unmodelledCalls.append(operation)
             throw .noFunction
         default:
@@ -52,9 +53,14 @@ extension KernelState {
         if file.group == nil && file.boundDeviceID == nil { throw .invalidArgument }
         guard configuration.pciDevices[file.deviceIndex].resetMethod != nil else { throw .invalidArgument }
         let device = configuration.pciDevices[file.deviceIndex]
-        var runtime = vfio.devices[file.deviceIndex]!
-        runtime.configuration[0x04] = 0
-        runtime.configuration[0x05] = 0
+        // vfio_pci_ioctl_reset (vfio_pci_core.c:1336-1345): the function's dma-bufs are
+        // revoked (their iommufd mappings die for good), then live again when memory
+        // decoding is on. pci_try_reset_function saves and restores the function's state:
+        // the command register reads as before (scenario M14); the device's memory is reset.
+        let decoding = memoryDecodingEnabled(file.deviceIndex)
+        moveDMABufs(ofDevice: file.deviceIndex, revoked: true)
+        if decoding { moveDMABufs(ofDevice: file.deviceIndex, revoked: false) }
+        let runtime = vfio.devices[file.deviceIndex]!
         for (index, base) in runtime.barStorage.enumerated() where base != 0 {
             unsafe UnsafeMutableRawPointer(bitPattern: base)!.initializeMemory(as: UInt8.self, repeating: 0, count: Int(device.barSizes[index]))
         }

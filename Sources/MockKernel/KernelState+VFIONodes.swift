@@ -59,7 +59,11 @@ extension KernelState {
             unsafe base.initializeMemory(as: UInt8.self, repeating: 0, count: rounded)
             return UInt(bitPattern: base)
         }
-        vfio.devices[index] = DeviceRuntime(configuration: device.initialConfiguration, barStorage: storage)
+        var configuration = device.initialConfiguration
+        // The firmware left memory decoding on, and vfio-pci's enable keeps it
+        // (pci_enable_device): a dma-buf exported right after open is live.
+        configuration[0x04] |= UInt8(PCICommand.memory)
+        vfio.devices[index] = DeviceRuntime(configuration: configuration, barStorage: storage)
     }
 
     /// Closing a device descriptor: a bound cdev is detached and unbound; when the last
@@ -79,6 +83,8 @@ extension KernelState {
             vfio.devices[file.deviceIndex]?.interruptKind = nil
             vfio.devices[file.deviceIndex]?.triggers = []
             vfio.devices[file.deviceIndex]?.configuration[0x04] &= ~UInt8(PCICommand.busMaster)
+            // vfio_pci_dma_buf_cleanup (vfio_pci_dmabuf.c:380-406): revoked for good.
+            moveDMABufs(ofDevice: file.deviceIndex, revoked: true, forever: true)
         }
     }
 

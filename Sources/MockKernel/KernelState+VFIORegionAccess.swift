@@ -60,9 +60,13 @@ extension KernelState {
             let count = buffer.count
             let msi = MockKernel.PCIDevice.msiCapabilityOffset, msix = MockKernel.PCIDevice.msixCapabilityOffset
             let writable: Set<Int> = [0x04, 0x05, msi + 2, msi + 3, msix + 2, msix + 3]
+            let decoding = memoryDecodingEnabled(deviceIndex)
             for byte in 0..<count where writable.contains(start + byte) {
                 vfio.devices[deviceIndex]!.configuration[start + byte] = unsafe buffer[byte]
             }
+            // Memory decoding off revokes the dma-bufs, on again brings them back
+            // (vfio_pci_config.c:593-595, 633-634).
+            if decoding != memoryDecodingEnabled(deviceIndex) { moveDMABufs(ofDevice: deviceIndex, revoked: decoding) }
             return count
         }
         let count = min(buffer.count, Int(configuration.pciDevices[deviceIndex].barSizes[index]) - start)
@@ -90,5 +94,6 @@ extension KernelState {
 
 /// Bits of the PCI command register.
 enum PCICommand {
+    static let memory: UInt16 = 1 << 1
     static let busMaster: UInt16 = 1 << 2
 }

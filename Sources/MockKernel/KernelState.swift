@@ -16,6 +16,9 @@ struct KernelState {
     // Files and descriptors.
     var descriptors: [Int32: OpenDescriptor] = [:]
     var memoryFiles: [Int: MemoryFile] = [:]
+    /// Dma-bufs vfio-pci exported, by a private id.
+    var dmaBufs: [Int: MockDMABuf] = [:]
+    var nextDMABufID = 1
     var nextMemoryFileID = 1
     /// Hugepages taken from each pool (page size → pages).
     var hugePagesInUse: [UInt64: Int] = [:]
@@ -101,7 +104,9 @@ enum OpenDescriptor {
     case iommufd(contextID: Int)
     case memoryFile(id: Int)
     case eventCounter(value: UInt64)
-    /// The file of an iommufd event queue object (a vEVENTQ).
+    /// A dma-buf exported by vfio-pci.
+    case dmaBuf(id: Int)
+    /// The file of an iommufd event queue object (a vEVENTQ or a fault queue).
     case eventQueue(contextID: Int, objectID: UInt32)
     case regularFile(path: String, contents: [UInt8])
     /// `/dev/vfio/vfio`.

@@ -62,6 +62,8 @@ extension MockKernel {
                 break
             case .eventQueue(let contextID, let objectID):
                 state.closeEventQueue(contextID, objectID)
+            case .dmaBuf(let id):
+                state.releaseDMABuf(id)
             case .vfioContainer(let id):
                 state.collectContainer(id)
             case .vfioGroup(let number):

@@ -107,11 +107,11 @@ extension MockKernel {
                       addressWidth: qemuIOMMUAddressWidth)
         }
 
-        /// An NVMe controller (1b36:0010, QEMU's): MSI-X with 65 vectors in BAR0, 4 KiB of PCI Express
-        /// configuration space.
+        /// An NVMe controller (1b36:0010, QEMU's): MSI-X with 65 vectors in BAR0, a 1 MiB controller
+        /// memory buffer in BAR 2 (the VM lane's `cmb_size_mb=1`), 4 KiB of PCI Express configuration space.
         public static func nvme(address: String = "0000:00:04.0", group: Int = 4) -> PCIDevice {
             PCIDevice(address: address, vendorID: 0x1b36, deviceID: 0x0010, classCode: 0x010802, iommuGroup: group,
-                      hostDriver: "nvme", barSizes: [0x4000], configurationSize: 4096, msiVectors: 0, msixVectors: 65, msixBAR: 0,
+                      hostDriver: "nvme", barSizes: [0x4000, 0, 0x10_0000], configurationSize: 4096, msiVectors: 0, msixVectors: 65, msixBAR: 0,
                       resetMethod: "flr", addressWidth: qemuIOMMUAddressWidth)
         }
 

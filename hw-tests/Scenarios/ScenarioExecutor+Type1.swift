@@ -113,6 +113,31 @@ extension ScenarioExecutor {
         return Outcome(outputs: ["value": ScenarioSession.hex(value), "read": "\(read)"])
     }
 
+    /// `dmabuf NAME DEVICE [bar=N] [offset=] [length=] [ranges=K] [flags=] [feature=get|set|probe|getset]
+    /// [argsz=]`: `VFIO_DEVICE_FEATURE_DMA_BUF`, K ranges of `length` bytes from `offset`, one
+    /// after the other (1, the whole length by default); binds NAME to the dma-buf's
+    /// descriptor like a memfd (for `mapfile` and `close`).
+    func exportDMABuf(_ step: Step, _ session: ScenarioSession) throws -> Outcome {
+        guard step.words.count >= 2 else { throw session.fail("dmabuf NAME DEVICE [bar=] [offset=] length=") }
+        let count = Int(try session.argument(step, "ranges", default: 1))
+        let offset = try session.argument(step, "offset", default: 0)
+        let length = try session.argument(step, "length")
+        let ranges = (0..<count).map { (offset: offset &+ UInt64($0) &* length, length: length) }
+        let featureFlags: UInt32 = switch step.arguments["feature"] ?? "get" {
+        case "set": VFIO_DEVICE_FEATURE_SET
+        case "probe": VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET
+        case "getset": VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET
+        default: VFIO_DEVICE_FEATURE_GET
+        }
+        let fd = try VFIODeviceIOCTL.exportDMABuf(
+            session.seam, try session.device(step.words[1]), region: UInt32(truncatingIfNeeded: try session.argument(step, "bar", default: 0)),
+            ranges: ranges, openFlags: UInt32(O_RDWR | O_CLOEXEC), flags: UInt32(truncatingIfNeeded: try session.argument(step, "flags", default: 0)),
+            featureFlags: featureFlags, argumentSize: try step.arguments["argsz"].map { UInt32(truncatingIfNeeded: try session.number($0)) },
+            fileID: #fileID, line: step.line)
+        if fd > 0 { session.memoryFiles[step.words[0]] = fd }
+        return Outcome(outputs: ["fd": fd > 0 ? "yes" : "none"])
+    }
+
     /// `region_write DEVICE INDEX OFFSET value=V [width=1|2|4]`: writes through the device
     /// descriptor (`pwrite` at region INDEX); outputs `written`.
     func writeRegion(_ step: Step, _ session: ScenarioSession) throws -> Outcome {

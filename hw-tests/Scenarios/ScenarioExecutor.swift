@@ -116,6 +116,7 @@ public struct ScenarioExecutor: Sendable {
         case "check_iotlb": return try checkIOTLB(step, session)
         case "viommu": return try allocateVIOMMU(step, session)
         case "replace": return try replace(step, session)
+        case "dmabuf": return try exportDMABuf(step, session)
         case "change_process": return try changeProcess(step, session)
         case "vdevice": return try allocateVDevice(step, session)
         case "veventq": return try allocateVEventQueue(step, session)

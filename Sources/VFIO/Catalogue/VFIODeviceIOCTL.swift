@@ -128,4 +128,34 @@ package enum VFIODeviceIOCTL {
         }
         return unsafe buffer.load(as: vfio_pci_hot_reset_info.self)
     }
+
+    /// `VFIO_DEVICE_FEATURE` with `VFIO_DEVICE_FEATURE_DMA_BUF`: exports `ranges` of region
+    /// `region` (a BAR) as one dma-buf; returns its descriptor, opened with `openFlags`, which
+    /// the caller owns (0 for a `PROBE`). `featureFlags` are the GET/SET/PROBE bits, and
+    /// `argumentSize` overrides `argsz` (the scenarios' ABI checks).
+    package static func exportDMABuf(_ seam: IOCTLSeam, _ fd: Int32, region: UInt32, ranges: [(offset: UInt64, length: UInt64)],
+                                     openFlags: UInt32, flags: UInt32 = 0, featureFlags: UInt32 = VFIO_DEVICE_FEATURE_GET,
+                                     argumentSize: UInt32? = nil, fileID: StaticString, line: Int) throws(IOMMUError) -> Int32 {
+        let headerSize = MemoryLayout<vfio_device_feature>.size + MemoryLayout<vfio_device_feature_dma_buf>.size
+        let size = headerSize + MemoryLayout<vfio_region_dma_range>.size * ranges.count
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 8)
+        defer { unsafe buffer.deallocate() }
+        unsafe buffer.initializeMemory(as: UInt8.self, repeating: 0)
+        unsafe buffer.storeBytes(of: argumentSize ?? UInt32(size), as: UInt32.self)  // argsz
+        unsafe buffer.storeBytes(of: featureFlags | VFIO_DEVICE_FEATURE_DMA_BUF, toByteOffset: 4, as: UInt32.self)  // flags
+        var request = vfio_device_feature_dma_buf()
+        request.region_index = region
+        request.open_flags = openFlags
+        request.flags = flags
+        request.nr_ranges = UInt32(ranges.count)
+        unsafe buffer.storeBytes(of: request, toByteOffset: MemoryLayout<vfio_device_feature>.size, as: vfio_device_feature_dma_buf.self)
+        for (index, range) in ranges.enumerated() {
+            unsafe buffer.storeBytes(of: vfio_region_dma_range(offset: range.offset, length: range.length),
+                                     toByteOffset: headerSize + index * MemoryLayout<vfio_region_dma_range>.size, as: vfio_region_dma_range.self)
+        }
+        var context = IOMMUErrorContext(objectID: region)
+        context.iova = ranges.first?.offset
+        context.length = ranges.first?.length
+        return unsafe try issueIOCTL(seam, fd, VFIO_DEVICE_FEATURE, .vfioDeviceFeature, argument: buffer.baseAddress, context, fileID: fileID, line: line)
+    }
 }
