@@ -249,11 +249,15 @@ enum DeviceIOMMU: Equatable {
     /// QEMU 7.2's intel-iommu with an input address width: 4 KiB pages, no scalable mode,
     /// so no nesting parent and no dirty tracking (intel/iommu.c:2944-2965).
     case intel(addressWidth: Int, tracksDirty: Bool = false)
+    /// No IOMMU (the unsafe no-IOMMU cdev mode): iommufd keeps a software table only, for
+    /// `IOMMU_IOAS_NOIOMMU_GET_PA` (hwpt_noiommu.c).
+    case none
 
     /// The driver alone, without the unit's geometry (what `domain->owner` compares).
     enum Driver: Equatable {
         case selftest
         case intel
+        case none
     }
 
     /// The driver behind the device.
@@ -261,6 +265,7 @@ enum DeviceIOMMU: Equatable {
         switch self {
         case .selftest: .selftest
         case .intel: .intel
+        case .none: .none
         }
     }
 
@@ -268,7 +273,7 @@ enum DeviceIOMMU: Equatable {
     var ioPageSize: UInt64 {
         switch self {
         case .selftest: IOMMU_TEST_MOCK_PAGE_SIZE
-        case .intel: 4096
+        case .intel, .none: 4096
         }
     }
 
@@ -277,6 +282,7 @@ enum DeviceIOMMU: Equatable {
         switch self {
         case .selftest: IOMMU_TEST_MOCK_APERTURE_START...IOMMU_TEST_MOCK_APERTURE_LAST
         case .intel(let width, _): 0...(width >= 64 ? UInt64.max : (UInt64(1) << UInt64(width)) - 1)
+        case .none: 0...UInt64.max  // the software AMDv1 table of hwpt_noiommu.c:50-55
         }
     }
 
@@ -287,6 +293,7 @@ enum DeviceIOMMU: Equatable {
         switch self {
         case .selftest: true
         case .intel(_, let tracksDirty): tracksDirty
+        case .none: false
         }
     }
 }

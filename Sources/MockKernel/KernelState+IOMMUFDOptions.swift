@@ -143,7 +143,7 @@ extension KernelState {
             return try readDirtyBitmap(contextID, cmd)
         case .ioasNoIOMMUGetPA:
             // iommufd_ioas_noiommu_get_pa (ioas.c:379-396): the kernel's configuration, the
-            // capability, the arguments, the IOAS; the physical address is not modelled.
+            // capability, the arguments, the IOAS, then the address (KernelState+NoIOMMU.swift).
             guard configuration.noIOMMUEnabled else { throw .notSupported }
             guard configuration.hasSysRawIO else { throw .notPermitted }
             let cmd = unsafe command.load(iommu_ioas_noiommu_get_pa.self)
@@ -151,6 +151,7 @@ extension KernelState {
             guard cmd.length != 0 else { throw .invalidArgument }
             guard cmd.iova < ulongMax else { throw .overflow }
             guard contexts[contextID]!.ioas(cmd.ioas_id) != nil else { throw .noSuchFileOrDirectory }
+            return unsafe try noIOMMUPhysicalAddress(contextID, command)
         default:
             break
         }
@@ -224,6 +225,9 @@ extension KernelState {
                 // intel_iommu_domain_alloc_paging_flags: no user data; without scalable mode only
                 // the second stage, which refuses a nesting parent (intel/iommu.c:3027-3028, 2953-2958).
                 if cmd.data_len != 0 || flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 { throw .notSupported }
+            case .none:
+                // iommufd_noiommu_ops (hwpt_noiommu.c:47-48): no flags, no user data.
+                if cmd.data_len != 0 || flags != 0 { throw .notSupported }
             case .selftest:
                 if cmd.data_len != 0 {
                     guard cmd.data_type == IOMMU_HWPT_DATA_SELFTEST else { throw .notSupported }
@@ -476,6 +480,8 @@ extension KernelState {
         guard cmd.__reserved == (0, 0, 0) else { throw .notSupported }
         if cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE == 0 { cmd.in_data_type = IOMMU_HW_INFO_TYPE_DEFAULT }
         guard case .device(let device)? = contexts[contextID]!.objects[cmd.dev_id] else { throw .noSuchFileOrDirectory }
+        // No IOMMU, no hardware info (device.c:1654-1657).
+        if device.iommu == .none { throw .notSupported }
         var data: [UInt8]
         let dataType: UInt32
         // `ops->capable(dev, IOMMU_CAP_DIRTY_TRACKING)`: the same answer HWPT_ALLOC checks.

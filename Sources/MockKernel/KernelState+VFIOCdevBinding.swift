@@ -24,7 +24,9 @@ extension KernelState {
         // iommufd_ctx_from_fd: EBADF for no file, EBADFD for a file that is not an iommufd.
         guard let target = descriptors[command.iommufd] else { throw .badFileDescriptor }
         guard case .iommufd(let contextID) = target, contexts[contextID] != nil else { throw Errno(rawValue: EBADFD) }
-        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: .intel(addressWidth: device.addressWidth, tracksDirty: device.iommuTracksDirty), pasidWidth: device.pasidWidth)))
+        // A no-IOMMU device binds without the IOMMU checks (iommufd_bind_noiommu, device.c:278-292).
+        let iommu: DeviceIOMMU = device.withoutIOMMU ? .none : .intel(addressWidth: device.addressWidth, tracksDirty: device.iommuTracksDirty)
+        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: iommu, pasidWidth: device.pasidWidth)))
         file.boundContext = contextID
         file.boundDeviceID = deviceID
         vfio.devices[file.deviceIndex]!.boundCdevs += 1
@@ -90,7 +92,8 @@ extension KernelState {
     /// `iopt_table_enforce_dev_resv_regions`: each region reserved with the device as owner;
     /// over a mapping it is EADDRINUSE (the call's transaction drops what it reserved).
     mutating func reserveRegions(of device: MockKernel.PCIDevice, deviceID: UInt32, _ contextID: Int, in ioasID: UInt32) throws(Errno) {
-        guard var table = contexts[contextID]!.ioas(ioasID) else { return }
+        // A no-IOMMU device reserves nothing (attach_resv is false, device.c:681-682).
+        guard !device.withoutIOMMU, var table = contexts[contextID]!.ioas(ioasID) else { return }
         for region in device.reservedRegions {
             if let error = table.reserve(region, owner: .device(deviceID: deviceID)) { throw error }
         }

@@ -20,6 +20,14 @@ extension KernelState {
             vfio.containers[id] = ContainerState()
             return .vfioContainer(id: id)
         }
+        // A no-IOMMU cdev opens only with CAP_SYS_RAWIO (device_cdev.c:38-41).
+        if path.hasPrefix("/dev/vfio/devices/noiommu-vfio"), let index = Int(path.dropFirst("/dev/vfio/devices/noiommu-vfio".count)) {
+            guard configuration.hasSysRawIO else { throw .notPermitted }
+            guard configuration.pciDevices.indices.contains(index), configuration.pciDevices[index].driver == "vfio-pci" else {
+                throw .noSuchFileOrDirectory
+            }
+            return .vfioDevice(fileID: makeDeviceFile(DeviceFile(deviceIndex: index)))
+        }
         if path.hasPrefix("/dev/vfio/devices/vfio"), let index = Int(path.dropFirst("/dev/vfio/devices/vfio".count)) {
             guard configuration.pciDevices.indices.contains(index), configuration.pciDevices[index].driver == "vfio-pci" else {
                 throw .noSuchFileOrDirectory

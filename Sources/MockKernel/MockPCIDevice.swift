@@ -53,6 +53,10 @@ extension MockKernel {
         /// function without a PASID capability or behind an IOMMU without PASID support (every
         /// QEMU 7.2 preset); a test playing a PASID-capable machine sets it.
         public var pasidWidth = 0
+        /// Whether no IOMMU translates the function (`dev->iommu` is NULL): on vfio-pci, with
+        /// `noIOMMUEnabled`, it is a no-IOMMU cdev (`noiommu-vfioN`, vfio_main.c:324-339), its
+        /// DMA reaches physical addresses, and the iommufd gives it a software table only.
+        public var withoutIOMMU = false
 
         /// Creates a function at `address` (`dddd:bb:dd.f`) with the given IDs. The defaults describe an unclassified
         /// device (class 0x00ff00) on vfio-pci, in no IOMMU group, with a 4 KiB BAR0, one MSI vector, INTx and FLR,
@@ -201,8 +205,9 @@ extension MockKernel.Configuration {
         links[directory + "/driver"] = driver.map { "../../../bus/pci/drivers/\($0)" }
         if let driver { files["/sys/bus/pci/drivers/\(driver)/bind"] = files["/sys/bus/pci/drivers/\(driver)/bind"] ?? [] }
         let onVFIO = driver == "vfio-pci"
-        files[directory + "/vfio-dev/vfio\(index)/dev"] = onVFIO ? Array("511:\(index)\n".utf8) : nil
-        files["/dev/vfio/devices/vfio\(index)"] = onVFIO ? [] : nil
+        let cdev = (device.withoutIOMMU ? "noiommu-vfio" : "vfio") + "\(index)"
+        files[directory + "/vfio-dev/\(cdev)/dev"] = onVFIO ? Array("511:\(index)\n".utf8) : nil
+        files["/dev/vfio/devices/\(cdev)"] = onVFIO ? [] : nil
         if onVFIO { files["/dev/vfio/vfio"] = [] }
         if let group = device.iommuGroup {
             let anyOnVFIO = pciDevices.contains { $0.iommuGroup == group && $0.driver == "vfio-pci" }

@@ -176,7 +176,13 @@ struct SystemChecks {
         if on.isEmpty && noiommuNodes.isEmpty {
             report.add("S12", .pass, "no unsafe VFIO switches", evidence: switches.map { "\($0)=\(files.text($0) ?? "absent")" }.joined(separator: " "))
         } else {
-            report.add("S12", .warn, "CRITICAL: unsafe VFIO switches are on", evidence: (on.map { "\($0)=Y" } + noiommuNodes.map { "/dev/vfio/…/\($0)" }).joined(separator: " "),
+            // A no-IOMMU cdev taints the kernel when it registers (TAINT_USER, bit 6 'U',
+            // vfio_main.c:369-373): the device's DMA reaches all of memory untranslated.
+            let taint = files.text("/proc/sys/kernel/tainted").flatMap { UInt64($0) }
+            let tainted = taint.map { $0 & (1 << 6) != 0 ? " kernel tainted (U, /proc/sys/kernel/tainted=\($0))" : "" } ?? ""
+            let mode = noiommuNodes.isEmpty ? "" : " no-IOMMU mode: devices DMA to physical addresses with nothing to stop them;"
+            report.add("S12", .warn, "CRITICAL: unsafe VFIO switches are on;" + mode + tainted,
+                       evidence: (on.map { "\($0)=Y" } + noiommuNodes.map { "/dev/vfio/…/\($0)" }).joined(separator: " "),
                        fix: "turn them off (modprobe options or the kernel command line): with them a device can corrupt memory or inject interrupts")
         }
     }

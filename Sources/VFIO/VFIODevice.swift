@@ -147,7 +147,9 @@ public final class VFIODevice: Sendable {
         do { names = try system.listDirectory(directory) } catch {
             throw notOnVFIO(error)
         }
-        guard let name = names.first(where: { $0.hasPrefix("vfio") }) else { throw notOnVFIO(.noSuchFileOrDirectory) }
+        // `vfioN`, or `noiommu-vfioN` for a device without an IOMMU in the unsafe no-IOMMU
+        // mode (vfio_main.c:338-339).
+        guard let name = names.first(where: { $0.hasPrefix("vfio") || $0.hasPrefix("noiommu-vfio") }) else { throw notOnVFIO(.noSuchFileOrDirectory) }
         return "/dev/vfio/devices/" + name
     }
 

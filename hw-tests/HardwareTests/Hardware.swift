@@ -68,6 +68,10 @@ enum Hardware {
     }()
     static let selftestReason: Comment = "the kernel was built without CONFIG_IOMMUFD_TEST (no mock domain); the VM lane's kernel has it"
 
+    /// Whether this VM boot is the no-IOMMU one (`IOMMUFD_IOMMU_MODE=noiommu`, with
+    /// vfio.enable_unsafe_noiommu_mode=1 and no IOMMU in the machine).
+    static let noIOMMUMode = enabled && ProcessInfo.processInfo.environment["IOMMUFD_IOMMU_MODE"] == "noiommu"
+
     /// The intel-iommu variant this VM boot runs (`IOMMUFD_IOMMU_MODE`, set by hw-tests/vm/run
     /// from IOMMUFD_VM_IOMMU): `scalable` or `device-iotlb`; `nil` for the lane's own.
     static let intelIOMMUVariant: String? = ProcessInfo.processInfo.environment["IOMMUFD_IOMMU_MODE"].flatMap {

@@ -133,6 +133,21 @@ package enum IOMMUFDIOCTL {
         try issueIOCTL(seam, fd, IOMMU_IOAS_CHANGE_PROCESS, .ioasChangeProcess, &command, IOMMUErrorContext(), fileID: fileID, line: line)
     }
 
+    /// `IOMMU_IOAS_NOIOMMU_GET_PA`: the physical address behind `iova` of an IOAS whose
+    /// domain is the no-IOMMU software table, and how many bytes from it are physically
+    /// contiguous (at most `length`).
+    package static func noIOMMUGetPA(_ seam: IOCTLSeam, _ fd: Int32, ioas: UInt32, iova: UInt64, length: UInt64,
+                                     fileID: StaticString, line: Int) throws(IOMMUError) -> (address: UInt64, length: UInt64) {
+        var command = iommu_ioas_noiommu_get_pa()
+        command.size = UInt32(MemoryLayout<iommu_ioas_noiommu_get_pa>.size)
+        command.ioas_id = ioas
+        command.iova = iova
+        command.length = length
+        try issueIOCTL(seam, fd, IOMMU_IOAS_NOIOMMU_GET_PA, .ioasNoIOMMUGetPA, &command,
+                       IOMMUErrorContext(objectID: ioas, iova: iova, length: length), fileID: fileID, line: line)
+        return (command.out_phys, command.length)
+    }
+
     /// `IOMMU_FAULT_QUEUE_ALLOC`: a queue for the IO page faults of HWPTs allocated with it;
     /// returns its id and its descriptor (close-on-exec), which the caller owns.
     package static func faultQueueAlloc(_ seam: IOCTLSeam, _ fd: Int32, flags: UInt32 = 0,
