@@ -220,6 +220,8 @@ struct MockBoundDevice {
     var maxPASIDLog2: UInt8 { selftestFlags & MOCK_FLAGS_DEVICE_PASID != 0 ? UInt8(MOCK_PASID_WIDTH) : UInt8(pasidWidth) }
     /// A VFIO function's PASID width (its configuration's `pasidWidth`).
     var pasidWidth = 0
+    /// A VFIO function's page request support (ATS and PRI): its IOMMU reports its faults.
+    var supportsPageRequests = false
     /// The vIOMMU and virtual id the selftest driver cached at the last attach to a nested
     /// HWPT of a vIOMMU (`mdev->viommu`, `mdev->vdev_id`, selftest.c:226-240): refreshed only
     /// when the vIOMMU changes, so a destroyed vDEVICE's id lingers.

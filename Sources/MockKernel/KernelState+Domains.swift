@@ -134,7 +134,10 @@ extension KernelState {
             guard hwpt.driver == iommu.driver else { throw .invalidArgument }
             // intel-iommu turns IOPF on for a domain with a fault queue and needs PRI for
             // it (intel/iommu.c:3176-3178, 3492-3499); QEMU 7.2's functions have none.
-            if hwpt.faultID != nil && iommu.driver == .intel { throw .operationNotSupportedByDevice }
+            if hwpt.faultID != nil && iommu.driver == .intel,
+               case .device(let device)? = contexts[contextID]!.objects[deviceID], !device.supportsPageRequests {
+                throw .operationNotSupportedByDevice
+            }
             // mock_domain_nop_attach (selftest.c:222-223): a NO_DIRTY device refuses a domain with dirty operations.
             if hwpt.tracksDirty, case .device(let device)? = contexts[contextID]!.objects[deviceID], !device.tracksDirty { throw .invalidArgument }
             hwptID = ptID

@@ -26,7 +26,8 @@ extension KernelState {
         guard case .iommufd(let contextID) = target, contexts[contextID] != nil else { throw Errno(rawValue: EBADFD) }
         // A no-IOMMU device binds without the IOMMU checks (iommufd_bind_noiommu, device.c:278-292).
         let iommu: DeviceIOMMU = device.withoutIOMMU ? .none : .intel(addressWidth: device.addressWidth, tracksDirty: device.iommuTracksDirty)
-        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: iommu, pasidWidth: device.pasidWidth)))
+        let deviceID = contexts[contextID]!.insert(.device(MockBoundDevice(iommu: iommu, pasidWidth: device.pasidWidth,
+                                                                           supportsPageRequests: device.supportsPageRequests)))
         file.boundContext = contextID
         file.boundDeviceID = deviceID
         vfio.devices[file.deviceIndex]!.boundCdevs += 1

@@ -134,7 +134,7 @@ extension KernelState {
         }).first else { throw .notSupported }
         var queue = found
         var event = iommu_viommu_event_selftest(virt_id: UInt32(truncatingIfNeeded: device.eventVirtID))
-        queue.report(withUnsafeBytes(of: &event) { Array($0) })
+        queue.report(unsafe withUnsafeBytes(of: &event) { unsafe Array($0) })
         contexts[contextID]!.objects[queueID] = .veventq(queue)
     }
 

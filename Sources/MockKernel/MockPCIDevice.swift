@@ -57,6 +57,12 @@ extension MockKernel {
         /// `noIOMMUEnabled`, it is a no-IOMMU cdev (`noiommu-vfioN`, vfio_main.c:324-339), its
         /// DMA reaches physical addresses, and the iommufd gives it a software table only.
         public var withoutIOMMU = false
+        /// Whether the function has ATS and PRI, so that its IOMMU can report its page faults
+        /// to user space (intel-iommu enables IOPF only then, intel/iommu.c:3492-3499; none of
+        /// QEMU 7.2's functions has it): a HWPT with a fault queue attaches, and the function's
+        /// DMA to an IOVA nothing maps (``MockKernel/functionWrite(_:iova:bytes:)``) queues a
+        /// page request instead of failing.
+        public var supportsPageRequests = false
 
         /// Creates a function at `address` (`dddd:bb:dd.f`) with the given IDs. The defaults describe an unclassified
         /// device (class 0x00ff00) on vfio-pci, in no IOMMU group, with a 4 KiB BAR0, one MSI vector, INTx and FLR,

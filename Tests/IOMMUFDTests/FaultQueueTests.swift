@@ -4,6 +4,10 @@ import CIOMMUFD
 import Scenarios
 import SystemPackage
 import Testing
+import VFIO
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Fault queues and the vIOMMU's objects through the typed API on MockKernel. The VM lane
 /// runs the same probes on the kernel (`FaultServingProbe`, `VIOMMUObjectsProbe`), and the
@@ -68,5 +72,66 @@ struct FaultQueueTests {
         queue.report([0x99, 0, 0, 0])
         #expect(queue.records.map(\.sequence) == [UInt32(Int32.max), 0, 2])
         #expect(queue.records.last?.flags == IOMMU_VEVENTQ_FLAG_LOST_EVENTS)
+    }
+}
+
+/// A driver's fault handling in CI: a mock function with page requests (ATS and PRI) on a
+/// HWPT with a fault queue; its DMA to an IOVA nothing maps queues a page request, the
+/// serving loop maps the page and answers, and the retried DMA lands.
+@Suite("page requests from a mock function, served")
+struct PageRequestTests {
+    @Test("unmapped IOVA: the DMA faults and queues a request; serve() maps the page and answers SUCCESS; the retry lands in the buffer")
+    func servedPageRequest() throws {
+        var configuration = MockKernel.Configuration()
+        var function = MockKernel.PCIDevice.edu()
+        function.supportsPageRequests = true
+        configuration.addPCIDevice(function)
+        let kernel = MockKernel(configuration: configuration)
+        do {
+            let address = try PCIAddress(parsing: "0000:00:02.0")
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+            let claimed = try context.claim(address)
+            let device = try #require(claimed.device.deviceID)
+            let queue = try ioas.iommufd.allocateFaultQueue()
+            let hwpt = try ioas.allocateHWPT(for: device, faultQueue: queue)
+            _ = try claimed.device.attach(to: hwpt)
+            let memory = try kernel.mmap(address: nil, length: 4096, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+
+            #expect(kernel.functionWrite(address.description, iova: 0x10_0040, bytes: [1, 2, 3]) == .faulted(queued: true))
+            var mappings: [IOASMapping] = []
+            let served = try queue.serve(timeout: 0) { fault in
+                #expect(fault.device == device && fault.pasid == nil && fault.permissions == [.write] && fault.address == 0x10_0000)
+                mappings.append(try unsafe ioas.map(userAddress: UInt64(UInt(bitPattern: memory)), length: 4096, at: IOVA(fault.address)))
+                return .success
+            }
+            #expect(served == 1)
+            #expect(kernel.functionWrite(address.description, iova: 0x10_0040, bytes: [1, 2, 3]) == .done)
+            #expect(unsafe memory.load(fromByteOffset: 0x40, as: UInt8.self) == 1)
+
+            // A function without page requests cannot attach a fault HWPT on intel-iommu (ENODEV).
+            for mapping in mappings { try ioas.unmap(mapping) }
+            _ = try claimed.device.attach(to: ioas)
+            try hwpt.destroy()
+            try queue.destroy()
+            try kernel.munmap(memory, length: 4096)
+        }
+        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
+    }
+
+    @Test("without page requests (QEMU 7.2's functions) a HWPT with a fault queue allocates but does not attach: ENODEV (intel/iommu.c:3492-3499; scenario U27)")
+    func noPageRequests() throws {
+        var configuration = MockKernel.Configuration()
+        configuration.addPCIDevice(.edu())
+        let kernel = MockKernel(configuration: configuration)
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
+            let claimed = try context.claim(try PCIAddress(parsing: "0000:00:02.0"))
+            let queue = try ioas.iommufd.allocateFaultQueue()
+            let hwpt = try ioas.allocateHWPT(for: try #require(claimed.device.deviceID), faultQueue: queue)
+            #expect(errnoOf { _ = try claimed.device.attach(to: hwpt) } == .operationNotSupportedByDevice)
+        }
+        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
 }
