@@ -76,8 +76,8 @@ public final class FaultQueue: Sendable {
     public let id: FaultID
     /// The queue's descriptor.
     public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
-    let fd: Int32
-    private let closed = Atomic<Bool>(false)
+    var fd: Int32 { descriptor.fd }
+    private let descriptor: OwnedDescriptor
     private let destroyed = Atomic<Bool>(false)
 
     /// The size of one fault record.
@@ -86,7 +86,7 @@ public final class FaultQueue: Sendable {
     init(iommufd: IOMMUFD, id: FaultID, fd: Int32) {
         self.iommufd = iommufd
         self.id = id
-        self.fd = fd
+        descriptor = OwnedDescriptor(fd, system: iommufd.system)
         iommufd.logger.debug("fault queue allocated", metadata: ["fault.id": "\(id.rawValue)", "fault.fd": "\(fd)"])
     }
 
@@ -105,8 +105,7 @@ public final class FaultQueue: Sendable {
     }
 
     private func closeDescriptor() {
-        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        do throws(Errno) { try iommufd.system.close(fd) } catch {
+        do throws(Errno) { try descriptor.close() } catch {
             iommufd.logger.debug("closing a fault queue failed", metadata: ["fault.id": "\(id.rawValue)", "error": "\(error)"])
         }
     }
@@ -122,7 +121,7 @@ public final class FaultQueue: Sendable {
     /// limit, 0: only look). Returns whether one is.
     public func wait(timeout: Double?, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
         do throws(Errno) {
-            return !(try iommufd.system.waitReadable([fd], timeoutNanoseconds: timeout.map { UInt64(max(0, $0) * 1e9) })).isEmpty
+            return try descriptor.waitReadable(timeout: timeout)
         } catch {
             throw failure(.read, error, fileID: fileID, line: line)
         }

@@ -71,8 +71,8 @@ public final class VEventQueue: Sendable {
     public let depth: UInt32
     /// The queue's descriptor.
     public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
-    let fd: Int32
-    private let closed = Atomic<Bool>(false)
+    var fd: Int32 { descriptor.fd }
+    private let descriptor: OwnedDescriptor
     private let destroyed = Atomic<Bool>(false)
 
     init(viommu: VIOMMU, id: VEventQueueID, type: VEventQueueType, depth: UInt32, fd: Int32) {
@@ -80,7 +80,7 @@ public final class VEventQueue: Sendable {
         self.id = id
         self.type = type
         self.depth = depth
-        self.fd = fd
+        descriptor = OwnedDescriptor(fd, system: viommu.parent.ioas.iommufd.system)
         viommu.parent.ioas.iommufd.logger.debug("vEVENTQ allocated", metadata: ["veventq.id": "\(id.rawValue)", "veventq.fd": "\(fd)"])
     }
 
@@ -99,8 +99,7 @@ public final class VEventQueue: Sendable {
     }
 
     private func closeDescriptor() {
-        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        do throws(Errno) { try iommufd.system.close(fd) } catch {
+        do throws(Errno) { try descriptor.close() } catch {
             iommufd.logger.debug("closing a vEVENTQ failed", metadata: ["veventq.id": "\(id.rawValue)", "error": "\(error)"])
         }
     }
@@ -115,7 +114,7 @@ public final class VEventQueue: Sendable {
     /// look). Returns whether one is.
     public func wait(timeout: Double?, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> Bool {
         do throws(Errno) {
-            return !(try iommufd.system.waitReadable([fd], timeoutNanoseconds: timeout.map { UInt64(max(0, $0) * 1e9) })).isEmpty
+            return try descriptor.waitReadable(timeout: timeout)
         } catch {
             throw failure(error, fileID: fileID, line: line)
         }

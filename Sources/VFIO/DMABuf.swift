@@ -1,7 +1,6 @@
 import CIOMMUFD
 public import IOMMUFD
 import Logging
-import Synchronization
 public import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -27,17 +26,16 @@ public final class DMABuf: Sendable {
     /// Its length in bytes.
     public let length: UInt64
     /// The dma-buf's descriptor.
-    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: fd) }
-    let fd: Int32
-    private let closed = Atomic<Bool>(false)
+    public var fileDescriptor: FileDescriptor { FileDescriptor(rawValue: descriptor.fd) }
+    private let descriptor: OwnedDescriptor
 
     init(device: VFIODevice, region: Int, offset: UInt64, length: UInt64, fd: Int32) {
         self.device = device
         self.region = region
         self.offset = offset
         self.length = length
-        self.fd = fd
-        device.logger.debug("dma-buf exported", metadata: ["vfio.device": "\(device.path)", "bar": "\(region)", "fd": "\(fd)"])
+        descriptor = OwnedDescriptor(fd, system: device.system)
+        device.logger.debug("dma-buf exported", metadata: ["vfio.device": "\(device.path)", "bar": "\(region)", "fd": "\(descriptor.fd)"])
     }
 
     deinit {
@@ -48,10 +46,9 @@ public final class DMABuf: Sendable {
 
     /// Closes the descriptor now (IOAS mappings of it stay) and reports a failure.
     public func close(fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) {
-        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
-        do throws(Errno) { try device.system.close(fd) } catch {
+        do throws(Errno) { try descriptor.close() } catch {
             var context = IOMMUErrorContext(path: device.path)
-            context.fileDescriptor = fd
+            context.fileDescriptor = descriptor.fd
             throw IOMMUError(.close, error, context, fileID: fileID, line: line)
         }
     }
@@ -83,7 +80,7 @@ extension IOAS {
     ///
     /// - Throws: `ENODEV` while the dma-buf is revoked, `EINVAL` for a range past its end,
     ///   `EOPNOTSUPP` for a dma-buf of several ranges, and the errors of
-    ///   ``mapFile(fileDescriptor:offset:length:at:access:fileID:line:)``.
+    ///   `IOAS.mapFile(fileDescriptor:offset:length:at:access:)`.
     public func map(_ buffer: DMABuf, offset: UInt64 = 0, length: UInt64? = nil, at iova: IOVA? = nil, access: MapAccess = .readWrite,
                     fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> IOASMapping {
         try mapFile(fileDescriptor: buffer.fileDescriptor, offset: offset, length: length ?? buffer.length - offset, at: iova, access: access,

@@ -28,15 +28,14 @@ public enum DirtyTrackingProbe {
     /// contiguous pages with larger leaves and a dirty bit belongs to a leaf, so anything
     /// finer would depend on where the pages landed.
     public static func lines(system: any SystemInterface) throws -> [String] {
-        try ProbeOutcome.withSelftestDevice(system: system) { iommufd, ioas, device in try lines(system, iommufd, ioas, device) }
+        try ProbeOutcome.withSelftestDevice(system: system) { iommufd, ioas, device in
+            try ProbeOutcome.withMemory(system: system, length: 2 * length) { memory in try lines(iommufd, ioas, device, memory) }
+        }
     }
 
-    static func lines(_ system: any SystemInterface, _ iommufd: IOMMUFD, _ ioas: IOAS, _ device: SelftestMockDevice) throws -> [String] {
-        let length = 16 << 10
-        let memory = try system.mmap(address: nil, length: 2 * length, protection: PROT_READ | PROT_WRITE,
-                                     flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
-        defer { try? system.munmap(memory, length: 2 * length) }
-        try system.madvise(memory, length: 2 * length, advice: CIOMMUFD_MADV_POPULATE_WRITE)
+    static let length = 16 << 10
+
+    static func lines(_ iommufd: IOMMUFD, _ ioas: IOAS, _ device: SelftestMockDevice, _ memory: UnsafeMutableRawPointer) throws -> [String] {
         let base = UInt64(UInt(bitPattern: memory))
         let first = try ioas.map(userAddress: base, length: UInt64(length), at: IOVA(0x100_0000))
         let second = try ioas.map(userAddress: base + UInt64(length), length: UInt64(length), at: IOVA(0x101_0000))

@@ -27,17 +27,16 @@ public enum VIOMMUObjectsProbe {
 
     /// The lines through `system` (a kernel with the selftest, or MockKernel).
     public static func lines(system: any SystemInterface) throws -> [String] {
-        try ProbeOutcome.withSelftestDevice(system: system) { iommufd, ioas, device in try lines(system, iommufd, ioas, device) }
+        try ProbeOutcome.withSelftestDevice(system: system) { iommufd, ioas, device in
+            try ProbeOutcome.withMemory(system: system, length: Int(page), shared: true) { memory in try lines(iommufd, ioas, device, memory) }
+        }
     }
 
-    static func lines(_ system: any SystemInterface, _ iommufd: IOMMUFD, _ ioas: IOAS, _ device: SelftestMockDevice) throws -> [String] {
+    static let page: UInt64 = 4096  // the VM lane's x86 page size
+
+    static func lines(_ iommufd: IOMMUFD, _ ioas: IOAS, _ device: SelftestMockDevice, _ memory: UnsafeMutableRawPointer) throws -> [String] {
         var lines: [String] = []
         let outcome = ProbeOutcome.of
-        let page: UInt64 = 4096  // the VM lane's x86 page size
-        let memory = try system.mmap(address: nil, length: Int(page), protection: PROT_READ | PROT_WRITE,
-                                     flags: MAP_SHARED | MAP_ANONYMOUS, fd: -1, offset: 0)
-        defer { try? system.munmap(memory, length: Int(page)) }
-        try system.madvise(memory, length: Int(page), advice: CIOMMUFD_MADV_POPULATE_WRITE)
 
         var parent: HWPT? = try ioas.allocateHWPT(for: device.deviceID, flags: [.nestParent])
         var viommu: VIOMMU? = try parent!.allocateVIOMMU(for: device.deviceID, type: .selftest)
