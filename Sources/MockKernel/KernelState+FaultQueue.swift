@@ -88,6 +88,20 @@ extension KernelState {
         contexts[contextID]!.objects[faultID] = .fault(queue)
     }
 
+    /// A page request from a function's faulting DMA (PRI): queued on the fault queue of
+    /// the HWPT it is attached to, if that has one; dropped otherwise.
+    mutating func queuePageRequest(_ contextID: Int, hwptID: UInt32, deviceID: UInt32, iova: UInt64, write: Bool) {
+        guard let faultID = contexts[contextID]!.faultID(ofHWPT: hwptID), case .fault(var queue)? = contexts[contextID]!.objects[faultID] else { return }
+        var record = iommu_hwpt_pgfault()
+        record.flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE
+        record.dev_id = deviceID
+        record.grpid = UInt32(truncatingIfNeeded: queue.deliver.count + queue.responses.count + 1)
+        record.perm = write ? IOMMU_PGFAULT_PERM_WRITE : IOMMU_PGFAULT_PERM_READ
+        record.addr = iova & ~(pageSize - 1)
+        queue.deliver.append(MockFaultGroup(deviceID: deviceID, handlePASID: 0, record: record))
+        contexts[contextID]!.objects[faultID] = .fault(queue)
+    }
+
     // MARK: The fault queue's file
 
     /// `read(2)` of a fault queue (`iommufd_fault_fops_read`, eventq.c:124-180): a count that

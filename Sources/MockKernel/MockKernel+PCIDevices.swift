@@ -6,7 +6,12 @@ extension MockKernel {
     /// The memory a mock function's DMA at `[iova, iova + length)` reaches through
     /// whatever the function is attached to (an iommufd HWPT, or a type1 container), or
     /// `nil` where a real IOMMU would fault. Like hardware, the function cannot master
-    /// the bus until Bus Master Enable is set in its command register.
+    /// the bus until Bus Master Enable is set in its command register. When the function
+    /// reports page requests (``PCIDevice/supportsPageRequests``) and its HWPT has a fault
+    /// queue, a fault also queues a page request there (a group of one record, `LAST_PAGE`,
+    /// the page's address and the access asked for), as the IOMMU's PRI path does
+    /// (io-pgfault.c:214-283, eventq.c:481-498): the user resolves it, then the device
+    /// retries.
     ///
     /// Safety: the pointer is valid only while the mapping exists and its memory stays mapped.
     public func pciDeviceMemory(_ address: String, iova: UInt64, length: Int, write: Bool) -> UnsafeMutableRawPointer? {
@@ -19,9 +24,13 @@ extension MockKernel {
                 guard let contextID = file.boundContext, let deviceID = file.boundDeviceID,
                       case .device(let bound)? = state.contexts[contextID]?.objects[deviceID],
                       let hwptID = bound.attachedHWPT,
-                      case .hwptPaging(var hwpt)? = state.contexts[contextID]?.objects[hwptID],
-                      let table = state.contexts[contextID]?.ioas(hwpt.ioasID) else { continue }
+                      let ioasID = state.contexts[contextID]!.ioasID(ofHWPT: hwptID),
+                      let table = state.contexts[contextID]?.ioas(ioasID) else { continue }
                 let memory = unsafe state.translate(contextID: contextID, table: table, iova: iova, length: UInt64(length), write: write)
+                if unsafe memory == nil, bound.supportsPageRequests {
+                    state.queuePageRequest(contextID, hwptID: hwptID, deviceID: deviceID, iova: iova, write: write)
+                }
+                guard case .hwptPaging(var hwpt)? = state.contexts[contextID]?.objects[hwptID] else { return unsafe memory }
                 // A write through a domain that tracks dirty pages sets their dirty bits, as
                 // the IOMMU sets the second-stage D bit of each page the device writes.
                 if write, unsafe memory != nil, hwpt.dirtyTracking, length > 0 {

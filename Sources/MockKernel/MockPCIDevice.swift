@@ -60,7 +60,7 @@ extension MockKernel {
         /// Whether the function has ATS and PRI, so that its IOMMU can report its page faults
         /// to user space (intel-iommu enables IOPF only then, intel/iommu.c:3492-3499; none of
         /// QEMU 7.2's functions has it): a HWPT with a fault queue attaches, and the function's
-        /// DMA to an IOVA nothing maps (``MockKernel/functionWrite(_:iova:bytes:)``) queues a
+        /// DMA to an IOVA nothing maps (``MockKernel/pciDeviceWrite(_:iova:bytes:)``) queues a
         /// page request instead of failing.
         public var supportsPageRequests = false
 

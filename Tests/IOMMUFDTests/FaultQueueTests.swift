@@ -98,7 +98,9 @@ struct PageRequestTests {
             _ = try claimed.device.attach(to: hwpt)
             let memory = try kernel.mmap(address: nil, length: 4096, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
 
-            #expect(kernel.functionWrite(address.description, iova: 0x10_0040, bytes: [1, 2, 3]) == .faulted(queued: true))
+            try claimed.device.setBusMaster(true)
+            #expect(!kernel.pciDeviceWrite(address.description, iova: 0x10_0040, bytes: [1, 2, 3]), "the DMA faults")
+            #expect(try queue.wait(timeout: 0), "and queues a page request")
             var mappings: [IOASMapping] = []
             let served = try queue.serve(timeout: 0) { fault in
                 #expect(fault.device == device && fault.pasid == nil && fault.permissions == [.write] && fault.address == 0x10_0000)
@@ -106,10 +108,9 @@ struct PageRequestTests {
                 return .success
             }
             #expect(served == 1)
-            #expect(kernel.functionWrite(address.description, iova: 0x10_0040, bytes: [1, 2, 3]) == .done)
+            #expect(kernel.pciDeviceWrite(address.description, iova: 0x10_0040, bytes: [1, 2, 3]))
             #expect(unsafe memory.load(fromByteOffset: 0x40, as: UInt8.self) == 1)
 
-            // A function without page requests cannot attach a fault HWPT on intel-iommu (ENODEV).
             for mapping in mappings { try ioas.unmap(mapping) }
             _ = try claimed.device.attach(to: ioas)
             try hwpt.destroy()
