@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "MockKernel", targets: ["MockKernel"]),
         .library(name: "VFIO", targets: ["VFIO"]),
         .library(name: "DMAMemory", targets: ["DMAMemory"]),
+        .library(name: "Edu", targets: ["Edu"]),
         .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
         .executable(name: "iommufd-bench", targets: ["iommufd-bench"]),
     ],
@@ -74,6 +75,12 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
+        // A user-space driver for QEMU's edu device (issue 17): BAR registers and DMA engine.
+        .target(
+            name: "Edu",
+            dependencies: ["IOMMUFD", "IOMMUFDSystem", "VFIO"],
+            swiftSettings: strictSettings + [.strictMemorySafety()]
+        ),
         .target(
             name: "ProbeKit",
             dependencies: ["IOMMUFD", "VFIO", "PCIDatabase", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
@@ -118,7 +125,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DMAMemoryTests",
-            dependencies: ["DMAMemory", "IOMMUFD", "MockKernel", "VFIO", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["DMAMemory", "Edu", "IOMMUFD", "MockKernel", "VFIO", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -128,7 +135,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IOMMUFDTests",
-            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "DMAMemory", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
+            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "DMAMemory", "Edu", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
@@ -150,7 +157,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HardwareTests",
-            dependencies: ["IOMMUFD", "VFIO", "DMAMemory", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "VFIO", "DMAMemory", "Edu", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             path: "hw-tests/HardwareTests",
             swiftSettings: strictSettings
         ),

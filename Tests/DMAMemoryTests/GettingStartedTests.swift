@@ -1,4 +1,5 @@
 import DMAMemory
+import Edu
 import IOMMUFD
 import MockKernel
 import Testing
@@ -13,6 +14,7 @@ struct GettingStartedTests {
         var configuration = MockKernel.Configuration()
         configuration.addPCIDevice(.edu())
         let kernel = MockKernel(configuration: configuration)
+        kernel.installEduModel("0000:00:02.0")
         do {
             let system: any SystemInterface = kernel
             let address = try PCIAddress(parsing: "0000:00:02.0")
@@ -24,10 +26,14 @@ struct GettingStartedTests {
                                          backing: .preferring([.hugetlbMemfd(.huge2MiB), .memfd],
                                                               onFallback: { print("DMA memory: \($0)") }))
 
-            let buffer = try #require(pool.get())
-            buffer.bytes.copyBytes(from: Array("hello, device".utf8))
-            #expect(kernel.pciDeviceRead("0000:00:02.0", iova: buffer.iova.rawValue, length: 13) == Array("hello, device".utf8))
-            pool.put(buffer)
+            let edu = try EduDevice(owned.device)
+            let outbound = try #require(pool.get()), inbound = try #require(pool.get())
+            outbound.bytes.copyBytes(from: Array("hello, device".utf8))
+            try edu.copyToDevice(from: outbound.iova, count: 13)
+            try edu.copyToHost(to: inbound.iova, count: 13)
+            #expect(String(decoding: inbound.bytes.prefix(13), as: UTF8.self) == "hello, device")
+            pool.put(outbound)
+            pool.put(inbound)
             try owned.device.setBusMaster(false)
         }
         #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")

@@ -1,3 +1,4 @@
+import Edu
 import Foundation
 @_spi(Selftest) import IOMMUFD
 import Testing

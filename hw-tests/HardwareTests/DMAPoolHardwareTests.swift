@@ -1,3 +1,4 @@
+import Edu
 import DMAMemory
 import Foundation
 @_spi(Selftest) import IOMMUFD

@@ -1,3 +1,4 @@
+import Edu
 import Foundation
 import IOMMUFD
 import SystemPackage
@@ -39,6 +40,8 @@ extension HardwareSuite {
             let edu = try EduDevice(device)
             #expect(edu.identification & 0xff == 0xed)
             #expect(edu.livenessCheck(0x1234_5678) == ~UInt32(0x1234_5678))
+            #expect(try edu.factorial(of: 5) == 120)
+            #expect(try edu.factorial(of: 13) == 1_932_053_504, "13! modulo 2^32")
 
             let buffers = HostBuffers()
             let count = Int(EduDevice.maximumTransfer)

@@ -1,3 +1,4 @@
+import Edu
 import CIOMMUFD
 import Glibc
 @_spi(Selftest) import IOMMUFD

@@ -1,3 +1,4 @@
+import Edu
 import Foundation
 import IOMMUFD
 import SystemPackage

@@ -1,3 +1,4 @@
+import Edu
 import CIOMMUFD
 import Foundation
 import IOMMUFD
