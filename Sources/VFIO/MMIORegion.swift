@@ -139,6 +139,31 @@ public struct MMIORegion: ~Copyable, @unchecked Sendable {
         observed(write: value, offset, 8)
     }
 
+    /// The order a 64-bit register's halves are written in by ``write64(_:at:halves:)``.
+    public enum HalfOrder: Sendable {
+        /// The low 32 bits first (`lo_hi_writeq`): NVMe's ASQ/ACQ, most 64-bit base registers.
+        case lowFirst
+        /// The high 32 bits first (`hi_lo_writeq`): registers that act on the low half's write.
+        case highFirst
+    }
+
+    /// Writes `value` to the 64-bit register at `offset` as two 32-bit accesses in `halves`
+    /// order, for devices (or buses) that take no 64-bit access; each half is one aligned
+    /// 32-bit store, so the device sees them in program order.
+    @inlinable
+    public func write64(_ value: UInt64, at offset: UInt64, halves: HalfOrder) {
+        check(offset, 8)
+        let low = UInt32(truncatingIfNeeded: value), high = UInt32(truncatingIfNeeded: value >> 32)
+        switch halves {
+        case .lowFirst:
+            write32(low, at: offset)
+            write32(high, at: offset + 4)
+        case .highFirst:
+            write32(high, at: offset + 4)
+            write32(low, at: offset)
+        }
+    }
+
     // MARK: The model's hook
 
     /// Tells the observer, if any, of a load that returned `value`, and returns what

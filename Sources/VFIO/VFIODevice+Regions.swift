@@ -36,20 +36,29 @@ extension VFIODevice {
     /// accessors are little-endian; on a model of the system (MockKernel) they also
     /// report to the model's `MMIOObserver`, asked for here, once.
     public func map(_ region: VFIORegion, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> MMIORegion {
-        guard region.isMappable, region.size > 0 else {
-            var context = IOMMUErrorContext(length: region.size, path: path)
-            context.regionIndex = region.index
+        try map(region, offset: 0, length: region.size, fileID: fileID, line: line)
+    }
+
+    /// Maps `[offset, offset + length)` of a region (page aligned, inside it): a driver that
+    /// needs only a BAR's doorbell page (an NVMe controller's queue doorbells at 0x1000)
+    /// maps that page alone. Offsets of the returned region start at `offset`'s byte.
+    ///
+    /// - Throws: `EINVAL` for a region without the mmap flag, an empty or unaligned range,
+    ///   or one past the region's end.
+    public func map(_ region: VFIORegion, offset: UInt64, length: UInt64, fileID: StaticString = #fileID, line: Int = #line) throws(IOMMUError) -> MMIORegion {
+        var context = IOMMUErrorContext(iova: offset, length: length, path: path)
+        context.regionIndex = region.index
+        let page: UInt64 = 4096
+        guard region.isMappable, length > 0, offset % page == 0, offset <= region.size, length <= region.size - offset else {
             throw IOMMUError(.mmap, .invalidArgument, context, fileID: fileID, line: line)
         }
-        try seam.requireOwnProcess(.mmap, IOMMUErrorContext(length: region.size, path: path), fileID: fileID, line: line)
+        try seam.requireOwnProcess(.mmap, context, fileID: fileID, line: line)
         do {
-            let base = unsafe try system.mmap(address: nil, length: Int(region.size), protection: PROT_READ | PROT_WRITE,
-                                       flags: MAP_SHARED, fd: fd, offset: Int64(region.offset))
-            let observer = unsafe system.mmioObserver(fd: fd, offset: Int64(region.offset))
-            return unsafe MMIORegion(base: base, length: Int(region.size), observer: observer, device: self)
+            let base = unsafe try system.mmap(address: nil, length: Int(length), protection: PROT_READ | PROT_WRITE,
+                                       flags: MAP_SHARED, fd: fd, offset: Int64(region.offset + offset))
+            let observer = unsafe system.mmioObserver(fd: fd, offset: Int64(region.offset + offset))
+            return unsafe MMIORegion(base: base, length: Int(length), observer: observer, device: self)
         } catch {
-            var context = IOMMUErrorContext(length: region.size, path: path)
-            context.regionIndex = region.index
             throw IOMMUError(.mmap, error, context, fileID: fileID, line: line)
         }
     }

@@ -64,6 +64,42 @@ struct MMIORegionTests {
         }
     }
 
+    @Test("a partial mapping (nvme's doorbell page alone) reaches the BAR's registers at their own offsets; an unaligned or out-of-BAR range is EINVAL")
+    func doorbellPageAlone() throws {
+        try withPCIMachine { kernel in
+            let log = RegisterLog()
+            kernel.onRegisterWrite("0000:00:04.0", bar: 0, at: 0x1000) { _, access in log.append(access) }
+            let owned = try VFIOPCIDevice(nvme, path: .only(.iommufdCdev), system: kernel)
+            let bar0 = try owned.device.region(0)
+            let doorbells = try owned.device.map(bar0, offset: 0x1000, length: 0x1000)
+            #expect(doorbells.length == 0x1000)
+            doorbells.writeDoorbell32(7, at: 0)
+            #expect(log.all.map(\.offset) == [0x1000] && log.all.map(\.value) == [7])
+            #expect(kernel.barMemory("0000:00:04.0", bar: 0).map { Array($0[0x1000..<0x1004]) } == [7, 0, 0, 0])
+            for (offset, length) in [(UInt64(0x800), UInt64(0x1000)), (0x1000, 0), (0x3000, 0x2000)] {
+                #expect(errnoOf { _ = try owned.device.map(bar0, offset: offset, length: length) } == .invalidArgument, "\(offset)+\(length)")
+            }
+            _ = consume doorbells
+        }
+    }
+
+    @Test("a 64-bit register written as two 32-bit halves: low first, or high first, each one access")
+    func splitSixtyFourBitWrite() throws {
+        try withPCIMachine { kernel in
+            let log = RegisterLog()
+            kernel.onRegisterWrite("0000:00:04.0", bar: 0, offsets: 0x28..<0x30) { _, access in log.append(access) }
+            let owned = try VFIOPCIDevice(nvme, path: .only(.iommufdCdev), system: kernel)
+            let registers = try owned.device.map(owned.device.region(0))
+            registers.write64(0x1122_3344_5566_7788, at: 0x28, halves: .lowFirst)   // NVMe's ASQ
+            registers.write64(0x99aa_bbcc_ddee_ff00, at: 0x28, halves: .highFirst)
+            #expect(log.all.map(\.offset) == [0x28, 0x2c, 0x2c, 0x28])
+            #expect(log.all.map(\.width) == [4, 4, 4, 4])
+            #expect(log.all.map(\.value) == [0x5566_7788, 0x1122_3344, 0x99aa_bbcc, 0xddee_ff00])
+            #expect(registers.read64(at: 0x28) == 0x99aa_bbcc_ddee_ff00)
+            _ = consume registers
+        }
+    }
+
     @Test("a doorbell reaches the device's handler once, with its offset, width and value, after the entry it announces")
     func doorbellAfterSubmissionEntry() throws {
         try withPCIMachine { kernel in
