@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "VFIO", targets: ["VFIO"]),
         .library(name: "DMAMemory", targets: ["DMAMemory"]),
         .library(name: "Edu", targets: ["Edu"]),
+        .library(name: "NVMe", targets: ["NVMe"]),
         .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
         .executable(name: "iommufd-bench", targets: ["iommufd-bench"]),
     ],
@@ -81,6 +82,12 @@ let package = Package(
             dependencies: ["IOMMUFD", "IOMMUFDSystem", "VFIO"],
             swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
+        // A user-space NVMe driver (issue 17): controller bring-up, Identify, I/O with PRPs.
+        .target(
+            name: "NVMe",
+            dependencies: ["IOMMUFD", "IOMMUFDSystem", "VFIO", "DMAMemory"],
+            swiftSettings: strictSettings + [.strictMemorySafety()]
+        ),
         .target(
             name: "ProbeKit",
             dependencies: ["IOMMUFD", "VFIO", "PCIDatabase", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
@@ -135,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IOMMUFDTests",
-            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "DMAMemory", "Edu", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
+            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "DMAMemory", "Edu", "NVMe", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
@@ -157,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HardwareTests",
-            dependencies: ["IOMMUFD", "VFIO", "DMAMemory", "Edu", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "VFIO", "DMAMemory", "Edu", "NVMe", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             path: "hw-tests/HardwareTests",
             swiftSettings: strictSettings
         ),

@@ -1,0 +1,212 @@
+import Synchronization
+
+// An NVMe controller played on a mock function's registers (NVMe Base Specification 2.0, as
+// QEMU 7.2's nvme answers the parts a driver uses): CAP/VS/CC/CSTS, the admin queue, Identify,
+// I/O queue creation and deletion, and Read/Write/Flush on one namespace in memory, with
+// PRP entries and lists walked by DMA through the function's IOMMU, completions posted with
+// the phase bit. Enough for a user-space NVMe driver to run unchanged in CI.
+extension MockKernel {
+    /// The model's state (queues, the namespace's blocks).
+    private final class NVMeModel: Sendable {
+        struct SubmissionQueue { var base: UInt64; var depth: Int; var head: Int; var completionQueue: UInt16 }
+        struct CompletionQueue { var base: UInt64; var depth: Int; var tail: Int; var phase: UInt16 }
+        struct State {
+            var submissions: [UInt16: SubmissionQueue] = [:]
+            var completions: [UInt16: CompletionQueue] = [:]
+            var blocks: [UInt8]
+        }
+        let state: Mutex<State>
+        let blockSize: Int
+        let blockCount: UInt64
+        let maximumDataTransferShift: UInt8
+        let queueEntries: Int
+
+        init(blockCount: UInt64, blockSize: Int, maximumDataTransferShift: UInt8, queueEntries: Int) {
+            state = Mutex(State(blocks: [UInt8](repeating: 0, count: Int(blockCount) * blockSize)))
+            self.blockSize = blockSize
+            self.blockCount = blockCount
+            self.maximumDataTransferShift = maximumDataTransferShift
+            self.queueEntries = queueEntries
+        }
+    }
+
+    /// Status codes (SCT 0 unless said).
+    private enum NVMeStatusCode {
+        static let success: UInt16 = 0, invalidOpcode: UInt16 = 0x01, invalidField: UInt16 = 0x02, dataTransferError: UInt16 = 0x04
+        static let invalidNamespace: UInt16 = 0x0b, lbaOutOfRange: UInt16 = 0x80
+        /// SCT 1: Completion Queue Invalid, Invalid Queue Identifier, Invalid Queue Size.
+        static let completionQueueInvalid: UInt16 = 1 << 8 | 0x00, invalidQueueIdentifier: UInt16 = 1 << 8 | 0x01, invalidQueueSize: UInt16 = 1 << 8 | 0x02
+    }
+
+    /// Makes the function at `address` an NVMe controller with one namespace (NSID 1) of
+    /// `blockCount` blocks of `blockSize` bytes, `MDTS` `maximumDataTransferShift` (in 4 KiB
+    /// pages, as a power of two) and queues of up to `queueEntries` entries. Registers: CAP
+    /// (MQES, DSTRD 0, NVM command set, 4 KiB pages), VS 1.4, CC.EN brings CSTS.RDY up (with
+    /// the admin queue from AQA/ASQ/ACQ) and down (every queue gone), CC.SHN completes a
+    /// shutdown at once. A submission doorbell runs the new entries in order and posts their
+    /// completions; commands: Identify (CNS 0 and 1), Create/Delete I/O SQ and CQ, Read,
+    /// Write, Flush. Errors as a controller reports them: an unknown opcode, an invalid
+    /// namespace, LBAs out of range, more than MDTS, a queue id or size refused, a data
+    /// transfer the IOMMU blocks.
+    public func installNVMeModel(_ address: String, blockCount: UInt64 = 2048, blockSize: Int = 512,
+                                 maximumDataTransferShift: UInt8 = 5, queueEntries: Int = 64) {
+        let model = NVMeModel(blockCount: blockCount, blockSize: blockSize, maximumDataTransferShift: maximumDataTransferShift, queueEntries: queueEntries)
+        let capabilities = UInt64(queueEntries - 1) | 1 << 16 | 0x0f << 24 | 1 << 37 | 4 << 52
+        onRegisterRead(address, bar: 0, offsets: 0x00..<0x08) { _, access in
+            access.width == 8 ? capabilities : UInt64(truncatingIfNeeded: capabilities >> (8 * (access.offset & 4)))
+        }
+        onRegisterRead(address, bar: 0, at: 0x08) { _, _ in 0x0001_0400 }
+        onRegisterWrite(address, bar: 0, at: 0x14) { kernel, access in
+            guard let bar = unsafe kernel.barMemory(address, bar: 0) else { return }
+            let configuration = UInt32(truncatingIfNeeded: access.value)
+            var status = unsafe bar.loadUnaligned(fromByteOffset: 0x1c, as: UInt32.self)
+            if configuration & 1 != 0 && status & 1 == 0 {
+                let attributes = unsafe bar.loadUnaligned(fromByteOffset: 0x24, as: UInt32.self)
+                let submission = unsafe bar.loadUnaligned(fromByteOffset: 0x28, as: UInt64.self)
+                let completion = unsafe bar.loadUnaligned(fromByteOffset: 0x30, as: UInt64.self)
+                model.state.withLock { state in
+                    state.submissions = [0: .init(base: submission, depth: Int(attributes & 0xfff) + 1, head: 0, completionQueue: 0)]
+                    state.completions = [0: .init(base: completion, depth: Int((attributes >> 16) & 0xfff) + 1, tail: 0, phase: 1)]
+                }
+                status |= 1
+            } else if configuration & 1 == 0 {
+                model.state.withLock { $0.submissions = [:]; $0.completions = [:] }
+                status &= ~UInt32(0xd)
+            }
+            if (configuration >> 14) & 3 != 0 { status = status & ~UInt32(0xc) | 2 << 2 }
+            unsafe bar.storeBytes(of: status, toByteOffset: 0x1c, as: UInt32.self)
+        }
+        onRegisterWrite(address, bar: 0, offsets: 0x1000..<0x2000) { kernel, access in
+            let index = (access.offset - 0x1000) / 4
+            guard index % 2 == 0 else { return }  // a completion queue's head: nothing to do
+            Self.runSubmissions(kernel, address, model, queue: UInt16(index / 2), tail: Int(access.value))
+        }
+    }
+
+    /// Runs a submission queue's entries up to `tail`, posting each completion.
+    private static func runSubmissions(_ kernel: MockKernel, _ address: String, _ model: NVMeModel, queue: UInt16, tail: Int) {
+        while true {
+            guard let (entryAddress, submission) = model.state.withLock({ state -> (UInt64, NVMeModel.SubmissionQueue)? in
+                guard let submission = state.submissions[queue], submission.head != tail % submission.depth else { return nil }
+                return (submission.base + UInt64(submission.head * 64), submission)
+            }) else { return }
+            let command = kernel.pciDeviceRead(address, iova: entryAddress, length: 64) ?? [UInt8](repeating: 0, count: 64)
+            func dword(_ offset: Int) -> UInt32 { command[offset..<(offset + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+            func qword(_ offset: Int) -> UInt64 { UInt64(dword(offset)) | UInt64(dword(offset + 4)) << 32 }
+            let status = queue == 0 ? runAdmin(kernel, address, model, dword, qword) : runIO(kernel, address, model, dword, qword)
+            let head = (submission.head + 1) % submission.depth
+            let posted: (UInt64, UInt16)? = model.state.withLock { state in
+                state.submissions[queue]?.head = head
+                guard var completion = state.completions[submission.completionQueue] else { return nil }
+                let slot = completion.base + UInt64(completion.tail * 16)
+                let phase = completion.phase
+                completion.tail += 1
+                if completion.tail == completion.depth { completion.tail = 0; completion.phase ^= 1 }
+                state.completions[submission.completionQueue] = completion
+                return (slot, phase)
+            }
+            guard let (slot, phase) = posted else { continue }
+            let commandID = UInt16(truncatingIfNeeded: dword(0) >> 16)
+            let statusField = (status & 0xff) << 1 | (status >> 8) << 9 | phase
+            var entry = [UInt8](repeating: 0, count: 16)
+            entry[8] = UInt8(truncatingIfNeeded: head); entry[9] = UInt8(truncatingIfNeeded: head >> 8)
+            entry[10] = UInt8(truncatingIfNeeded: queue); entry[11] = UInt8(truncatingIfNeeded: queue >> 8)
+            entry[12] = UInt8(truncatingIfNeeded: commandID); entry[13] = UInt8(truncatingIfNeeded: commandID >> 8)
+            entry[14] = UInt8(truncatingIfNeeded: statusField); entry[15] = UInt8(truncatingIfNeeded: statusField >> 8)
+            _ = kernel.pciDeviceWrite(address, iova: slot, bytes: entry)
+        }
+    }
+
+    private static func runAdmin(_ kernel: MockKernel, _ address: String, _ model: NVMeModel,
+                                 _ dword: (Int) -> UInt32, _ qword: (Int) -> UInt64) -> UInt16 {
+        let opcode = UInt8(truncatingIfNeeded: dword(0)), cdw10 = dword(40), cdw11 = dword(44)
+        let queueID = UInt16(truncatingIfNeeded: cdw10), depth = Int(cdw10 >> 16) + 1
+        switch opcode {
+        case 0x06:  // Identify
+            var data = [UInt8](repeating: 0, count: 4096)
+            func put(_ text: String, at offset: Int, width: Int) {
+                for (index, byte) in (Array(text.utf8) + [UInt8](repeating: 0x20, count: width)).prefix(width).enumerated() { data[offset + index] = byte }
+            }
+            switch cdw10 & 0xff {
+            case 1:
+                data[0] = 0x36; data[1] = 0x1b  // QEMU's vendor id, 1b36
+                put("deadbeef", at: 4, width: 20); put("QEMU NVMe Ctrl", at: 24, width: 40); put("7.2.0", at: 64, width: 8)
+                data[77] = model.maximumDataTransferShift
+                data[516] = 1  // NN
+            case 0:
+                guard dword(4) == 1 else { return NVMeStatusCode.invalidNamespace }
+                for index in 0..<8 {
+                    data[index] = UInt8(truncatingIfNeeded: model.blockCount >> (8 * UInt64(index)))
+                    data[8 + index] = data[index]; data[16 + index] = data[index]
+                }
+                data[130] = UInt8(model.blockSize.trailingZeroBitCount)  // LBAF0.LBADS
+            default:
+                return NVMeStatusCode.invalidField
+            }
+            return kernel.pciDeviceWrite(address, iova: qword(24), bytes: data) ? NVMeStatusCode.success : NVMeStatusCode.dataTransferError
+        case 0x05:  // Create I/O Completion Queue
+            guard queueID != 0 else { return NVMeStatusCode.invalidQueueIdentifier }
+            guard depth >= 2, depth <= model.queueEntries else { return NVMeStatusCode.invalidQueueSize }
+            return model.state.withLock { state in
+                guard state.completions[queueID] == nil else { return NVMeStatusCode.invalidQueueIdentifier }
+                state.completions[queueID] = .init(base: qword(24), depth: depth, tail: 0, phase: 1)
+                return NVMeStatusCode.success
+            }
+        case 0x01:  // Create I/O Submission Queue
+            guard queueID != 0 else { return NVMeStatusCode.invalidQueueIdentifier }
+            guard depth >= 2, depth <= model.queueEntries else { return NVMeStatusCode.invalidQueueSize }
+            return model.state.withLock { state in
+                guard state.submissions[queueID] == nil else { return NVMeStatusCode.invalidQueueIdentifier }
+                let completionQueue = UInt16(truncatingIfNeeded: cdw11 >> 16)
+                guard completionQueue != 0, state.completions[completionQueue] != nil else { return NVMeStatusCode.completionQueueInvalid }
+                state.submissions[queueID] = .init(base: qword(24), depth: depth, head: 0, completionQueue: completionQueue)
+                return NVMeStatusCode.success
+            }
+        case 0x00:  // Delete I/O Submission Queue
+            return model.state.withLock { state in
+                queueID != 0 && state.submissions.removeValue(forKey: queueID) != nil ? NVMeStatusCode.success : NVMeStatusCode.invalidQueueIdentifier
+            }
+        case 0x04:  // Delete I/O Completion Queue
+            return model.state.withLock { state in
+                queueID != 0 && state.completions.removeValue(forKey: queueID) != nil ? NVMeStatusCode.success : NVMeStatusCode.invalidQueueIdentifier
+            }
+        default:
+            return NVMeStatusCode.invalidOpcode
+        }
+    }
+
+    private static func runIO(_ kernel: MockKernel, _ address: String, _ model: NVMeModel,
+                              _ dword: (Int) -> UInt32, _ qword: (Int) -> UInt64) -> UInt16 {
+        let opcode = UInt8(truncatingIfNeeded: dword(0))
+        guard [0x00, 0x01, 0x02].contains(opcode) else { return NVMeStatusCode.invalidOpcode }
+        guard dword(4) == 1 else { return NVMeStatusCode.invalidNamespace }
+        if opcode == 0x00 { return NVMeStatusCode.success }  // Flush
+        let lba = qword(40), blocks = Int(dword(48) & 0xffff) + 1
+        guard lba < model.blockCount, UInt64(blocks) <= model.blockCount - lba else { return NVMeStatusCode.lbaOutOfRange }
+        let length = blocks * model.blockSize, page = 4096
+        let pageCount = (length + page - 1) / page
+        if model.maximumDataTransferShift > 0, pageCount > 1 << Int(model.maximumDataTransferShift) { return NVMeStatusCode.invalidField }
+        // The PRPs: PRP1, then PRP2 as the second page or as a list of the rest.
+        var pages = [qword(24)]
+        if pageCount == 2 {
+            pages.append(qword(32))
+        } else if pageCount > 2 {
+            guard let list = kernel.pciDeviceRead(address, iova: qword(32), length: 8 * (pageCount - 1)) else { return NVMeStatusCode.dataTransferError }
+            for index in 0..<(pageCount - 1) {
+                pages.append(list[(8 * index)..<(8 * index + 8)].reversed().reduce(0) { $0 << 8 | UInt64($1) })
+            }
+        }
+        let start = Int(lba) * model.blockSize
+        for (index, iova) in pages.enumerated() {
+            let count = min(page, length - index * page)
+            if opcode == 0x01 {
+                guard let bytes = kernel.pciDeviceRead(address, iova: iova, length: count) else { return NVMeStatusCode.dataTransferError }
+                model.state.withLock { $0.blocks.replaceSubrange((start + index * page)..<(start + index * page + count), with: bytes) }
+            } else {
+                let bytes = model.state.withLock { Array($0.blocks[(start + index * page)..<(start + index * page + count)]) }
+                guard kernel.pciDeviceWrite(address, iova: iova, bytes: bytes) else { return NVMeStatusCode.dataTransferError }
+            }
+        }
+        return NVMeStatusCode.success
+    }
+}

@@ -1,0 +1,86 @@
+/// A 64-byte NVMe submission queue entry (NVMe Base Specification 2.0, 4.2), built field by
+/// field and stored little-endian into the queue.
+public struct NVMeCommand: Sendable, Hashable {
+    /// The opcode (CDW0 bits 7:0).
+    public var opcode: UInt8
+    /// The command identifier the completion carries back (CDW0 bits 31:16).
+    public var commandID: UInt16 = 0
+    /// The namespace (NSID).
+    public var namespace: UInt32 = 0
+    /// The first PRP entry (data pointer).
+    public var prp1: UInt64 = 0
+    /// The second PRP entry, or the address of a PRP list.
+    public var prp2: UInt64 = 0
+    /// Command dwords 10 to 15.
+    public var cdw10: UInt32 = 0, cdw11: UInt32 = 0, cdw12: UInt32 = 0, cdw13: UInt32 = 0, cdw14: UInt32 = 0, cdw15: UInt32 = 0
+
+    /// A command with `opcode` and every other field 0.
+    public init(opcode: UInt8) { self.opcode = opcode }
+
+    /// Writes the entry at `address` (64 bytes, 64-byte aligned).
+    public func store(to address: UnsafeMutableRawPointer) {
+        unsafe address.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
+        unsafe address.storeBytes(of: (UInt32(opcode) | UInt32(commandID) << 16).littleEndian, as: UInt32.self)
+        unsafe address.storeBytes(of: namespace.littleEndian, toByteOffset: 4, as: UInt32.self)
+        unsafe address.storeBytes(of: prp1.littleEndian, toByteOffset: 24, as: UInt64.self)
+        unsafe address.storeBytes(of: prp2.littleEndian, toByteOffset: 32, as: UInt64.self)
+        for (index, dword) in [cdw10, cdw11, cdw12, cdw13, cdw14, cdw15].enumerated() {
+            unsafe address.storeBytes(of: dword.littleEndian, toByteOffset: 40 + 4 * index, as: UInt32.self)
+        }
+    }
+
+    /// Reads an entry back from `address` (what a controller does).
+    public init(loading address: UnsafeRawPointer) {
+        let dword0 = UInt32(littleEndian: unsafe address.loadUnaligned(as: UInt32.self))
+        opcode = UInt8(truncatingIfNeeded: dword0)
+        commandID = UInt16(truncatingIfNeeded: dword0 >> 16)
+        namespace = UInt32(littleEndian: unsafe address.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        prp1 = UInt64(littleEndian: unsafe address.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        prp2 = UInt64(littleEndian: unsafe address.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
+        let dwords = (0..<6).map { UInt32(littleEndian: unsafe address.loadUnaligned(fromByteOffset: 40 + 4 * $0, as: UInt32.self)) }
+        (cdw10, cdw11, cdw12, cdw13, cdw14, cdw15) = (dwords[0], dwords[1], dwords[2], dwords[3], dwords[4], dwords[5])
+    }
+}
+
+/// Admin and NVM command set opcodes the driver uses.
+public enum NVMeOpcode {
+    /// Admin: Delete I/O Submission Queue.
+    public static let deleteSubmissionQueue: UInt8 = 0x00
+    /// Admin: Create I/O Submission Queue.
+    public static let createSubmissionQueue: UInt8 = 0x01
+    /// Admin: Delete I/O Completion Queue.
+    public static let deleteCompletionQueue: UInt8 = 0x04
+    /// Admin: Create I/O Completion Queue.
+    public static let createCompletionQueue: UInt8 = 0x05
+    /// Admin: Identify.
+    public static let identify: UInt8 = 0x06
+    /// NVM: Flush.
+    public static let flush: UInt8 = 0x00
+    /// NVM: Write.
+    public static let write: UInt8 = 0x01
+    /// NVM: Read.
+    public static let read: UInt8 = 0x02
+}
+
+/// A completion queue entry's status field (without the phase bit).
+public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
+    /// Status Code Type (0 generic, 1 command specific, 2 media errors).
+    public var codeType: UInt8
+    /// Status Code.
+    public var code: UInt8
+    /// Do Not Retry.
+    public var doNotRetry: Bool
+
+    /// The status of a completion's bits 15:1 (`raw` is the 16-bit field, phase included).
+    public init(raw: UInt16) {
+        code = UInt8(truncatingIfNeeded: raw >> 1)
+        codeType = UInt8(truncatingIfNeeded: (raw >> 9) & 0x7)
+        doNotRetry = raw & 0x8000 != 0
+    }
+
+    /// Whether the command succeeded.
+    public var isSuccess: Bool { codeType == 0 && code == 0 }
+
+    /// `SCT 0 SC 0x80` style.
+    public var description: String { "SCT \(codeType) SC 0x\(String(code, radix: 16))\(doNotRetry ? " DNR" : "")" }
+}

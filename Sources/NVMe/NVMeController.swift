@@ -1,0 +1,310 @@
+public import DMAMemory
+import IOMMUFD
+public import VFIO
+import IOMMUFDSystem
+
+/// What Identify Controller says (CNS 01h).
+public struct NVMeControllerIdentity: Sendable, Hashable {
+    /// PCI vendor id (VID).
+    public var vendorID: UInt16
+    /// Serial number (SN), trimmed.
+    public var serialNumber: String
+    /// Model number (MN), trimmed.
+    public var modelNumber: String
+    /// Firmware revision (FR), trimmed.
+    public var firmwareRevision: String
+    /// Maximum data transfer size as a power of two of the minimum page size (MDTS; 0: no limit).
+    public var maximumDataTransferShift: UInt8
+    /// Number of namespaces (NN).
+    public var namespaceCount: UInt32
+}
+
+/// What Identify Namespace says (CNS 00h), for the formatted LBA size.
+public struct NVMeNamespaceIdentity: Sendable, Hashable {
+    /// Size in logical blocks (NSZE).
+    public var blockCount: UInt64
+    /// Logical block size in bytes (from the formatted LBA format's LBADS).
+    public var blockSize: Int
+
+    /// A namespace of `blockCount` blocks of `blockSize` bytes.
+    public init(blockCount: UInt64, blockSize: Int) {
+        self.blockCount = blockCount
+        self.blockSize = blockSize
+    }
+}
+
+/// The errors of the driver.
+public enum NVMeError: Error, Equatable, Sendable {
+    /// The controller did not reach the state in time (CSTS.RDY, a completion).
+    case timedOut(String)
+    /// The controller fatal status bit is set (CSTS.CFS).
+    case controllerFatal
+    /// A command completed with an error status.
+    case commandFailed(opcode: UInt8, status: NVMeStatus)
+    /// No DMA memory for the queues or a PRP list.
+    case outOfDMAMemory
+    /// A request the driver refuses (more blocks than MDTS, a buffer not page aligned...).
+    case invalidRequest(String)
+}
+
+/// A user-space NVMe driver on the toolkit (NVMe Base Specification 2.0): controller reset
+/// and enable, the admin queue, Identify, I/O queue pairs, and reads and writes with PRPs
+/// (PRP lists from a `DMAArena`), polling completion phase bits. One thread at a time.
+///
+/// The caller claims the device (bound, attached, Bus Master Enable set) and gives a
+/// `DMAMemoryManager` over its address space for the queues; data buffers are the
+/// caller's, by IOVA.
+public final class NVMeController {
+    /// The BAR0 registers.
+    let registers: MMIORegion
+    /// Where queues and PRP lists come from.
+    let arena: DMAArena
+    /// The doorbell stride in bytes (4 << CAP.DSTRD).
+    let doorbellStride: UInt64
+    /// The controller's memory page size (4 KiB: CC.MPS 0).
+    public static let pageSize = 4096
+    private let timeoutNanoseconds: UInt64
+    var admin: NVMeQueuePair
+    var io: NVMeQueuePair?
+    private var nextCommandID: UInt16 = 0
+    /// Identify Controller's answer, read at start.
+    public private(set) var identity: NVMeControllerIdentity?
+
+    /// Register offsets.
+    enum Register {
+        static let capabilities: UInt64 = 0x00, version: UInt64 = 0x08, configuration: UInt64 = 0x14, status: UInt64 = 0x1c
+        static let adminQueueAttributes: UInt64 = 0x24, adminSubmissionQueue: UInt64 = 0x28, adminCompletionQueue: UInt64 = 0x30
+        static let doorbells: UInt64 = 0x1000
+    }
+
+    /// Resets and enables the controller on `device` with an admin queue of `adminDepth`
+    /// entries, then identifies it. Queues come from one 64 KiB region of `manager`.
+    public init(_ device: VFIODevice, manager: DMAMemoryManager, adminDepth: Int = 32, timeout: Double = 10) throws {
+        registers = try device.map(try device.region(0))
+        arena = DMAArena(region: try manager.makeRegion(length: 64 << 10, backing: .exactly(.memfd)))
+        timeoutNanoseconds = UInt64(timeout * 1e9)
+        let capabilities = registers.read64(at: Register.capabilities)
+        doorbellStride = 4 << ((capabilities >> 32) & 0xf)
+        let maximumEntries = Int(capabilities & 0xffff) + 1
+        let depth = min(adminDepth, maximumEntries)
+        guard let queues = NVMeQueuePair.make(id: 0, depth: depth, arena: arena) else { throw NVMeError.outOfDMAMemory }
+        admin = queues
+        try reset()
+        registers.write32(UInt32(depth - 1) | UInt32(depth - 1) << 16, at: Register.adminQueueAttributes)
+        registers.write64(admin.submission.iova.rawValue, at: Register.adminSubmissionQueue, halves: .lowFirst)
+        registers.write64(admin.completion.iova.rawValue, at: Register.adminCompletionQueue, halves: .lowFirst)
+        // CC: EN, NVM command set, 4 KiB pages, round robin, 64-byte SQ and 16-byte CQ entries.
+        registers.write32(1 | 6 << 16 | 4 << 20, at: Register.configuration)
+        try waitForStatus(ready: true)
+        identity = try identifyController()
+    }
+
+    /// Clears CC.EN and waits for CSTS.RDY to clear (the queues are gone after).
+    func reset() throws {
+        registers.write32(registers.read32(at: Register.configuration) & ~1, at: Register.configuration)
+        try waitForStatus(ready: false)
+    }
+
+    /// Polls CSTS until RDY is `ready`.
+    private func waitForStatus(ready: Bool) throws {
+        try waitUntil("CSTS.RDY \(ready ? 1 : 0)") {
+            let status = registers.readCompletion32(at: Register.status)
+            if status & 0x2 != 0 { throw NVMeError.controllerFatal }
+            return (status & 1 != 0) == ready
+        }
+    }
+
+    /// Polls `done` every 10 µs until it is true or the timeout passes.
+    private func waitUntil(_ what: String, _ done: () throws -> Bool) throws {
+        let system = LinuxSystem()
+        let deadline = system.monotonicNanoseconds() &+ timeoutNanoseconds
+        while try !done() {
+            if system.monotonicNanoseconds() > deadline { throw NVMeError.timedOut(what) }
+            system.sleep(nanoseconds: 10_000)
+        }
+    }
+
+    /// Submits `command` on `queue` and waits for its completion; returns DW0.
+    func execute(_ command: NVMeCommand, onIO: Bool = false) throws -> UInt32 {
+        var command = command
+        nextCommandID &+= 1
+        command.commandID = nextCommandID
+        var queues = onIO ? io! : admin
+        let tail = queues.submit(command)
+        registers.writeDoorbell32(UInt32(tail), at: Register.doorbells + UInt64(2 * Int(queues.id)) * doorbellStride)
+        var completion: (dword0: UInt32, status: UInt16, commandID: UInt16)?
+        try waitUntil("the completion of opcode 0x\(String(command.opcode, radix: 16))") {
+            completion = queues.nextCompletion()
+            return completion != nil
+        }
+        registers.writeDoorbell32(UInt32(queues.completionHead), at: Register.doorbells + UInt64(2 * Int(queues.id) + 1) * doorbellStride)
+        if onIO { io = queues } else { admin = queues }
+        let status = NVMeStatus(raw: completion!.status)
+        guard status.isSuccess else { throw NVMeError.commandFailed(opcode: command.opcode, status: status) }
+        return completion!.dword0
+    }
+
+    /// A page for a command's data, used and freed within the call.
+    private func withPage<Result>(_ body: (DMASlice) throws -> Result) throws -> Result {
+        guard let page = arena.allocate(Self.pageSize, alignment: Self.pageSize) else { throw NVMeError.outOfDMAMemory }
+        defer { arena.free(page) }
+        unsafe page.address.initializeMemory(as: UInt8.self, repeating: 0, count: Self.pageSize)
+        return try body(page)
+    }
+
+    /// Identify Controller (CNS 01h).
+    public func identifyController() throws -> NVMeControllerIdentity {
+        try withPage { page in
+            var command = NVMeCommand(opcode: NVMeOpcode.identify)
+            command.prp1 = page.iova.rawValue
+            command.cdw10 = 1
+            _ = try execute(command)
+            let bytes = unsafe UnsafeRawBufferPointer(start: page.address, count: Self.pageSize)
+            func text(_ range: Range<Int>) -> String {
+                var characters = unsafe Array(bytes[range])
+                while let last = characters.last, last == 0x20 || last == 0 { characters.removeLast() }
+                return String(decoding: characters, as: UTF8.self)
+            }
+            let vendor = unsafe UInt16(bytes[0]) | UInt16(bytes[1]) << 8, shift = unsafe bytes[77]
+            return NVMeControllerIdentity(vendorID: vendor, serialNumber: text(4..<24), modelNumber: text(24..<64),
+                                          firmwareRevision: text(64..<72), maximumDataTransferShift: shift,
+                                          namespaceCount: unsafe bytes.loadUnaligned(fromByteOffset: 516, as: UInt32.self).littleEndian)
+        }
+    }
+
+    /// Identify Namespace (CNS 00h) of `namespace`.
+    public func identifyNamespace(_ namespace: UInt32) throws -> NVMeNamespaceIdentity {
+        try withPage { page in
+            var command = NVMeCommand(opcode: NVMeOpcode.identify)
+            command.namespace = namespace
+            command.prp1 = page.iova.rawValue
+            _ = try execute(command)
+            let bytes = unsafe UnsafeRawBufferPointer(start: page.address, count: Self.pageSize)
+            let format = unsafe Int(bytes[26] & 0xf)
+            let lbaFormat = unsafe bytes.loadUnaligned(fromByteOffset: 128 + 4 * format, as: UInt32.self).littleEndian
+            return NVMeNamespaceIdentity(blockCount: unsafe bytes.loadUnaligned(as: UInt64.self).littleEndian,
+                                         blockSize: 1 << Int((lbaFormat >> 16) & 0xff))
+        }
+    }
+
+    /// Creates the I/O queue pair (queue 1) with `depth` entries.
+    public func createIOQueues(depth: Int = 64) throws {
+        let maximumEntries = Int(registers.read64(at: Register.capabilities) & 0xffff) + 1
+        guard let queues = NVMeQueuePair.make(id: 1, depth: min(depth, maximumEntries), arena: arena) else { throw NVMeError.outOfDMAMemory }
+        var completion = NVMeCommand(opcode: NVMeOpcode.createCompletionQueue)
+        completion.prp1 = queues.completion.iova.rawValue
+        completion.cdw10 = 1 | UInt32(queues.depth - 1) << 16
+        completion.cdw11 = 1  // physically contiguous, no interrupts
+        _ = try execute(completion)
+        var submission = NVMeCommand(opcode: NVMeOpcode.createSubmissionQueue)
+        submission.prp1 = queues.submission.iova.rawValue
+        submission.cdw10 = 1 | UInt32(queues.depth - 1) << 16
+        submission.cdw11 = 1 | 1 << 16  // physically contiguous, completion queue 1
+        _ = try execute(submission)
+        io = queues
+    }
+
+    /// Reads `blocks` logical blocks from `lba` of `namespace` into `[iova, iova + blocks *
+    /// blockSize)` (page aligned, contiguous in the IOVA space).
+    public func read(namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, into iova: IOVA) throws {
+        try transfer(NVMeOpcode.read, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova)
+    }
+
+    /// Writes `blocks` logical blocks at `lba` of `namespace` from `[iova, iova + blocks *
+    /// blockSize)` (page aligned, contiguous in the IOVA space).
+    public func write(namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, from iova: IOVA) throws {
+        try transfer(NVMeOpcode.write, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova)
+    }
+
+    private func transfer(_ opcode: UInt8, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws {
+        guard io != nil else { throw NVMeError.invalidRequest("no I/O queues: call createIOQueues first") }
+        guard blocks > 0, blocks <= 1 << 16, iova.rawValue % UInt64(Self.pageSize) == 0 else {
+            throw NVMeError.invalidRequest("1 to 65536 blocks into a page-aligned IOVA")
+        }
+        let length = blocks * blockSize
+        let pages = (length + Self.pageSize - 1) / Self.pageSize
+        if let shift = identity?.maximumDataTransferShift, shift > 0, pages > 1 << Int(shift) {
+            throw NVMeError.invalidRequest("\(pages) pages is past MDTS (\(1 << Int(shift)) pages)")
+        }
+        var command = NVMeCommand(opcode: opcode)
+        command.namespace = namespace
+        command.prp1 = iova.rawValue
+        command.cdw10 = UInt32(truncatingIfNeeded: lba)
+        command.cdw11 = UInt32(truncatingIfNeeded: lba >> 32)
+        command.cdw12 = UInt32(blocks - 1)
+        var list: DMASlice?
+        if pages == 2 {
+            command.prp2 = iova.rawValue + UInt64(Self.pageSize)
+        } else if pages > 2 {
+            // A PRP list: one page of 8-byte entries, the second data page on (no chaining: at most 513 pages).
+            guard pages - 1 <= Self.pageSize / 8, let page = arena.allocate(Self.pageSize, alignment: Self.pageSize) else { throw NVMeError.outOfDMAMemory }
+            for index in 1..<pages {
+                unsafe page.address.storeBytes(of: (iova.rawValue + UInt64(index * Self.pageSize)).littleEndian, toByteOffset: 8 * (index - 1), as: UInt64.self)
+            }
+            command.prp2 = page.iova.rawValue
+            list = page
+        }
+        defer { if let list { arena.free(list) } }
+        _ = try execute(command, onIO: true)
+    }
+
+    /// Deletes the I/O queues, shuts the controller down (CC.SHN normal, then CSTS.SHST
+    /// complete) and disables it.
+    public func shutdown() throws {
+        if io != nil {
+            var submission = NVMeCommand(opcode: NVMeOpcode.deleteSubmissionQueue)
+            submission.cdw10 = 1
+            _ = try execute(submission)
+            var completion = NVMeCommand(opcode: NVMeOpcode.deleteCompletionQueue)
+            completion.cdw10 = 1
+            _ = try execute(completion)
+            io = nil
+        }
+        registers.write32(registers.read32(at: Register.configuration) | 1 << 14, at: Register.configuration)
+        try waitUntil("CSTS.SHST complete") { (registers.readCompletion32(at: Register.status) >> 2) & 3 == 2 }
+        try reset()
+    }
+}
+
+/// One submission queue and its completion queue, in DMA memory.
+struct NVMeQueuePair {
+    let id: UInt16
+    let depth: Int
+    let submission: DMASlice
+    let completion: DMASlice
+    var submissionTail = 0
+    var completionHead = 0
+    var phase: UInt16 = 1
+
+    static func make(id: UInt16, depth: Int, arena: DMAArena) -> NVMeQueuePair? {
+        guard let submission = arena.allocate(depth * 64, alignment: NVMeController.pageSize) else { return nil }
+        guard let completion = arena.allocate(depth * 16, alignment: NVMeController.pageSize) else {
+            arena.free(submission)
+            return nil
+        }
+        unsafe completion.address.initializeMemory(as: UInt8.self, repeating: 0, count: depth * 16)
+        return NVMeQueuePair(id: id, depth: depth, submission: submission, completion: completion)
+    }
+
+    /// Stores `command` at the tail and returns the new tail (for the doorbell).
+    mutating func submit(_ command: NVMeCommand) -> Int {
+        unsafe command.store(to: submission.address + submissionTail * 64)
+        submissionTail = (submissionTail + 1) % depth
+        return submissionTail
+    }
+
+    /// The next completion if its phase bit says the controller wrote it.
+    mutating func nextCompletion() -> (dword0: UInt32, status: UInt16, commandID: UInt16)? {
+        let entry = unsafe completion.address + completionHead * 16
+        let status = unsafe DeviceWrittenMemory.load16(entry + 14)
+        guard status & 1 == phase else { return nil }
+        let dword0 = UInt32(littleEndian: unsafe entry.loadUnaligned(as: UInt32.self))
+        let commandID = UInt16(littleEndian: unsafe entry.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+        completionHead += 1
+        if completionHead == depth {
+            completionHead = 0
+            phase ^= 1
+        }
+        return (dword0, status, commandID)
+    }
+}

@@ -1,0 +1,93 @@
+import DMAMemory
+import IOMMUFD
+import MockKernel
+import NVMe
+import SystemPackage
+import Testing
+import VFIO
+
+/// The NVMe driver unchanged against MockKernel's NVMe controller model
+/// (`installNVMeModel`): bring-up, Identify, I/O queues, PRP1/PRP2/PRP-list transfers
+/// written and read back byte for byte, the status codes a driver must handle, shutdown.
+@Suite("the NVMe driver on MockKernel's controller")
+struct NVMeDriverTests {
+    static let address = "0000:00:04.0"
+
+    /// A machine with the nvme preset playing a controller; `body` gets the driver and an arena for data.
+    static func withController(_ body: (NVMeController, DMAArena) throws -> Void) throws {
+        var configuration = MockKernel.Configuration()
+        configuration.addPCIDevice(.nvme())
+        configuration.memlockLimit = nil
+        let kernel = MockKernel(configuration: configuration)
+        kernel.installNVMeModel(address, blockCount: 2048, blockSize: 512, maximumDataTransferShift: 5)
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            let claimed = try context.claim(try PCIAddress(parsing: address))
+            try claimed.device.setBusMaster(true)
+            let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
+            let controller = try NVMeController(claimed.device, manager: manager, timeout: 2)
+            let data = DMAArena(region: try manager.makeRegion(length: 1 << 20, backing: .exactly(.memfd)))
+            try body(controller, data)
+            try claimed.device.setBusMaster(false)
+        }
+        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
+    }
+
+    @Test("bring-up and Identify: the controller's model, one namespace of 2048 blocks of 512 bytes, MDTS 5")
+    func identify() throws {
+        try Self.withController { controller, _ in
+            let identity = try #require(controller.identity)
+            #expect(identity.vendorID == 0x1b36 && identity.modelNumber == "QEMU NVMe Ctrl" && identity.serialNumber == "deadbeef")
+            #expect(identity.namespaceCount == 1 && identity.maximumDataTransferShift == 5)
+            #expect(try controller.identifyNamespace(1) == NVMeNamespaceIdentity(blockCount: 2048, blockSize: 512))
+            do { _ = try controller.identifyNamespace(2); Issue.record("namespace 2 answered") } catch let error as NVMeError {
+                guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
+                #expect(status.codeType == 0 && status.code == 0x0b, "Invalid Namespace or Format")
+            }
+            try controller.shutdown()
+        }
+    }
+
+    @Test("writes then reads back every byte: one page (PRP1), two (PRP2), five and 32 (a PRP list), at random LBAs", arguments: [8, 16, 40, 256])
+    func writeThenRead(blocks: Int) throws {
+        try Self.withController { controller, data in
+            try controller.createIOQueues(depth: 16)
+            let length = blocks * 512
+            let outbound = try #require(data.allocate(length, alignment: 4096)), inbound = try #require(data.allocate(length, alignment: 4096))
+            var generator = SystemRandomNumberGenerator()
+            for round in 0..<3 {
+                let lba = UInt64.random(in: 0...UInt64(2048 - blocks), using: &generator)
+                for index in 0..<length { outbound.address.storeBytes(of: UInt8(truncatingIfNeeded: index &* 31 &+ round &+ Int(lba)), toByteOffset: index, as: UInt8.self) }
+                inbound.address.initializeMemory(as: UInt8.self, repeating: 0, count: length)
+                try controller.write(namespace: 1, lba: lba, blocks: blocks, blockSize: 512, from: outbound.iova)
+                try controller.read(namespace: 1, lba: lba, blocks: blocks, blockSize: 512, into: inbound.iova)
+                let differing = (0..<length).filter { inbound.address.load(fromByteOffset: $0, as: UInt8.self) != outbound.address.load(fromByteOffset: $0, as: UInt8.self) }.count
+                #expect(differing == 0, "\(differing) of \(length) bytes differ at LBA \(lba)")
+            }
+            data.free(outbound)
+            data.free(inbound)
+            try controller.shutdown()
+        }
+    }
+
+    @Test("the status paths: LBAs past the namespace (SCT 0 SC 0x80), more than MDTS refused by the driver, I/O before its queues")
+    func statusPaths() throws {
+        try Self.withController { controller, data in
+            let buffer = try #require(data.allocate(4096, alignment: 4096))
+            #expect(throws: NVMeError.self) { try controller.read(namespace: 1, lba: 0, blocks: 1, blockSize: 512, into: buffer.iova) }
+            try controller.createIOQueues(depth: 4)
+            do {
+                try controller.read(namespace: 1, lba: 2047, blocks: 2, blockSize: 512, into: buffer.iova)
+                Issue.record("read past the namespace")
+            } catch let error as NVMeError {
+                guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
+                #expect(status.codeType == 0 && status.code == 0x80)
+            }
+            #expect(throws: NVMeError.self) { try controller.read(namespace: 1, lba: 0, blocks: 512, blockSize: 512, into: buffer.iova) }
+            // The queue wraps (depth 4) and keeps its phase right.
+            for lba in 0..<10 { try controller.read(namespace: 1, lba: UInt64(lba), blocks: 1, blockSize: 512, into: buffer.iova) }
+            data.free(buffer)
+            try controller.shutdown()
+        }
+    }
+}
