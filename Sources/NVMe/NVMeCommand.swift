@@ -24,9 +24,12 @@ public struct NVMeCommand: Sendable, Hashable {
         unsafe address.storeBytes(of: namespace.littleEndian, toByteOffset: 4, as: UInt32.self)
         unsafe address.storeBytes(of: prp1.littleEndian, toByteOffset: 24, as: UInt64.self)
         unsafe address.storeBytes(of: prp2.littleEndian, toByteOffset: 32, as: UInt64.self)
-        for (index, dword) in [cdw10, cdw11, cdw12, cdw13, cdw14, cdw15].enumerated() {
-            unsafe address.storeBytes(of: dword.littleEndian, toByteOffset: 40 + 4 * index, as: UInt32.self)
-        }
+        unsafe address.storeBytes(of: cdw10.littleEndian, toByteOffset: 40, as: UInt32.self)
+        unsafe address.storeBytes(of: cdw11.littleEndian, toByteOffset: 44, as: UInt32.self)
+        unsafe address.storeBytes(of: cdw12.littleEndian, toByteOffset: 48, as: UInt32.self)
+        unsafe address.storeBytes(of: cdw13.littleEndian, toByteOffset: 52, as: UInt32.self)
+        unsafe address.storeBytes(of: cdw14.littleEndian, toByteOffset: 56, as: UInt32.self)
+        unsafe address.storeBytes(of: cdw15.littleEndian, toByteOffset: 60, as: UInt32.self)
     }
 
     /// Reads an entry back from `address` (what a controller does).

@@ -114,31 +114,35 @@ public final class NVMeController {
         }
     }
 
-    /// Polls `done` every 10 µs until it is true or the timeout passes.
-    private func waitUntil(_ what: String, _ done: () throws -> Bool) throws {
+    /// Polls `done` every 10 µs until it is true or the timeout passes (`what` names the
+    /// wait in the error, built only then).
+    private func waitUntil(_ what: @autoclosure () -> String, _ done: () throws -> Bool) throws {
         let system = LinuxSystem()
         let deadline = system.monotonicNanoseconds() &+ timeoutNanoseconds
         while try !done() {
-            if system.monotonicNanoseconds() > deadline { throw NVMeError.timedOut(what) }
+            if system.monotonicNanoseconds() > deadline { throw NVMeError.timedOut(what()) }
             system.sleep(nanoseconds: 10_000)
         }
     }
 
-    /// Submits `command` on `queue` and waits for its completion; returns DW0.
-    func execute(_ command: NVMeCommand, onIO: Bool = false) throws -> UInt32 {
+    /// The doorbell of queue `id`'s submission tail (`completion: false`) or completion head.
+    private func doorbell(_ id: UInt16, completion: Bool) -> UInt64 {
+        Register.doorbells + UInt64(2 * Int(id) + (completion ? 1 : 0)) * doorbellStride
+    }
+
+    /// Submits `command` on the admin queue and waits for its completion; returns DW0.
+    func execute(_ command: NVMeCommand) throws -> UInt32 {
         var command = command
         nextCommandID &+= 1
         command.commandID = nextCommandID
-        var queues = onIO ? io! : admin
-        let tail = queues.submit(command)
-        registers.writeDoorbell32(UInt32(tail), at: Register.doorbells + UInt64(2 * Int(queues.id)) * doorbellStride)
+        let tail = admin.submit(command)
+        registers.writeDoorbell32(UInt32(tail), at: doorbell(0, completion: false))
         var completion: (dword0: UInt32, status: UInt16, commandID: UInt16)?
-        try waitUntil("the completion of opcode 0x\(String(command.opcode, radix: 16))") {
-            completion = queues.nextCompletion()
+        try waitUntil("the completion of admin opcode 0x\(String(command.opcode, radix: 16))") {
+            completion = admin.nextCompletion()
             return completion != nil
         }
-        registers.writeDoorbell32(UInt32(queues.completionHead), at: Register.doorbells + UInt64(2 * Int(queues.id) + 1) * doorbellStride)
-        if onIO { io = queues } else { admin = queues }
+        registers.writeDoorbell32(UInt32(admin.completionHead), at: doorbell(0, completion: true))
         let status = NVMeStatus(raw: completion!.status)
         guard status.isSuccess else { throw NVMeError.commandFailed(opcode: command.opcode, status: status) }
         return completion!.dword0
@@ -216,13 +220,68 @@ public final class NVMeController {
         try transfer(NVMeOpcode.write, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova)
     }
 
-    private func transfer(_ opcode: UInt8, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws {
+    /// The I/O commands the driver submits.
+    public enum Transfer: Sendable {
+        /// NVM Read: the device writes host memory.
+        case read
+        /// NVM Write: the device reads host memory.
+        case write
+
+        var opcode: UInt8 { self == .read ? NVMeOpcode.read : NVMeOpcode.write }
+    }
+
+    /// Commands submitted on the I/O queue and not reaped yet.
+    public private(set) var outstanding = 0
+
+    /// Submits a read or write of `blocks` blocks at `lba` on the I/O queue without waiting
+    /// and returns its command id; ``reapCompletions(_:)`` collects it. For queue depths
+    /// above 1: up to the queue's depth minus one at a time, each at most two pages (PRP1
+    /// and PRP2), so nothing is allocated per command.
+    ///
+    /// - Throws: ``NVMeError/invalidRequest(_:)`` without I/O queues, with the queue full,
+    ///   for more than two pages or an unaligned IOVA.
+    public func submit(_ transfer: Transfer, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws -> UInt16 {
+        let pages = (blocks * blockSize + Self.pageSize - 1) / Self.pageSize
+        guard pages <= 2 else { throw NVMeError.invalidRequest("submit takes at most two pages; read(...) and write(...) take more") }
+        return try submit(command(transfer.opcode, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova, list: nil))
+    }
+
+    private func submit(_ command: NVMeCommand) throws -> UInt16 {
         guard io != nil else { throw NVMeError.invalidRequest("no I/O queues: call createIOQueues first") }
+        guard outstanding < io!.depth - 1 else { throw NVMeError.invalidRequest("the I/O queue is full: reap completions first") }
+        var command = command
+        nextCommandID &+= 1
+        command.commandID = nextCommandID
+        let tail = io!.submit(command)
+        registers.writeDoorbell32(UInt32(tail), at: doorbell(1, completion: false))
+        outstanding += 1
+        return command.commandID
+    }
+
+    /// Collects the I/O completions the controller has posted, calling `completed` with
+    /// each command id and status, then rings the completion doorbell once; returns how many.
+    @discardableResult
+    public func reapCompletions(_ completed: (_ commandID: UInt16, _ status: NVMeStatus) -> Void) -> Int {
+        guard io != nil else { return 0 }
+        var count = 0
+        while let completion = io!.nextCompletion() {
+            completed(completion.commandID, NVMeStatus(raw: completion.status))
+            count += 1
+        }
+        if count > 0 {
+            outstanding -= count
+            registers.writeDoorbell32(UInt32(io!.completionHead), at: doorbell(1, completion: true))
+        }
+        return count
+    }
+
+    /// A Read or Write command for `[iova, iova + blocks * blockSize)`: PRP1, and PRP2 as
+    /// the second page or as `list` filled with the rest.
+    private func command(_ opcode: UInt8, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA, list: DMASlice?) throws -> NVMeCommand {
         guard blocks > 0, blocks <= 1 << 16, iova.rawValue % UInt64(Self.pageSize) == 0 else {
             throw NVMeError.invalidRequest("1 to 65536 blocks into a page-aligned IOVA")
         }
-        let length = blocks * blockSize
-        let pages = (length + Self.pageSize - 1) / Self.pageSize
+        let pages = (blocks * blockSize + Self.pageSize - 1) / Self.pageSize
         if let shift = identity?.maximumDataTransferShift, shift > 0, pages > 1 << Int(shift) {
             throw NVMeError.invalidRequest("\(pages) pages is past MDTS (\(1 << Int(shift)) pages)")
         }
@@ -232,20 +291,36 @@ public final class NVMeController {
         command.cdw10 = UInt32(truncatingIfNeeded: lba)
         command.cdw11 = UInt32(truncatingIfNeeded: lba >> 32)
         command.cdw12 = UInt32(blocks - 1)
-        var list: DMASlice?
         if pages == 2 {
             command.prp2 = iova.rawValue + UInt64(Self.pageSize)
-        } else if pages > 2 {
-            // A PRP list: one page of 8-byte entries, the second data page on (no chaining: at most 513 pages).
-            guard pages - 1 <= Self.pageSize / 8, let page = arena.allocate(Self.pageSize, alignment: Self.pageSize) else { throw NVMeError.outOfDMAMemory }
+        } else if pages > 2, let list {
             for index in 1..<pages {
-                unsafe page.address.storeBytes(of: (iova.rawValue + UInt64(index * Self.pageSize)).littleEndian, toByteOffset: 8 * (index - 1), as: UInt64.self)
+                unsafe list.address.storeBytes(of: (iova.rawValue + UInt64(index * Self.pageSize)).littleEndian, toByteOffset: 8 * (index - 1), as: UInt64.self)
             }
-            command.prp2 = page.iova.rawValue
+            command.prp2 = list.iova.rawValue
+        }
+        return command
+    }
+
+    /// A read or write that waits for its own completion (a PRP list for more than two
+    /// pages, at most 513); other completions reaped meanwhile are lost to their submitters,
+    /// so do not mix with ``submit(_:namespace:lba:blocks:blockSize:iova:)`` in flight.
+    private func transfer(_ opcode: UInt8, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws {
+        guard io != nil else { throw NVMeError.invalidRequest("no I/O queues: call createIOQueues first") }
+        let pages = (blocks * blockSize + Self.pageSize - 1) / Self.pageSize
+        var list: DMASlice?
+        if pages > 2 {
+            guard pages - 1 <= Self.pageSize / 8, let page = arena.allocate(Self.pageSize, alignment: Self.pageSize) else { throw NVMeError.outOfDMAMemory }
             list = page
         }
         defer { if let list { arena.free(list) } }
-        _ = try execute(command, onIO: true)
+        let commandID = try submit(try command(opcode, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova, list: list))
+        var status: NVMeStatus?
+        try waitUntil("the completion of I/O opcode 0x\(String(opcode, radix: 16))") {
+            reapCompletions { id, answer in if id == commandID { status = answer } }
+            return status != nil
+        }
+        guard status!.isSuccess else { throw NVMeError.commandFailed(opcode: opcode, status: status!) }
     }
 
     /// Deletes the I/O queues, shuts the controller down (CC.SHN normal, then CSTS.SHST
@@ -255,6 +330,7 @@ public final class NVMeController {
             var submission = NVMeCommand(opcode: NVMeOpcode.deleteSubmissionQueue)
             submission.cdw10 = 1
             _ = try execute(submission)
+            outstanding = 0
             var completion = NVMeCommand(opcode: NVMeOpcode.deleteCompletionQueue)
             completion.cdw10 = 1
             _ = try execute(completion)

@@ -90,4 +90,40 @@ struct NVMeDriverTests {
             try controller.shutdown()
         }
     }
+
+    @Test("queue depth 12 on a 16-entry queue: twelve writes then twelve reads in flight, each reaped once, every byte back")
+    func queueDepth() throws {
+        try Self.withController { controller, data in
+            try controller.createIOQueues(depth: 16)
+            let count = 12
+            let outbound = try (0..<count).map { _ in try #require(data.allocate(4096, alignment: 4096)) }
+            let inbound = try (0..<count).map { _ in try #require(data.allocate(4096, alignment: 4096)) }
+            for (index, slice) in outbound.enumerated() {
+                for byte in 0..<4096 { slice.address.storeBytes(of: UInt8(truncatingIfNeeded: byte &+ index &* 7), toByteOffset: byte, as: UInt8.self) }
+            }
+            for transfer in [NVMeController.Transfer.write, .read] {
+                var pending = Set<UInt16>()
+                for index in 0..<count {
+                    let buffer = transfer == .write ? outbound[index] : inbound[index]
+                    pending.insert(try controller.submit(transfer, namespace: 1, lba: UInt64(index * 8), blocks: 8, blockSize: 512, iova: buffer.iova))
+                }
+                #expect(controller.outstanding == count)
+                #expect(throws: NVMeError.self) {
+                    for _ in 0..<4 { _ = try controller.submit(.read, namespace: 1, lba: 0, blocks: 8, blockSize: 512, iova: inbound[0].iova) }
+                }
+                while controller.outstanding > 0 {
+                    controller.reapCompletions { id, status in
+                        #expect(status.isSuccess)
+                        pending.remove(id)
+                    }
+                }
+            }
+            for index in 0..<count {
+                let same = (0..<4096).allSatisfy { inbound[index].address.load(fromByteOffset: $0, as: UInt8.self) == outbound[index].address.load(fromByteOffset: $0, as: UInt8.self) }
+                #expect(same, "buffer \(index)")
+            }
+            for slice in outbound + inbound { data.free(slice) }
+            try controller.shutdown()
+        }
+    }
 }

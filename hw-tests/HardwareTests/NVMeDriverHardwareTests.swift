@@ -58,5 +58,43 @@ extension HardwareSuite {
             data.free(outbound)
             data.free(inbound)
         }
+
+        @Test("queue depth 8: eight 4 KiB writes then eight reads in flight at random LBAs, every byte back")
+        func queueDepthEight() throws {
+            let address = try #require(Hardware.nvmeDevice)
+            let context = try DMAContext(path: .only(.iommufdCdev), system: LinuxSystem())
+            let claimed = try context.claim(address)
+            try claimed.device.setBusMaster(true)
+            let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
+            let data = DMAArena(region: try manager.makeRegion(length: 128 << 10, backing: .exactly(.memfd)))
+            let controller = try NVMeController(claimed.device, manager: manager)
+            try controller.createIOQueues(depth: 16)
+            let buffers = try (0..<16).map { _ in try #require(data.allocate(4096, alignment: 4096)) }
+            var generator = SystemRandomNumberGenerator()
+            let lbas = (0..<8).map { UInt64($0) * 4096 + UInt64.random(in: 0..<512, using: &generator) * 8 }
+            for index in 0..<8 {
+                for byte in 0..<4096 { buffers[index].address.storeBytes(of: UInt8(truncatingIfNeeded: byte &* 3 &+ index), toByteOffset: byte, as: UInt8.self) }
+                buffers[8 + index].address.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+            }
+            for transfer in [NVMeController.Transfer.write, .read] {
+                for index in 0..<8 {
+                    _ = try controller.submit(transfer, namespace: 1, lba: lbas[index], blocks: 8, blockSize: 512,
+                                              iova: buffers[transfer == .write ? index : 8 + index].iova)
+                }
+                let deadline = Date().addingTimeInterval(10)
+                var failures = 0
+                while controller.outstanding > 0 && Date() < deadline {
+                    controller.reapCompletions { _, status in if !status.isSuccess { failures += 1 } }
+                }
+                #expect(controller.outstanding == 0 && failures == 0)
+            }
+            for index in 0..<8 {
+                let same = (0..<4096).allSatisfy { buffers[8 + index].address.load(fromByteOffset: $0, as: UInt8.self) == buffers[index].address.load(fromByteOffset: $0, as: UInt8.self) }
+                #expect(same, "LBA \(lbas[index])")
+            }
+            try controller.shutdown()
+            try claimed.device.setBusMaster(false)
+            for slice in buffers { data.free(slice) }
+        }
     }
 }
