@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "NVMe", targets: ["NVMe"]),
         .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
         .executable(name: "iommufd-bench", targets: ["iommufd-bench"]),
+        .executable(name: "nvme-identify", targets: ["nvme-identify"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
@@ -106,6 +107,15 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "tools/iommufd-probe",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "nvme-identify",
+            dependencies: [
+                "IOMMUFD", "MockKernel", "NVMe", "VFIO", "DMAMemory",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/nvme-identify",
             swiftSettings: strictSettings
         ),
         .target(

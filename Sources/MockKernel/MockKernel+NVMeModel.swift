@@ -44,7 +44,7 @@ extension MockKernel {
     /// (MQES, DSTRD 0, NVM command set, 4 KiB pages), VS 1.4, CC.EN brings CSTS.RDY up (with
     /// the admin queue from AQA/ASQ/ACQ) and down (every queue gone), CC.SHN completes a
     /// shutdown at once. A submission doorbell runs the new entries in order and posts their
-    /// completions; commands: Identify (CNS 0 and 1), Create/Delete I/O SQ and CQ, Read,
+    /// completions; commands: Identify (CNS 0, 1 and 2), Create/Delete I/O SQ and CQ, Read,
     /// Write, Flush. Errors as a controller reports them: an unknown opcode, an invalid
     /// namespace, LBAs out of range, more than MDTS, a queue id or size refused, a data
     /// transfer the IOMMU blocks.
@@ -133,6 +133,8 @@ extension MockKernel {
                 put("deadbeef", at: 4, width: 20); put("QEMU NVMe Ctrl", at: 24, width: 40); put("7.2.0", at: 64, width: 8)
                 data[77] = model.maximumDataTransferShift
                 data[516] = 1  // NN
+            case 2:  // the active namespace list: NSID 1 when the list starts below it
+                if dword(4) < 1 { data[0] = 1 }
             case 0:
                 guard dword(4) == 1 else { return NVMeStatusCode.invalidNamespace }
                 for index in 0..<8 {

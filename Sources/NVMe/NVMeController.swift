@@ -176,6 +176,19 @@ public final class NVMeController {
         }
     }
 
+    /// The active namespace ids (Identify CNS 02h, the first 1024), in order: NN counts
+    /// every namespace the controller could have, active or not.
+    public func activeNamespaces() throws -> [UInt32] {
+        try withPage { page in
+            var command = NVMeCommand(opcode: NVMeOpcode.identify)
+            command.prp1 = page.iova.rawValue
+            command.cdw10 = 2
+            _ = try execute(command)
+            let bytes = unsafe UnsafeRawBufferPointer(start: page.address, count: Self.pageSize)
+            return (0..<1024).lazy.map { unsafe bytes.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian }.prefix { $0 != 0 }.map { $0 }
+        }
+    }
+
     /// Identify Namespace (CNS 00h) of `namespace`.
     public func identifyNamespace(_ namespace: UInt32) throws -> NVMeNamespaceIdentity {
         try withPage { page in

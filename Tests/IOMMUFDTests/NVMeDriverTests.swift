@@ -40,6 +40,7 @@ struct NVMeDriverTests {
             #expect(identity.vendorID == 0x1b36 && identity.modelNumber == "QEMU NVMe Ctrl" && identity.serialNumber == "deadbeef")
             #expect(identity.namespaceCount == 1 && identity.maximumDataTransferShift == 5)
             #expect(try controller.identifyNamespace(1) == NVMeNamespaceIdentity(blockCount: 2048, blockSize: 512))
+            #expect(try controller.activeNamespaces() == [1])
             do { _ = try controller.identifyNamespace(2); Issue.record("namespace 2 answered") } catch let error as NVMeError {
                 guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
                 #expect(status.codeType == 0 && status.code == 0x0b, "Invalid Namespace or Format")

@@ -27,6 +27,7 @@ extension HardwareSuite {
                 let controller = try NVMeController(claimed.device, manager: manager)
                 let identity = try #require(controller.identity)
                 #expect(identity.vendorID == 0x1b36 && identity.modelNumber.hasPrefix("QEMU NVMe"), "\(identity)")
+                #expect(try controller.activeNamespaces() == [1], "QEMU's nvme: one drive, one namespace")
                 let namespace = try controller.identifyNamespace(1)
                 #expect(namespace.blockSize == 512 && namespace.blockCount == (64 << 20) / 512, "\(namespace)")
                 try controller.createIOQueues(depth: 32)
