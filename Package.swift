@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "DMAMemory", targets: ["DMAMemory"]),
         .library(name: "Edu", targets: ["Edu"]),
         .library(name: "NVMe", targets: ["NVMe"]),
+        .library(name: "E1000E", targets: ["E1000E"]),
         .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
         .executable(name: "iommufd-bench", targets: ["iommufd-bench"]),
         .executable(name: "nvme-identify", targets: ["nvme-identify"]),
@@ -89,6 +90,12 @@ let package = Package(
             dependencies: ["IOMMUFD", "IOMMUFDSystem", "VFIO", "DMAMemory"],
             swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
+        // A user-space driver for the 82574L (e1000e) QEMU emulates (issue 17).
+        .target(
+            name: "E1000E",
+            dependencies: ["IOMMUFD", "IOMMUFDSystem", "VFIO", "DMAMemory"],
+            swiftSettings: strictSettings + [.strictMemorySafety()]
+        ),
         .target(
             name: "ProbeKit",
             dependencies: ["IOMMUFD", "VFIO", "PCIDatabase", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
@@ -152,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IOMMUFDTests",
-            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "DMAMemory", "Edu", "NVMe", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
+            dependencies: ["IOMMUFD", "MockKernel", "Scenarios", "ProbeKit", "VFIO", "DMAMemory", "Edu", "NVMe", "E1000E", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
@@ -174,7 +181,7 @@ let package = Package(
         ),
         .testTarget(
             name: "HardwareTests",
-            dependencies: ["IOMMUFD", "VFIO", "DMAMemory", "Edu", "NVMe", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["IOMMUFD", "VFIO", "DMAMemory", "Edu", "NVMe", "E1000E", "Scenarios", "MockKernel", "CIOMMUFD", .product(name: "SystemPackage", package: "swift-system")],
             path: "hw-tests/HardwareTests",
             swiftSettings: strictSettings
         ),
