@@ -81,19 +81,19 @@ let package = Package(
         // A user-space driver for QEMU's edu device (issue 17): BAR registers and DMA engine.
         .target(
             name: "Edu",
-            dependencies: ["IOMMUFD", "IOMMUFDSystem", "VFIO"],
+            dependencies: ["IOMMUFD", "VFIO"],
             swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
         // A user-space NVMe driver (issue 17): controller bring-up, Identify, I/O with PRPs.
         .target(
             name: "NVMe",
-            dependencies: ["IOMMUFD", "IOMMUFDSystem", "VFIO", "DMAMemory"],
+            dependencies: ["IOMMUFD", "VFIO", "DMAMemory"],
             swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
         // A user-space driver for the 82574L (e1000e) QEMU emulates (issue 17).
         .target(
             name: "E1000E",
-            dependencies: ["IOMMUFD", "IOMMUFDSystem", "VFIO", "DMAMemory"],
+            dependencies: ["IOMMUFD", "VFIO", "DMAMemory"],
             swiftSettings: strictSettings + [.strictMemorySafety()]
         ),
         .target(

@@ -1,7 +1,6 @@
 public import DMAMemory
 import IOMMUFD
 public import VFIO
-import IOMMUFDSystem
 
 /// The errors of the e1000e driver.
 public enum E1000EError: Error, Equatable, Sendable {
@@ -121,12 +120,7 @@ public final class E1000E {
     }
 
     private static func waitUntil(_ timeout: UInt64, _ what: @autoclosure () -> String, _ done: () -> Bool) throws {
-        let system = LinuxSystem()
-        let deadline = system.monotonicNanoseconds() &+ timeout
-        while !done() {
-            if system.monotonicNanoseconds() > deadline { throw E1000EError.timedOut(what()) }
-            system.sleep(nanoseconds: 100_000)
-        }
+        guard DeviceWait.until(timeout: timeout, interval: 100_000, done) else { throw E1000EError.timedOut(what()) }
     }
 
     /// Reclaims transmit descriptors the NIC is done with (DD set).

@@ -1,6 +1,5 @@
 public import IOMMUFD
 public import VFIO
-import IOMMUFDSystem
 
 /// A user-space driver for QEMU's `edu` teaching device (QEMU's docs/specs/edu.rst), on the
 /// toolkit: its BAR0 registers (identification, the liveness check, the factorial unit, the
@@ -136,11 +135,6 @@ public struct EduDevice: ~Copyable {
 
     /// Polls `read` every millisecond until `bits` are clear, or the timeout passes.
     private func waitUntilClear<Value: FixedWidthInteger>(_ bits: Value, _ read: () -> Value) throws(Failure) {
-        let system = LinuxSystem()
-        let deadline = system.monotonicNanoseconds() &+ timeoutNanoseconds
-        while read() & bits != 0 {
-            if system.monotonicNanoseconds() > deadline { throw .timedOut }
-            system.sleep(nanoseconds: 1_000_000)
-        }
+        guard DeviceWait.until(timeout: timeoutNanoseconds, interval: 1_000_000, { read() & bits == 0 }) else { throw .timedOut }
     }
 }

@@ -1,7 +1,6 @@
 public import DMAMemory
 import IOMMUFD
 public import VFIO
-import IOMMUFDSystem
 
 /// What Identify Controller says (CNS 01h).
 public struct NVMeControllerIdentity: Sendable, Hashable {
@@ -117,12 +116,7 @@ public final class NVMeController {
     /// Polls `done` every 10 µs until it is true or the timeout passes (`what` names the
     /// wait in the error, built only then).
     private func waitUntil(_ what: @autoclosure () -> String, _ done: () throws -> Bool) throws {
-        let system = LinuxSystem()
-        let deadline = system.monotonicNanoseconds() &+ timeoutNanoseconds
-        while try !done() {
-            if system.monotonicNanoseconds() > deadline { throw NVMeError.timedOut(what()) }
-            system.sleep(nanoseconds: 10_000)
-        }
+        guard try DeviceWait.until(timeout: timeoutNanoseconds, interval: 10_000, done) else { throw NVMeError.timedOut(what()) }
     }
 
     /// The doorbell of queue `id`'s submission tail (`completion: false`) or completion head.
