@@ -5,15 +5,42 @@ import Synchronization
 // I/O queue creation and deletion, and Read/Write/Flush on one namespace in memory, with
 // PRP entries and lists walked by DMA through the function's IOMMU, completions posted with
 // the phase bit. Enough for a user-space NVMe driver to run unchanged in CI.
+/// The test's handle on an NVMe controller model (``MockKernel/installNVMeModel(_:blockCount:blockSize:maximumDataTransferShift:queueEntries:)``):
+/// faults to inject into the I/O path, as a driver's status and timeout paths need them.
+public final class MockNVMeController: Sendable {
+    fileprivate let model: MockKernel.NVMeModel
+
+    fileprivate init(_ model: MockKernel.NVMeModel) { self.model = model }
+
+    /// The next `count` I/O commands complete with status code `code` of type `codeType`
+    /// (media errors are type 2, an Unrecovered Read Error is 2/0x81) instead of running.
+    public func failNextIO(count: Int = 1, codeType: UInt8, code: UInt8) {
+        model.state.withLock { $0.injected += Array(repeating: UInt16(codeType) << 8 | UInt16(code), count: count) }
+    }
+
+    /// The next `count` I/O commands are taken and never completed: the controller hangs
+    /// on them, so the driver's wait times out.
+    public func dropNextIO(count: Int = 1) {
+        model.state.withLock { $0.dropped += count }
+    }
+
+    /// The namespace's bytes as the controller holds them.
+    public var namespaceBytes: [UInt8] { model.state.withLock { $0.blocks } }
+}
+
 extension MockKernel {
     /// The model's state (queues, the namespace's blocks).
-    private final class NVMeModel: Sendable {
+    fileprivate final class NVMeModel: Sendable {
         struct SubmissionQueue { var base: UInt64; var depth: Int; var head: Int; var completionQueue: UInt16 }
         struct CompletionQueue { var base: UInt64; var depth: Int; var tail: Int; var phase: UInt16 }
         struct State {
             var submissions: [UInt16: SubmissionQueue] = [:]
             var completions: [UInt16: CompletionQueue] = [:]
             var blocks: [UInt8]
+            /// Statuses the next I/O commands complete with, in order.
+            var injected: [UInt16] = []
+            /// How many of the next I/O commands are swallowed without a completion.
+            var dropped = 0
         }
         let state: Mutex<State>
         let blockSize: Int
@@ -48,8 +75,9 @@ extension MockKernel {
     /// Write, Flush. Errors as a controller reports them: an unknown opcode, an invalid
     /// namespace, LBAs out of range, more than MDTS, a queue id or size refused, a data
     /// transfer the IOMMU blocks.
+    @discardableResult
     public func installNVMeModel(_ address: String, blockCount: UInt64 = 2048, blockSize: Int = 512,
-                                 maximumDataTransferShift: UInt8 = 5, queueEntries: Int = 64) {
+                                 maximumDataTransferShift: UInt8 = 5, queueEntries: Int = 64) -> MockNVMeController {
         let model = NVMeModel(blockCount: blockCount, blockSize: blockSize, maximumDataTransferShift: maximumDataTransferShift, queueEntries: queueEntries)
         let capabilities = UInt64(queueEntries - 1) | 1 << 16 | 0x0f << 24 | 1 << 37 | 4 << 52
         onRegisterRead(address, bar: 0, offsets: 0x00..<0x08) { _, access in
@@ -81,10 +109,11 @@ extension MockKernel {
             guard index % 2 == 0 else { return }  // a completion queue's head: nothing to do
             Self.runSubmissions(kernel, address, model, queue: UInt16(index / 2), tail: Int(access.value))
         }
+        return MockNVMeController(model)
     }
 
     /// Runs a submission queue's entries up to `tail`, posting each completion.
-    private static func runSubmissions(_ kernel: MockKernel, _ address: String, _ model: NVMeModel, queue: UInt16, tail: Int) {
+    fileprivate static func runSubmissions(_ kernel: MockKernel, _ address: String, _ model: NVMeModel, queue: UInt16, tail: Int) {
         while true {
             guard let (entryAddress, submission) = model.state.withLock({ state -> (UInt64, NVMeModel.SubmissionQueue)? in
                 guard let submission = state.submissions[queue], submission.head != tail % submission.depth else { return nil }
@@ -93,7 +122,17 @@ extension MockKernel {
             let command = kernel.pciDeviceRead(address, iova: entryAddress, length: 64) ?? [UInt8](repeating: 0, count: 64)
             func dword(_ offset: Int) -> UInt32 { command[offset..<(offset + 4)].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
             func qword(_ offset: Int) -> UInt64 { UInt64(dword(offset)) | UInt64(dword(offset + 4)) << 32 }
-            let status = queue == 0 ? runAdmin(kernel, address, model, dword, qword) : runIO(kernel, address, model, dword, qword)
+            // Faults the test injected into the I/O path: a status instead of the command, or
+            // no completion at all.
+            let fault: (drop: Bool, status: UInt16?) = queue == 0 ? (false, nil) : model.state.withLock { state in
+                if state.dropped > 0 { state.dropped -= 1; return (true, nil) }
+                return (false, state.injected.isEmpty ? nil : state.injected.removeFirst())
+            }
+            if fault.drop {
+                model.state.withLock { $0.submissions[queue]?.head = (submission.head + 1) % submission.depth }
+                continue
+            }
+            let status = fault.status ?? (queue == 0 ? runAdmin(kernel, address, model, dword, qword) : runIO(kernel, address, model, dword, qword))
             let head = (submission.head + 1) % submission.depth
             let posted: (UInt64, UInt16)? = model.state.withLock { state in
                 state.submissions[queue]?.head = head
@@ -117,7 +156,7 @@ extension MockKernel {
         }
     }
 
-    private static func runAdmin(_ kernel: MockKernel, _ address: String, _ model: NVMeModel,
+    fileprivate static func runAdmin(_ kernel: MockKernel, _ address: String, _ model: NVMeModel,
                                  _ dword: (Int) -> UInt32, _ qword: (Int) -> UInt64) -> UInt16 {
         let opcode = UInt8(truncatingIfNeeded: dword(0)), cdw10 = dword(40), cdw11 = dword(44)
         let queueID = UInt16(truncatingIfNeeded: cdw10), depth = Int(cdw10 >> 16) + 1
@@ -177,7 +216,7 @@ extension MockKernel {
         }
     }
 
-    private static func runIO(_ kernel: MockKernel, _ address: String, _ model: NVMeModel,
+    fileprivate static func runIO(_ kernel: MockKernel, _ address: String, _ model: NVMeModel,
                               _ dword: (Int) -> UInt32, _ qword: (Int) -> UInt64) -> UInt16 {
         let opcode = UInt8(truncatingIfNeeded: dword(0))
         guard [0x00, 0x01, 0x02].contains(opcode) else { return NVMeStatusCode.invalidOpcode }

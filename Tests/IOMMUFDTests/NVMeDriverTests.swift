@@ -15,11 +15,16 @@ struct NVMeDriverTests {
 
     /// A machine with the nvme preset playing a controller; `body` gets the driver and an arena for data.
     static func withController(_ body: (NVMeController, DMAArena) throws -> Void) throws {
+        try withController { controller, data, _, _ in try body(controller, data) }
+    }
+
+    /// As above, with the model's fault handle and a way to bring the controller up again.
+    static func withController(_ body: (NVMeController, DMAArena, MockNVMeController, () throws -> NVMeController) throws -> Void) throws {
         var configuration = MockKernel.Configuration()
         configuration.addPCIDevice(.nvme())
         configuration.memlockLimit = nil
         let kernel = MockKernel(configuration: configuration)
-        kernel.installNVMeModel(address, blockCount: 2048, blockSize: 512, maximumDataTransferShift: 5)
+        let faults = kernel.installNVMeModel(address, blockCount: 2048, blockSize: 512, maximumDataTransferShift: 5)
         do {
             let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
             let claimed = try context.claim(try PCIAddress(parsing: address))
@@ -27,7 +32,7 @@ struct NVMeDriverTests {
             let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
             let controller = try NVMeController(claimed.device, manager: manager, timeout: 2)
             let data = DMAArena(region: try manager.makeRegion(length: 1 << 20, backing: .exactly(.memfd)))
-            try body(controller, data)
+            try body(controller, data, faults) { try NVMeController(claimed.device, manager: manager, timeout: 0.2) }
             try claimed.device.setBusMaster(false)
         }
         #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
@@ -125,6 +130,40 @@ struct NVMeDriverTests {
             }
             for slice in outbound + inbound { data.free(slice) }
             try controller.shutdown()
+        }
+    }
+
+    @Test("injected faults: a media error completes the command with SCT 2 SC 0x81 and the next I/O works; a command the controller never completes times out, and a new bring-up recovers")
+    func injectedFaults() throws {
+        try Self.withController { controller, data, faults, bringUp in
+            try controller.createIOQueues(depth: 8)
+            let buffer = try #require(data.allocate(4096, alignment: 4096))
+            faults.failNextIO(codeType: 2, code: 0x81)
+            do {
+                try controller.read(namespace: 1, lba: 0, blocks: 8, blockSize: 512, into: buffer.iova)
+                Issue.record("the injected media error did not surface")
+            } catch let error as NVMeError {
+                guard case .commandFailed(let opcode, let status) = error else { Issue.record("\(error)"); return }
+                #expect(opcode == NVMeOpcode.read && status.codeType == 2 && status.code == 0x81)
+            }
+            try controller.read(namespace: 1, lba: 0, blocks: 8, blockSize: 512, into: buffer.iova)
+
+            faults.dropNextIO()
+            let recovered = try bringUp()  // a short timeout
+            try recovered.createIOQueues(depth: 8)
+            do {
+                try recovered.write(namespace: 1, lba: 8, blocks: 8, blockSize: 512, from: buffer.iova)
+                Issue.record("a command never completed did not time out")
+            } catch let error as NVMeError {
+                guard case .timedOut = error else { Issue.record("\(error)"); return }
+            }
+            let again = try bringUp()
+            try again.createIOQueues(depth: 8)
+            buffer.address.initializeMemory(as: UInt8.self, repeating: 0x5a, count: 4096)
+            try again.write(namespace: 1, lba: 16, blocks: 8, blockSize: 512, from: buffer.iova)
+            #expect(faults.namespaceBytes[(16 * 512)..<(24 * 512)].allSatisfy { $0 == 0x5a }, "the recovered controller writes")
+            try again.shutdown()
+            data.free(buffer)
         }
     }
 }
