@@ -178,6 +178,11 @@ public final class E1000E {
         (registers.read32(at: Register.goodPacketsReceived), registers.read32(at: Register.goodPacketsTransmitted), registers.read32(at: Register.missedPackets))
     }
 
+    /// Both directions stop before the rings' memory goes.
+    deinit {
+        stop()
+    }
+
     /// Stops both directions (RCTL.EN and TCTL.EN cleared).
     public func stop() {
         registers.write32(0, at: Register.receiveControl)

@@ -98,6 +98,18 @@ public final class NVMeController {
         identity = try identifyController()
     }
 
+    /// The controller is quiesced, then disabled, before its queues' memory goes: commands
+    /// in flight are let complete (up to the timeout), because a controller left enabled would
+    /// go on fetching from and writing to pages that are no longer its, and QEMU 7.2's nvme
+    /// crashes (SIGSEGV) when it is disabled with I/O in flight. Best effort.
+    deinit {
+        _ = try? waitUntil("the I/O in flight") {
+            reapCompletions { _, _ in }
+            return outstanding == 0
+        }
+        try? reset()
+    }
+
     /// Clears CC.EN and waits for CSTS.RDY to clear (the queues are gone after).
     func reset() throws {
         registers.write32(registers.read32(at: Register.configuration) & ~1, at: Register.configuration)

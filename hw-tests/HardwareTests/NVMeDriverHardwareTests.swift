@@ -97,5 +97,35 @@ extension HardwareSuite {
             try claimed.device.setBusMaster(false)
             for slice in buffers { data.free(slice) }
         }
+
+        @Test("a driver dropped with eight writes in flight quiesces them before it disables the controller; a new bring-up's I/O reads back what it wrote")
+        func resetMidIO() throws {
+            let address = try #require(Hardware.nvmeDevice)
+            let context = try DMAContext(path: .only(.iommufdCdev), system: LinuxSystem())
+            let claimed = try context.claim(address)
+            try claimed.device.setBusMaster(true)
+            let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
+            let data = DMAArena(region: try manager.makeRegion(length: 64 << 10, backing: .exactly(.memfd)))
+            let outbound = try #require(data.allocate(4096, alignment: 4096)), inbound = try #require(data.allocate(4096, alignment: 4096))
+            outbound.address.initializeMemory(as: UInt8.self, repeating: 0xa5, count: 4096)
+            do {
+                let first = try NVMeController(claimed.device, manager: manager)
+                try first.createIOQueues(depth: 16)
+                for index in 0..<8 { _ = try first.submit(.write, namespace: 1, lba: UInt64(64 + 8 * index), blocks: 8, blockSize: 512, iova: outbound.iova) }
+            }
+            let second = try NVMeController(claimed.device, manager: manager)
+            try second.createIOQueues(depth: 16)
+            outbound.address.initializeMemory(as: UInt8.self, repeating: 0x3c, count: 4096)
+            for index in 0..<8 {
+                inbound.address.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+                try second.write(namespace: 1, lba: UInt64(64 + 8 * index), blocks: 8, blockSize: 512, from: outbound.iova)
+                try second.read(namespace: 1, lba: UInt64(64 + 8 * index), blocks: 8, blockSize: 512, into: inbound.iova)
+                #expect((0..<4096).allSatisfy { inbound.address.load(fromByteOffset: $0, as: UInt8.self) == 0x3c }, "LBA \(64 + 8 * index)")
+            }
+            try second.shutdown()
+            try claimed.device.setBusMaster(false)
+            data.free(outbound)
+            data.free(inbound)
+        }
     }
 }
