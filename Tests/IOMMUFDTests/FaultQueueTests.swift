@@ -87,11 +87,8 @@ struct PageRequestTests {
         function.supportsPageRequests = true
         configuration.addPCIDevice(function)
         let kernel = MockKernel(configuration: configuration)
-        do {
-            let address = try PCIAddress(parsing: "0000:00:02.0")
-            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
-            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
-            let claimed = try context.claim(address)
+        let address = try PCIAddress(parsing: "0000:00:02.0")
+        try withClaimed(kernel, address) { ioas, claimed, _ in
             let device = try #require(claimed.device.deviceID)
             let queue = try ioas.iommufd.allocateFaultQueue()
             let hwpt = try ioas.allocateHWPT(for: device, faultQueue: queue)
@@ -117,7 +114,6 @@ struct PageRequestTests {
             try queue.destroy()
             try kernel.munmap(memory, length: 4096)
         }
-        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
 
     @Test("without page requests (QEMU 7.2's functions) a HWPT with a fault queue allocates but does not attach: ENODEV (intel/iommu.c:3492-3499; scenario U27)")
@@ -125,14 +121,10 @@ struct PageRequestTests {
         var configuration = MockKernel.Configuration()
         configuration.addPCIDevice(.edu())
         let kernel = MockKernel(configuration: configuration)
-        do {
-            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
-            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
-            let claimed = try context.claim(try PCIAddress(parsing: "0000:00:02.0"))
+        try withClaimed(kernel, try PCIAddress(parsing: "0000:00:02.0")) { ioas, claimed, _ in
             let queue = try ioas.iommufd.allocateFaultQueue()
             let hwpt = try ioas.allocateHWPT(for: try #require(claimed.device.deviceID), faultQueue: queue)
             #expect(errnoOf { _ = try claimed.device.attach(to: hwpt) } == .operationNotSupportedByDevice)
         }
-        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
 }

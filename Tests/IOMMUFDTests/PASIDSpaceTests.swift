@@ -144,14 +144,11 @@ struct PASIDLeaseTests {
     @Test("a function without PASID support (QEMU 7.2's edu): the lease is refused here with EOPNOTSUPP and why, though the kernel would accept the attach and ignore it (scenario S2)")
     func refusedWithoutPASIDSupport() throws {
         let kernel = Self.machine(pasidWidth: 0)
-        do {
-            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
-            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
-            let claimed = try context.claim(edu)
+        try withClaimed(kernel, edu) { ioas, claimed, _ in
             let device = try #require(claimed.device.deviceID)
             let hwpt = try ioas.allocateHWPT(for: device, flags: [.pasid])
             _ = try claimed.device.attach(to: hwpt)
-            do {
+            do throws(IOMMUError) {
                 _ = try claimed.device.attachPASID(PASID(rawValue: 1)!, to: hwpt)
                 Issue.record("a device without PASIDs must be refused")
             } catch {
@@ -161,16 +158,12 @@ struct PASIDLeaseTests {
             _ = try claimed.device.attach(to: ioas)
             try hwpt.destroy()
         }
-        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 
     @Test("a PASID-capable function: the RID must be on a PASID-capable HWPT first; the lease holds its HWPT, replaces without a detach, keeps the RID off incompatible page tables, and detaches when dropped")
     func leaseLifecycle() throws {
         let kernel = Self.machine(pasidWidth: 8)
-        do {
-            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
-            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
-            let claimed = try context.claim(edu)
+        try withClaimed(kernel, edu) { ioas, claimed, _ in
             let device = try #require(claimed.device.deviceID)
             let first = try ioas.allocateHWPT(for: device, flags: [.pasid])
             let second = try ioas.allocateHWPT(for: device, flags: [.pasid])
@@ -204,7 +197,6 @@ struct PASIDLeaseTests {
             try plain.destroy()
             try space.release(pasid, .device(device))
         }
-        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }
 
@@ -214,10 +206,7 @@ struct VFIOPASIDRangeTests {
     @Test("past max_pasids the IOMMU layer answers EINVAL (iommu.c:3666-3669); below it the attach holds its HWPT; QEMU 7.2 has no such function, so the VM cannot compare this one")
     func pastTheWidthIsEINVAL() throws {
         let kernel = PASIDLeaseTests.machine(pasidWidth: 8)
-        do {
-            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
-            guard case .iommufd(let ioas) = context.addressSpace else { Issue.record("not an iommufd context"); return }
-            let claimed = try context.claim(edu)
+        try withClaimed(kernel, edu) { ioas, claimed, _ in
             let device = try #require(claimed.device.deviceID)
             let hwpt = try ioas.allocateHWPT(for: device, flags: [.pasid])
             _ = try claimed.device.attach(to: hwpt)
@@ -229,6 +218,5 @@ struct VFIOPASIDRangeTests {
             _ = try claimed.device.attach(to: ioas)
             try hwpt.destroy()
         }
-        #expect(kernel.leaks.isEmpty, "\(kernel.leaks)")
     }
 }

@@ -3,6 +3,7 @@ import CIOMMUFD
 import MockKernel
 import SystemPackage
 import Testing
+import VFIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -87,4 +88,20 @@ func expectMockAnswersAsLinux(_ probe: (any SystemInterface) throws -> [String],
     #expect(lines == linuxAnswer, "\(lines)", sourceLocation: sourceLocation)
     #expect(kernel.leaks.isEmpty, "\(kernel.leaks)", sourceLocation: sourceLocation)
     #expect(kernel.unmodelledCalls.isEmpty, "\(kernel.unmodelledCalls)", sourceLocation: sourceLocation)
+}
+
+/// The function at `address` claimed into a fresh iommufd `DMAContext` on `kernel`: `body`
+/// gets the context's IOAS, the claimed device and the context; afterwards everything is
+/// dropped and the model checked for leaks.
+func withClaimed(_ kernel: MockKernel, _ address: PCIAddress, sourceLocation: SourceLocation = #_sourceLocation,
+                 _ body: (IOAS, VFIOPCIDevice, DMAContext) throws -> Void) throws {
+    do {
+        let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+        guard case .iommufd(let ioas) = context.addressSpace else {
+            Issue.record("not an iommufd context", sourceLocation: sourceLocation)
+            return
+        }
+        try body(ioas, try context.claim(address), context)
+    }
+    #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)", sourceLocation: sourceLocation)
 }
