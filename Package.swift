@@ -21,11 +21,15 @@ let package = Package(
         .executable(name: "iommufd-probe", targets: ["iommufd-probe"]),
         .executable(name: "iommufd-bench", targets: ["iommufd-bench"]),
         .executable(name: "nvme-identify", targets: ["nvme-identify"]),
+        .executable(name: "nvme-perf", targets: ["nvme-perf"]),
+        .executable(name: "e1000e-pktgen", targets: ["e1000e-pktgen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Latency percentiles for nvme-perf.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // `swift package generate-documentation` for the DocC catalogs (.ci/docs builds them).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
@@ -123,6 +127,25 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/nvme-identify",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "nvme-perf",
+            dependencies: [
+                "IOMMUFD", "MockKernel", "NVMe", "VFIO", "DMAMemory",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "tools/nvme-perf",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "e1000e-pktgen",
+            dependencies: [
+                "IOMMUFD", "MockKernel", "E1000E", "VFIO", "DMAMemory",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/e1000e-pktgen",
             swiftSettings: strictSettings
         ),
         .target(

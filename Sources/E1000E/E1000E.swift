@@ -158,6 +158,7 @@ public final class E1000E {
     /// call), then its buffer goes back to the NIC; the tail is written once. Returns how many.
     public func receive(count: Int, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int {
         var received = 0
+        var returned = -1
         while received < count {
             let descriptor = unsafe receiveRing.address + 16 * receiveNext
             let word = unsafe DeviceWrittenMemory.load64(descriptor + 8)
@@ -166,10 +167,12 @@ public final class E1000E {
             unsafe deliver(UnsafeRawBufferPointer(start: receiveBuffers[receiveNext].address, count: length))
             unsafe (descriptor + 8).storeBytes(of: UInt64(0), as: UInt64.self)
             received += 1
-            let returned = receiveNext
+            returned = receiveNext
             receiveNext = (receiveNext + 1) % ringSize
-            registers.writeDoorbell32(UInt32(returned), at: Register.receiveTail)
         }
+        // The descriptors just emptied go back to the NIC with one tail write: the tail is the
+        // last one returned (the NIC fills up to, not including, the tail).
+        if returned >= 0 { registers.writeDoorbell32(UInt32(returned), at: Register.receiveTail) }
         return received
     }
 

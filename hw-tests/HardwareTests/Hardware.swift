@@ -48,6 +48,8 @@ enum Hardware {
 
     /// QEMU's e1000e (8086:10d3) and NVMe controller (1b36:0010), when bound to vfio-pci.
     static let e1000eDevice = vfioFunctions(vendor: 0x8086, device: 0x10d3).first
+    /// The second e1000e, joined to the first by a QEMU hub in the VM lane.
+    static let secondE1000EDevice = vfioFunctions(vendor: 0x8086, device: 0x10d3).dropFirst().first
     static let nvmeDevice = vfioFunctions(vendor: 0x1b36, device: 0x0010).first
     static let qemuDevicesReason: Comment = "needs QEMU's e1000e and nvme bound to vfio-pci; the VM lane provides them"
 
