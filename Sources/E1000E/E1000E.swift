@@ -60,6 +60,11 @@ public final class E1000E {
     public let ringSize: Int
     private var receiveNext = 0
     private var transmitNext = 0, transmitClean = 0
+    /// The descriptors sent with RS (report status), oldest first: the last of each burst.
+    /// The NIC writes DD back only for those, so reclaiming reads one status per burst, as
+    /// DPDK's em PMD does with its RS threshold (a ring of ringSize slots, never reallocated).
+    private var reported: [Int]
+    private var reportedFirst = 0, reportedCount = 0
     private let timeoutNanoseconds: UInt64
     /// The MAC address the device reported (RAL0/RAH0).
     public private(set) var macAddress: [UInt8] = []
@@ -71,6 +76,7 @@ public final class E1000E {
         precondition(ringSize % 8 == 0 && ringSize >= 8 && ringSize <= 256, "a ring is 8 to 256 descriptors, a multiple of 8")
         registers = try device.map(try device.region(0))
         self.ringSize = ringSize
+        reported = [Int](repeating: 0, count: ringSize)
         timeoutNanoseconds = UInt64(timeout * 1e9)
         let length = 2 * ringSize * 16 + 2 * ringSize * Self.bufferSize
         arena = DMAArena(region: try manager.makeRegion(length: (length + 8192 + 4095) & ~4095, backing: .exactly(.memfd)))
@@ -123,56 +129,77 @@ public final class E1000E {
         guard DeviceWait.until(timeout: timeout, interval: 100_000, done) else { throw E1000EError.timedOut(what()) }
     }
 
-    /// Reclaims transmit descriptors the NIC is done with (DD set).
+    /// Reclaims transmit descriptors the NIC is done with: every burst up to the last one
+    /// whose RS descriptor has DD set.
     private func reclaimTransmitted() {
-        while transmitClean != transmitNext {
-            let status = unsafe DeviceWrittenMemory.load32(transmitRing.address + 16 * transmitClean + 12)
-            guard status & 1 != 0 else { break }
-            transmitClean = (transmitClean + 1) % ringSize
+        var first = reportedFirst, count = reportedCount, clean = transmitClean
+        let ring = unsafe transmitRing.address
+        while count > 0 {
+            let last = reported[first]
+            guard unsafe DeviceWrittenMemory.load32(ring + 16 * last + 12) & 1 != 0 else { break }
+            clean = last + 1 == ringSize ? 0 : last + 1
+            first = first + 1 == ringSize ? 0 : first + 1
+            count -= 1
         }
+        reportedFirst = first
+        reportedCount = count
+        transmitClean = clean
     }
 
     /// Sends up to `count` packets of `length` bytes (14 to 2048), each filled by `fill`
     /// (given the packet's index in the burst and its bytes), and rings the tail once;
-    /// returns how many went into the ring (fewer when it is full).
+    /// returns how many went into the ring (fewer when it is full). Only the burst's last
+    /// descriptor asks for its status (RS). The ring state is held in locals for the burst
+    /// (one exclusivity check per burst, not per packet).
     public func transmit(count: Int, length: Int, _ fill: (Int, UnsafeMutableRawBufferPointer) -> Void) -> Int {
         precondition(length >= 14 && length <= Self.bufferSize)
         reclaimTransmitted()
-        var sent = 0
-        while sent < count, (transmitNext + 1) % ringSize != transmitClean {
-            let buffer = transmitBuffers[transmitNext]
+        let ring = unsafe transmitRing.address, size = ringSize, clean = transmitClean
+        var next = transmitNext, sent = 0
+        // EOP | IFCS, the length; the last descriptor gets RS too (below).
+        let command = (UInt32(length) | UInt32(0x03) << 24).littleEndian
+        while sent < count {
+            let following = next + 1 == size ? 0 : next + 1
+            guard following != clean else { break }
+            let buffer = transmitBuffers[next]
             unsafe fill(sent, UnsafeMutableRawBufferPointer(start: buffer.address, count: length))
-            let descriptor = unsafe transmitRing.address + 16 * transmitNext
+            let descriptor = unsafe ring + 16 * next
             unsafe descriptor.storeBytes(of: buffer.iova.rawValue.littleEndian, as: UInt64.self)
-            // Length, then CMD: EOP | IFCS | RS; STA cleared.
-            unsafe descriptor.storeBytes(of: (UInt32(length) | UInt32(0x0b) << 24).littleEndian, toByteOffset: 8, as: UInt32.self)
+            unsafe descriptor.storeBytes(of: command, toByteOffset: 8, as: UInt32.self)
             unsafe descriptor.storeBytes(of: UInt32(0), toByteOffset: 12, as: UInt32.self)
-            transmitNext = (transmitNext + 1) % ringSize
+            next = following
             sent += 1
         }
-        if sent > 0 { registers.writeDoorbell32(UInt32(transmitNext), at: Register.transmitTail) }
+        guard sent > 0 else { return 0 }
+        let last = next == 0 ? size - 1 : next - 1
+        unsafe (ring + 16 * last).storeBytes(of: (UInt32(length) | UInt32(0x0b) << 24).littleEndian, toByteOffset: 8, as: UInt32.self)
+        let slot = reportedFirst + reportedCount
+        reported[slot >= size ? slot - size : slot] = last
+        reportedCount += 1
+        transmitNext = next
+        registers.writeDoorbell32(UInt32(next), at: Register.transmitTail)
         return sent
     }
 
     /// Receives up to `count` packets: `deliver` gets each one's bytes (valid during the
     /// call), then its buffer goes back to the NIC; the tail is written once. Returns how many.
     public func receive(count: Int, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Int {
-        var received = 0
-        var returned = -1
+        let ring = unsafe receiveRing.address, size = ringSize
+        var next = receiveNext, received = 0
         while received < count {
-            let descriptor = unsafe receiveRing.address + 16 * receiveNext
+            let descriptor = unsafe ring + 16 * next
             let word = unsafe DeviceWrittenMemory.load64(descriptor + 8)
             guard word >> 32 & 1 != 0 else { break }  // DD
-            let length = Int(word & 0xffff)
-            unsafe deliver(UnsafeRawBufferPointer(start: receiveBuffers[receiveNext].address, count: length))
+            unsafe deliver(UnsafeRawBufferPointer(start: receiveBuffers[next].address, count: Int(word & 0xffff)))
             unsafe (descriptor + 8).storeBytes(of: UInt64(0), as: UInt64.self)
             received += 1
-            returned = receiveNext
-            receiveNext = (receiveNext + 1) % ringSize
+            next = next + 1 == size ? 0 : next + 1
         }
+        guard received > 0 else { return 0 }
+        receiveNext = next
         // The descriptors just emptied go back to the NIC with one tail write: the tail is the
         // last one returned (the NIC fills up to, not including, the tail).
-        if returned >= 0 { registers.writeDoorbell32(UInt32(returned), at: Register.receiveTail) }
+        registers.writeDoorbell32(UInt32(next == 0 ? size - 1 : next - 1), at: Register.receiveTail)
         return received
     }
 

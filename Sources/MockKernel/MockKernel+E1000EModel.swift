@@ -82,7 +82,7 @@ extension MockKernel {
     /// 52:54:00:12:34:56): CTRL.RST clears itself, STATUS reports link up (full duplex,
     /// 1000 Mb/s) once CTRL.SLU is set, RAL0/RAH0 hold the address (AV set). A write of
     /// TDT sends the descriptors from TDH to it: each packet is read by DMA, its descriptor
-    /// gets DD, GPTC counts it, and in MAC loopback (RCTL.LBM 01) it lands in the function's
+    /// gets DD when it asked for it (RS), GPTC counts it, and in MAC loopback (RCTL.LBM 01) it lands in the function's
     /// own next receive descriptor (DD and EOP, its length, short frames padded to 60 bytes
     /// with TCTL.PSP; GPRC counts) or is missed (MPC) when none is free. GPRC, GPTC and MPC
     /// clear on read. Outside loopback a packet goes to the port joined by
@@ -141,7 +141,9 @@ extension MockKernel {
                 var packet = kernel.pciDeviceRead(model.address, iova: bufferAddress, length: length)
                 // TCTL.PSP pads short frames to 60 bytes (the FCS makes 64).
                 if model.register(kernel, 0x0400) & 0x8 != 0, let short = packet, short.count < 60 { packet = short + [UInt8](repeating: 0, count: 60 - short.count) }
-                _ = kernel.pciDeviceWrite(model.address, iova: descriptor + 12, bytes: [bytes[12] | 1])  // DD
+                // DD is written back only for a descriptor with RS (CMD bit 3), as QEMU 7.2's
+                // e1000e_txdesc_writeback (hw/net/e1000e_core.c) skips the others.
+                if bytes[11] & 0x08 != 0 { _ = kernel.pciDeviceWrite(model.address, iova: descriptor + 12, bytes: [bytes[12] | 1]) }
                 model.counters.withLock { $0.transmitted &+= 1 }
                 if let packet {
                     if (model.register(kernel, 0x0100) >> 6) & 3 == 1 {
