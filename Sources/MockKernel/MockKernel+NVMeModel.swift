@@ -41,7 +41,12 @@ extension MockKernel {
             var injected: [UInt16] = []
             /// How many of the next I/O commands are swallowed without a completion.
             var dropped = 0
+            /// Whether an I/O queue was created since the controller was enabled (QEMU's
+            /// `qs_created`: Set Features Number of Queues is refused after).
+            var queuesCreated = false
         }
+        /// I/O queue pairs the controller has (QEMU's `max_ioqpairs`, 64 by default).
+        static let ioQueuePairs = 64
         let state: Mutex<State>
         let blockSize: Int
         let blockCount: UInt64
@@ -61,6 +66,8 @@ extension MockKernel {
     private enum NVMeStatusCode {
         static let success: UInt16 = 0, invalidOpcode: UInt16 = 0x01, invalidField: UInt16 = 0x02, dataTransferError: UInt16 = 0x04
         static let invalidNamespace: UInt16 = 0x0b, lbaOutOfRange: UInt16 = 0x80
+        /// Command Sequence Error with DNR, as QEMU answers a late Set Features Number of Queues.
+        static let commandSequenceError: UInt16 = 0x4000 | 0x0c
         /// SCT 1: Completion Queue Invalid, Invalid Queue Identifier, Invalid Queue Size.
         static let completionQueueInvalid: UInt16 = 1 << 8 | 0x00, invalidQueueIdentifier: UInt16 = 1 << 8 | 0x01, invalidQueueSize: UInt16 = 1 << 8 | 0x02
     }
@@ -71,8 +78,9 @@ extension MockKernel {
     /// (MQES, DSTRD 0, NVM command set, 4 KiB pages), VS 1.4, CC.EN brings CSTS.RDY up (with
     /// the admin queue from AQA/ASQ/ACQ) and down (every queue gone), CC.SHN completes a
     /// shutdown at once. A submission doorbell runs the new entries in order and posts their
-    /// completions; commands: Identify (CNS 0, 1 and 2), Create/Delete I/O SQ and CQ, Read,
-    /// Write, Flush. Errors as a controller reports them: an unknown opcode, an invalid
+    /// completions; commands: Identify (CNS 0, 1 and 2), Set Features Number of Queues (64
+    /// pairs granted, refused with Command Sequence Error once a queue exists, as QEMU 7.2),
+    /// Create/Delete I/O SQ and CQ (queue ids 1 to 64), Read, Write, Flush, Write Zeroes. Errors as a controller reports them: an unknown opcode, an invalid
     /// namespace, LBAs out of range, more than MDTS, a queue id or size refused, a data
     /// transfer the IOMMU blocks.
     @discardableResult
@@ -98,7 +106,7 @@ extension MockKernel {
                 }
                 status |= 1
             } else if configuration & 1 == 0 {
-                model.state.withLock { $0.submissions = [:]; $0.completions = [:] }
+                model.state.withLock { $0.submissions = [:]; $0.completions = [:]; $0.queuesCreated = false }
                 status &= ~UInt32(0xd)
             }
             if (configuration >> 14) & 3 != 0 { status = status & ~UInt32(0xc) | 2 << 2 }
@@ -148,6 +156,11 @@ extension MockKernel {
             let commandID = UInt16(truncatingIfNeeded: dword(0) >> 16)
             let statusField = (status & 0xff) << 1 | (status >> 8) << 9 | phase
             var entry = [UInt8](repeating: 0, count: 16)
+            // DW0 of Set Features Number of Queues: the pairs allocated, 0-based (NSQA, NCQA).
+            if queue == 0, status == NVMeStatusCode.success, dword(0) & 0xff == 0x09 {
+                let granted = UInt32(NVMeModel.ioQueuePairs - 1) | UInt32(NVMeModel.ioQueuePairs - 1) << 16
+                for index in 0..<4 { entry[index] = UInt8(truncatingIfNeeded: granted >> (8 * UInt32(index))) }
+            }
             entry[8] = UInt8(truncatingIfNeeded: head); entry[9] = UInt8(truncatingIfNeeded: head >> 8)
             entry[10] = UInt8(truncatingIfNeeded: queue); entry[11] = UInt8(truncatingIfNeeded: queue >> 8)
             entry[12] = UInt8(truncatingIfNeeded: commandID); entry[13] = UInt8(truncatingIfNeeded: commandID >> 8)
@@ -185,22 +198,33 @@ extension MockKernel {
                 return NVMeStatusCode.invalidField
             }
             return kernel.pciDeviceWrite(address, iova: qword(24), bytes: data) ? NVMeStatusCode.success : NVMeStatusCode.dataTransferError
+        case 0x09:  // Set Features
+            // QEMU 7.2 (hw/nvme/ctrl.c, nvme_set_feature): Number of Queues (FID 07h) is
+            // refused once a queue exists, and grants max_ioqpairs whatever is asked.
+            guard cdw10 & 0xff == 0x07 else { return NVMeStatusCode.invalidField }
+            return model.state.withLock { state in
+                guard !state.queuesCreated else { return NVMeStatusCode.commandSequenceError }
+                guard cdw11 & 0xffff != 0xffff, cdw11 >> 16 != 0xffff else { return NVMeStatusCode.invalidField }
+                return NVMeStatusCode.success
+            }
         case 0x05:  // Create I/O Completion Queue
-            guard queueID != 0 else { return NVMeStatusCode.invalidQueueIdentifier }
+            guard queueID != 0, Int(queueID) <= NVMeModel.ioQueuePairs else { return NVMeStatusCode.invalidQueueIdentifier }
             guard depth >= 2, depth <= model.queueEntries else { return NVMeStatusCode.invalidQueueSize }
             return model.state.withLock { state in
                 guard state.completions[queueID] == nil else { return NVMeStatusCode.invalidQueueIdentifier }
                 state.completions[queueID] = .init(base: qword(24), depth: depth, tail: 0, phase: 1)
+                state.queuesCreated = true
                 return NVMeStatusCode.success
             }
         case 0x01:  // Create I/O Submission Queue
-            guard queueID != 0 else { return NVMeStatusCode.invalidQueueIdentifier }
+            guard queueID != 0, Int(queueID) <= NVMeModel.ioQueuePairs else { return NVMeStatusCode.invalidQueueIdentifier }
             guard depth >= 2, depth <= model.queueEntries else { return NVMeStatusCode.invalidQueueSize }
             return model.state.withLock { state in
                 guard state.submissions[queueID] == nil else { return NVMeStatusCode.invalidQueueIdentifier }
                 let completionQueue = UInt16(truncatingIfNeeded: cdw11 >> 16)
                 guard completionQueue != 0, state.completions[completionQueue] != nil else { return NVMeStatusCode.completionQueueInvalid }
                 state.submissions[queueID] = .init(base: qword(24), depth: depth, head: 0, completionQueue: completionQueue)
+                state.queuesCreated = true
                 return NVMeStatusCode.success
             }
         case 0x00:  // Delete I/O Submission Queue
@@ -219,11 +243,16 @@ extension MockKernel {
     fileprivate static func runIO(_ kernel: MockKernel, _ address: String, _ model: NVMeModel,
                               _ dword: (Int) -> UInt32, _ qword: (Int) -> UInt64) -> UInt16 {
         let opcode = UInt8(truncatingIfNeeded: dword(0))
-        guard [0x00, 0x01, 0x02].contains(opcode) else { return NVMeStatusCode.invalidOpcode }
+        guard [0x00, 0x01, 0x02, 0x08].contains(opcode) else { return NVMeStatusCode.invalidOpcode }
         guard dword(4) == 1 else { return NVMeStatusCode.invalidNamespace }
         if opcode == 0x00 { return NVMeStatusCode.success }  // Flush
         let lba = qword(40), blocks = Int(dword(48) & 0xffff) + 1
         guard lba < model.blockCount, UInt64(blocks) <= model.blockCount - lba else { return NVMeStatusCode.lbaOutOfRange }
+        if opcode == 0x08 {  // Write Zeroes: no data transfer, no MDTS
+            let start = Int(lba) * model.blockSize
+            model.state.withLock { $0.blocks.replaceSubrange(start..<(start + blocks * model.blockSize), with: repeatElement(0, count: blocks * model.blockSize)) }
+            return NVMeStatusCode.success
+        }
         let length = blocks * model.blockSize, page = 4096
         let pageCount = (length + page - 1) / page
         if model.maximumDataTransferShift > 0, pageCount > 1 << Int(model.maximumDataTransferShift) { return NVMeStatusCode.invalidField }

@@ -63,6 +63,10 @@ public enum NVMeOpcode {
     public static let write: UInt8 = 0x01
     /// NVM: Read.
     public static let read: UInt8 = 0x02
+    /// NVM: Write Zeroes.
+    public static let writeZeroes: UInt8 = 0x08
+    /// Admin: Set Features.
+    public static let setFeatures: UInt8 = 0x09
 }
 
 /// A completion queue entry's status field (without the phase bit).

@@ -62,9 +62,20 @@ public final class NVMeController {
     let doorbellStride: UInt64
     /// The controller's memory page size (4 KiB: CC.MPS 0).
     public static let pageSize = 4096
-    private let timeoutNanoseconds: UInt64
+    let timeoutNanoseconds: UInt64
+    /// The device, for the queues' own doorbell mappings.
+    let device: VFIODevice
+    /// Where I/O queues' memory comes from.
+    let manager: DMAMemoryManager
     var admin: NVMeQueuePair
-    var io: NVMeQueuePair?
+    /// The queue behind the one-queue API (``createIOQueues(depth:)``, ``submit(_:namespace:lba:blocks:blockSize:iova:)``...).
+    var io: NVMeIOQueue?
+    /// The I/O queues the controller has, by id: their memory (kept until the controller
+    /// deleted them, whatever happens to the queue objects) and the queue, to mark it deleted.
+    private var ioQueues: [UInt16: (arena: DMAArena, queue: WeakIOQueue)] = [:]
+    struct WeakIOQueue { weak var queue: NVMeIOQueue? }
+    /// How many I/O queue pairs the controller allocated (Set Features, Number of Queues).
+    public private(set) var grantedIOQueues: Int?
     private var nextCommandID: UInt16 = 0
     /// Identify Controller's answer, read at start.
     public private(set) var identity: NVMeControllerIdentity?
@@ -79,6 +90,8 @@ public final class NVMeController {
     /// Resets and enables the controller on `device` with an admin queue of `adminDepth`
     /// entries, then identifies it. Queues come from one 64 KiB region of `manager`.
     public init(_ device: VFIODevice, manager: DMAMemoryManager, adminDepth: Int = 32, timeout: Double = 10) throws {
+        self.device = device
+        self.manager = manager
         registers = try device.map(try device.region(0))
         arena = DMAArena(region: try manager.makeRegion(length: 64 << 10, backing: .exactly(.memfd)))
         timeoutNanoseconds = UInt64(timeout * 1e9)
@@ -103,10 +116,14 @@ public final class NVMeController {
     /// go on fetching from and writing to pages that are no longer its, and QEMU 7.2's nvme
     /// crashes (SIGSEGV) when it is disabled with I/O in flight. Best effort.
     deinit {
+        let live = ioQueues.values.compactMap(\.queue.queue)
         _ = try? waitUntil("the I/O in flight") {
-            reapCompletions { _, _ in }
-            return outstanding == 0
+            live.allSatisfy { queue in
+                queue.reapCompletions { _, _ in }
+                return queue.outstanding == 0
+            }
         }
+        for queue in live { queue.deleted = true }
         try? reset()
     }
 
@@ -127,7 +144,7 @@ public final class NVMeController {
 
     /// Polls `done` every 10 µs until it is true or the timeout passes (`what` names the
     /// wait in the error, built only then).
-    private func waitUntil(_ what: @autoclosure () -> String, _ done: () throws -> Bool) throws {
+    func waitUntil(_ what: @autoclosure () -> String, _ done: () throws -> Bool) throws {
         guard try DeviceWait.until(timeout: timeoutNanoseconds, interval: 10_000, done) else { throw NVMeError.timedOut(what()) }
     }
 
@@ -210,33 +227,110 @@ public final class NVMeController {
         }
     }
 
-    /// Creates the I/O queue pair (queue 1) with `depth` entries.
-    public func createIOQueues(depth: Int = 64) throws {
+    /// Set Features, Number of Queues: asks for `count` I/O submission and completion
+    /// queues and returns how many pairs the controller allocated (it may give more or
+    /// fewer; QEMU gives its `max_ioqpairs` whatever is asked). Only before the first I/O
+    /// queue is made (after that, Command Sequence Error).
+    @discardableResult
+    public func requestIOQueues(_ count: Int) throws -> Int {
+        guard (1...65535).contains(count) else { throw NVMeError.invalidRequest("1 to 65535 I/O queues") }
+        var command = NVMeCommand(opcode: NVMeOpcode.setFeatures)
+        command.cdw10 = 0x07
+        command.cdw11 = UInt32(count - 1) | UInt32(count - 1) << 16
+        let answer = try execute(command)
+        let granted = Int(min(answer & 0xffff, answer >> 16)) + 1
+        grantedIOQueues = granted
+        return granted
+    }
+
+    /// Makes an I/O queue pair of `depth` entries (up to CAP.MQES + 1) with the lowest free
+    /// queue id (within ``grantedIOQueues`` when known): memory of its own, its doorbell
+    /// page mapped for it alone, Create I/O Completion Queue then Create I/O Submission
+    /// Queue. Give it to the thread that will use it. Call from one thread at a time (the
+    /// admin queue is the controller's).
+    public func makeIOQueue(depth: Int = 64) throws -> NVMeIOQueue {
+        let limit = grantedIOQueues ?? 65535
+        guard let id = (1...limit).lazy.map({ UInt16($0) }).first(where: { ioQueues[$0] == nil }) else {
+            throw NVMeError.invalidRequest("all \(limit) I/O queues the controller granted are in use")
+        }
         let maximumEntries = Int(registers.read64(at: Register.capabilities) & 0xffff) + 1
-        guard let queues = NVMeQueuePair.make(id: 1, depth: min(depth, maximumEntries), arena: arena) else { throw NVMeError.outOfDMAMemory }
+        let entries = min(max(depth, 2), maximumEntries)
+        // The two queues, page aligned, and two pages for PRP lists of waiting transfers.
+        let length = (entries * 64 + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+            + (entries * 16 + Self.pageSize - 1) / Self.pageSize * Self.pageSize + 2 * Self.pageSize
+        let queueArena = DMAArena(region: try manager.makeRegion(length: length, backing: .exactly(.memfd)))
+        guard let pair = NVMeQueuePair.make(id: id, depth: entries, arena: queueArena) else { throw NVMeError.outOfDMAMemory }
+        let doorbells = try device.map(try device.region(0), offset: Register.doorbells, length: UInt64(Self.pageSize))
         var completion = NVMeCommand(opcode: NVMeOpcode.createCompletionQueue)
-        completion.prp1 = queues.completion.iova.rawValue
-        completion.cdw10 = 1 | UInt32(queues.depth - 1) << 16
+        completion.prp1 = pair.completion.iova.rawValue
+        completion.cdw10 = UInt32(id) | UInt32(entries - 1) << 16
         completion.cdw11 = 1  // physically contiguous, no interrupts
         _ = try execute(completion)
         var submission = NVMeCommand(opcode: NVMeOpcode.createSubmissionQueue)
-        submission.prp1 = queues.submission.iova.rawValue
-        submission.cdw10 = 1 | UInt32(queues.depth - 1) << 16
-        submission.cdw11 = 1 | 1 << 16  // physically contiguous, completion queue 1
+        submission.prp1 = pair.submission.iova.rawValue
+        submission.cdw10 = UInt32(id) | UInt32(entries - 1) << 16
+        submission.cdw11 = 1 | UInt32(id) << 16  // physically contiguous, its own completion queue
+        do {
+            _ = try execute(submission)
+        } catch {
+            var delete = NVMeCommand(opcode: NVMeOpcode.deleteCompletionQueue)
+            delete.cdw10 = UInt32(id)
+            _ = try? execute(delete)
+            throw error
+        }
+        let queue = NVMeIOQueue(id: id, pair: pair, arena: queueArena, doorbells: doorbells, doorbellStride: doorbellStride,
+                                maximumDataTransferShift: identity?.maximumDataTransferShift, timeoutNanoseconds: timeoutNanoseconds)
+        ioQueues[id] = (queueArena, WeakIOQueue(queue: queue))
+        return queue
+    }
+
+    /// Deletes `queue` in the controller (its submission queue, then its completion queue),
+    /// after letting the commands in flight on it complete (up to the timeout). The queue
+    /// refuses submissions after.
+    public func deleteIOQueue(_ queue: NVMeIOQueue) throws {
+        guard ioQueues[queue.id]?.queue.queue === queue else { throw NVMeError.invalidRequest("I/O queue \(queue.id) is not this controller's") }
+        _ = try? waitUntil("the I/O in flight on queue \(queue.id)") {
+            queue.reapCompletions { _, _ in }
+            return queue.outstanding == 0
+        }
+        try deleteQueues(queue.id)
+        queue.deleted = true
+        if io === queue { io = nil }
+    }
+
+    /// Delete I/O Submission Queue then Completion Queue `id`; its memory goes after.
+    private func deleteQueues(_ id: UInt16) throws {
+        var submission = NVMeCommand(opcode: NVMeOpcode.deleteSubmissionQueue)
+        submission.cdw10 = UInt32(id)
         _ = try execute(submission)
-        io = queues
+        var completion = NVMeCommand(opcode: NVMeOpcode.deleteCompletionQueue)
+        completion.cdw10 = UInt32(id)
+        _ = try execute(completion)
+        ioQueues[id] = nil
+    }
+
+    /// Makes the I/O queue pair behind the one-queue API (``submit(_:namespace:lba:blocks:blockSize:iova:)``,
+    /// ``read(namespace:lba:blocks:blockSize:into:)``...) with `depth` entries.
+    public func createIOQueues(depth: Int = 64) throws {
+        io = try makeIOQueue(depth: depth)
+    }
+
+    /// The queue behind the one-queue API, or the error that says to make it.
+    private func defaultQueue() throws -> NVMeIOQueue {
+        guard let io else { throw NVMeError.invalidRequest("no I/O queues: call createIOQueues first") }
+        return io
     }
 
     /// Reads `blocks` logical blocks from `lba` of `namespace` into `[iova, iova + blocks *
-    /// blockSize)` (page aligned, contiguous in the IOVA space).
+    /// blockSize)` (page aligned, contiguous in the IOVA space) on the one-queue API's queue.
     public func read(namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, into iova: IOVA) throws {
-        try transfer(NVMeOpcode.read, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova)
+        try defaultQueue().read(namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, into: iova)
     }
 
     /// Writes `blocks` logical blocks at `lba` of `namespace` from `[iova, iova + blocks *
-    /// blockSize)` (page aligned, contiguous in the IOVA space).
+    /// blockSize)` (page aligned, contiguous in the IOVA space) on the one-queue API's queue.
     public func write(namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, from iova: IOVA) throws {
-        try transfer(NVMeOpcode.write, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova)
+        try defaultQueue().write(namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, from: iova)
     }
 
     /// The I/O commands the driver submits.
@@ -249,59 +343,32 @@ public final class NVMeController {
         var opcode: UInt8 { self == .read ? NVMeOpcode.read : NVMeOpcode.write }
     }
 
-    /// Commands submitted on the I/O queue and not reaped yet.
-    public private(set) var outstanding = 0
+    /// Commands submitted on the one-queue API's queue and not reaped yet.
+    public var outstanding: Int { io?.outstanding ?? 0 }
 
-    /// Submits a read or write of `blocks` blocks at `lba` on the I/O queue without waiting
-    /// and returns its command id; ``reapCompletions(_:)`` collects it. For queue depths
-    /// above 1: up to the queue's depth minus one at a time, each at most two pages (PRP1
-    /// and PRP2), so nothing is allocated per command.
+    /// Submits on the one-queue API's queue (see ``NVMeIOQueue/submit(_:namespace:lba:blocks:blockSize:iova:)``).
     ///
     /// - Throws: ``NVMeError/invalidRequest(_:)`` without I/O queues, with the queue full,
     ///   for more than two pages or an unaligned IOVA.
     public func submit(_ transfer: Transfer, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws -> UInt16 {
-        let pages = (blocks * blockSize + Self.pageSize - 1) / Self.pageSize
-        guard pages <= 2 else { throw NVMeError.invalidRequest("submit takes at most two pages; read(...) and write(...) take more") }
-        return try submit(command(transfer.opcode, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova, list: nil))
+        try defaultQueue().submit(transfer, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova)
     }
 
-    private func submit(_ command: NVMeCommand) throws -> UInt16 {
-        guard io != nil else { throw NVMeError.invalidRequest("no I/O queues: call createIOQueues first") }
-        guard outstanding < io!.depth - 1 else { throw NVMeError.invalidRequest("the I/O queue is full: reap completions first") }
-        var command = command
-        nextCommandID &+= 1
-        command.commandID = nextCommandID
-        let tail = io!.submit(command)
-        registers.writeDoorbell32(UInt32(tail), at: doorbell(1, completion: false))
-        outstanding += 1
-        return command.commandID
-    }
-
-    /// Collects the I/O completions the controller has posted, calling `completed` with
-    /// each command id and status, then rings the completion doorbell once; returns how many.
+    /// Reaps the one-queue API's queue (see ``NVMeIOQueue/reapCompletions(_:)``).
     @discardableResult
     public func reapCompletions(_ completed: (_ commandID: UInt16, _ status: NVMeStatus) -> Void) -> Int {
-        guard io != nil else { return 0 }
-        var count = 0
-        while let completion = io!.nextCompletion() {
-            completed(completion.commandID, NVMeStatus(raw: completion.status))
-            count += 1
-        }
-        if count > 0 {
-            outstanding -= count
-            registers.writeDoorbell32(UInt32(io!.completionHead), at: doorbell(1, completion: true))
-        }
-        return count
+        io?.reapCompletions(completed) ?? 0
     }
 
     /// A Read or Write command for `[iova, iova + blocks * blockSize)`: PRP1, and PRP2 as
-    /// the second page or as `list` filled with the rest.
-    private func command(_ opcode: UInt8, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA, list: DMASlice?) throws -> NVMeCommand {
-        guard blocks > 0, blocks <= 1 << 16, iova.rawValue % UInt64(Self.pageSize) == 0 else {
+    /// the second page or as `list` filled with the rest; refused past MDTS.
+    static func dataCommand(_ opcode: UInt8, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA, list: DMASlice?,
+                            maximumDataTransferShift: UInt8?) throws -> NVMeCommand {
+        guard blocks > 0, blocks <= 1 << 16, iova.rawValue % UInt64(pageSize) == 0 else {
             throw NVMeError.invalidRequest("1 to 65536 blocks into a page-aligned IOVA")
         }
-        let pages = (blocks * blockSize + Self.pageSize - 1) / Self.pageSize
-        if let shift = identity?.maximumDataTransferShift, shift > 0, pages > 1 << Int(shift) {
+        let pages = (blocks * blockSize + pageSize - 1) / pageSize
+        if let shift = maximumDataTransferShift, shift > 0, pages > 1 << Int(shift) {
             throw NVMeError.invalidRequest("\(pages) pages is past MDTS (\(1 << Int(shift)) pages)")
         }
         var command = NVMeCommand(opcode: opcode)
@@ -311,50 +378,24 @@ public final class NVMeController {
         command.cdw11 = UInt32(truncatingIfNeeded: lba >> 32)
         command.cdw12 = UInt32(blocks - 1)
         if pages == 2 {
-            command.prp2 = iova.rawValue + UInt64(Self.pageSize)
+            command.prp2 = iova.rawValue + UInt64(pageSize)
         } else if pages > 2, let list {
             for index in 1..<pages {
-                unsafe list.address.storeBytes(of: (iova.rawValue + UInt64(index * Self.pageSize)).littleEndian, toByteOffset: 8 * (index - 1), as: UInt64.self)
+                unsafe list.address.storeBytes(of: (iova.rawValue + UInt64(index * pageSize)).littleEndian, toByteOffset: 8 * (index - 1), as: UInt64.self)
             }
             command.prp2 = list.iova.rawValue
         }
         return command
     }
 
-    /// A read or write that waits for its own completion (a PRP list for more than two
-    /// pages, at most 513); other completions reaped meanwhile are lost to their submitters,
-    /// so do not mix with ``submit(_:namespace:lba:blocks:blockSize:iova:)`` in flight.
-    private func transfer(_ opcode: UInt8, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws {
-        guard io != nil else { throw NVMeError.invalidRequest("no I/O queues: call createIOQueues first") }
-        let pages = (blocks * blockSize + Self.pageSize - 1) / Self.pageSize
-        var list: DMASlice?
-        if pages > 2 {
-            guard pages - 1 <= Self.pageSize / 8, let page = arena.allocate(Self.pageSize, alignment: Self.pageSize) else { throw NVMeError.outOfDMAMemory }
-            list = page
-        }
-        defer { if let list { arena.free(list) } }
-        let commandID = try submit(try command(opcode, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova, list: list))
-        var status: NVMeStatus?
-        try waitUntil("the completion of I/O opcode 0x\(String(opcode, radix: 16))") {
-            reapCompletions { id, answer in if id == commandID { status = answer } }
-            return status != nil
-        }
-        guard status!.isSuccess else { throw NVMeError.commandFailed(opcode: opcode, status: status!) }
-    }
-
-    /// Deletes the I/O queues, shuts the controller down (CC.SHN normal, then CSTS.SHST
+    /// Deletes every I/O queue, shuts the controller down (CC.SHN normal, then CSTS.SHST
     /// complete) and disables it.
     public func shutdown() throws {
-        if io != nil {
-            var submission = NVMeCommand(opcode: NVMeOpcode.deleteSubmissionQueue)
-            submission.cdw10 = 1
-            _ = try execute(submission)
-            outstanding = 0
-            var completion = NVMeCommand(opcode: NVMeOpcode.deleteCompletionQueue)
-            completion.cdw10 = 1
-            _ = try execute(completion)
-            io = nil
+        for (id, entry) in ioQueues.sorted(by: { $0.key < $1.key }) {
+            try deleteQueues(id)
+            entry.queue.queue?.deleted = true
         }
+        io = nil
         registers.write32(registers.read32(at: Register.configuration) | 1 << 14, at: Register.configuration)
         try waitUntil("CSTS.SHST complete") { (registers.readCompletion32(at: Register.status) >> 2) & 3 == 2 }
         try reset()

@@ -1,0 +1,148 @@
+import DMAMemory
+import IOMMUFD
+import VFIO
+
+/// One I/O queue pair of an ``NVMeController`` (a submission queue and its own completion
+/// queue), made by ``NVMeController/makeIOQueue(depth:)``: the unit a thread owns, as SPDK's
+/// qpairs and libvfn's queues are. Each queue has its own command id space, its own
+/// doorbells and its own DMA memory, so threads with a queue each submit and reap without
+/// sharing anything but the controller's BAR mapping. One thread at a time per queue
+/// (hand a queue to the thread that will use it; it is `Sendable` for that hand-over only).
+///
+/// Completions are polled by phase bit; the completion head doorbell is written once per
+/// reap; every submission is ordered after its entry's stores by the doorbell write's
+/// barrier. ``submit(_:namespace:lba:blocks:blockSize:iova:)`` allocates nothing.
+public final class NVMeIOQueue: @unchecked Sendable {
+    /// The queue id (1 and up; 0 is the admin queue).
+    public let id: UInt16
+    /// Entries in each of the two queues; at most depth - 1 commands are in flight.
+    public var depth: Int { pair.depth }
+    /// The BAR's doorbell page, mapped for this queue alone (offsets from 0x1000).
+    let doorbells: MMIORegion
+    let submissionDoorbell: UInt64, completionDoorbell: UInt64
+    let arena: DMAArena
+    var pair: NVMeQueuePair
+    let maximumDataTransferShift: UInt8?
+    let timeoutNanoseconds: UInt64
+    private var nextCommandID: UInt16 = 0
+    /// Set when the controller deleted the queue (``NVMeController/deleteIOQueue(_:)``,
+    /// shutdown): submissions then fail.
+    var deleted = false
+    /// Commands submitted and not reaped yet.
+    public private(set) var outstanding = 0
+
+    init(id: UInt16, pair: NVMeQueuePair, arena: DMAArena, doorbells: consuming MMIORegion, doorbellStride: UInt64,
+         maximumDataTransferShift: UInt8?, timeoutNanoseconds: UInt64) {
+        self.id = id
+        self.pair = pair
+        self.arena = arena
+        self.doorbells = doorbells
+        submissionDoorbell = UInt64(2 * Int(id)) * doorbellStride
+        completionDoorbell = UInt64(2 * Int(id) + 1) * doorbellStride
+        self.maximumDataTransferShift = maximumDataTransferShift
+        self.timeoutNanoseconds = timeoutNanoseconds
+    }
+
+    /// Submits a read or write of `blocks` blocks at `lba` without waiting and returns its
+    /// command id; ``reapCompletions(_:)`` collects it. Up to depth - 1 at a time, each at
+    /// most two pages (PRP1 and PRP2), so nothing is allocated per command.
+    ///
+    /// - Throws: ``NVMeError/invalidRequest(_:)`` with the queue full or deleted, for more
+    ///   than two pages or an unaligned IOVA.
+    public func submit(_ transfer: NVMeController.Transfer, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws -> UInt16 {
+        let pages = (blocks * blockSize + NVMeController.pageSize - 1) / NVMeController.pageSize
+        guard pages <= 2 else { throw NVMeError.invalidRequest("submit takes at most two pages; read(...) and write(...) take more") }
+        return try submit(try NVMeController.dataCommand(transfer.opcode, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova, list: nil, maximumDataTransferShift: maximumDataTransferShift))
+    }
+
+    /// Submits `command` (its command id replaced by the queue's next) and rings the doorbell.
+    func submit(_ command: NVMeCommand) throws -> UInt16 {
+        guard !deleted else { throw NVMeError.invalidRequest("I/O queue \(id) was deleted") }
+        guard outstanding < pair.depth - 1 else { throw NVMeError.invalidRequest("the I/O queue is full: reap completions first") }
+        var command = command
+        nextCommandID &+= 1
+        command.commandID = nextCommandID
+        let tail = pair.submit(command)
+        doorbells.writeDoorbell32(UInt32(tail), at: submissionDoorbell)
+        outstanding += 1
+        return command.commandID
+    }
+
+    /// Collects the completions the controller has posted, calling `completed` with each
+    /// command id and status, then writes the completion head doorbell once; returns how many.
+    @discardableResult
+    public func reapCompletions(_ completed: (_ commandID: UInt16, _ status: NVMeStatus) -> Void) -> Int {
+        var count = 0
+        while let completion = pair.nextCompletion() {
+            completed(completion.commandID, NVMeStatus(raw: completion.status))
+            count += 1
+        }
+        if count > 0 {
+            outstanding -= count
+            doorbells.writeDoorbell32(UInt32(pair.completionHead), at: completionDoorbell)
+        }
+        return count
+    }
+
+    /// Reads `blocks` logical blocks from `lba` into `[iova, iova + blocks * blockSize)`
+    /// (page aligned, contiguous in the IOVA space; a PRP list past two pages, up to MDTS)
+    /// and waits for it. Not while ``submit(_:namespace:lba:blocks:blockSize:iova:)``'s
+    /// commands are in flight on this queue (their completions would be lost to them).
+    public func read(namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, into iova: IOVA) throws {
+        try transfer(NVMeOpcode.read, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova)
+    }
+
+    /// Writes `blocks` logical blocks at `lba` from `[iova, iova + blocks * blockSize)` and
+    /// waits for it (as ``read(namespace:lba:blocks:blockSize:into:)``).
+    public func write(namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, from iova: IOVA) throws {
+        try transfer(NVMeOpcode.write, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova)
+    }
+
+    /// Flush: what the namespace's volatile write cache holds goes to media; waits for it.
+    public func flush(namespace: UInt32) throws {
+        var command = NVMeCommand(opcode: NVMeOpcode.flush)
+        command.namespace = namespace
+        try wait(for: try submit(command), opcode: NVMeOpcode.flush)
+    }
+
+    /// Write Zeroes: `blocks` blocks (1 to 65536) from `lba` read back as zeroes, with no
+    /// data transfer; waits for it.
+    public func writeZeroes(namespace: UInt32, lba: UInt64, blocks: Int) throws {
+        guard blocks > 0, blocks <= 1 << 16 else { throw NVMeError.invalidRequest("Write Zeroes takes 1 to 65536 blocks") }
+        var command = NVMeCommand(opcode: NVMeOpcode.writeZeroes)
+        command.namespace = namespace
+        command.cdw10 = UInt32(truncatingIfNeeded: lba)
+        command.cdw11 = UInt32(truncatingIfNeeded: lba >> 32)
+        command.cdw12 = UInt32(blocks - 1)
+        try wait(for: try submit(command), opcode: NVMeOpcode.writeZeroes)
+    }
+
+    /// A read or write that waits for its own completion, with a PRP list page from the
+    /// queue's memory for more than two pages.
+    private func transfer(_ opcode: UInt8, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws {
+        let pages = (blocks * blockSize + NVMeController.pageSize - 1) / NVMeController.pageSize
+        var list: DMASlice?
+        if pages > 2 {
+            guard pages - 1 <= NVMeController.pageSize / 8 else {
+                throw NVMeError.invalidRequest("\(pages) pages need a PRP list longer than one page")
+            }
+            guard let page = arena.allocate(NVMeController.pageSize, alignment: NVMeController.pageSize) else { throw NVMeError.outOfDMAMemory }
+            list = page
+        }
+        defer { if let list { arena.free(list) } }
+        let command = try NVMeController.dataCommand(opcode, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova, list: list, maximumDataTransferShift: maximumDataTransferShift)
+        try wait(for: try submit(command), opcode: opcode)
+    }
+
+    /// Polls until command `commandID` completes (others completed meanwhile are dropped)
+    /// and throws its error status.
+    private func wait(for commandID: UInt16, opcode: UInt8) throws {
+        var status: NVMeStatus?
+        let done = DeviceWait.until(timeout: timeoutNanoseconds, interval: 10_000) {
+            reapCompletions { id, answer in if id == commandID { status = answer } }
+            return status != nil
+        }
+        guard done else { throw NVMeError.timedOut("the completion of I/O opcode 0x\(String(opcode, radix: 16)) on queue \(id)") }
+        guard status!.isSuccess else { throw NVMeError.commandFailed(opcode: opcode, status: status!) }
+    }
+}

@@ -1,0 +1,111 @@
+import DMAMemory
+import Foundation
+import IOMMUFD
+import NVMe
+import Synchronization
+import Testing
+
+/// I/O queue pairs made on demand (`makeIOQueue`), one per thread with its own command ids,
+/// doorbells and memory, on MockKernel's NVMe controller; Set Features Number of Queues;
+/// Flush and Write Zeroes; deleting a queue.
+@Suite("NVMe I/O queue pairs on MockKernel's controller")
+struct NVMeIOQueueTests {
+    /// Fills `slice` with a pattern of `seed` and returns it.
+    static func fill(_ slice: DMASlice, _ length: Int, seed: Int) {
+        for index in 0..<length { slice.address.storeBytes(of: UInt8(truncatingIfNeeded: index &* 131 &+ seed), toByteOffset: index, as: UInt8.self) }
+    }
+
+    /// How many of `length` bytes differ between two slices.
+    static func differing(_ one: DMASlice, _ other: DMASlice, _ length: Int) -> Int {
+        (0..<length).filter { one.address.load(fromByteOffset: $0, as: UInt8.self) != other.address.load(fromByteOffset: $0, as: UInt8.self) }.count
+    }
+
+    @Test("Number of Queues grants 64 pairs; four queues, each driven by its own thread, write then read back their own LBAs byte for byte; Set Features after a queue exists is a Command Sequence Error with DNR")
+    func queuePerThread() throws {
+        try NVMeDriverTests.withController { controller, data in
+            #expect(try controller.requestIOQueues(4) == 64, "QEMU grants max_ioqpairs whatever is asked")
+            let queues = try (0..<4).map { _ in try controller.makeIOQueue(depth: 8) }
+            #expect(queues.map(\.id) == [1, 2, 3, 4])
+            do { _ = try controller.requestIOQueues(8); Issue.record("Set Features after a queue was made succeeded") } catch let error as NVMeError {
+                guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
+                #expect(status.codeType == 0 && status.code == 0x0c && status.doNotRetry, "\(status)")
+            }
+            let buffers = try (0..<4).map { _ in (try #require(data.allocate(8192, alignment: 4096)), try #require(data.allocate(8192, alignment: 4096))) }
+            let failures = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 4) { thread in
+                let queue = queues[thread], (outbound, inbound) = buffers[thread]
+                do {
+                    for round in 0..<20 {
+                        let lba = UInt64(thread * 512 + round * 16)
+                        Self.fill(outbound, 8192, seed: thread * 1000 + round)
+                        try queue.write(namespace: 1, lba: lba, blocks: 16, blockSize: 512, from: outbound.iova)
+                        inbound.address.initializeMemory(as: UInt8.self, repeating: 0, count: 8192)
+                        try queue.read(namespace: 1, lba: lba, blocks: 16, blockSize: 512, into: inbound.iova)
+                        let wrong = Self.differing(outbound, inbound, 8192)
+                        if wrong > 0 { failures.withLock { $0.append("queue \(queue.id) round \(round): \(wrong) bytes differ") } }
+                    }
+                } catch {
+                    failures.withLock { $0.append("queue \(queue.id): \(error)") }
+                }
+            }
+            #expect(failures.withLock { $0 } == [])
+            for (outbound, inbound) in buffers { data.free(outbound); data.free(inbound) }
+            try controller.shutdown()
+            #expect(throws: NVMeError.self, "a queue refuses submissions once the controller deleted it") {
+                _ = try queues[0].submit(.read, namespace: 1, lba: 0, blocks: 1, blockSize: 512, iova: IOVA(0))
+            }
+        }
+    }
+
+    @Test("Write Zeroes reads back as zeroes without touching its neighbours; Flush succeeds; both refuse an invalid namespace")
+    func writeZeroesAndFlush() throws {
+        try NVMeDriverTests.withController { controller, data in
+            let queue = try controller.makeIOQueue(depth: 4)
+            let outbound = try #require(data.allocate(16384, alignment: 4096)), inbound = try #require(data.allocate(16384, alignment: 4096))
+            Self.fill(outbound, 16384, seed: 7)
+            try queue.write(namespace: 1, lba: 100, blocks: 32, blockSize: 512, from: outbound.iova)
+            try queue.writeZeroes(namespace: 1, lba: 108, blocks: 8)
+            try queue.flush(namespace: 1)
+            try queue.read(namespace: 1, lba: 100, blocks: 32, blockSize: 512, into: inbound.iova)
+            let zeroed = 8 * 512..<16 * 512
+            let wrongZeroes = zeroed.filter { inbound.address.load(fromByteOffset: $0, as: UInt8.self) != 0 }.count
+            let wrongNeighbours = (0..<16384).filter { !zeroed.contains($0) && inbound.address.load(fromByteOffset: $0, as: UInt8.self) != outbound.address.load(fromByteOffset: $0, as: UInt8.self) }.count
+            #expect(wrongZeroes == 0 && wrongNeighbours == 0, "\(wrongZeroes) bytes not zero, \(wrongNeighbours) neighbours changed")
+            for attempt in [{ try queue.flush(namespace: 9) }, { try queue.writeZeroes(namespace: 9, lba: 0, blocks: 1) }] {
+                do { try attempt(); Issue.record("namespace 9 accepted") } catch let error as NVMeError {
+                    guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
+                    #expect(status.codeType == 0 && status.code == 0x0b)
+                }
+            }
+            data.free(outbound); data.free(inbound)
+            try controller.shutdown()
+        }
+    }
+
+    @Test("a deleted queue refuses submissions and its id is the next queue's; queue depths above 1 in flight on two queues at once keep their own command ids")
+    func deleteAndReuse() throws {
+        try NVMeDriverTests.withController { controller, data in
+            let first = try controller.makeIOQueue(depth: 16), second = try controller.makeIOQueue(depth: 16)
+            let page = try #require(data.allocate(4096, alignment: 4096))
+            var firstIDs: [UInt16] = [], secondIDs: [UInt16] = []
+            for index in 0..<10 {
+                firstIDs.append(try first.submit(.read, namespace: 1, lba: UInt64(index), blocks: 8, blockSize: 512, iova: page.iova))
+                secondIDs.append(try second.submit(.read, namespace: 1, lba: UInt64(index), blocks: 8, blockSize: 512, iova: page.iova))
+            }
+            #expect(firstIDs == secondIDs, "each queue counts its own command ids")
+            var reapedFirst: [UInt16] = [], reapedSecond: [UInt16] = []
+            while reapedFirst.count < 10 || reapedSecond.count < 10 {
+                first.reapCompletions { id, status in #expect(status.isSuccess); reapedFirst.append(id) }
+                second.reapCompletions { id, status in #expect(status.isSuccess); reapedSecond.append(id) }
+            }
+            #expect(reapedFirst == firstIDs && reapedSecond == secondIDs)
+            try controller.deleteIOQueue(first)
+            #expect(throws: NVMeError.self) { _ = try first.submit(.read, namespace: 1, lba: 0, blocks: 1, blockSize: 512, iova: page.iova) }
+            let third = try controller.makeIOQueue(depth: 4)
+            #expect(third.id == first.id, "the lowest free queue id")
+            try third.read(namespace: 1, lba: 0, blocks: 8, blockSize: 512, into: page.iova)
+            data.free(page)
+            try controller.shutdown()
+        }
+    }
+}

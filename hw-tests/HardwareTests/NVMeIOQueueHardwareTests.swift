@@ -1,0 +1,87 @@
+import DMAMemory
+import Foundation
+import IOMMUFD
+import NVMe
+import Synchronization
+import Testing
+import VFIO
+
+extension HardwareSuite {
+    /// I/O queue pairs on QEMU's nvme through the VFIO paths, as MockKernel's controller
+    /// models them (NVMeIOQueueTests): Number of Queues, one queue per thread, Command
+    /// Sequence Error after a queue exists, Write Zeroes and Flush, deleting a queue.
+    @Suite("Hardware: NVMe I/O queue pairs on QEMU's nvme", .enabled(if: Hardware.nvmeDevice != nil, Hardware.qemuDevicesReason), .serialized)
+    struct NVMeIOQueueHardwareTests {
+        static let paths: [VFIODevice.Path] = Hardware.hasLegacyContainer ? [.iommufdCdev, .legacyGroup] : [.iommufdCdev]
+
+        /// The controller claimed through `path`, with a data arena.
+        static func withController(_ path: VFIODevice.Path, _ body: (NVMeController, DMAArena) throws -> Void) throws {
+            let address = try #require(Hardware.nvmeDevice)
+            let context = try DMAContext(path: .only(path), system: LinuxSystem())
+            let claimed = try context.claim(address)
+            try claimed.device.setBusMaster(true)
+            let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
+            let data = DMAArena(region: try manager.makeRegion(length: 256 << 10, backing: .exactly(.memfd)))
+            try body(try NVMeController(claimed.device, manager: manager), data)
+            try claimed.device.setBusMaster(false)
+        }
+
+        @Test("Number of Queues grants 64; four queues, one per thread, write then read back byte for byte; Set Features after a queue exists: Command Sequence Error, DNR", arguments: paths)
+        func queuePerThread(path: VFIODevice.Path) throws {
+            try Self.withController(path) { controller, data in
+                #expect(try controller.requestIOQueues(4) == 64, "QEMU's max_ioqpairs")
+                let queues = try (0..<4).map { _ in try controller.makeIOQueue(depth: 8) }
+                #expect(queues.map(\.id) == [1, 2, 3, 4])
+                do { _ = try controller.requestIOQueues(8); Issue.record("Set Features after a queue was made succeeded") } catch let error as NVMeError {
+                    guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
+                    #expect(status.codeType == 0 && status.code == 0x0c && status.doNotRetry, "\(status)")
+                }
+                let buffers = try (0..<4).map { _ in (try #require(data.allocate(8192, alignment: 4096)), try #require(data.allocate(8192, alignment: 4096))) }
+                let failures = Mutex<[String]>([])
+                DispatchQueue.concurrentPerform(iterations: 4) { thread in
+                    let queue = queues[thread], (outbound, inbound) = buffers[thread]
+                    do {
+                        for round in 0..<10 {
+                            let lba = UInt64(thread * 4096 + round * 16)
+                            for index in 0..<8192 { outbound.address.storeBytes(of: UInt8(truncatingIfNeeded: index &* 131 &+ thread &* 7 &+ round), toByteOffset: index, as: UInt8.self) }
+                            try queue.write(namespace: 1, lba: lba, blocks: 16, blockSize: 512, from: outbound.iova)
+                            inbound.address.initializeMemory(as: UInt8.self, repeating: 0, count: 8192)
+                            try queue.read(namespace: 1, lba: lba, blocks: 16, blockSize: 512, into: inbound.iova)
+                            let wrong = (0..<8192).filter { inbound.address.load(fromByteOffset: $0, as: UInt8.self) != outbound.address.load(fromByteOffset: $0, as: UInt8.self) }.count
+                            if wrong > 0 { failures.withLock { $0.append("queue \(queue.id) round \(round): \(wrong) bytes differ") } }
+                        }
+                    } catch {
+                        failures.withLock { $0.append("queue \(queue.id): \(error)") }
+                    }
+                }
+                #expect(failures.withLock { $0 } == [], "\(path)")
+                for (outbound, inbound) in buffers { data.free(outbound); data.free(inbound) }
+                try controller.shutdown()
+            }
+        }
+
+        @Test("Write Zeroes reads back as zeroes without touching its neighbours; Flush succeeds; a deleted queue's id is the next queue's", arguments: paths)
+        func writeZeroesFlushDelete(path: VFIODevice.Path) throws {
+            try Self.withController(path) { controller, data in
+                let queue = try controller.makeIOQueue(depth: 4)
+                let outbound = try #require(data.allocate(16384, alignment: 4096)), inbound = try #require(data.allocate(16384, alignment: 4096))
+                for index in 0..<16384 { outbound.address.storeBytes(of: UInt8(truncatingIfNeeded: index &* 7 &+ 3), toByteOffset: index, as: UInt8.self) }
+                try queue.write(namespace: 1, lba: 1000, blocks: 32, blockSize: 512, from: outbound.iova)
+                try queue.writeZeroes(namespace: 1, lba: 1008, blocks: 8)
+                try queue.flush(namespace: 1)
+                try queue.read(namespace: 1, lba: 1000, blocks: 32, blockSize: 512, into: inbound.iova)
+                let zeroed = 8 * 512..<16 * 512
+                let wrongZeroes = zeroed.filter { inbound.address.load(fromByteOffset: $0, as: UInt8.self) != 0 }.count
+                let wrongNeighbours = (0..<16384).filter { !zeroed.contains($0) && inbound.address.load(fromByteOffset: $0, as: UInt8.self) != outbound.address.load(fromByteOffset: $0, as: UInt8.self) }.count
+                #expect(wrongZeroes == 0 && wrongNeighbours == 0, "\(wrongZeroes) bytes not zero, \(wrongNeighbours) neighbours changed (\(path))")
+                try controller.deleteIOQueue(queue)
+                #expect(throws: NVMeError.self) { _ = try queue.submit(.read, namespace: 1, lba: 0, blocks: 1, blockSize: 512, iova: inbound.iova) }
+                let next = try controller.makeIOQueue(depth: 4)
+                #expect(next.id == queue.id)
+                try next.read(namespace: 1, lba: 1000, blocks: 8, blockSize: 512, into: inbound.iova)
+                data.free(outbound); data.free(inbound)
+                try controller.shutdown()
+            }
+        }
+    }
+}
