@@ -32,7 +32,11 @@ extension MockKernel {
     /// The model's state (queues, the namespace's blocks).
     fileprivate final class NVMeModel: Sendable {
         struct SubmissionQueue { var base: UInt64; var depth: Int; var head: Int; var completionQueue: UInt16 }
-        struct CompletionQueue { var base: UInt64; var depth: Int; var tail: Int; var phase: UInt16 }
+        struct CompletionQueue {
+            var base: UInt64; var depth: Int; var tail: Int; var phase: UInt16
+            /// The MSI-X vector a posted completion signals (IEN set at creation), if any.
+            var vector: Int? = nil
+        }
         struct State {
             var submissions: [UInt16: SubmissionQueue] = [:]
             var completions: [UInt16: CompletionQueue] = [:]
@@ -70,6 +74,8 @@ extension MockKernel {
         static let commandSequenceError: UInt16 = 0x4000 | 0x0c
         /// SCT 1: Completion Queue Invalid, Invalid Queue Identifier, Invalid Queue Size.
         static let completionQueueInvalid: UInt16 = 1 << 8 | 0x00, invalidQueueIdentifier: UInt16 = 1 << 8 | 0x01, invalidQueueSize: UInt16 = 1 << 8 | 0x02
+        /// SCT 1: Invalid Interrupt Vector.
+        static let invalidInterruptVector: UInt16 = 1 << 8 | 0x08
     }
 
     /// Makes the function at `address` an NVMe controller with one namespace (NSID 1) of
@@ -80,7 +86,8 @@ extension MockKernel {
     /// shutdown at once. A submission doorbell runs the new entries in order and posts their
     /// completions; commands: Identify (CNS 0, 1 and 2), Set Features Number of Queues (64
     /// pairs granted, refused with Command Sequence Error once a queue exists, as QEMU 7.2),
-    /// Create/Delete I/O SQ and CQ (queue ids 1 to 64), Read, Write, Flush, Write Zeroes. Errors as a controller reports them: an unknown opcode, an invalid
+    /// Create/Delete I/O SQ and CQ (queue ids 1 to 64; a CQ with IEN signals its MSI-X vector,
+    /// below 65, after each completion it posts), Read, Write, Flush, Write Zeroes. Errors as a controller reports them: an unknown opcode, an invalid
     /// namespace, LBAs out of range, more than MDTS, a queue id or size refused, a data
     /// transfer the IOMMU blocks.
     @discardableResult
@@ -142,7 +149,7 @@ extension MockKernel {
             }
             let status = fault.status ?? (queue == 0 ? runAdmin(kernel, address, model, dword, qword) : runIO(kernel, address, model, dword, qword))
             let head = (submission.head + 1) % submission.depth
-            let posted: (UInt64, UInt16)? = model.state.withLock { state in
+            let posted: (UInt64, UInt16, Int?)? = model.state.withLock { state in
                 state.submissions[queue]?.head = head
                 guard var completion = state.completions[submission.completionQueue] else { return nil }
                 let slot = completion.base + UInt64(completion.tail * 16)
@@ -150,9 +157,9 @@ extension MockKernel {
                 completion.tail += 1
                 if completion.tail == completion.depth { completion.tail = 0; completion.phase ^= 1 }
                 state.completions[submission.completionQueue] = completion
-                return (slot, phase)
+                return (slot, phase, completion.vector)
             }
-            guard let (slot, phase) = posted else { continue }
+            guard let (slot, phase, vector) = posted else { continue }
             let commandID = UInt16(truncatingIfNeeded: dword(0) >> 16)
             let statusField = (status & 0xff) << 1 | (status >> 8) << 9 | phase
             var entry = [UInt8](repeating: 0, count: 16)
@@ -166,6 +173,8 @@ extension MockKernel {
             entry[12] = UInt8(truncatingIfNeeded: commandID); entry[13] = UInt8(truncatingIfNeeded: commandID >> 8)
             entry[14] = UInt8(truncatingIfNeeded: statusField); entry[15] = UInt8(truncatingIfNeeded: statusField >> 8)
             _ = kernel.pciDeviceWrite(address, iova: slot, bytes: entry)
+            // The completion queue's MSI-X vector, after the entry is in memory.
+            if let vector { kernel.raiseInterrupt(address, vector: vector) }
         }
     }
 
@@ -210,9 +219,13 @@ extension MockKernel {
         case 0x05:  // Create I/O Completion Queue
             guard queueID != 0, Int(queueID) <= NVMeModel.ioQueuePairs else { return NVMeStatusCode.invalidQueueIdentifier }
             guard depth >= 2, depth <= model.queueEntries else { return NVMeStatusCode.invalidQueueSize }
+            // IEN (bit 1) with IV (bits 31:16) below the function's 65 MSI-X vectors (QEMU 7.2's
+            // nvme_create_cq: Invalid Interrupt Vector otherwise).
+            let vector: Int? = cdw11 & 2 != 0 ? Int(cdw11 >> 16) : nil
+            if let vector, vector >= 65 { return NVMeStatusCode.invalidInterruptVector }
             return model.state.withLock { state in
                 guard state.completions[queueID] == nil else { return NVMeStatusCode.invalidQueueIdentifier }
-                state.completions[queueID] = .init(base: qword(24), depth: depth, tail: 0, phase: 1)
+                state.completions[queueID] = .init(base: qword(24), depth: depth, tail: 0, phase: 1, vector: vector)
                 state.queuesCreated = true
                 return NVMeStatusCode.success
             }

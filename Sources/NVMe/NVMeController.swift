@@ -76,6 +76,8 @@ public final class NVMeController {
     struct WeakIOQueue { weak var queue: NVMeIOQueue? }
     /// How many I/O queue pairs the controller allocated (Set Features, Number of Queues).
     public private(set) var grantedIOQueues: Int?
+    /// The MSI-X vectors completion interrupts arrive on, once enabled.
+    private(set) var interrupts: NVMeInterrupts?
     private var nextCommandID: UInt16 = 0
     /// Identify Controller's answer, read at start.
     public private(set) var identity: NVMeControllerIdentity?
@@ -125,6 +127,7 @@ public final class NVMeController {
         }
         for queue in live { queue.deleted = true }
         try? reset()
+        if interrupts != nil { try? device.disableInterrupts(.msix) }
     }
 
     /// Clears CC.EN and waits for CSTS.RDY to clear (the queues are gone after).
@@ -243,12 +246,28 @@ public final class NVMeController {
         return granted
     }
 
+    /// Wires `count` MSI-X vectors to eventfds (VFIO_DEVICE_SET_IRQS), for I/O queues made
+    /// with an interrupt vector to post their completions on
+    /// (``makeIOQueue(depth:interruptVector:)``, ``NVMeIOQueue/waitForCompletions(timeout:_:)``).
+    /// Once per controller; QEMU's nvme has 65 vectors.
+    public func enableCompletionInterrupts(vectors count: Int) throws {
+        guard interrupts == nil else { throw NVMeError.invalidRequest("completion interrupts are already enabled") }
+        interrupts = NVMeInterrupts(vectors: try device.enableInterrupts(.msix, count: count), count: count)
+    }
+
     /// Makes an I/O queue pair of `depth` entries (up to CAP.MQES + 1) with the lowest free
     /// queue id (within ``grantedIOQueues`` when known): memory of its own, its doorbell
     /// page mapped for it alone, Create I/O Completion Queue then Create I/O Submission
-    /// Queue. Give it to the thread that will use it. Call from one thread at a time (the
-    /// admin queue is the controller's).
-    public func makeIOQueue(depth: Int = 64) throws -> NVMeIOQueue {
+    /// Queue. With `interruptVector`, the completion queue signals that MSI-X vector (IEN)
+    /// and the queue can block for its completions; without, it is polled only. Give it to
+    /// the thread that will use it. Call from one thread at a time (the admin queue is the
+    /// controller's).
+    public func makeIOQueue(depth: Int = 64, interruptVector: Int? = nil) throws -> NVMeIOQueue {
+        if let interruptVector {
+            guard let interrupts, (0..<interrupts.count).contains(interruptVector) else {
+                throw NVMeError.invalidRequest("vector \(interruptVector) is not among those enableCompletionInterrupts wired")
+            }
+        }
         let limit = grantedIOQueues ?? 65535
         guard let id = (1...limit).lazy.map({ UInt16($0) }).first(where: { ioQueues[$0] == nil }) else {
             throw NVMeError.invalidRequest("all \(limit) I/O queues the controller granted are in use")
@@ -264,7 +283,8 @@ public final class NVMeController {
         var completion = NVMeCommand(opcode: NVMeOpcode.createCompletionQueue)
         completion.prp1 = pair.completion.iova.rawValue
         completion.cdw10 = UInt32(id) | UInt32(entries - 1) << 16
-        completion.cdw11 = 1  // physically contiguous, no interrupts
+        // Physically contiguous; interrupts enabled (IEN) on the vector (IV) when one is given.
+        completion.cdw11 = 1 | (interruptVector.map { 2 | UInt32($0) << 16 } ?? 0)
         _ = try execute(completion)
         var submission = NVMeCommand(opcode: NVMeOpcode.createSubmissionQueue)
         submission.prp1 = pair.submission.iova.rawValue
@@ -279,7 +299,8 @@ public final class NVMeController {
             throw error
         }
         let queue = NVMeIOQueue(id: id, pair: pair, arena: queueArena, doorbells: doorbells, doorbellStride: doorbellStride,
-                                maximumDataTransferShift: identity?.maximumDataTransferShift, timeoutNanoseconds: timeoutNanoseconds)
+                                maximumDataTransferShift: identity?.maximumDataTransferShift, timeoutNanoseconds: timeoutNanoseconds,
+                                interrupts: interruptVector.map { (interrupts!, $0) })
         ioQueues[id] = (queueArena, WeakIOQueue(queue: queue))
         return queue
     }
@@ -399,10 +420,25 @@ public final class NVMeController {
         registers.write32(registers.read32(at: Register.configuration) | 1 << 14, at: Register.configuration)
         try waitUntil("CSTS.SHST complete") { (registers.readCompletion32(at: Register.status) >> 2) & 3 == 2 }
         try reset()
+        if interrupts != nil {
+            try device.disableInterrupts(.msix)
+            interrupts = nil
+        }
     }
 }
 
 /// One submission queue and its completion queue, in DMA memory.
+/// The controller's completion interrupt vectors, shared by the queues that wait on them.
+final class NVMeInterrupts: Sendable {
+    let vectors: InterruptVectors
+    let count: Int
+
+    init(vectors: consuming InterruptVectors, count: Int) {
+        self.vectors = vectors
+        self.count = count
+    }
+}
+
 struct NVMeQueuePair {
     let id: UInt16
     let depth: Int

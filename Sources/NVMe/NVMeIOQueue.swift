@@ -1,3 +1,4 @@
+import Dispatch
 import DMAMemory
 import IOMMUFD
 import VFIO
@@ -24,15 +25,20 @@ public final class NVMeIOQueue: @unchecked Sendable {
     var pair: NVMeQueuePair
     let maximumDataTransferShift: UInt8?
     let timeoutNanoseconds: UInt64
+    /// The vectors and this queue's completion vector, when it was made with one.
+    let interrupts: (vectors: NVMeInterrupts, vector: Int)?
     private var nextCommandID: UInt16 = 0
     /// Set when the controller deleted the queue (``NVMeController/deleteIOQueue(_:)``,
     /// shutdown): submissions then fail.
     var deleted = false
     /// Commands submitted and not reaped yet.
     public private(set) var outstanding = 0
+    /// Interrupts taken from the queue's vector by ``waitForCompletions(timeout:_:)``.
+    public private(set) var interruptsTaken: UInt64 = 0
 
     init(id: UInt16, pair: NVMeQueuePair, arena: DMAArena, doorbells: consuming MMIORegion, doorbellStride: UInt64,
-         maximumDataTransferShift: UInt8?, timeoutNanoseconds: UInt64) {
+         maximumDataTransferShift: UInt8?, timeoutNanoseconds: UInt64, interrupts: (vectors: NVMeInterrupts, vector: Int)?) {
+        self.interrupts = interrupts
         self.id = id
         self.pair = pair
         self.arena = arena
@@ -82,6 +88,30 @@ public final class NVMeIOQueue: @unchecked Sendable {
             doorbells.writeDoorbell32(UInt32(pair.completionHead), at: completionDoorbell)
         }
         return count
+    }
+
+    /// Blocks (in `poll(2)` on the queue's MSI-X eventfd, not spinning) until the controller
+    /// has posted completions or `timeout` seconds pass, then reaps them as
+    /// ``reapCompletions(_:)`` does; returns how many (0 on timeout). For a queue made with an
+    /// interrupt vector (``NVMeController/makeIOQueue(depth:interruptVector:)``).
+    ///
+    /// - Throws: ``NVMeError/invalidRequest(_:)`` for a polled queue; the eventfd's error.
+    @discardableResult
+    public func waitForCompletions(timeout: Double, _ completed: (_ commandID: UInt16, _ status: NVMeStatus) -> Void) throws -> Int {
+        guard let interrupts else { throw NVMeError.invalidRequest("I/O queue \(id) was made without an interrupt vector") }
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, timeout) * 1e9)
+        while true {
+            // Reap first: completions posted before the wait are taken at once, with the
+            // interrupts they raised (so that a later wait does not wake for them).
+            let reaped = reapCompletions(completed)
+            if reaped > 0 {
+                interruptsTaken += try interrupts.vectors.vectors.takePending(vector: interrupts.vector)
+                return reaped
+            }
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else { return 0 }
+            interruptsTaken += try interrupts.vectors.vectors.wait(vector: interrupts.vector, timeout: Double(deadline - now) / 1e9)
+        }
     }
 
     /// Reads `blocks` logical blocks from `lba` into `[iova, iova + blocks * blockSize)`

@@ -108,4 +108,28 @@ struct NVMeIOQueueTests {
             try controller.shutdown()
         }
     }
+
+    @Test("completion interrupts: a queue on MSI-X vector 1 takes one interrupt per completion in waitForCompletions; a polled queue raises none and refuses to wait; a vector not wired is refused")
+    func completionInterrupts() throws {
+        try NVMeDriverTests.withController { controller, data in
+            try controller.enableCompletionInterrupts(vectors: 2)
+            let signalled = try controller.makeIOQueue(depth: 8, interruptVector: 1), polled = try controller.makeIOQueue(depth: 8)
+            #expect(throws: NVMeError.self) { _ = try controller.makeIOQueue(depth: 8, interruptVector: 2) }
+            let page = try #require(data.allocate(4096, alignment: 4096))
+            for round in 0..<16 {
+                let id = try signalled.submit(.read, namespace: 1, lba: UInt64(round * 8), blocks: 8, blockSize: 512, iova: page.iova)
+                var reaped: [UInt16] = []
+                let count = try signalled.waitForCompletions(timeout: 2) { commandID, status in #expect(status.isSuccess); reaped.append(commandID) }
+                #expect(count == 1 && reaped == [id])
+            }
+            #expect(signalled.interruptsTaken == 16, "one MSI-X interrupt per completion")
+            _ = try polled.submit(.read, namespace: 1, lba: 0, blocks: 8, blockSize: 512, iova: page.iova)
+            #expect(polled.reapCompletions { _, _ in } == 1)
+            #expect(throws: NVMeError.self) { try polled.waitForCompletions(timeout: 0.01) { _, _ in } }
+            #expect(try signalled.waitForCompletions(timeout: 0.05) { _, _ in } == 0, "nothing in flight: the wait times out")
+            #expect(signalled.interruptsTaken == 16, "the polled queue's completion raised nothing on vector 1")
+            data.free(page)
+            try controller.shutdown()
+        }
+    }
 }

@@ -98,6 +98,11 @@ struct RandomIOWorkload {
         while controller.outstanding > 0 && DispatchTime.now().uptimeNanoseconds < drainDeadline {
             controller.reapCompletions { commandID, _ in slotOfCommand[Int(commandID)] = -1 }
         }
+        // A command the controller never completed is a lost completion: the run fails
+        // rather than report a rate from fewer commands in flight than asked.
+        guard controller.outstanding == 0 else {
+            throw NVMeError.timedOut("\(controller.outstanding) commands never completed (10 s after the run)")
+        }
         return Outcome(completed: completed, elapsedNanoseconds: max(min(now, end), measureFrom) - measureFrom, latencies: latencies, failed: failed)
     }
 }
