@@ -61,17 +61,44 @@ public final class NVMeIOQueue: @unchecked Sendable {
         return try submit(try NVMeController.dataCommand(transfer.opcode, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova, list: nil, maximumDataTransferShift: maximumDataTransferShift))
     }
 
-    /// Submits `command` (its command id replaced by the queue's next) and rings the doorbell.
-    func submit(_ command: NVMeCommand) throws -> UInt16 {
+    /// Queues a read or write as ``submit(_:namespace:lba:blocks:blockSize:iova:)`` does but
+    /// without ringing the doorbell: the controller sees it at the next
+    /// ``ringSubmissionDoorbell()``, one doorbell write for a whole batch (as libvfn and SPDK's
+    /// batched submissions do; under emulation every doorbell write is an exit to the device).
+    public func enqueue(_ transfer: NVMeController.Transfer, namespace: UInt32, lba: UInt64, blocks: Int, blockSize: Int, iova: IOVA) throws -> UInt16 {
+        let pages = (blocks * blockSize + NVMeController.pageSize - 1) / NVMeController.pageSize
+        guard pages <= 2 else { throw NVMeError.invalidRequest("enqueue takes at most two pages; read(...) and write(...) take more") }
+        return try enqueue(try NVMeController.dataCommand(transfer.opcode, namespace: namespace, lba: lba, blocks: blocks, blockSize: blockSize, iova: iova, list: nil, maximumDataTransferShift: maximumDataTransferShift))
+    }
+
+    /// Writes the submission tail doorbell when commands were queued since the last write
+    /// (the write barrier before it orders their entries first).
+    public func ringSubmissionDoorbell() {
+        guard pair.submissionTail != ringedTail else { return }
+        ringedTail = pair.submissionTail
+        doorbells.writeDoorbell32(UInt32(ringedTail), at: submissionDoorbell)
+    }
+
+    /// The tail the controller was last told.
+    private var ringedTail = 0
+
+    /// Stores `command` (its command id replaced by the queue's next) in the submission queue.
+    private func enqueue(_ command: NVMeCommand) throws -> UInt16 {
         guard !deleted else { throw NVMeError.invalidRequest("I/O queue \(id) was deleted") }
         guard outstanding < pair.depth - 1 else { throw NVMeError.invalidRequest("the I/O queue is full: reap completions first") }
         var command = command
         nextCommandID &+= 1
         command.commandID = nextCommandID
-        let tail = pair.submit(command)
-        doorbells.writeDoorbell32(UInt32(tail), at: submissionDoorbell)
+        _ = pair.submit(command)
         outstanding += 1
         return command.commandID
+    }
+
+    /// Submits `command` (its command id replaced by the queue's next) and rings the doorbell.
+    func submit(_ command: NVMeCommand) throws -> UInt16 {
+        let commandID = try enqueue(command)
+        ringSubmissionDoorbell()
+        return commandID
     }
 
     /// Collects the completions the controller has posted, calling `completed` with each

@@ -132,4 +132,21 @@ struct NVMeIOQueueTests {
             try controller.shutdown()
         }
     }
+
+    @Test("enqueue stores commands without a doorbell: the controller runs none until ringSubmissionDoorbell, then all of them")
+    func batchedDoorbell() throws {
+        try NVMeDriverTests.withController { controller, data in
+            let queue = try controller.makeIOQueue(depth: 16)
+            let page = try #require(data.allocate(4096, alignment: 4096))
+            let ids = try (0..<5).map { index in try queue.enqueue(.read, namespace: 1, lba: UInt64(index * 8), blocks: 8, blockSize: 512, iova: page.iova) }
+            #expect(queue.outstanding == 5)
+            #expect(queue.reapCompletions { _, _ in } == 0, "no doorbell, no command run")
+            queue.ringSubmissionDoorbell()
+            var reaped: [UInt16] = []
+            while reaped.count < 5 { queue.reapCompletions { id, status in #expect(status.isSuccess); reaped.append(id) } }
+            #expect(reaped == ids)
+            data.free(page)
+            try controller.shutdown()
+        }
+    }
 }

@@ -103,10 +103,10 @@ struct NVMePerf: ParsableCommand {
         guard let nsid = try namespace ?? controller.activeNamespaces().first else { throw ValidationError("the controller has no active namespace") }
         let identity = try controller.identifyNamespace(nsid)
         guard ioSize % identity.blockSize == 0 else { throw ValidationError("--io-size must be a multiple of the block size (\(identity.blockSize))") }
-        try controller.createIOQueues(depth: queueDepth + 1)
+        let queue = try controller.makeIOQueue(depth: queueDepth + 1)
         let slot = (ioSize + NVMeController.pageSize - 1) / NVMeController.pageSize * NVMeController.pageSize
         let buffers = try manager.makeRegion(length: slot * queueDepth, backing: .exactly(.memfd))
-        let workload = RandomIOWorkload(controller: controller, namespace: nsid, identity: identity, buffers: buffers.iova, buffersLength: buffers.length)
+        let workload = RandomIOWorkload(queue: queue, namespace: nsid, identity: identity, buffers: buffers.iova, buffersLength: buffers.length)
         let outcome = try workload.run(.init(transfer: rw == "randread" ? .read : .write, queueDepth: queueDepth, ioSize: ioSize,
                                              seconds: time, rampSeconds: ramp, seed: seed))
         try controller.shutdown()

@@ -5,8 +5,8 @@ import NVMe
 
 /// The I/O loop of `nvme-perf`, in the spirit of SPDK's `perf`: `queueDepth` commands of
 /// one block each kept in flight on one I/O queue pair, each to a uniformly random aligned
-/// offset of the namespace, every completion resubmitted at once from the same buffer;
-/// completions are polled by phase bit. Nothing is allocated per command: the buffers are
+/// offset of the namespace, every completion resubmitted from the same buffer with one
+/// submission doorbell write per batch of completions; completions are polled by phase bit. Nothing is allocated per command: the buffers are
 /// one DMA region carved into slots, the slot of a command is found through a table
 /// indexed by command id, and latencies go into a preallocated histogram.
 struct RandomIOWorkload {
@@ -39,7 +39,8 @@ struct RandomIOWorkload {
         var iops: Double { Double(completed) * 1e9 / Double(max(elapsedNanoseconds, 1)) }
     }
 
-    let controller: NVMeController
+    /// The queue pair the workload owns.
+    let queue: NVMeIOQueue
     let namespace: UInt32
     let identity: NVMeNamespaceIdentity
     /// Where the slots' buffers are: `queueDepth` page-aligned slots from here, mapped.
@@ -59,26 +60,28 @@ struct RandomIOWorkload {
         var latencies = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
         var failed: NVMeStatus?
 
-        func submit(slot: Int) throws {
+        // Queued without a doorbell; the loop rings once per batch.
+        func enqueue(slot: Int) throws {
             let lba = random.next(below: offsets) * UInt64(blocks)
             let iova = IOVA(buffers.rawValue + UInt64(slot * slotStride))
             submittedAt[slot] = DispatchTime.now().uptimeNanoseconds
-            let commandID = try controller.submit(parameters.transfer, namespace: namespace, lba: lba, blocks: blocks,
-                                                  blockSize: identity.blockSize, iova: iova)
+            let commandID = try queue.enqueue(parameters.transfer, namespace: namespace, lba: lba, blocks: blocks,
+                                              blockSize: identity.blockSize, iova: iova)
             slotOfCommand[Int(commandID)] = Int32(slot)
         }
 
         let start = DispatchTime.now().uptimeNanoseconds
         let measureFrom = start + UInt64(parameters.rampSeconds * 1e9)
         let end = measureFrom + UInt64(parameters.seconds * 1e9)
-        for slot in 0..<parameters.queueDepth { try submit(slot: slot) }
+        for slot in 0..<parameters.queueDepth { try enqueue(slot: slot) }
+        queue.ringSubmissionDoorbell()
         var completed = 0
         var now = start
         var resubmit: [Int] = []
         resubmit.reserveCapacity(parameters.queueDepth)
         while now < end && failed == nil {
             resubmit.removeAll(keepingCapacity: true)
-            controller.reapCompletions { commandID, status in
+            queue.reapCompletions { commandID, status in
                 let slot = Int(slotOfCommand[Int(commandID)])
                 slotOfCommand[Int(commandID)] = -1
                 guard status.isSuccess else { failed = status; return }
@@ -90,18 +93,19 @@ struct RandomIOWorkload {
                     latencies.record(now - submittedAt[slot])
                     completed += 1
                 }
-                if now < end { try submit(slot: slot) }
+                if now < end { try enqueue(slot: slot) }
             }
+            queue.ringSubmissionDoorbell()
         }
         // Let what is in flight finish before the buffers can go.
         let drainDeadline = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
-        while controller.outstanding > 0 && DispatchTime.now().uptimeNanoseconds < drainDeadline {
-            controller.reapCompletions { commandID, _ in slotOfCommand[Int(commandID)] = -1 }
+        while queue.outstanding > 0 && DispatchTime.now().uptimeNanoseconds < drainDeadline {
+            queue.reapCompletions { commandID, _ in slotOfCommand[Int(commandID)] = -1 }
         }
         // A command the controller never completed is a lost completion: the run fails
         // rather than report a rate from fewer commands in flight than asked.
-        guard controller.outstanding == 0 else {
-            throw NVMeError.timedOut("\(controller.outstanding) commands never completed (10 s after the run)")
+        guard queue.outstanding == 0 else {
+            throw NVMeError.timedOut("\(queue.outstanding) commands never completed (10 s after the run)")
         }
         return Outcome(completed: completed, elapsedNanoseconds: max(min(now, end), measureFrom) - measureFrom, latencies: latencies, failed: failed)
     }
