@@ -123,16 +123,23 @@ let package = Package(
         .executableTarget(
             name: "nvme-identify",
             dependencies: [
-                "IOMMUFD", "MockKernel", "NVMe", "VFIO", "DMAMemory",
+                "DriverToolOptions", "IOMMUFD", "MockKernel", "NVMe", "VFIO", "DMAMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/nvme-identify",
             swiftSettings: strictSettings
         ),
+        // What the driver tools share: the path, backend and JSON options.
+        .target(
+            name: "DriverToolOptions",
+            dependencies: ["IOMMUFD", "MockKernel", "VFIO", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "tools/DriverToolOptions",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "nvme-perf",
             dependencies: [
-                "IOMMUFD", "MockKernel", "NVMe", "VFIO", "DMAMemory",
+                "DriverToolOptions", "IOMMUFD", "MockKernel", "NVMe", "VFIO", "DMAMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -142,7 +149,7 @@ let package = Package(
         .executableTarget(
             name: "e1000e-pktgen",
             dependencies: [
-                "IOMMUFD", "MockKernel", "E1000E", "VFIO", "DMAMemory",
+                "DriverToolOptions", "IOMMUFD", "MockKernel", "E1000E", "VFIO", "DMAMemory",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/e1000e-pktgen",

@@ -50,6 +50,30 @@ struct E1000EDriverTests {
         #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
 
+    /// Two ports joined back to back (`installE1000EPair`, 00:03.0 and 00:05.0) in one DMA
+    /// context, each with rings of `ringSize`; stopped and checked for leaks after `body`.
+    static func withPair(ringSize: Int, _ body: (_ transmitter: E1000E, _ listener: E1000E) throws -> Void) throws {
+        let second = "0000:00:05.0"
+        var configuration = MockKernel.Configuration()
+        configuration.addPCIDevice(.e1000e())
+        configuration.addPCIDevice(.e1000e(address: second, group: 5))
+        configuration.memlockLimit = nil
+        let kernel = MockKernel(configuration: configuration)
+        kernel.installE1000EPair(address, second)
+        do {
+            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
+            let sender = try context.claim(try PCIAddress(parsing: address)), receiver = try context.claim(try PCIAddress(parsing: second))
+            try sender.device.setBusMaster(true)
+            try receiver.device.setBusMaster(true)
+            let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
+            let transmitter = try E1000E(sender.device, manager: manager, ringSize: ringSize, timeout: 2)
+            let listener = try E1000E(receiver.device, manager: manager, ringSize: ringSize, timeout: 2)
+            try body(transmitter, listener)
+            transmitter.stop(); listener.stop()
+        }
+        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
+    }
+
     /// A frame of 64 bytes carrying `sequence` (broadcast, a local experimental EtherType).
     static func frame(_ sequence: Int, into frame: UnsafeMutableRawBufferPointer) {
         frame.initializeMemory(as: UInt8.self, repeating: 0)
@@ -60,21 +84,7 @@ struct E1000EDriverTests {
 
     @Test("two ports back to back: 300 frames sent by one are exactly the 300 payloads the other receives, in order, through a ring that wraps")
     func twoPorts() throws {
-        let second = "0000:00:05.0"
-        var configuration = MockKernel.Configuration()
-        configuration.addPCIDevice(.e1000e())
-        configuration.addPCIDevice(.e1000e(address: second, group: 5))
-        configuration.memlockLimit = nil
-        let kernel = MockKernel(configuration: configuration)
-        kernel.installE1000EPair(Self.address, second)
-        do {
-            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
-            let sender = try context.claim(try PCIAddress(parsing: Self.address)), receiver = try context.claim(try PCIAddress(parsing: second))
-            try sender.device.setBusMaster(true)
-            try receiver.device.setBusMaster(true)
-            let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
-            let transmitter = try E1000E(sender.device, manager: manager, ringSize: 32, timeout: 2)
-            let listener = try E1000E(receiver.device, manager: manager, ringSize: 32, timeout: 2)
+        try Self.withPair(ringSize: 32) { transmitter, listener in
             #expect(listener.macAddress == [0x52, 0x54, 0x00, 0x12, 0x34, 0x57])
             let total = 300
             var sent = 0, received: [UInt32] = [], echoed = 0
@@ -89,28 +99,12 @@ struct E1000EDriverTests {
             let sentCounts = transmitter.statistics(), receivedCounts = listener.statistics()
             #expect(sentCounts.transmitted == UInt32(total) && sentCounts.received == 0)
             #expect(receivedCounts.received == UInt32(total) && receivedCounts.missed == 0)
-            transmitter.stop(); listener.stop()
         }
-        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
 
     @Test("a burst larger than the ring: transmit takes ring size - 1 frames at a time; what the receiver's full ring cannot take waits, as QEMU's hub holds it, and arrives in order as it drains")
     func burstLargerThanTheRing() throws {
-        let second = "0000:00:05.0"
-        var configuration = MockKernel.Configuration()
-        configuration.addPCIDevice(.e1000e())
-        configuration.addPCIDevice(.e1000e(address: second, group: 5))
-        configuration.memlockLimit = nil
-        let kernel = MockKernel(configuration: configuration)
-        kernel.installE1000EPair(Self.address, second)
-        do {
-            let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
-            let sender = try context.claim(try PCIAddress(parsing: Self.address)), receiver = try context.claim(try PCIAddress(parsing: second))
-            try sender.device.setBusMaster(true)
-            try receiver.device.setBusMaster(true)
-            let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
-            let transmitter = try E1000E(sender.device, manager: manager, ringSize: 16, timeout: 2)
-            let listener = try E1000E(receiver.device, manager: manager, ringSize: 16, timeout: 2)
+        try Self.withPair(ringSize: 16) { transmitter, listener in
             var sent = 0
             for _ in 0..<4 {
                 let base = sent
@@ -121,8 +115,6 @@ struct E1000EDriverTests {
             while listener.receive(count: 100, { frame in received.append(frame.loadUnaligned(fromByteOffset: 14, as: UInt32.self)) }) > 0 {}
             #expect(received == (0..<60).map { UInt32($0) }, "every frame once, in order, none missed")
             #expect(listener.statistics() == (received: 60, transmitted: 0, missed: 0))
-            transmitter.stop(); listener.stop()
         }
-        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
 }

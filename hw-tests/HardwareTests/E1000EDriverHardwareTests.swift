@@ -44,17 +44,26 @@ extension HardwareSuite {
             try claimed.device.setBusMaster(false)
         }
 
-
-        @Test("two ports on a QEMU hub: 500 frames sent by one are exactly the 500 payloads the other receives, in order", arguments: paths)
-        func twoPorts(path: VFIODevice.Path) throws {
+        /// The two e1000e QEMU's hub joins, claimed into one DMA context through `path`, each
+        /// with rings of `ringSize`; stopped after `body`.
+        static func withPair(_ path: VFIODevice.Path, ringSize: Int, _ body: (_ transmitter: E1000E, _ listener: E1000E) throws -> Void) throws {
             let sender = try #require(Hardware.e1000eDevice), receiver = try #require(Hardware.secondE1000EDevice, "the VM lane has two e1000e on a hub")
             let context = try DMAContext(path: .only(path), system: LinuxSystem())
             let claimedSender = try context.claim(sender), claimedReceiver = try context.claim(receiver)
             try claimedSender.device.setBusMaster(true)
             try claimedReceiver.device.setBusMaster(true)
             let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
-            let transmitter = try E1000E(claimedSender.device, manager: manager, ringSize: 64)
-            let listener = try E1000E(claimedReceiver.device, manager: manager, ringSize: 64)
+            let transmitter = try E1000E(claimedSender.device, manager: manager, ringSize: ringSize)
+            let listener = try E1000E(claimedReceiver.device, manager: manager, ringSize: ringSize)
+            try body(transmitter, listener)
+            transmitter.stop(); listener.stop()
+            try claimedSender.device.setBusMaster(false)
+            try claimedReceiver.device.setBusMaster(false)
+        }
+
+        @Test("two ports on a QEMU hub: 500 frames sent by one are exactly the 500 payloads the other receives, in order", arguments: paths)
+        func twoPorts(path: VFIODevice.Path) throws {
+            try Self.withPair(path, ringSize: 64) { transmitter, listener in
             #expect(transmitter.macAddress != listener.macAddress, "\(transmitter.macAddress) \(listener.macAddress)")
             _ = transmitter.statistics(); _ = listener.statistics()
             let total = 500
@@ -77,21 +86,12 @@ extension HardwareSuite {
             #expect(echoed == 0, "the sender's own frames do not come back to it")
             let sentCounts = transmitter.statistics(), receivedCounts = listener.statistics()
             #expect(sentCounts.transmitted == UInt32(total) && receivedCounts.received == UInt32(total), "\(sentCounts) \(receivedCounts)")
-            transmitter.stop(); listener.stop()
-            try claimedSender.device.setBusMaster(false)
-            try claimedReceiver.device.setBusMaster(false)
+            }
         }
 
         @Test("a burst larger than the receiver's ring waits in the hub and arrives in order, none missed, as the receiver drains", arguments: paths)
         func burstLargerThanTheRing(path: VFIODevice.Path) throws {
-            let sender = try #require(Hardware.e1000eDevice), receiver = try #require(Hardware.secondE1000EDevice, "the VM lane has two e1000e on a hub")
-            let context = try DMAContext(path: .only(path), system: LinuxSystem())
-            let claimedSender = try context.claim(sender), claimedReceiver = try context.claim(receiver)
-            try claimedSender.device.setBusMaster(true)
-            try claimedReceiver.device.setBusMaster(true)
-            let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
-            let transmitter = try E1000E(claimedSender.device, manager: manager, ringSize: 16)
-            let listener = try E1000E(claimedReceiver.device, manager: manager, ringSize: 16)
+            try Self.withPair(path, ringSize: 16) { transmitter, listener in
             _ = transmitter.statistics(); _ = listener.statistics()
             var sent = 0
             let sendDeadline = Date().addingTimeInterval(10)
@@ -113,9 +113,7 @@ extension HardwareSuite {
             #expect(received == (0..<60).map { UInt32($0) }, "\(received.count) of 60 arrived (\(path))")
             let counts = listener.statistics()
             #expect(counts.received == 60 && counts.missed == 0, "\(counts)")
-            transmitter.stop(); listener.stop()
-            try claimedSender.device.setBusMaster(false)
-            try claimedReceiver.device.setBusMaster(false)
+            }
         }
     }
 }

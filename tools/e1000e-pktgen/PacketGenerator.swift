@@ -1,4 +1,5 @@
 import ArgumentParser
+import DriverToolOptions
 import DMAMemory
 import Dispatch
 import E1000E
@@ -39,14 +40,7 @@ struct PacketGenerator: ParsableCommand {
     @Option(name: .customLong("ring-size"), help: "Descriptors per ring (8 to 256, a multiple of 8).")
     var ringSize = 256
 
-    @Option(help: "auto, iommufd (the cdev) or type1 (the legacy group and container).")
-    var path = "auto"
-
-    @Option(help: "kernel, or mock (MockKernel's 82574L models; two ports are joined back to back).")
-    var backend = "kernel"
-
-    @Flag(help: "Print JSON instead of text.")
-    var json = false
+    @OptionGroup var options: DriverToolOptions
 
     /// What is printed: per port, packets per second sent and received in the window.
     struct Report: Codable {
@@ -74,33 +68,16 @@ struct PacketGenerator: ParsableCommand {
     }
 
     mutating func run() throws {
-        var addresses: [PCIAddress] = []
-        for text in ports {
-            do { addresses.append(try PCIAddress(parsing: text)) } catch { throw ValidationError(error.description) }
-        }
-        let choice: VFIOPCIDevice.PathChoice
-        switch path {
-        case "auto": choice = .automatic
-        case "iommufd": choice = .only(.iommufdCdev)
-        case "type1": choice = .only(.legacyGroup)
-        default: throw ValidationError("--path is auto, iommufd or type1")
-        }
-        let system: any SystemInterface
-        switch backend {
-        case "kernel":
-            system = LinuxSystem()
-        case "mock":
-            var configuration = MockKernel.Configuration()
-            for (index, address) in addresses.enumerated() { configuration.addPCIDevice(.e1000e(address: address.description, group: 3 + index)) }
-            let kernel = MockKernel(configuration: configuration)
+        let addresses = try ports.map(parsePCIAddress)
+        let choice = try options.pathChoice()
+        // With --backend mock, two ports are joined back to back.
+        let mockDevices = addresses.enumerated().map { MockKernel.PCIDevice.e1000e(address: $0.element.description, group: 3 + $0.offset) }
+        let system = try options.system(mockDevices: mockDevices) { kernel in
             if addresses.count == 2 {
                 kernel.installE1000EPair(addresses[0].description, addresses[1].description)
             } else {
                 kernel.installE1000EModel(addresses[0].description)
             }
-            system = kernel
-        default:
-            throw ValidationError("--backend is kernel or mock")
         }
         let owned = try addresses.map { try VFIOPCIDevice($0, path: choice, system: system) }
         for port in owned { try port.device.setBusMaster(true) }
@@ -115,10 +92,8 @@ struct PacketGenerator: ParsableCommand {
                 Report.Port(device: address.description, txPackets: count.sent, rxPackets: count.received,
                             txPPS: (Double(count.sent) / time).rounded(), rxPPS: (Double(count.received) / time).rounded())
             })
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        if options.json {
+            try printJSON(report)
         } else {
             print("e1000e-pktgen \(mode) via \(report.path), \(length)-byte frames (+FCS), bursts of \(burst), \(time) s:")
             for port in report.ports {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DriverToolOptions
 import DMAMemory
 import Foundation
 import IOMMUFD
@@ -18,11 +19,7 @@ struct NVMeIdentify: ParsableCommand {
     @Argument(help: "The controller's PCI address (dddd:bb:dd.f), bound to vfio-pci.")
     var device: String
 
-    @Flag(help: "Print JSON instead of text.")
-    var json = false
-
-    @Option(help: "kernel, or mock (MockKernel's NVMe controller model at the given address).")
-    var backend = "kernel"
+    @OptionGroup var options: DriverToolOptions
 
     /// What is printed.
     struct Report: Codable {
@@ -42,22 +39,11 @@ struct NVMeIdentify: ParsableCommand {
     }
 
     mutating func run() throws {
-        let address: PCIAddress
-        do { address = try PCIAddress(parsing: device) } catch { throw ValidationError(error.description) }
-        let system: any SystemInterface
-        switch backend {
-        case "kernel":
-            system = LinuxSystem()
-        case "mock":
-            var configuration = MockKernel.Configuration()
-            configuration.addPCIDevice(.nvme(address: address.description, group: 4))
-            let kernel = MockKernel(configuration: configuration)
+        let address = try parsePCIAddress(device)
+        let system = try options.system(mockDevices: [.nvme(address: address.description, group: 4)]) { kernel in
             kernel.installNVMeModel(address.description)
-            system = kernel
-        default:
-            throw ValidationError("--backend is kernel or mock")
         }
-        let owned = try VFIOPCIDevice(address, system: system)
+        let owned = try VFIOPCIDevice(address, path: try options.pathChoice(), system: system)
         try owned.device.setBusMaster(true)
         let controller = try NVMeController(owned.device, manager: try DMAMemoryManager(addressSpace: owned.addressSpace))
         guard let identity = controller.identity else { throw ValidationError("no Identify Controller answer") }
@@ -71,10 +57,8 @@ struct NVMeIdentify: ParsableCommand {
         let report = Report(device: address.description, vid: "0x" + String(identity.vendorID, radix: 16), sn: identity.serialNumber,
                             mn: identity.modelNumber, fr: identity.firmwareRevision, mdts: identity.maximumDataTransferShift,
                             nn: identity.namespaceCount, namespaces: namespaces)
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        if options.json {
+            try printJSON(report, pretty: true)
         } else {
             print("NVMe Identify Controller (\(report.device)):")
             print("vid     : \(report.vid)")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DriverToolOptions
 import DMAMemory
 import Foundation
 import Histogram
@@ -41,14 +42,7 @@ struct NVMePerf: ParsableCommand {
     @Option(help: "Seed of the random offsets.")
     var seed: UInt64 = 0x5eed
 
-    @Option(help: "auto, iommufd (the cdev) or type1 (the legacy group and container).")
-    var path = "auto"
-
-    @Option(help: "kernel, or mock (MockKernel's NVMe controller model at the given address).")
-    var backend = "kernel"
-
-    @Flag(help: "Print JSON instead of text.")
-    var json = false
+    @OptionGroup var options: DriverToolOptions
 
     /// What is printed.
     struct Report: Codable {
@@ -73,27 +67,10 @@ struct NVMePerf: ParsableCommand {
     }
 
     mutating func run() throws {
-        let address: PCIAddress
-        do { address = try PCIAddress(parsing: device) } catch { throw ValidationError(error.description) }
-        let choice: VFIOPCIDevice.PathChoice
-        switch path {
-        case "auto": choice = .automatic
-        case "iommufd": choice = .only(.iommufdCdev)
-        case "type1": choice = .only(.legacyGroup)
-        default: throw ValidationError("--path is auto, iommufd or type1")
-        }
-        let system: any SystemInterface
-        switch backend {
-        case "kernel":
-            system = LinuxSystem()
-        case "mock":
-            var configuration = MockKernel.Configuration()
-            configuration.addPCIDevice(.nvme(address: address.description, group: 4))
-            let kernel = MockKernel(configuration: configuration)
+        let address = try parsePCIAddress(device)
+        let choice = try options.pathChoice()
+        let system = try options.system(mockDevices: [.nvme(address: address.description, group: 4)]) { kernel in
             kernel.installNVMeModel(address.description, blockCount: 1 << 16, queueEntries: 1024)
-            system = kernel
-        default:
-            throw ValidationError("--backend is kernel or mock")
         }
         let owned = try VFIOPCIDevice(address, path: choice, system: system)
         try owned.device.setBusMaster(true)
@@ -124,10 +101,8 @@ struct NVMePerf: ParsableCommand {
                             queueDepth: queueDepth, ioSize: ioSize, seconds: Double(outcome.elapsedNanoseconds) / 1e9,
                             completed: outcome.completed, iops: outcome.iops.rounded(),
                             mibPerSecond: (outcome.iops * Double(ioSize) / 1_048_576 * 10).rounded() / 10, latencyMicroseconds: latency)
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        if options.json {
+            try printJSON(report)
         } else {
             print("nvme-perf \(report.device) via \(report.path): \(rw) \(ioSize) bytes, queue depth \(queueDepth), \(String(format: "%.2f", report.seconds)) s")
             print("  IOPS \(Int(report.iops))  bandwidth \(report.mibPerSecond) MiB/s  completed \(report.completed)")
