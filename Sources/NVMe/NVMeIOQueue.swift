@@ -4,7 +4,7 @@ import IOMMUFD
 import VFIO
 
 /// One I/O queue pair of an ``NVMeController`` (a submission queue and its own completion
-/// queue), made by ``NVMeController/makeIOQueue(depth:)``: the unit a thread owns, as SPDK's
+/// queue), made by ``NVMeController/makeIOQueue(depth:interruptVector:)``: the unit a thread owns, as SPDK's
 /// qpairs and libvfn's queues are. Each queue has its own command id space, its own
 /// doorbells and its own DMA memory, so threads with a queue each submit and reap without
 /// sharing anything but the controller's BAR mapping. One thread at a time per queue
