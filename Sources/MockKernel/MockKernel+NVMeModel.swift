@@ -70,6 +70,8 @@ extension MockKernel {
     private enum NVMeStatusCode {
         static let success: UInt16 = 0, invalidOpcode: UInt16 = 0x01, invalidField: UInt16 = 0x02, dataTransferError: UInt16 = 0x04
         static let invalidNamespace: UInt16 = 0x0b, lbaOutOfRange: UInt16 = 0x80
+        /// Invalid Field with DNR, as QEMU answers an Abort for a queue it does not have.
+        static let invalidFieldDoNotRetry: UInt16 = 0x4000 | 0x02
         /// Command Sequence Error with DNR, as QEMU answers a late Set Features Number of Queues.
         static let commandSequenceError: UInt16 = 0x4000 | 0x0c
         /// SCT 1: Completion Queue Invalid, Invalid Queue Identifier, Invalid Queue Size.
@@ -84,7 +86,8 @@ extension MockKernel {
     /// (MQES, DSTRD 0, NVM command set, 4 KiB pages), VS 1.4, CC.EN brings CSTS.RDY up (with
     /// the admin queue from AQA/ASQ/ACQ) and down (every queue gone), CC.SHN completes a
     /// shutdown at once. A submission doorbell runs the new entries in order and posts their
-    /// completions; commands: Identify (CNS 0, 1 and 2), Set Features Number of Queues (64
+    /// completions; commands: Identify (CNS 0, 1 and 2), Abort (never aborts, as QEMU 7.2),
+    /// Set Features Number of Queues (64
     /// pairs granted, refused with Command Sequence Error once a queue exists, as QEMU 7.2),
     /// Create/Delete I/O SQ and CQ (queue ids 1 to 64; a CQ with IEN signals its MSI-X vector,
     /// below 65, after each completion it posts), Read, Write, Flush, Write Zeroes. Errors as a controller reports them: an unknown opcode, an invalid
@@ -163,11 +166,13 @@ extension MockKernel {
             let commandID = UInt16(truncatingIfNeeded: dword(0) >> 16)
             let statusField = (status & 0xff) << 1 | (status >> 8) << 9 | phase
             var entry = [UInt8](repeating: 0, count: 16)
-            // DW0 of Set Features Number of Queues: the pairs allocated, 0-based (NSQA, NCQA).
+            // DW0 of Set Features Number of Queues: the pairs allocated, 0-based (NSQA, NCQA);
+            // of Abort: 1, not aborted (QEMU sets it whatever the status).
             if queue == 0, status == NVMeStatusCode.success, dword(0) & 0xff == 0x09 {
                 let granted = UInt32(NVMeModel.ioQueuePairs - 1) | UInt32(NVMeModel.ioQueuePairs - 1) << 16
                 for index in 0..<4 { entry[index] = UInt8(truncatingIfNeeded: granted >> (8 * UInt32(index))) }
             }
+            if queue == 0, dword(0) & 0xff == 0x08 { entry[0] = 1 }
             entry[8] = UInt8(truncatingIfNeeded: head); entry[9] = UInt8(truncatingIfNeeded: head >> 8)
             entry[10] = UInt8(truncatingIfNeeded: queue); entry[11] = UInt8(truncatingIfNeeded: queue >> 8)
             entry[12] = UInt8(truncatingIfNeeded: commandID); entry[13] = UInt8(truncatingIfNeeded: commandID >> 8)
@@ -207,6 +212,12 @@ extension MockKernel {
                 return NVMeStatusCode.invalidField
             }
             return kernel.pciDeviceWrite(address, iova: qword(24), bytes: data) ? NVMeStatusCode.success : NVMeStatusCode.dataTransferError
+        case 0x08:  // Abort
+            // QEMU 7.2 (hw/nvme/ctrl.c, nvme_abort): Invalid Field for a submission queue it
+            // does not have; otherwise success with DW0 bit 0 set: the command was not aborted.
+            return model.state.withLock { state in
+                state.submissions[UInt16(truncatingIfNeeded: cdw10)] != nil ? NVMeStatusCode.success : NVMeStatusCode.invalidFieldDoNotRetry
+            }
         case 0x09:  // Set Features
             // QEMU 7.2 (hw/nvme/ctrl.c, nvme_set_feature): Number of Queues (FID 07h) is
             // refused once a queue exists, and grants max_ioqpairs whatever is asked.

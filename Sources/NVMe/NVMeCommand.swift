@@ -67,6 +67,8 @@ public enum NVMeOpcode {
     public static let writeZeroes: UInt8 = 0x08
     /// Admin: Set Features.
     public static let setFeatures: UInt8 = 0x09
+    /// Admin: Abort.
+    public static let abort: UInt8 = 0x08
 }
 
 /// A completion queue entry's status field (without the phase bit).

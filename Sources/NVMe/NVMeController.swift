@@ -319,6 +319,18 @@ public final class NVMeController {
         if io === queue { io = nil }
     }
 
+    /// Abort: asks the controller to abort command `commandID` of `queue` (what a driver does
+    /// first when a command times out) and returns whether it did (Completion Queue Entry
+    /// DW0 bit 0 clear). A controller may decline; QEMU 7.2's nvme always does (its answer is
+    /// "not aborted"), and refuses a queue it does not have (Invalid Field). When the command
+    /// still does not complete, a new bring-up (a new ``NVMeController`` on the device)
+    /// resets the controller.
+    public func abort(commandID: UInt16, queue: NVMeIOQueue) throws -> Bool {
+        var command = NVMeCommand(opcode: NVMeOpcode.abort)
+        command.cdw10 = UInt32(queue.id) | UInt32(commandID) << 16
+        return try execute(command) & 1 == 0
+    }
+
     /// Delete I/O Submission Queue then Completion Queue `id`; its memory goes after.
     private func deleteQueues(_ id: UInt16) throws {
         var submission = NVMeCommand(opcode: NVMeOpcode.deleteSubmissionQueue)

@@ -149,4 +149,25 @@ struct NVMeIOQueueTests {
             try controller.shutdown()
         }
     }
+
+    @Test("Abort: the controller declines (DW0 bit 0 set) and the command completes, as QEMU 7.2; a queue the controller no longer has is an Invalid Field with DNR")
+    func abort() throws {
+        try NVMeDriverTests.withController { controller, data in
+            let queue = try controller.makeIOQueue(depth: 8), gone = try controller.makeIOQueue(depth: 8)
+            let page = try #require(data.allocate(4096, alignment: 4096))
+            let id = try queue.submit(.read, namespace: 1, lba: 0, blocks: 8, blockSize: 512, iova: page.iova)
+            #expect(try controller.abort(commandID: id, queue: queue) == false, "the controller declines to abort")
+            var reaped: [UInt16] = []
+            let deadline = Date().addingTimeInterval(5)
+            while reaped.isEmpty && Date() < deadline { queue.reapCompletions { commandID, status in #expect(status.isSuccess); reaped.append(commandID) } }
+            #expect(reaped == [id], "the command completes as if never asked about")
+            try controller.deleteIOQueue(gone)
+            do { _ = try controller.abort(commandID: 1, queue: gone); Issue.record("Abort on a deleted queue succeeded") } catch let error as NVMeError {
+                guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
+                #expect(status.codeType == 0 && status.code == 0x02 && status.doNotRetry, "\(status)")
+            }
+            data.free(page)
+            try controller.shutdown()
+        }
+    }
 }
