@@ -3,10 +3,57 @@ import Synchronization
 // Intel's 82574L (e1000e) played on a mock function's registers, as far as a poll-mode
 // driver uses it (QEMU 7.2's hw/net/e1000e_core.c): reset, link, RAL0/RAH0, legacy receive
 // and transmit descriptor rings, MAC loopback (RCTL.LBM 01) and the clear-on-read statistics.
+
+/// The test's handle on an 82574L model (``MockKernel/installE1000EModel(_:mac:)``,
+/// ``MockKernel/installE1000EPair(_:_:)``): faults to inject, as a driver's link, loss and
+/// hang paths need them.
+public final class MockE1000E: Sendable {
+    fileprivate let model: MockKernel.E1000EModel
+
+    fileprivate init(_ model: MockKernel.E1000EModel) { self.model = model }
+
+    /// Takes the link down or brings it back (the cable pulled, or QEMU's `set_link`):
+    /// while it is down STATUS.LU reads clear, frames the port sends are counted (GPTC) and
+    /// lost, and frames sent to it are lost, as QEMU's net layer drops what a NIC with its
+    /// link down sends and what is delivered to it (net/net.c).
+    public func setLink(up: Bool) {
+        model.faults.withLock { $0.linkDown = !up }
+    }
+
+    /// The next `count` frames the port sends are counted (GPTC) and never arrive, as frames
+    /// QEMU's hub drops under load (a quarter of a txonly/rxonly split, seen in the VM).
+    public func loseNextTransmittedFrames(count: Int) {
+        model.faults.withLock { $0.framesToLose += count }
+    }
+
+    /// Stops (or restarts) the transmit engine: while stopped, TDT writes are taken but no
+    /// descriptor is fetched or written back, as a hung transmitter; on restart the engine
+    /// sends everything up to the last tail written.
+    public func stallTransmit(_ stalled: Bool) {
+        model.faults.withLock { $0.transmitStalled = stalled }
+        if !stalled { model.resumeTransmit() }
+    }
+}
+
+/// The kernel, held weakly by what a model keeps (the model lives as long as the kernel's
+/// register hooks, so a strong reference would keep both for ever).
+private struct WeakKernel: Sendable {
+    weak var kernel: MockKernel?
+
+    init(_ kernel: MockKernel) { self.kernel = kernel }
+}
+
 extension MockKernel {
     /// One 82574L's state beyond its registers: the counters and the port it is joined to.
-    private final class E1000EModel: Sendable {
+    fileprivate final class E1000EModel: Sendable {
         struct Counters { var received: UInt32 = 0; var transmitted: UInt32 = 0; var missed: UInt32 = 0 }
+        /// Faults a test injected (``MockE1000E``).
+        struct Faults { var linkDown = false; var framesToLose = 0; var transmitStalled = false }
+        let faults = Mutex(Faults())
+        /// The kernel and the transmit engine, for a stalled engine restarted by the test.
+        let resume = Mutex<(@Sendable () -> Void)?>(nil)
+
+        func resumeTransmit() { resume.withLock { $0 }?() }
         /// The port at the other end of the cable (held weakly: the two refer to each other).
         struct Peer: Sendable { weak var model: E1000EModel? }
         let address: String
@@ -14,8 +61,34 @@ extension MockKernel {
         let peer = Mutex(Peer())
         /// Frames from the peer waiting for a free receive descriptor, as QEMU's net queue
         /// holds them while `e1000e_can_receive` is false (net/queue.c, at most 10000).
-        let waiting = Mutex<[[UInt8]]>([])
+        let waiting = Mutex(WaitingFrames())
         static let waitingLimit = 10_000
+
+        /// A first-in first-out queue of frames that takes from the front in O(1): a read
+        /// index into the array, which drops the taken frames once they are half of it.
+        struct WaitingFrames {
+            private var frames: [[UInt8]] = []
+            private var front = 0
+
+            var isEmpty: Bool { front == frames.count }
+            var count: Int { frames.count - front }
+
+            mutating func append(_ frame: [UInt8]) { frames.append(frame) }
+
+            mutating func takeFirst() -> [UInt8]? {
+                guard !isEmpty else { return nil }
+                let frame = frames[front]
+                front += 1
+                if front == frames.count {
+                    frames.removeAll(keepingCapacity: true)
+                    front = 0
+                } else if front >= 64 && front * 2 >= frames.count {
+                    frames.removeFirst(front)
+                    front = 0
+                }
+                return frame
+            }
+        }
 
         init(address: String) { self.address = address }
 
@@ -39,6 +112,7 @@ extension MockKernel {
         /// before it, else queued (dropped past the queue's limit) until the driver gives
         /// descriptors back (RDT) or enables the receiver (RCTL).
         func arrive(_ kernel: MockKernel, _ packet: [UInt8]) {
+            guard !faults.withLock({ $0.linkDown }) else { return }
             let stored = waiting.withLock { $0.isEmpty } && register(kernel, 0x0100) & 0x2 != 0 && hasFreeDescriptor(kernel) && storeFrame(kernel, packet)
             if !stored { waiting.withLock { if $0.count < Self.waitingLimit { $0.append(packet) } } }
         }
@@ -46,7 +120,7 @@ extension MockKernel {
         /// Stores the frames that wait while descriptors are free.
         func flush(_ kernel: MockKernel) {
             guard register(kernel, 0x0100) & 0x2 != 0 else { return }
-            while hasFreeDescriptor(kernel), let packet = waiting.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
+            while hasFreeDescriptor(kernel), let packet = waiting.withLock({ $0.takeFirst() }) {
                 _ = storeFrame(kernel, packet)
             }
         }
@@ -88,19 +162,22 @@ extension MockKernel {
     /// clear on read. Outside loopback a packet goes to the port joined by
     /// ``installE1000EPair(_:_:)``, or nowhere; frames for a port with no free descriptor wait
     /// (up to 10000) until its driver gives descriptors back, as QEMU's hub holds them.
-    public func installE1000EModel(_ address: String, mac: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]) {
-        _ = makeE1000EModel(address, mac: mac)
+    @discardableResult
+    public func installE1000EModel(_ address: String, mac: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]) -> MockE1000E {
+        MockE1000E(makeE1000EModel(address, mac: mac))
     }
 
     /// Makes the functions at `first` and `second` two 82574Ls joined back to back, as two
     /// QEMU e1000e on one hub: what one transmits outside loopback, the other receives (or
-    /// misses). Their MAC addresses are QEMU's default and the next one.
-    public func installE1000EPair(_ first: String, _ second: String) {
+    /// misses). Their MAC addresses are QEMU's default and the next one. Returns their handles.
+    @discardableResult
+    public func installE1000EPair(_ first: String, _ second: String) -> (MockE1000E, MockE1000E) {
         let one = makeE1000EModel(first, mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x56])
         let other = makeE1000EModel(second, mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x57])
         one.peer.withLock { $0.model = other }
         other.peer.withLock { $0.model = one }
         // Each model lives as long as the register hooks that capture it, which is as long as the kernel.
+        return (MockE1000E(one), MockE1000E(other))
     }
 
     private func makeE1000EModel(_ address: String, mac: [UInt8]) -> E1000EModel {
@@ -109,7 +186,7 @@ extension MockKernel {
             model.store(kernel, 0x0000, UInt32(truncatingIfNeeded: access.value) & ~(1 << 26))  // RST is done at once
         }
         onRegisterRead(address, bar: 0, at: 0x0008) { kernel, _ in
-            model.register(kernel, 0x0000) & 1 << 6 != 0 ? 0x1 | 0x2 | 0x2 << 6 : 0x1
+            model.register(kernel, 0x0000) & 1 << 6 != 0 && !model.faults.withLock({ $0.linkDown }) ? 0x1 | 0x2 | 0x2 << 6 : 0x1
         }
         onRegisterRead(address, bar: 0, at: 0x5400) { _, _ in UInt64(mac[0]) | UInt64(mac[1]) << 8 | UInt64(mac[2]) << 16 | UInt64(mac[3]) << 24 }
         onRegisterRead(address, bar: 0, at: 0x5404) { _, _ in UInt64(mac[4]) | UInt64(mac[5]) << 8 | 1 << 31 }
@@ -126,13 +203,15 @@ extension MockKernel {
             model.store(kernel, 0x0100, UInt32(truncatingIfNeeded: access.value))
             model.flush(kernel)
         }
-        onRegisterWrite(address, bar: 0, at: 0x3818) { kernel, access in
+        // The transmit engine: from TDH to the tail last written, unless a test stalled it.
+        @Sendable func transmit(_ kernel: MockKernel) {
             guard model.register(kernel, 0x0400) & 0x2 != 0 else { return }  // TCTL.EN
+            guard !model.faults.withLock({ $0.transmitStalled }) else { return }
             let transmitBase = UInt64(model.register(kernel, 0x3800)) | UInt64(model.register(kernel, 0x3804)) << 32
             let transmitCount = Int(model.register(kernel, 0x3808)) / 16
             guard transmitCount > 0 else { return }
             var head = Int(model.register(kernel, 0x3810))
-            let tail = Int(access.value) % transmitCount
+            let tail = Int(model.register(kernel, 0x3818)) % transmitCount
             while head != tail {
                 let descriptor = transmitBase + UInt64(16 * head)
                 guard let bytes = kernel.pciDeviceRead(model.address, iova: descriptor, length: 16) else { break }
@@ -145,7 +224,13 @@ extension MockKernel {
                 // e1000e_txdesc_writeback (hw/net/e1000e_core.c) skips the others.
                 if bytes[11] & 0x08 != 0 { _ = kernel.pciDeviceWrite(model.address, iova: descriptor + 12, bytes: [bytes[12] | 1]) }
                 model.counters.withLock { $0.transmitted &+= 1 }
-                if let packet {
+                let lost = model.faults.withLock { faults in
+                    guard !faults.linkDown else { return true }
+                    guard faults.framesToLose > 0 else { return false }
+                    faults.framesToLose -= 1
+                    return true
+                }
+                if let packet, !lost {
                     if (model.register(kernel, 0x0100) >> 6) & 3 == 1 {
                         model.deliver(kernel, packet)
                     } else if let peer = model.peer.withLock({ $0.model }) {
@@ -155,6 +240,14 @@ extension MockKernel {
                 head = (head + 1) % transmitCount
                 model.store(kernel, 0x3810, UInt32(head))
             }
+        }
+        let kernel = WeakKernel(self)
+        model.resume.withLock { resume in
+            resume = { if let kernel = kernel.kernel { transmit(kernel) } }
+        }
+        onRegisterWrite(address, bar: 0, at: 0x3818) { kernel, access in
+            model.store(kernel, 0x3818, UInt32(truncatingIfNeeded: access.value))
+            transmit(kernel)
         }
         return model
     }

@@ -59,6 +59,8 @@ public struct InterruptVectors: ~Copyable, Sendable {
     public let kind: PCIInterruptKind
     /// One eventfd per vector, in vector order.
     public var eventFileDescriptors: [FileDescriptor] { descriptors.map(FileDescriptor.init(rawValue:)) }
+    /// How many vectors are wired (one eventfd each).
+    public var count: Int { descriptors.count }
     /// The raw eventfds, for the seam's calls.
     let descriptors: [Int32]
     let system: any SystemInterface
