@@ -76,8 +76,8 @@ extension MockKernel {
         static let commandSequenceError: UInt16 = 0x4000 | 0x0c
         /// SCT 1: Completion Queue Invalid, Invalid Queue Identifier, Invalid Queue Size.
         static let completionQueueInvalid: UInt16 = 1 << 8 | 0x00, invalidQueueIdentifier: UInt16 = 1 << 8 | 0x01, invalidQueueSize: UInt16 = 1 << 8 | 0x02
-        /// SCT 1: Invalid Interrupt Vector.
-        static let invalidInterruptVector: UInt16 = 1 << 8 | 0x08
+        /// SCT 1: Invalid Interrupt Vector, with DNR (QEMU 7.2's nvme_create_cq, hw/nvme/ctrl.c).
+        static let invalidInterruptVector: UInt16 = 0x4000 | 1 << 8 | 0x08
     }
 
     /// Makes the function at `address` an NVMe controller with one namespace (NSID 1) of

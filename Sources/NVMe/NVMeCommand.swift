@@ -87,6 +87,19 @@ public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
         doNotRetry = raw & 0x8000 != 0
     }
 
+    /// A status of `codeType` and `code`.
+    public init(codeType: UInt8, code: UInt8, doNotRetry: Bool = false) {
+        self.codeType = codeType
+        self.code = code
+        self.doNotRetry = doNotRetry
+    }
+
+    /// Command Aborted By Host (SCT 3, Path Related Status, SC 0x71): what the driver
+    /// reports for a command that was in flight when it reset the controller
+    /// (``NVMeController/resetController()``); the controller never completes it. Linux's
+    /// nvme driver reports the same status for the same case.
+    public static let abortedByHost = NVMeStatus(codeType: 3, code: 0x71)
+
     /// Whether the command succeeded.
     public var isSuccess: Bool { codeType == 0 && code == 0 }
 

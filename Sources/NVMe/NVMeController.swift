@@ -76,6 +76,8 @@ public final class NVMeController {
     struct WeakIOQueue { weak var queue: NVMeIOQueue? }
     /// How many I/O queue pairs the controller allocated (Set Features, Number of Queues).
     public private(set) var grantedIOQueues: Int?
+    /// How many were asked for, asked again after a controller reset.
+    private var requestedIOQueues: Int?
     /// The MSI-X vectors completion interrupts arrive on, once enabled.
     private(set) var interrupts: NVMeInterrupts?
     private var nextCommandID: UInt16 = 0
@@ -104,13 +106,19 @@ public final class NVMeController {
         guard let queues = NVMeQueuePair.make(id: 0, depth: depth, arena: arena) else { throw NVMeError.outOfDMAMemory }
         admin = queues
         try reset()
-        registers.write32(UInt32(depth - 1) | UInt32(depth - 1) << 16, at: Register.adminQueueAttributes)
+        try enable()
+        identity = try identifyController()
+    }
+
+    /// Gives the controller the admin queue (AQA, ASQ, ACQ) and enables it, then waits for
+    /// CSTS.RDY.
+    private func enable() throws {
+        registers.write32(UInt32(admin.depth - 1) | UInt32(admin.depth - 1) << 16, at: Register.adminQueueAttributes)
         registers.write64(admin.submission.iova.rawValue, at: Register.adminSubmissionQueue, halves: .lowFirst)
         registers.write64(admin.completion.iova.rawValue, at: Register.adminCompletionQueue, halves: .lowFirst)
         // CC: EN, NVM command set, 4 KiB pages, round robin, 64-byte SQ and 16-byte CQ entries.
         registers.write32(1 | 6 << 16 | 4 << 20, at: Register.configuration)
         try waitForStatus(ready: true)
-        identity = try identifyController()
     }
 
     /// The controller is quiesced, then disabled, before its queues' memory goes: commands
@@ -243,6 +251,7 @@ public final class NVMeController {
         let answer = try execute(command)
         let granted = Int(min(answer & 0xffff, answer >> 16)) + 1
         grantedIOQueues = granted
+        requestedIOQueues = count
         return granted
     }
 
@@ -252,7 +261,7 @@ public final class NVMeController {
     /// Once per controller; QEMU's nvme has 65 vectors.
     public func enableCompletionInterrupts(vectors count: Int) throws {
         guard interrupts == nil else { throw NVMeError.invalidRequest("completion interrupts are already enabled") }
-        interrupts = NVMeInterrupts(vectors: try device.enableInterrupts(.msix, count: count), count: count)
+        interrupts = NVMeInterrupts(vectors: try device.enableInterrupts(.msix, count: count))
     }
 
     /// Makes an I/O queue pair of `depth` entries (up to CAP.MQES + 1) with the lowest free
@@ -280,29 +289,35 @@ public final class NVMeController {
         let queueArena = DMAArena(region: try manager.makeRegion(length: length, backing: .exactly(.memfd)))
         guard let pair = NVMeQueuePair.make(id: id, depth: entries, arena: queueArena) else { throw NVMeError.outOfDMAMemory }
         let doorbells = try device.map(try device.region(0), offset: Register.doorbells, length: UInt64(Self.pageSize))
-        var completion = NVMeCommand(opcode: NVMeOpcode.createCompletionQueue)
-        completion.prp1 = pair.completion.iova.rawValue
-        completion.cdw10 = UInt32(id) | UInt32(entries - 1) << 16
-        // Physically contiguous; interrupts enabled (IEN) on the vector (IV) when one is given.
-        completion.cdw11 = 1 | (interruptVector.map { 2 | UInt32($0) << 16 } ?? 0)
-        _ = try execute(completion)
-        var submission = NVMeCommand(opcode: NVMeOpcode.createSubmissionQueue)
-        submission.prp1 = pair.submission.iova.rawValue
-        submission.cdw10 = UInt32(id) | UInt32(entries - 1) << 16
-        submission.cdw11 = 1 | UInt32(id) << 16  // physically contiguous, its own completion queue
-        do {
-            _ = try execute(submission)
-        } catch {
-            var delete = NVMeCommand(opcode: NVMeOpcode.deleteCompletionQueue)
-            delete.cdw10 = UInt32(id)
-            _ = try? execute(delete)
-            throw error
-        }
+        try createQueues(pair, interruptVector: interruptVector)
         let queue = NVMeIOQueue(id: id, pair: pair, arena: queueArena, doorbells: doorbells, doorbellStride: doorbellStride,
                                 maximumDataTransferShift: identity?.maximumDataTransferShift, timeoutNanoseconds: timeoutNanoseconds,
                                 interrupts: interruptVector.map { (interrupts!, $0) })
         ioQueues[id] = (queueArena, WeakIOQueue(queue: queue))
         return queue
+    }
+
+    /// Create I/O Completion Queue then Create I/O Submission Queue for `pair` (its id, depth
+    /// and memory); the completion queue is deleted again when the submission queue is refused.
+    private func createQueues(_ pair: NVMeQueuePair, interruptVector: Int?) throws {
+        var completion = NVMeCommand(opcode: NVMeOpcode.createCompletionQueue)
+        completion.prp1 = pair.completion.iova.rawValue
+        completion.cdw10 = UInt32(pair.id) | UInt32(pair.depth - 1) << 16
+        // Physically contiguous; interrupts enabled (IEN) on the vector (IV) when one is given.
+        completion.cdw11 = 1 | (interruptVector.map { 2 | UInt32($0) << 16 } ?? 0)
+        _ = try execute(completion)
+        var submission = NVMeCommand(opcode: NVMeOpcode.createSubmissionQueue)
+        submission.prp1 = pair.submission.iova.rawValue
+        submission.cdw10 = UInt32(pair.id) | UInt32(pair.depth - 1) << 16
+        submission.cdw11 = 1 | UInt32(pair.id) << 16  // physically contiguous, its own completion queue
+        do {
+            _ = try execute(submission)
+        } catch {
+            var delete = NVMeCommand(opcode: NVMeOpcode.deleteCompletionQueue)
+            delete.cdw10 = UInt32(pair.id)
+            _ = try? execute(delete)
+            throw error
+        }
     }
 
     /// Deletes `queue` in the controller (its submission queue, then its completion queue),
@@ -323,12 +338,93 @@ public final class NVMeController {
     /// first when a command times out) and returns whether it did (Completion Queue Entry
     /// DW0 bit 0 clear). A controller may decline; QEMU 7.2's nvme always does (its answer is
     /// "not aborted"), and refuses a queue it does not have (Invalid Field). When the command
-    /// still does not complete, a new bring-up (a new ``NVMeController`` on the device)
-    /// resets the controller.
+    /// still does not complete, ``resetController()`` is the next step;
+    /// ``recoverTimedOutCommand(_:on:_:)`` takes both steps.
     public func abort(commandID: UInt16, queue: NVMeIOQueue) throws -> Bool {
         var command = NVMeCommand(opcode: NVMeOpcode.abort)
         command.cdw10 = UInt32(queue.id) | UInt32(commandID) << 16
         return try execute(command) & 1 == 0
+    }
+
+    /// Controller reset, the last step of a driver's timeout handling: disables the
+    /// controller (CC.EN clear, then CSTS.RDY clear), which deletes every queue and drops
+    /// every command in flight, enables it again on the same admin queue, asks for the same
+    /// number of I/O queues (``requestIOQueues(_:)``) and creates every live I/O queue again
+    /// with its id, depth, memory and interrupt vector. The ``NVMeIOQueue`` objects stay
+    /// valid: the next reap of each reports the completions the controller had posted
+    /// before the reset with their status, then the commands it never completed as
+    /// ``NVMeStatus/abortedByHost``. No thread may use a queue during the call. Returns how
+    /// many commands were lost.
+    ///
+    /// On QEMU 7.2 call it with no command in flight: its nvme crashes (SIGSEGV) when it is
+    /// disabled with I/O in flight (seen in this project's VM lane); a real controller, and
+    /// MockKernel's, drop the commands.
+    ///
+    /// - Throws: the error of a step that failed; the controller is then left disabled or
+    ///   without queues, every queue refuses submissions, and a new ``NVMeController`` on the
+    ///   device is the way back.
+    @discardableResult
+    public func resetController() throws -> Int {
+        let live = ioQueues.sorted { $0.key < $1.key }.compactMap { $0.value.queue.queue }
+        // The memory of queues nobody holds any more goes with the controller's queues.
+        for (id, entry) in ioQueues where entry.queue.queue == nil { ioQueues[id] = nil }
+        do {
+            try reset()
+            var lost = 0
+            for queue in live { lost += queue.restartAfterControllerReset() }
+            admin.restart()
+            try enable()
+            if let requestedIOQueues { try requestIOQueues(requestedIOQueues) }
+            for queue in live { try createQueues(queue.pair, interruptVector: queue.interrupts?.vector) }
+            return lost
+        } catch {
+            for queue in live { queue.deleted = true }
+            ioQueues = [:]
+            throw error
+        }
+    }
+
+    /// What ``recoverTimedOutCommand(_:on:_:)`` did.
+    public enum TimeoutRecovery: Sendable, Equatable {
+        /// The command completed after all (before or while the abort was asked); its
+        /// completion went to the handler with its status.
+        case completed
+        /// The controller aborted it: its completion (Command Abort Requested) went to the handler.
+        case aborted
+        /// The controller declined the abort, or the command still did not complete: the
+        /// controller was reset (``resetController()``) with `lost` commands lost in all
+        /// queues; this queue's went to the handler as ``NVMeStatus/abortedByHost``.
+        case reset(lost: Int)
+    }
+
+    /// A driver's timeout handling for command `commandID` of `queue`, called by the thread
+    /// that owns the queue when the command is past its time: Abort
+    /// (``abort(commandID:queue:)``), then, when the controller declines or the command has
+    /// not completed within the controller's timeout, a controller reset
+    /// (``resetController()``). Completions reaped meanwhile on `queue`, the command's
+    /// included, go to `completed`. No other thread may use any queue during the call.
+    public func recoverTimedOutCommand(_ commandID: UInt16, on queue: NVMeIOQueue,
+                                       _ completed: (_ commandID: UInt16, _ status: NVMeStatus) -> Void) throws -> TimeoutRecovery {
+        var answer: NVMeStatus?
+        func reap() -> Bool {
+            queue.reapCompletions { id, status in
+                if id == commandID { answer = status }
+                completed(id, status)
+            }
+            return answer != nil
+        }
+        if reap() { return .completed }
+        // An Abort that fails (refused, or the admin queue does not answer) counts as declined.
+        if (try? abort(commandID: commandID, queue: queue)) == true {
+            if DeviceWait.until(timeout: timeoutNanoseconds, interval: 10_000, reap) {
+                return answer == NVMeStatus(codeType: 0, code: 0x07) ? .aborted : .completed
+            }
+        } else if reap() {
+            return .completed
+        }
+        let lost = try resetController()
+        _ = reap()
+        return .reset(lost: lost)
     }
 
     /// Delete I/O Submission Queue then Completion Queue `id`; its memory goes after.
@@ -439,18 +535,19 @@ public final class NVMeController {
     }
 }
 
-/// One submission queue and its completion queue, in DMA memory.
 /// The controller's completion interrupt vectors, shared by the queues that wait on them.
 final class NVMeInterrupts: Sendable {
     let vectors: InterruptVectors
-    let count: Int
 
-    init(vectors: consuming InterruptVectors, count: Int) {
+    /// How many vectors are wired.
+    var count: Int { vectors.count }
+
+    init(vectors: consuming InterruptVectors) {
         self.vectors = vectors
-        self.count = count
     }
 }
 
+/// One submission queue and its completion queue, in DMA memory.
 struct NVMeQueuePair {
     let id: UInt16
     let depth: Int
@@ -468,6 +565,14 @@ struct NVMeQueuePair {
         }
         unsafe completion.address.initializeMemory(as: UInt8.self, repeating: 0, count: depth * 16)
         return NVMeQueuePair(id: id, depth: depth, submission: submission, completion: completion)
+    }
+
+    /// Starts the queues over on the same memory: empty, phase 1, no completion posted.
+    mutating func restart() {
+        submissionTail = 0
+        completionHead = 0
+        phase = 1
+        unsafe completion.address.initializeMemory(as: UInt8.self, repeating: 0, count: depth * 16)
     }
 
     /// Stores `command` at the tail and returns the new tail (for the doorbell).

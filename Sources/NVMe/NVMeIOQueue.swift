@@ -35,6 +35,13 @@ public final class NVMeIOQueue: @unchecked Sendable {
     public private(set) var outstanding = 0
     /// Interrupts taken from the queue's vector by ``waitForCompletions(timeout:_:)``.
     public private(set) var interruptsTaken: UInt64 = 0
+    /// The command ids in flight, one bit each (8 KiB, made once): what a controller reset
+    /// reports as lost.
+    private var inFlight = [UInt64](repeating: 0, count: 1024)
+    /// What a controller reset left to report, by the next reap: the completions the
+    /// controller had posted and nobody had reaped yet, with their status, then the
+    /// commands it never completed, as ``NVMeStatus/abortedByHost``.
+    private var leftByReset: [(commandID: UInt16, status: NVMeStatus)] = []
 
     init(id: UInt16, pair: NVMeQueuePair, arena: DMAArena, doorbells: consuming MMIORegion, doorbellStride: UInt64,
          maximumDataTransferShift: UInt8?, timeoutNanoseconds: UInt64, interrupts: (vectors: NVMeInterrupts, vector: Int)?) {
@@ -91,6 +98,7 @@ public final class NVMeIOQueue: @unchecked Sendable {
         command.commandID = nextCommandID
         _ = pair.submit(command)
         outstanding += 1
+        inFlight[Int(nextCommandID >> 6)] |= 1 << UInt64(nextCommandID & 63)
         return command.commandID
     }
 
@@ -107,6 +115,7 @@ public final class NVMeIOQueue: @unchecked Sendable {
     public func reapCompletions(_ completed: (_ commandID: UInt16, _ status: NVMeStatus) -> Void) -> Int {
         var count = 0
         while let completion = pair.nextCompletion() {
+            inFlight[Int(completion.commandID >> 6)] &= ~(1 << UInt64(completion.commandID & 63))
             completed(completion.commandID, NVMeStatus(raw: completion.status))
             count += 1
         }
@@ -114,7 +123,37 @@ public final class NVMeIOQueue: @unchecked Sendable {
             outstanding -= count
             doorbells.writeDoorbell32(UInt32(pair.completionHead), at: completionDoorbell)
         }
+        if !leftByReset.isEmpty { count += reportLeftByReset(completed) }
         return count
+    }
+
+    /// Reports what a controller reset left (``leftByReset``).
+    private func reportLeftByReset(_ completed: (_ commandID: UInt16, _ status: NVMeStatus) -> Void) -> Int {
+        let left = leftByReset.count
+        for (commandID, status) in leftByReset { completed(commandID, status) }
+        leftByReset.removeAll()
+        outstanding -= left
+        return left
+    }
+
+    /// After the controller was disabled (every queue gone with it, every command in flight
+    /// dropped): the completions it had posted are kept with their status, the commands it
+    /// never completed are kept as lost, both for the next reap, and the queue starts over
+    /// empty on the same memory (tail, head and phase as new, the completion queue zeroed)
+    /// for the controller to create again.
+    func restartAfterControllerReset() -> Int {
+        while let completion = pair.nextCompletion() {
+            inFlight[Int(completion.commandID >> 6)] &= ~(1 << UInt64(completion.commandID & 63))
+            leftByReset.append((completion.commandID, NVMeStatus(raw: completion.status)))
+        }
+        let posted = leftByReset.count
+        for (word, bits) in inFlight.enumerated() where bits != 0 {
+            for bit in 0..<64 where bits & 1 << UInt64(bit) != 0 { leftByReset.append((UInt16(word * 64 + bit), .abortedByHost)) }
+            inFlight[word] = 0
+        }
+        pair.restart()
+        ringedTail = 0
+        return leftByReset.count - posted
     }
 
     /// Blocks (in `poll(2)` on the queue's MSI-X eventfd, not spinning) until the controller

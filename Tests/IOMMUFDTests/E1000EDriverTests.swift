@@ -53,13 +53,18 @@ struct E1000EDriverTests {
     /// Two ports joined back to back (`installE1000EPair`, 00:03.0 and 00:05.0) in one DMA
     /// context, each with rings of `ringSize`; stopped and checked for leaks after `body`.
     static func withPair(ringSize: Int, _ body: (_ transmitter: E1000E, _ listener: E1000E) throws -> Void) throws {
+        try withPair(ringSize: ringSize) { transmitter, listener, _ in try body(transmitter, listener) }
+    }
+
+    /// As above, with the two models' fault handles (the transmitter's, the listener's).
+    static func withPair(ringSize: Int, _ body: (_ transmitter: E1000E, _ listener: E1000E, _ faults: (MockE1000E, MockE1000E)) throws -> Void) throws {
         let second = "0000:00:05.0"
         var configuration = MockKernel.Configuration()
         configuration.addPCIDevice(.e1000e())
         configuration.addPCIDevice(.e1000e(address: second, group: 5))
         configuration.memlockLimit = nil
         let kernel = MockKernel(configuration: configuration)
-        kernel.installE1000EPair(address, second)
+        let faults = kernel.installE1000EPair(address, second)
         do {
             let context = try DMAContext(path: .only(.iommufdCdev), system: kernel)
             let sender = try context.claim(try PCIAddress(parsing: address)), receiver = try context.claim(try PCIAddress(parsing: second))
@@ -68,7 +73,7 @@ struct E1000EDriverTests {
             let manager = try DMAMemoryManager(addressSpace: context.addressSpace)
             let transmitter = try E1000E(sender.device, manager: manager, ringSize: ringSize, timeout: 2)
             let listener = try E1000E(receiver.device, manager: manager, ringSize: ringSize, timeout: 2)
-            try body(transmitter, listener)
+            try body(transmitter, listener, faults)
             transmitter.stop(); listener.stop()
         }
         #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
@@ -115,6 +120,67 @@ struct E1000EDriverTests {
             while listener.receive(count: 100, { frame in received.append(frame.loadUnaligned(fromByteOffset: 14, as: UInt32.self)) }) > 0 {}
             #expect(received == (0..<60).map { UInt32($0) }, "every frame once, in order, none missed")
             #expect(listener.statistics() == (received: 60, transmitted: 0, missed: 0))
+        }
+    }
+
+    /// Sends `count` frames numbered from `first` from `transmitter` and returns the numbers
+    /// `listener` received meanwhile (both polled until nothing more moves).
+    static func exchange(_ transmitter: E1000E, _ listener: E1000E, first: Int, count: Int) -> [UInt32] {
+        var sent = 0, received: [UInt32] = [], idle = 0
+        while idle < 3 {
+            let base = first + sent
+            let moved = transmitter.transmit(count: min(16, count - sent), length: 64) { index, frame in Self.frame(base + index, into: frame) }
+            sent += count > sent ? moved : 0
+            let arrived = listener.receive(count: 32) { frame in received.append(frame.loadUnaligned(fromByteOffset: 14, as: UInt32.self)) }
+            idle = sent == count && arrived == 0 ? idle + 1 : 0
+        }
+        return received
+    }
+
+    @Test("link status: up, full duplex, 1000 Mb/s after bring-up; with the link down STATUS says so and frames are lost both ways (GPTC still counts them); back up, they arrive again")
+    func linkStatus() throws {
+        try Self.withPair(ringSize: 32) { transmitter, listener, faults in
+            let up = E1000E.LinkStatus(isUp: true, isFullDuplex: true, megabitsPerSecond: 1000)
+            #expect(transmitter.linkStatus == up && listener.linkStatus == up)
+            faults.1.setLink(up: false)
+            #expect(listener.linkStatus.isUp == false && transmitter.linkStatus == up)
+            #expect(Self.exchange(transmitter, listener, first: 0, count: 20) == [], "nothing reaches a port whose link is down")
+            #expect(Self.exchange(listener, transmitter, first: 0, count: 20) == [], "nothing leaves it either")
+            #expect(transmitter.statistics().transmitted == 20 && listener.statistics() == (received: 0, transmitted: 20, missed: 0))
+            faults.1.setLink(up: true)
+            #expect(listener.linkStatus == up)
+            #expect(Self.exchange(transmitter, listener, first: 100, count: 20) == (100..<120).map { UInt32($0) })
+        }
+    }
+
+    @Test("frames lost on the way: 25 never arrive, the 40 sent after them arrive in order with the receiver's ring in step; the sender's GPTC counts all 75")
+    func lostFrames() throws {
+        try Self.withPair(ringSize: 16) { transmitter, listener, faults in
+            _ = Self.exchange(transmitter, listener, first: 0, count: 10)
+            faults.0.loseNextTransmittedFrames(count: 25)
+            #expect(Self.exchange(transmitter, listener, first: 10, count: 25) == [])
+            #expect(Self.exchange(transmitter, listener, first: 35, count: 40) == (35..<75).map { UInt32($0) })
+            #expect(transmitter.statistics().transmitted == 75 && listener.statistics().received == 50)
+        }
+    }
+
+    @Test("a stalled transmitter: transmit takes ring size - 1 frames and then none (nothing in flight is overwritten, nothing arrives); restarted, the NIC sends them all and they arrive in order")
+    func stalledTransmitter() throws {
+        try Self.withPair(ringSize: 16) { transmitter, listener, faults in
+            faults.0.stallTransmit(true)
+            var sent = 0
+            for _ in 0..<3 {
+                let base = sent
+                sent += transmitter.transmit(count: 8, length: 64) { index, frame in Self.frame(base + index, into: frame) }
+            }
+            #expect(sent == 15, "a 16-descriptor ring holds 15 frames the NIC has not sent")
+            #expect(transmitter.transmit(count: 8, length: 64) { _, _ in } == 0)
+            var received: [UInt32] = []
+            #expect(listener.receive(count: 32) { _ in } == 0, "nothing sent while stalled")
+            faults.0.stallTransmit(false)
+            while listener.receive(count: 32, { frame in received.append(frame.loadUnaligned(fromByteOffset: 14, as: UInt32.self)) }) > 0 {}
+            #expect(received == (0..<15).map { UInt32($0) })
+            #expect(Self.exchange(transmitter, listener, first: 15, count: 30) == (15..<45).map { UInt32($0) }, "the ring goes on after the hang")
         }
     }
 }

@@ -82,4 +82,37 @@ struct EduDriverTests {
         }
         #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
+
+    @Test("a DMA that never finishes and a factorial that never finishes time out; the next command works", arguments: paths)
+    func stalls(path: VFIODevice.Path) throws {
+        var configuration = MockKernel.Configuration()
+        configuration.addPCIDevice(.edu())
+        let kernel = MockKernel(configuration: configuration)
+        let faults = kernel.installEduModel("0000:00:02.0")
+        do {
+            let owned = try VFIOPCIDevice(try PCIAddress(parsing: "0000:00:02.0"), path: .only(path), system: kernel)
+            try owned.device.setBusMaster(true)
+            let edu = try EduDevice(owned.device, timeout: 0.05)
+            let memory = try kernel.mmap(address: nil, length: 4096, protection: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS, fd: -1, offset: 0)
+            let page = UnsafeMutableRawBufferPointer(start: memory, count: 4096)
+            for index in 0..<4096 { page[index] = UInt8(truncatingIfNeeded: index) }
+            let mapping = try owned.addressSpace.map(UnsafeRawBufferPointer(page), at: IOVA(0x10_0000))
+
+            faults.stallNextDMA()
+            #expect(throws: EduDevice.Failure.timedOut) { try edu.copyToDevice(from: mapping.iova, count: 256) }
+            try edu.copyToDevice(from: mapping.iova, count: 256)
+            page.initializeMemory(as: UInt8.self, repeating: 0)
+            try edu.copyToHost(to: mapping.iova, count: 256)
+            #expect((0..<256).allSatisfy { page[$0] == UInt8($0) }, "the DMA after the stall moved the bytes")
+
+            faults.stallNextFactorial()
+            #expect(throws: EduDevice.Failure.timedOut) { try edu.factorial(of: 6) }
+            #expect(try edu.factorial(of: 6) == 720)
+
+            try owned.device.setBusMaster(false)
+            try owned.addressSpace.unmap(mapping)
+            try kernel.munmap(memory, length: 4096)
+        }
+        #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
+    }
 }

@@ -61,10 +61,13 @@ extension HardwareSuite {
             try claimedReceiver.device.setBusMaster(false)
         }
 
-        @Test("two ports on a QEMU hub: 500 frames sent by one are exactly the 500 payloads the other receives, in order", arguments: paths)
+        @Test("two ports on a QEMU hub: link up, full duplex, 1000 Mb/s; 500 frames sent by one are exactly the 500 payloads the other receives, in order", arguments: paths)
         func twoPorts(path: VFIODevice.Path) throws {
             try Self.withPair(path, ringSize: 64) { transmitter, listener in
             #expect(transmitter.macAddress != listener.macAddress, "\(transmitter.macAddress) \(listener.macAddress)")
+            // The link as MockKernel's model reports it after bring-up.
+            let up = E1000E.LinkStatus(isUp: true, isFullDuplex: true, megabitsPerSecond: 1000)
+            #expect(transmitter.linkStatus == up && listener.linkStatus == up, "\(transmitter.linkStatus) \(listener.linkStatus)")
             _ = transmitter.statistics(); _ = listener.statistics()
             let total = 500
             var sent = 0, received: [UInt32] = [], echoed = 0
