@@ -583,6 +583,17 @@ struct NVMeQueuePair {
     }
 
     /// The next completion if its phase bit says the controller wrote it.
+    /// How many completions the controller has posted past the head (phase bits read, nothing taken).
+    func postedCompletions() -> Int {
+        var head = completionHead, expected = phase, posted = 0
+        while posted < depth, unsafe DeviceWrittenMemory.load16(completion.address + head * 16 + 14) & 1 == expected {
+            posted += 1
+            head += 1
+            if head == depth { head = 0; expected ^= 1 }
+        }
+        return posted
+    }
+
     mutating func nextCompletion() -> (dword0: UInt32, status: UInt16, commandID: UInt16)? {
         let entry = unsafe completion.address + completionHead * 16
         let status = unsafe DeviceWrittenMemory.load16(entry + 14)
