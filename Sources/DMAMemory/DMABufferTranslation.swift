@@ -108,7 +108,30 @@ public struct DMABufferTranslation: Sendable {
     /// is not the pool's.
     @inlinable @inline(__always)
     func admit(_ source: UnsafePointer<DMABufferAddress>, into addresses: UnsafeMutablePointer<UInt>, count: Int) -> Bool {
-        unsafe admitAll(count: count, { unsafe source[$0].bitPattern }, into: addresses)
+        guard oddInverse == 1 else { return unsafe admitAll(count: count, { unsafe source[$0].bitPattern }, into: addresses) }
+        // Four addresses at a time in 256-bit lanes, as `emit` writes them, whatever the
+        // caller's array alignment: the loop vectorizer's wider, alignment-peeled loop ran
+        // 1.6-2x slower on a burst array that is not cache-line aligned (iommufd-bench pool).
+        let from = UnsafeRawPointer(source), to = UnsafeMutableRawPointer(addresses)
+        let base = SIMD4<UInt>(repeating: baseAddress), end = SIMD4<UInt>(repeating: endAddress)
+        let lowMask = SIMD4<UInt>(repeating: (1 &<< strideShift) &- 1)
+        var bad = SIMD4<UInt>(repeating: 0)
+        var index = 0
+        while index &+ 4 <= count {
+            let value = unsafe from.loadUnaligned(fromByteOffset: index &* 8, as: SIMD4<UInt>.self)
+            let offset = value &- base
+            bad |= (offset | ~(value &- end)) & SIMD4(repeating: 1 &<< (UInt.bitWidth - 1)) | offset & lowMask
+            unsafe to.storeBytes(of: value, toByteOffset: index &* 8, as: SIMD4<UInt>.self)
+            index &+= 4
+        }
+        var tail: UInt = 0
+        while index < count {
+            let value = unsafe source[index].bitPattern
+            tail |= (outsideBits(value) & (1 &<< (UInt.bitWidth - 1))) | ((value &- baseAddress) & lowMask[0])
+            unsafe addresses[index] = value
+            index &+= 1
+        }
+        return (bad[0] | bad[1] | bad[2] | bad[3] | tail) == 0
     }
 
     /// Copies `count` addresses out of `address(index)` and checks, once for the whole burst,
@@ -142,9 +165,18 @@ public struct DMABufferTranslation: Sendable {
         return outside >> (UInt.bitWidth - 1) == 0 && lowBits == 0 && largestQuotient <= quotientLimit
     }
 
-    /// Copies `count` stored addresses out.
+    /// Copies `count` stored addresses out, in the 256-bit lanes `admit` reads them back in.
     @inlinable @inline(__always)
     func emit(_ addresses: UnsafePointer<UInt>, into destination: UnsafeMutablePointer<DMABufferAddress>, count: Int) {
-        unsafe UnsafeMutableRawPointer(destination).copyMemory(from: addresses, byteCount: count &* MemoryLayout<UInt>.stride)
+        let source = UnsafeRawPointer(addresses), target = UnsafeMutableRawPointer(destination)
+        var index = 0
+        while index &+ 4 <= count {
+            unsafe target.storeBytes(of: source.loadUnaligned(fromByteOffset: index &* 8, as: SIMD4<UInt64>.self), toByteOffset: index &* 8, as: SIMD4<UInt64>.self)
+            index &+= 4
+        }
+        while index < count {
+            unsafe target.storeBytes(of: source.load(fromByteOffset: index &* 8, as: UInt.self), toByteOffset: index &* 8, as: UInt.self)
+            index &+= 1
+        }
     }
 }

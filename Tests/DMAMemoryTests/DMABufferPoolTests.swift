@@ -144,12 +144,16 @@ struct DMABufferPoolTests {
                 let owned = translation.owns(DMABuffer(address: UnsafeMutableRawPointer(bitPattern: address)!, iova: IOVA(0), length: bufferSize))
                 if owned != expected { wrong.append(offset) }
             }
-            for index in 0..<9 { burst[index] = DMABufferAddress(bitPattern: base + UInt((index * 5 % count) * stride)) }
-            burst[4] = DMABufferAddress(bitPattern: address)
-            for index in 0..<9 { buffers[index] = DMABuffer(address: UnsafeMutableRawPointer(bitPattern: burst[index].bitPattern)!, iova: IOVA(0), length: bufferSize) }
-            let admitted = translation.admit(burst, into: &staged, count: 9)
-            let compressed = translation.compress(buffers, into: &staged, count: 9)
-            if admitted != expected || compressed != expected { wrongInBurst.append(offset) }
+            // At index 4 (in the vector loop of the address path) and 8 (in its scalar tail).
+            for position in [4, 8] {
+                for index in 0..<9 { burst[index] = DMABufferAddress(bitPattern: base + UInt((index * 5 % count) * stride)) }
+                burst[position] = DMABufferAddress(bitPattern: address)
+                for index in 0..<9 { buffers[index] = DMABuffer(address: UnsafeMutableRawPointer(bitPattern: burst[index].bitPattern)!, iova: IOVA(0), length: bufferSize) }
+                let admitted = translation.admit(burst, into: &staged, count: 9)
+                let compressed = translation.compress(buffers, into: &staged, count: 9)
+                if admitted != expected || compressed != expected { wrongInBurst.append(offset) }
+                if admitted && staged.map({ DMABufferAddress(bitPattern: $0) }) != burst { wrongInBurst.append(offset) }
+            }
         }
         #expect(wrong.count == 0, "offsets judged wrongly, the first: \(Array(wrong.prefix(8)))")
         #expect(wrongInBurst.count == 0, "offsets judged wrongly in a burst, the first: \(Array(wrongInBurst.prefix(8)))")
