@@ -50,10 +50,52 @@ extension MockKernel {
         /// Faults a test injected (``MockE1000E``).
         struct Faults { var linkDown = false; var framesToLose = 0; var transmitStalled = false }
         let faults = Mutex(Faults())
-        /// The kernel and the transmit engine, for a stalled engine restarted by the test.
-        let resume = Mutex<(@Sendable () -> Void)?>(nil)
+        /// The kernel, for a stalled engine restarted by the test.
+        let kernel = Mutex<WeakKernel?>(nil)
 
-        func resumeTransmit() { resume.withLock { $0 }?() }
+        func resumeTransmit() {
+            if let kernel = kernel.withLock({ $0?.kernel }) { transmit(kernel) }
+        }
+
+        /// The transmit engine: from TDH to the tail last written, unless a test stalled it.
+        func transmit(_ kernel: MockKernel) {
+            guard register(kernel, 0x0400) & 0x2 != 0 else { return }  // TCTL.EN
+            guard !faults.withLock({ $0.transmitStalled }) else { return }
+            let transmitBase = UInt64(register(kernel, 0x3800)) | UInt64(register(kernel, 0x3804)) << 32
+            let transmitCount = Int(register(kernel, 0x3808)) / 16
+            guard transmitCount > 0 else { return }
+            var head = Int(register(kernel, 0x3810))
+            let tail = Int(register(kernel, 0x3818)) % transmitCount
+            while head != tail {
+                let descriptor = transmitBase + UInt64(16 * head)
+                guard let bytes = kernel.pciDeviceRead(address, iova: descriptor, length: 16) else { break }
+                let bufferAddress = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                let length = Int(bytes[8]) | Int(bytes[9]) << 8
+                var packet = kernel.pciDeviceRead(address, iova: bufferAddress, length: length)
+                // TCTL.PSP pads short frames to 60 bytes (the FCS makes 64).
+                if register(kernel, 0x0400) & 0x8 != 0, let short = packet, short.count < 60 { packet = short + [UInt8](repeating: 0, count: 60 - short.count) }
+                // DD is written back only for a descriptor with RS (CMD bit 3), as QEMU 7.2's
+                // e1000e_txdesc_writeback (hw/net/e1000e_core.c) skips the others.
+                if bytes[11] & 0x08 != 0 { _ = kernel.pciDeviceWrite(address, iova: descriptor + 12, bytes: [bytes[12] | 1]) }
+                counters.withLock { $0.transmitted &+= 1 }
+                let lost = faults.withLock { faults in
+                    guard !faults.linkDown else { return true }
+                    guard faults.framesToLose > 0 else { return false }
+                    faults.framesToLose -= 1
+                    return true
+                }
+                if let packet, !lost {
+                    if (register(kernel, 0x0100) >> 6) & 3 == 1 {
+                        deliver(kernel, packet)
+                    } else if let peer = peer.withLock({ $0.model }) {
+                        peer.arrive(kernel, packet)
+                    }
+                }
+                head = (head + 1) % transmitCount
+                store(kernel, 0x3810, UInt32(head))
+            }
+        }
+
         /// The port at the other end of the cable (held weakly: the two refer to each other).
         struct Peer: Sendable { weak var model: E1000EModel? }
         let address: String
@@ -203,51 +245,10 @@ extension MockKernel {
             model.store(kernel, 0x0100, UInt32(truncatingIfNeeded: access.value))
             model.flush(kernel)
         }
-        // The transmit engine: from TDH to the tail last written, unless a test stalled it.
-        @Sendable func transmit(_ kernel: MockKernel) {
-            guard model.register(kernel, 0x0400) & 0x2 != 0 else { return }  // TCTL.EN
-            guard !model.faults.withLock({ $0.transmitStalled }) else { return }
-            let transmitBase = UInt64(model.register(kernel, 0x3800)) | UInt64(model.register(kernel, 0x3804)) << 32
-            let transmitCount = Int(model.register(kernel, 0x3808)) / 16
-            guard transmitCount > 0 else { return }
-            var head = Int(model.register(kernel, 0x3810))
-            let tail = Int(model.register(kernel, 0x3818)) % transmitCount
-            while head != tail {
-                let descriptor = transmitBase + UInt64(16 * head)
-                guard let bytes = kernel.pciDeviceRead(model.address, iova: descriptor, length: 16) else { break }
-                let bufferAddress = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                let length = Int(bytes[8]) | Int(bytes[9]) << 8
-                var packet = kernel.pciDeviceRead(model.address, iova: bufferAddress, length: length)
-                // TCTL.PSP pads short frames to 60 bytes (the FCS makes 64).
-                if model.register(kernel, 0x0400) & 0x8 != 0, let short = packet, short.count < 60 { packet = short + [UInt8](repeating: 0, count: 60 - short.count) }
-                // DD is written back only for a descriptor with RS (CMD bit 3), as QEMU 7.2's
-                // e1000e_txdesc_writeback (hw/net/e1000e_core.c) skips the others.
-                if bytes[11] & 0x08 != 0 { _ = kernel.pciDeviceWrite(model.address, iova: descriptor + 12, bytes: [bytes[12] | 1]) }
-                model.counters.withLock { $0.transmitted &+= 1 }
-                let lost = model.faults.withLock { faults in
-                    guard !faults.linkDown else { return true }
-                    guard faults.framesToLose > 0 else { return false }
-                    faults.framesToLose -= 1
-                    return true
-                }
-                if let packet, !lost {
-                    if (model.register(kernel, 0x0100) >> 6) & 3 == 1 {
-                        model.deliver(kernel, packet)
-                    } else if let peer = model.peer.withLock({ $0.model }) {
-                        peer.arrive(kernel, packet)
-                    }
-                }
-                head = (head + 1) % transmitCount
-                model.store(kernel, 0x3810, UInt32(head))
-            }
-        }
-        let kernel = WeakKernel(self)
-        model.resume.withLock { resume in
-            resume = { if let kernel = kernel.kernel { transmit(kernel) } }
-        }
+        model.kernel.withLock { $0 = WeakKernel(self) }
         onRegisterWrite(address, bar: 0, at: 0x3818) { kernel, access in
             model.store(kernel, 0x3818, UInt32(truncatingIfNeeded: access.value))
-            transmit(kernel)
+            model.transmit(kernel)
         }
         return model
     }

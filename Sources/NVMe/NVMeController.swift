@@ -356,9 +356,10 @@ public final class NVMeController {
     /// ``NVMeStatus/abortedByHost``. No thread may use a queue during the call. Returns how
     /// many commands were lost.
     ///
-    /// On QEMU 7.2 call it with no command in flight: its nvme crashes (SIGSEGV) when it is
-    /// disabled with I/O in flight (seen in this project's VM lane); a real controller, and
-    /// MockKernel's, drop the commands.
+    /// On QEMU 7.2 call it only when the controller has finished every command (completions
+    /// posted and not reaped yet are fine): its nvme crashes (SIGSEGV) when it is disabled
+    /// with a command it is still running (seen in this project's VM lane); a real
+    /// controller, and MockKernel's, drop such commands.
     ///
     /// - Throws: the error of a step that failed; the controller is then left disabled or
     ///   without queues, every queue refuses submissions, and a new ``NVMeController`` on the
@@ -417,7 +418,7 @@ public final class NVMeController {
         // An Abort that fails (refused, or the admin queue does not answer) counts as declined.
         if (try? abort(commandID: commandID, queue: queue)) == true {
             if DeviceWait.until(timeout: timeoutNanoseconds, interval: 10_000, reap) {
-                return answer == NVMeStatus(codeType: 0, code: 0x07) ? .aborted : .completed
+                return answer?.codeType == 0 && answer?.code == 0x07 ? .aborted : .completed  // Command Abort Requested
             }
         } else if reap() {
             return .completed
@@ -582,7 +583,6 @@ struct NVMeQueuePair {
         return submissionTail
     }
 
-    /// The next completion if its phase bit says the controller wrote it.
     /// How many completions the controller has posted past the head (phase bits read, nothing taken).
     func postedCompletions() -> Int {
         var head = completionHead, expected = phase, posted = 0
@@ -594,6 +594,7 @@ struct NVMeQueuePair {
         return posted
     }
 
+    /// The next completion if its phase bit says the controller wrote it.
     mutating func nextCompletion() -> (dword0: UInt32, status: UInt16, commandID: UInt16)? {
         let entry = unsafe completion.address + completionHead * 16
         let status = unsafe DeviceWrittenMemory.load16(entry + 14)

@@ -178,7 +178,7 @@ extension HardwareSuite {
                 // (it must have: it crashes when disabled with a command it is still running).
                 let unreaped = try (0..<4).map { index in try polled.submit(.read, namespace: 1, lba: lbas[index], blocks: 8, blockSize: 512, iova: inbound.iova) }
                 let postedBy = Date().addingTimeInterval(5)
-                while polled.pair.postedCompletions() < 4 && Date() < postedBy { usleep(1000) }
+                while polled.pair.postedCompletions() < 4 && Date() < postedBy { Thread.sleep(forTimeInterval: 0.001) }
                 #expect(polled.pair.postedCompletions() == 4)
                 #expect(try controller.resetController() == 0, "every command was complete")
                 var afterReset: [UInt16: NVMeStatus] = [:]
