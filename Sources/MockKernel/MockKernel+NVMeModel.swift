@@ -31,11 +31,19 @@ public final class MockNVMeController: Sendable {
 extension MockKernel {
     /// The model's state (queues, the namespace's blocks).
     fileprivate final class NVMeModel: Sendable {
-        struct SubmissionQueue { var base: UInt64; var depth: Int; var head: Int; var completionQueue: UInt16 }
+        struct SubmissionQueue {
+            var base: UInt64; var depth: Int; var head: Int; var completionQueue: UInt16
+            /// The tail the host last wrote to the queue's doorbell.
+            var tail = 0
+        }
         struct CompletionQueue {
             var base: UInt64; var depth: Int; var tail: Int; var phase: UInt16
             /// The MSI-X vector a posted completion signals (IEN set at creation), if any.
             var vector: Int? = nil
+            /// The head the host last wrote to the queue's doorbell: the controller posts
+            /// nothing while the queue is full ((tail + 1) % depth == head).
+            var head = 0
+            var isFull: Bool { (tail + 1) % depth == head }
         }
         struct State {
             var submissions: [UInt16: SubmissionQueue] = [:]
@@ -124,17 +132,31 @@ extension MockKernel {
         }
         onRegisterWrite(address, bar: 0, offsets: 0x1000..<0x2000) { kernel, access in
             let index = (access.offset - 0x1000) / 4
-            guard index % 2 == 0 else { return }  // a completion queue's head: nothing to do
-            Self.runSubmissions(kernel, address, model, queue: UInt16(index / 2), tail: Int(access.value))
+            let queue = UInt16(index / 2)
+            if index % 2 == 0 {
+                model.state.withLock { $0.submissions[queue]?.tail = Int(access.value) }
+                Self.runSubmissions(kernel, address, model, queue: queue)
+            } else {
+                // A completion queue's new head makes room: the submission queues that post
+                // to it go on (QEMU 7.2's nvme holds their completions while the queue is
+                // full and posts them after the head doorbell, hw/nvme/ctrl.c nvme_post_cqes).
+                let waiting = model.state.withLock { state -> [UInt16] in
+                    state.completions[queue]?.head = Int(access.value)
+                    return state.submissions.filter { $0.value.completionQueue == queue }.map(\.key).sorted()
+                }
+                for submission in waiting { Self.runSubmissions(kernel, address, model, queue: submission) }
+            }
         }
         return MockNVMeController(model)
     }
 
-    /// Runs a submission queue's entries up to `tail`, posting each completion.
-    fileprivate static func runSubmissions(_ kernel: MockKernel, _ address: String, _ model: NVMeModel, queue: UInt16, tail: Int) {
+    /// Runs a submission queue's entries up to the tail its doorbell was given, posting each
+    /// completion; stops while its completion queue is full.
+    fileprivate static func runSubmissions(_ kernel: MockKernel, _ address: String, _ model: NVMeModel, queue: UInt16) {
         while true {
             guard let (entryAddress, submission) = model.state.withLock({ state -> (UInt64, NVMeModel.SubmissionQueue)? in
-                guard let submission = state.submissions[queue], submission.head != tail % submission.depth else { return nil }
+                guard let submission = state.submissions[queue], submission.head != submission.tail % submission.depth else { return nil }
+                if let completion = state.completions[submission.completionQueue], completion.isFull { return nil }
                 return (submission.base + UInt64(submission.head * 64), submission)
             }) else { return }
             let command = kernel.pciDeviceRead(address, iova: entryAddress, length: 64) ?? [UInt8](repeating: 0, count: 64)

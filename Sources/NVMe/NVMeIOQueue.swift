@@ -10,8 +10,8 @@ import VFIO
 /// sharing anything but the controller's BAR mapping. One thread at a time per queue
 /// (hand a queue to the thread that will use it; it is `Sendable` for that hand-over only).
 ///
-/// Completions are polled by phase bit; the completion head doorbell is written once per
-/// reap; every submission is ordered after its entry's stores by the doorbell write's
+/// Completions are polled by phase bit; the completion head doorbell is written at most
+/// once per reap (on a polled queue, only once the controller needs the room); every submission is ordered after its entry's stores by the doorbell write's
 /// barrier. ``submit(_:namespace:lba:blocks:blockSize:iova:)`` allocates nothing.
 public final class NVMeIOQueue: @unchecked Sendable {
     /// The queue id (1 and up; 0 is the admin queue).
@@ -82,12 +82,22 @@ public final class NVMeIOQueue: @unchecked Sendable {
     /// (the write barrier before it orders their entries first).
     public func ringSubmissionDoorbell() {
         guard pair.submissionTail != ringedTail else { return }
+        // The completion queue must have room for every command in flight.
+        if unannouncedCompletions > 0 && outstanding + unannouncedCompletions >= pair.depth - 1 { announceCompletionHead() }
         ringedTail = pair.submissionTail
         doorbells.writeDoorbell32(UInt32(ringedTail), at: submissionDoorbell)
     }
 
     /// The tail the controller was last told.
     private var ringedTail = 0
+    /// Completions taken since the controller was last told the completion queue's head.
+    private var unannouncedCompletions = 0
+
+    /// Writes the completion queue's head doorbell.
+    private func announceCompletionHead() {
+        unannouncedCompletions = 0
+        doorbells.writeDoorbell32(UInt32(pair.completionHead), at: completionDoorbell)
+    }
 
     /// Stores `command` (its command id replaced by the queue's next) in the submission queue.
     private func enqueue(_ command: NVMeCommand) throws -> UInt16 {
@@ -110,7 +120,8 @@ public final class NVMeIOQueue: @unchecked Sendable {
     }
 
     /// Collects the completions the controller has posted, calling `completed` with each
-    /// command id and status, then writes the completion head doorbell once; returns how many.
+    /// command id and status, then writes the completion head doorbell at most once (a
+    /// polled queue defers it while the controller has room, see below); returns how many.
     @discardableResult
     public func reapCompletions(_ completed: (_ commandID: UInt16, _ status: NVMeStatus) -> Void) -> Int {
         var count = 0
@@ -121,7 +132,15 @@ public final class NVMeIOQueue: @unchecked Sendable {
         }
         if count > 0 {
             outstanding -= count
-            doorbells.writeDoorbell32(UInt32(pair.completionHead), at: completionDoorbell)
+            unannouncedCompletions += count
+            // A polled queue tells the controller its new head only when the controller
+            // could otherwise run out of room for what is in flight (at most depth - 1
+            // entries hold completions) or half the queue was taken: at queue depths well
+            // below the queue's size, one doorbell write every depth / 2 completions instead
+            // of one per reap. A queue on an interrupt vector tells it at once.
+            if interrupts != nil || outstanding + unannouncedCompletions >= pair.depth - 1 || 2 * unannouncedCompletions >= pair.depth {
+                announceCompletionHead()
+            }
         }
         if !leftByReset.isEmpty { count += reportLeftByReset(completed) }
         return count
@@ -153,6 +172,7 @@ public final class NVMeIOQueue: @unchecked Sendable {
         }
         pair.restart()
         ringedTail = 0
+        unannouncedCompletions = 0
         return leftByReset.count - posted
     }
 
