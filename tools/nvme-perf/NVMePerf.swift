@@ -30,6 +30,9 @@ struct NVMePerf: ParsableCommand {
     @Option(name: .customLong("io-size"), help: "Bytes per command: a multiple of the block size, at most 8192.")
     var ioSize = 4096
 
+    @Option(name: .customLong("io-queue-size"), help: "Entries in the I/O queue pair (more than the queue depth; default: the larger of 64 and the queue depth + 1).")
+    var ioQueueSize: Int?
+
     @Option(help: "Seconds measured.")
     var time = 5.0
 
@@ -64,6 +67,9 @@ struct NVMePerf: ParsableCommand {
         guard (1...1023).contains(queueDepth) else { throw ValidationError("--queue-depth is 1 to 1023") }
         guard ioSize > 0, ioSize <= 2 * NVMeController.pageSize else { throw ValidationError("--io-size is at most 8192 bytes") }
         guard time > 0, ramp >= 0 else { throw ValidationError("--time must be positive and --ramp not negative") }
+        if let ioQueueSize, ioQueueSize <= queueDepth || ioQueueSize > 1024 {
+            throw ValidationError("--io-queue-size is more than --queue-depth and at most 1024")
+        }
     }
 
     mutating func run() throws {
@@ -82,7 +88,7 @@ struct NVMePerf: ParsableCommand {
         guard ioSize % identity.blockSize == 0 else { throw ValidationError("--io-size must be a multiple of the block size (\(identity.blockSize))") }
         // A queue larger than the queue depth lets the driver tell the controller the
         // completion queue's head once per many completions rather than once per reap.
-        let queue = try controller.makeIOQueue(depth: max(queueDepth + 1, 64))
+        let queue = try controller.makeIOQueue(depth: ioQueueSize ?? max(queueDepth + 1, 64))
         let slot = (ioSize + NVMeController.pageSize - 1) / NVMeController.pageSize * NVMeController.pageSize
         let buffers = try manager.makeRegion(length: slot * queueDepth, backing: .exactly(.memfd))
         let workload = RandomIOWorkload(queue: queue, namespace: nsid, identity: identity, buffers: buffers.iova, buffersLength: buffers.length)
