@@ -77,21 +77,31 @@ public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
     public var codeType: UInt8
     /// Status Code.
     public var code: UInt8
-    /// Do Not Retry.
+    /// Do Not Retry (DNR): the same command would fail again.
     public var doNotRetry: Bool
+    /// More (M): the controller has more about the error in the Error Information log page.
+    public var more: Bool
+    /// Command Retry Delay (CRD): 0, or which of the controller's retry delay times (CRDT1-3
+    /// in Identify Controller) to wait before retrying.
+    public var retryDelay: UInt8
 
-    /// The status of a completion's bits 15:1 (`raw` is the 16-bit field, phase included).
+    /// The status of a completion's bits 15:1 (`raw` is the 16-bit field, phase included):
+    /// SC (8:1), SCT (11:9), CRD (13:12), M (14), DNR (15).
     public init(raw: UInt16) {
         code = UInt8(truncatingIfNeeded: raw >> 1)
         codeType = UInt8(truncatingIfNeeded: (raw >> 9) & 0x7)
+        retryDelay = UInt8(truncatingIfNeeded: (raw >> 12) & 0x3)
+        more = raw & 0x4000 != 0
         doNotRetry = raw & 0x8000 != 0
     }
 
     /// A status of `codeType` and `code`.
-    public init(codeType: UInt8, code: UInt8, doNotRetry: Bool = false) {
+    public init(codeType: UInt8, code: UInt8, doNotRetry: Bool = false, more: Bool = false, retryDelay: UInt8 = 0) {
         self.codeType = codeType
         self.code = code
         self.doNotRetry = doNotRetry
+        self.more = more
+        self.retryDelay = retryDelay
     }
 
     /// Command Aborted By Host (SCT 3, Path Related Status, SC 0x71): what the driver
@@ -104,5 +114,7 @@ public struct NVMeStatus: Sendable, Hashable, CustomStringConvertible {
     public var isSuccess: Bool { codeType == 0 && code == 0 }
 
     /// `SCT 0 SC 0x80` style.
-    public var description: String { "SCT \(codeType) SC 0x\(String(code, radix: 16))\(doNotRetry ? " DNR" : "")" }
+    public var description: String {
+        "SCT \(codeType) SC 0x\(String(code, radix: 16))\(retryDelay != 0 ? " CRD \(retryDelay)" : "")\(more ? " M" : "")\(doNotRetry ? " DNR" : "")"
+    }
 }

@@ -38,6 +38,16 @@ struct NVMeDriverTests {
         #expect(kernel.leaks.isEmpty, "leaked: \(kernel.leaks)")
     }
 
+    @Test("a completion's status field decodes bit by bit: phase (0), SC (8:1), SCT (11:9), CRD (13:12), M (14), DNR (15)")
+    func statusField() {
+        let unrecovered = NVMeStatus(raw: 1 | 0x81 << 1 | 2 << 9 | 1 << 12 | 1 << 14 | 1 << 15)
+        #expect(unrecovered == NVMeStatus(codeType: 2, code: 0x81, doNotRetry: true, more: true, retryDelay: 1))
+        #expect(unrecovered.description == "SCT 2 SC 0x81 CRD 1 M DNR" && !unrecovered.isSuccess)
+        #expect(NVMeStatus(raw: 1) == NVMeStatus(codeType: 0, code: 0) && NVMeStatus(raw: 1).isSuccess, "the phase bit is not the status")
+        #expect(NVMeStatus(raw: 0x71 << 1 | 3 << 9) == .abortedByHost)
+        #expect(NVMeStatus(raw: 3 << 12).retryDelay == 3 && NVMeStatus(raw: 3 << 12).isSuccess)
+    }
+
     @Test("bring-up and Identify: the controller's model, one namespace of 2048 blocks of 512 bytes, MDTS 5")
     func identify() throws {
         try Self.withController { controller, _ in
