@@ -98,7 +98,8 @@ extension MockKernel {
     /// Set Features Number of Queues (64
     /// pairs granted, refused with Command Sequence Error once a queue exists, as QEMU 7.2),
     /// Create/Delete I/O SQ and CQ (queue ids 1 to 64; a CQ with IEN signals its MSI-X vector,
-    /// below 65, after each completion it posts), Read, Write, Flush, Write Zeroes. Errors as a controller reports them: an unknown opcode, an invalid
+    /// below 65, after each completion it posts; nothing is posted into a full CQ until its
+    /// head doorbell makes room), Read, Write, Flush, Write Zeroes. Errors as a controller reports them: an unknown opcode, an invalid
     /// namespace, LBAs out of range, more than MDTS, a queue id or size refused, a data
     /// transfer the IOMMU blocks.
     @discardableResult
@@ -138,8 +139,10 @@ extension MockKernel {
                 Self.runSubmissions(kernel, address, model, queue: queue)
             } else {
                 // A completion queue's new head makes room: the submission queues that post
-                // to it go on (QEMU 7.2's nvme holds their completions while the queue is
-                // full and posts them after the head doorbell, hw/nvme/ctrl.c nvme_post_cqes).
+                // to it go on. QEMU 7.2's nvme runs their commands meanwhile and holds the
+                // completions until the head doorbell (hw/nvme/ctrl.c nvme_post_cqes); the
+                // model leaves the entries in the submission queue instead. Either way nothing
+                // is posted into a full queue, which is what a driver sees.
                 let waiting = model.state.withLock { state -> [UInt16] in
                     state.completions[queue]?.head = Int(access.value)
                     return state.submissions.filter { $0.value.completionQueue == queue }.map(\.key).sorted()

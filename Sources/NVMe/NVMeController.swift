@@ -579,7 +579,7 @@ struct NVMeQueuePair {
     /// Stores `command` at the tail and returns the new tail (for the doorbell).
     mutating func submit(_ command: NVMeCommand) -> Int {
         unsafe command.store(to: submission.address + submissionTail * 64)
-        submissionTail = (submissionTail + 1) % depth
+        submissionTail = submissionTail + 1 == depth ? 0 : submissionTail + 1  // no division per command
         return submissionTail
     }
 
