@@ -130,7 +130,7 @@ struct E1000EDriverTests {
         while idle < 3 {
             let base = first + sent
             let moved = transmitter.transmit(count: min(16, count - sent), length: 64) { index, frame in Self.frame(base + index, into: frame) }
-            sent += count > sent ? moved : 0
+            sent += moved
             let arrived = listener.receive(count: 32) { frame in received.append(frame.loadUnaligned(fromByteOffset: 14, as: UInt32.self)) }
             idle = sent == count && arrived == 0 ? idle + 1 : 0
         }

@@ -56,10 +56,8 @@ struct NVMeDriverTests {
             #expect(identity.namespaceCount == 1 && identity.maximumDataTransferShift == 5)
             #expect(try controller.identifyNamespace(1) == NVMeNamespaceIdentity(blockCount: 2048, blockSize: 512))
             #expect(try controller.activeNamespaces() == [1])
-            do { _ = try controller.identifyNamespace(2); Issue.record("namespace 2 answered") } catch let error as NVMeError {
-                guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
-                #expect(status.codeType == 0 && status.code == 0x0b, "Invalid Namespace or Format")
-            }
+            let refused = nvmeCommandFailure("Identify of namespace 2") { _ = try controller.identifyNamespace(2) }?.status
+            #expect(refused?.codeType == 0 && refused?.code == 0x0b, "Invalid Namespace or Format")
             try controller.shutdown()
         }
     }
@@ -92,13 +90,8 @@ struct NVMeDriverTests {
             let buffer = try #require(data.allocate(4096, alignment: 4096))
             #expect(throws: NVMeError.self) { try controller.read(namespace: 1, lba: 0, blocks: 1, blockSize: 512, into: buffer.iova) }
             try controller.createIOQueues(depth: 4)
-            do {
-                try controller.read(namespace: 1, lba: 2047, blocks: 2, blockSize: 512, into: buffer.iova)
-                Issue.record("read past the namespace")
-            } catch let error as NVMeError {
-                guard case .commandFailed(_, let status) = error else { Issue.record("\(error)"); return }
-                #expect(status.codeType == 0 && status.code == 0x80)
-            }
+            let past = nvmeCommandFailure("a read past the namespace") { try controller.read(namespace: 1, lba: 2047, blocks: 2, blockSize: 512, into: buffer.iova) }?.status
+            #expect(past?.codeType == 0 && past?.code == 0x80)
             #expect(throws: NVMeError.self) { try controller.read(namespace: 1, lba: 0, blocks: 512, blockSize: 512, into: buffer.iova) }
             // The queue wraps (depth 4) and keeps its phase right.
             for lba in 0..<10 { try controller.read(namespace: 1, lba: UInt64(lba), blocks: 1, blockSize: 512, into: buffer.iova) }
@@ -149,13 +142,8 @@ struct NVMeDriverTests {
             try controller.createIOQueues(depth: 8)
             let buffer = try #require(data.allocate(4096, alignment: 4096))
             faults.failNextIO(codeType: 2, code: 0x81)
-            do {
-                try controller.read(namespace: 1, lba: 0, blocks: 8, blockSize: 512, into: buffer.iova)
-                Issue.record("the injected media error did not surface")
-            } catch let error as NVMeError {
-                guard case .commandFailed(let opcode, let status) = error else { Issue.record("\(error)"); return }
-                #expect(opcode == NVMeOpcode.read && status.codeType == 2 && status.code == 0x81)
-            }
+            let media = nvmeCommandFailure("the read with an injected media error") { try controller.read(namespace: 1, lba: 0, blocks: 8, blockSize: 512, into: buffer.iova) }
+            #expect(media?.opcode == NVMeOpcode.read && media?.status.codeType == 2 && media?.status.code == 0x81)
             try controller.read(namespace: 1, lba: 0, blocks: 8, blockSize: 512, into: buffer.iova)
 
             faults.dropNextIO()
